@@ -1,0 +1,752 @@
+//! The campaign file: one TOML file describes one campaign.
+//!
+//! Parsing happens in two steps, as ripgrep and just do: serde reads the file into
+//! raw sections (which catches unknown keys, wrong types and missing keys with their
+//! line and column), then [`Campaign::load`] turns them into a validated [`Campaign`]
+//! whose every remaining problem is reported before anything is read or sent.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::phone::DefaultRegion;
+use crate::template::{PlaceholderKey, Template};
+
+pub const DEFAULT_API_VERSION: &str = "v23.0";
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
+pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
+/// Meta's default throughput for a business phone number.
+pub const DEFAULT_RATE_PER_SECOND: u32 = 80;
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Meta's highest throughput tier for one number; a higher rate is a typo.
+pub const MAX_RATE_PER_SECOND: u32 = 1000;
+
+/// A problem in the campaign file, located where the file allows it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CampaignError {
+    #[error("cannot read campaign file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Malformed TOML, an unknown key, a wrong type or a missing key; toml's message
+    /// already names the line, the column and what was expected.
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// What the messages are for; it is also the consent purpose they need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Marketing,
+    Utility,
+    Authentication,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Marketing => "marketing",
+            Category::Utility => "utility",
+            Category::Authentication => "authentication",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text encoding of the contacts file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Encoding {
+    #[default]
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    /// What Excel writes for "CSV" in most Western locales.
+    #[serde(rename = "windows-1252", alias = "cp1252", alias = "latin1")]
+    Windows1252,
+}
+
+/// Where a placeholder's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// A CSV column, with an optional default for empty cells.
+    Column {
+        column: String,
+        default: Option<String>,
+    },
+    /// The same value for every contact.
+    Fixed(String),
+}
+
+/// The contacts file and how to read it.
+#[derive(Debug, Clone)]
+pub struct ContactsSource {
+    pub path: PathBuf,
+    pub phone_column: String,
+    /// `None`: detect `,` `;` or tab from the header line.
+    pub delimiter: Option<u8>,
+    pub encoding: Encoding,
+    pub default_region: Option<DefaultRegion>,
+}
+
+/// The approved template and how each placeholder is filled.
+#[derive(Debug, Clone)]
+pub struct TemplateSpec {
+    pub name: String,
+    pub language: String,
+    pub body: Template,
+    /// One source per placeholder, in [`Template::placeholders`] order.
+    pub sources: Vec<ValueSource>,
+}
+
+/// Credentials: never a literal, always where to find one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The environment variable holding the secret.
+    pub env: String,
+    /// A file holding the secret, readable by its owner only; used when set.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    CloudApi {
+        phone_number_id: String,
+        api_version: String,
+        base_url: String,
+        token: SecretRef,
+    },
+    Simulator(SimulatorConfig),
+}
+
+impl ProviderConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderConfig::CloudApi { .. } => "cloud_api",
+            ProviderConfig::Simulator(_) => "simulator",
+        }
+    }
+}
+
+/// The built-in simulator's behaviour: seeded, so a run is repeatable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatorConfig {
+    pub seed: u64,
+    /// Typical answer time; each reply varies around it.
+    pub latency_ms: u64,
+    /// Share of recipients whose number is not on WhatsApp (131026).
+    pub undeliverable_rate: f64,
+    /// Share of recipients who stopped marketing messages (131050).
+    pub opt_out_rate: f64,
+    /// Answer 429 to this many requests in a row once, to show throttling.
+    pub throttle_burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sending {
+    pub rate_per_second: u32,
+    pub concurrency: usize,
+}
+
+/// A validated campaign.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub file: PathBuf,
+    pub id: String,
+    pub description: Option<String>,
+    pub category: Category,
+    pub contacts: ContactsSource,
+    pub template: TemplateSpec,
+    pub provider: ProviderConfig,
+    pub sending: Sending,
+}
+
+// ---- the file as serde reads it ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    campaign: RawCampaign,
+    template: RawTemplate,
+    provider: RawProvider,
+    #[serde(default)]
+    sending: RawSending,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    id: Option<Spanned<String>>,
+    description: Option<String>,
+    category: Category,
+    contacts: Spanned<String>,
+    phone_column: Spanned<String>,
+    default_region: Option<Spanned<String>>,
+    delimiter: Option<Spanned<String>>,
+    #[serde(default)]
+    encoding: Encoding,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    name: Spanned<String>,
+    language: Spanned<String>,
+    body: Spanned<String>,
+    #[serde(default)]
+    variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariable {
+    column: Option<String>,
+    value: Option<String>,
+    default: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: Spanned<String>,
+    phone_number_id: Option<Spanned<String>>,
+    api_version: Option<String>,
+    base_url: Option<Spanned<String>>,
+    token_env: Option<String>,
+    token_file: Option<String>,
+    // Declared only so a secret pasted into the file gets a tailored error.
+    token: Option<Spanned<toml::Value>>,
+    access_token: Option<Spanned<toml::Value>>,
+    // simulator
+    seed: Option<u64>,
+    latency_ms: Option<u64>,
+    undeliverable_rate: Option<Spanned<f64>>,
+    opt_out_rate: Option<Spanned<f64>>,
+    throttle_burst: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSending {
+    rate_per_second: Option<Spanned<u32>>,
+    concurrency: Option<Spanned<usize>>,
+}
+
+impl Campaign {
+    /// Reads and validates a campaign file. Relative paths inside it are resolved
+    /// against the file's own directory.
+    pub fn load(path: &Path) -> Result<Campaign, CampaignError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates campaign text as if it were read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Campaign, CampaignError> {
+        let shown = path.display().to_string();
+        let raw: RawFile = toml::from_str(text).map_err(|e| CampaignError::Syntax {
+            path: shown.clone(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            CampaignError::Invalid {
+                path: shown.clone(),
+                line,
+                column,
+                message,
+            }
+        };
+        let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
+
+        let id = match &raw.campaign.id {
+            Some(id) => {
+                validate_id(id.get_ref())
+                    .map_err(|m| at(id.span(), format!("campaign.id: {m}")))?;
+                id.get_ref().clone()
+            }
+            None => {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                validate_id(&stem).map_err(|m| {
+                    at(
+                        0..0,
+                        format!(
+                            "the file name gives the campaign id `{stem}`, but {m}; set campaign.id"
+                        ),
+                    )
+                })?;
+                stem
+            }
+        };
+
+        let default_region = raw
+            .campaign
+            .default_region
+            .as_ref()
+            .map(|r| {
+                r.get_ref()
+                    .parse::<DefaultRegion>()
+                    .map_err(|m| at(r.span(), format!("campaign.default_region: {m}")))
+            })
+            .transpose()?;
+        let delimiter = raw
+            .campaign
+            .delimiter
+            .as_ref()
+            .map(|d| {
+                parse_delimiter(d.get_ref()).ok_or_else(|| {
+                    at(
+                        d.span(),
+                        format!(
+                            "campaign.delimiter: `{}` is not a delimiter; use \",\", \";\", \"\\t\" or \"|\"",
+                            d.get_ref()
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        let phone_column = raw.campaign.phone_column.get_ref().trim().to_owned();
+        if phone_column.is_empty() {
+            return Err(at(
+                raw.campaign.phone_column.span(),
+                "campaign.phone_column is empty; name the CSV column that holds phone numbers"
+                    .into(),
+            ));
+        }
+        let contacts = ContactsSource {
+            path: base_dir.join(raw.campaign.contacts.get_ref()),
+            phone_column,
+            delimiter,
+            encoding: raw.campaign.encoding,
+            default_region,
+        };
+
+        let template = build_template(&raw.template, &at)?;
+        let provider = build_provider(&raw.provider, base_dir, &at)?;
+        let sending = build_sending(&raw.sending, &at)?;
+
+        Ok(Campaign {
+            file: path.to_path_buf(),
+            id,
+            description: raw.campaign.description,
+            category: raw.campaign.category,
+            contacts,
+            template,
+            provider,
+            sending,
+        })
+    }
+
+    /// The consent purpose this campaign needs: authentication messages count as utility.
+    pub fn purpose(&self) -> &'static str {
+        match self.category {
+            Category::Marketing => "marketing",
+            Category::Utility | Category::Authentication => "utility",
+        }
+    }
+
+    /// A digest of everything that decides what a recipient receives. The journal
+    /// refuses to continue a campaign id whose content changed, since recipients
+    /// already served got the old message.
+    pub fn content_fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |s: &str| {
+            hasher.update((s.len() as u64).to_le_bytes());
+            hasher.update(s.as_bytes());
+        };
+        field(&self.template.name);
+        field(&self.template.language);
+        field(
+            &self.template.body.render(
+                &self
+                    .template
+                    .body
+                    .placeholders()
+                    .iter()
+                    .map(PlaceholderKey::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        field(self.category.as_str());
+        for source in &self.template.sources {
+            match source {
+                ValueSource::Column { column, default } => {
+                    field("column");
+                    field(column);
+                    field(default.as_deref().unwrap_or("\u{0}none"));
+                }
+                ValueSource::Fixed(value) => {
+                    field("value");
+                    field(value);
+                }
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+type Locate<'a> = dyn Fn(std::ops::Range<usize>, String) -> CampaignError + 'a;
+
+fn build_template(raw: &RawTemplate, at: &Locate<'_>) -> Result<TemplateSpec, CampaignError> {
+    let name = raw.name.get_ref().trim();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(at(
+            raw.name.span(),
+            format!(
+                "template.name `{name}`: approved template names use lowercase letters, digits and underscores"
+            ),
+        ));
+    }
+    let language = raw.language.get_ref().trim();
+    let valid_language = matches!(language.len(), 2 | 3 | 5 | 6)
+        && language
+            .split('_')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphabetic()));
+    if !valid_language {
+        return Err(at(
+            raw.language.span(),
+            format!(
+                "template.language `{language}`: use the template's language code, e.g. \"es_MX\", \"en_US\" or \"pt_BR\""
+            ),
+        ));
+    }
+    let body = Template::parse(raw.body.get_ref())
+        .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
+
+    let mut sources = Vec::with_capacity(body.placeholders().len());
+    for key in body.placeholders() {
+        let wanted = key.as_variable_name();
+        let Some((_, variable)) = raw.variables.iter().find(|(k, _)| *k.get_ref() == wanted) else {
+            return Err(at(
+                raw.body.span(),
+                format!(
+                    "template.body uses {key} but [template.variables] has no `{wanted}`; add \
+                     `\"{wanted}\" = {{ column = \"...\" }}` or `{{ value = \"...\" }}`"
+                ),
+            ));
+        };
+        let v = variable.get_ref();
+        let source = match (&v.column, &v.value, &v.default) {
+            (Some(column), None, default) if !column.trim().is_empty() => ValueSource::Column {
+                column: column.trim().to_owned(),
+                default: default.clone(),
+            },
+            (None, Some(value), None) => ValueSource::Fixed(value.clone()),
+            _ => {
+                return Err(at(
+                    variable.span(),
+                    format!(
+                        "template.variables.{wanted}: give either `column` (with an optional \
+                         `default` for empty cells) or `value`"
+                    ),
+                ));
+            }
+        };
+        sources.push(source);
+    }
+    if let Some((unused, _)) = raw.variables.iter().find(|(k, _)| {
+        !body
+            .placeholders()
+            .iter()
+            .any(|p| p.as_variable_name() == *k.get_ref())
+    }) {
+        return Err(at(
+            unused.span(),
+            format!(
+                "template.variables.{}: the body has no placeholder {{{{{}}}}}; remove it or use it in the body",
+                unused.get_ref(),
+                unused.get_ref()
+            ),
+        ));
+    }
+    Ok(TemplateSpec {
+        name: name.to_owned(),
+        language: language.to_owned(),
+        body,
+        sources,
+    })
+}
+
+fn build_provider(
+    raw: &RawProvider,
+    base_dir: &Path,
+    at: &Locate<'_>,
+) -> Result<ProviderConfig, CampaignError> {
+    if let Some(secret) = raw.token.as_ref().or(raw.access_token.as_ref()) {
+        return Err(at(
+            secret.span(),
+            "a token does not belong in the campaign file (it would end up in version control \
+             and backups); put it in the environment variable named by provider.token_env \
+             (default WHATSAPP_TOKEN) or in a file readable only by you, named by provider.token_file"
+                .into(),
+        ));
+    }
+    let secret = |default_env: &str| SecretRef {
+        env: raw
+            .token_env
+            .clone()
+            .unwrap_or_else(|| default_env.to_owned()),
+        file: raw.token_file.as_ref().map(|f| base_dir.join(f)),
+    };
+    match raw.kind.get_ref().as_str() {
+        "cloud_api" => {
+            let phone_number_id = raw.phone_number_id.as_ref().ok_or_else(|| {
+                at(
+                    raw.kind.span(),
+                    "provider.phone_number_id is required for cloud_api: the ID of your business \
+                     phone number in WhatsApp Manager (not the phone number itself)"
+                        .into(),
+                )
+            })?;
+            let id = phone_number_id.get_ref().trim();
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(at(
+                    phone_number_id.span(),
+                    format!(
+                        "provider.phone_number_id `{id}`: expected the numeric phone number ID from WhatsApp Manager"
+                    ),
+                ));
+            }
+            let base_url = match &raw.base_url {
+                Some(url) => validate_url(url, at)?,
+                None => DEFAULT_GRAPH_URL.to_owned(),
+            };
+            Ok(ProviderConfig::CloudApi {
+                phone_number_id: id.to_owned(),
+                api_version: raw
+                    .api_version
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned()),
+                base_url,
+                token: secret("WHATSAPP_TOKEN"),
+            })
+        }
+        "simulator" => {
+            let rate = |r: &Option<Spanned<f64>>, name: &str, default: f64| match r {
+                Some(r) if !(0.0..=1.0).contains(r.get_ref()) => Err(at(
+                    r.span(),
+                    format!("provider.{name} must be a share between 0.0 and 1.0"),
+                )),
+                Some(r) => Ok(*r.get_ref()),
+                None => Ok(default),
+            };
+            Ok(ProviderConfig::Simulator(SimulatorConfig {
+                seed: raw.seed.unwrap_or(42),
+                latency_ms: raw.latency_ms.unwrap_or(120),
+                undeliverable_rate: rate(&raw.undeliverable_rate, "undeliverable_rate", 0.02)?,
+                opt_out_rate: rate(&raw.opt_out_rate, "opt_out_rate", 0.01)?,
+                throttle_burst: raw.throttle_burst.unwrap_or(0),
+            }))
+        }
+        other => Err(at(
+            raw.kind.span(),
+            format!("provider.kind `{other}`: expected \"cloud_api\" or \"simulator\""),
+        )),
+    }
+}
+
+fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignError> {
+    let rate_per_second = match &raw.rate_per_second {
+        Some(r) if !(1..=MAX_RATE_PER_SECOND).contains(r.get_ref()) => {
+            return Err(at(
+                r.span(),
+                format!(
+                    "sending.rate_per_second must be between 1 and {MAX_RATE_PER_SECOND} (Meta's highest tier per number)"
+                ),
+            ));
+        }
+        Some(r) => *r.get_ref(),
+        None => DEFAULT_RATE_PER_SECOND,
+    };
+    let concurrency = match &raw.concurrency {
+        Some(c) if !(1..=1024).contains(c.get_ref()) => {
+            return Err(at(
+                c.span(),
+                "sending.concurrency must be between 1 and 1024".into(),
+            ));
+        }
+        Some(c) => *c.get_ref(),
+        None => DEFAULT_CONCURRENCY,
+    };
+    Ok(Sending {
+        rate_per_second,
+        concurrency,
+    })
+}
+
+fn validate_url(url: &Spanned<String>, at: &Locate<'_>) -> Result<String, CampaignError> {
+    let value = url.get_ref().trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(value).map_err(|e| {
+        at(
+            url.span(),
+            format!("provider.base_url `{value}` is not a URL: {e}"),
+        )
+    })?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(at(
+            url.span(),
+            format!("provider.base_url `{value}`: use an https:// URL"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 100 {
+        return Err("a campaign id is 1 to 100 characters".into());
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "`{id}` may use only letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_delimiter(text: &str) -> Option<u8> {
+    match text {
+        "," => Some(b','),
+        ";" => Some(b';'),
+        "\t" | "\\t" | "tab" => Some(b'\t'),
+        "|" => Some(b'|'),
+        _ => None,
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[campaign]
+description = "Reminders"
+category = "utility"
+contacts = "contacts.csv"
+phone_column = "phone"
+default_region = "MX"
+
+[template]
+name = "appointment_reminder"
+language = "es_MX"
+body = "Hola {{1}}, tu cita es el {{2}}."
+
+[template.variables]
+"1" = { column = "name", default = "cliente" }
+"2" = { column = "date" }
+
+[provider]
+kind = "cloud_api"
+phone_number_id = "106540352242922"
+"#;
+
+    fn parse(text: &str) -> Result<Campaign, CampaignError> {
+        Campaign::parse(text, Path::new("dir/reminder-nov.toml"))
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.id, "reminder-nov");
+        assert_eq!(c.contacts.path, Path::new("dir/contacts.csv"));
+        assert_eq!(c.sending.rate_per_second, 80);
+        assert_eq!(c.purpose(), "utility");
+        let ProviderConfig::CloudApi {
+            api_version,
+            base_url,
+            token,
+            ..
+        } = &c.provider
+        else {
+            panic!("cloud_api expected")
+        };
+        assert_eq!(api_version, "v23.0");
+        assert_eq!(base_url, DEFAULT_GRAPH_URL);
+        assert_eq!(token.env, "WHATSAPP_TOKEN");
+        assert_eq!(
+            c.template.sources[0],
+            ValueSource::Column {
+                column: "name".into(),
+                default: Some("cliente".into())
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        let text = GOOD.replace("category =", "colour = \"red\"\ncategory =");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 4, column 1"), "{err}");
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn a_literal_token_is_refused_with_where_it_goes() {
+        let text = format!("{GOOD}token = \"EAAG-secret-value\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("dir/reminder-nov.toml:21:9:"), "{err}");
+        assert!(err.contains("WHATSAPP_TOKEN"), "{err}");
+        assert!(
+            !err.contains("EAAG-secret-value"),
+            "the secret must not be echoed"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_without_a_source_is_an_error() {
+        let text = GOOD.replace("\"2\" = { column = \"date\" }", "");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("uses {{2}} but [template.variables] has no `2`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_changed_mapping_changes_the_fingerprint() {
+        let a = parse(GOOD).unwrap().content_fingerprint();
+        let b = parse(&GOOD.replace("default = \"cliente\"", "default = \"amigo\""))
+            .unwrap()
+            .content_fingerprint();
+        assert_ne!(a, b);
+        assert_eq!(a, parse(GOOD).unwrap().content_fingerprint());
+    }
+}

@@ -1,0 +1,88 @@
+//! The command line: global options and the subcommands. Parsing does no I/O; each
+//! command turns its arguments into a validated plan before it acts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::exit_codes;
+use crate::ui::ColorChoice;
+
+const ABOUT: &str = "Consent-first WhatsApp bulk campaigns";
+
+const LONG_ABOUT: &str = "\
+Consent-first WhatsApp bulk campaigns.
+
+Sends approved template messages, filled with per-contact values, to the contacts of a
+CSV file who opted in, through Meta's Cloud API or the built-in simulator. Contacts
+without an opt-in, with an opt-out, with an invalid number or a missing value are left
+out with a reason. Sends are rate-limited and journaled, so a crash, a kill or a re-run
+never messages anyone twice.";
+
+const EXAMPLES: &str = "\
+Examples:
+  wacampaign check campaigns/appointment-reminder.toml
+  wacampaign preview campaigns/promotion.toml --limit 5
+  wacampaign --db ops.db consent import optins.csv --purpose marketing --method web_form
+  wacampaign send campaigns/demo.toml --yes
+
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wacampaign",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = format!("{EXAMPLES}{}", exit_codes::HELP),
+    propagate_version = true,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// SQLite database holding the consent ledger and the send journal.
+    #[arg(
+        long,
+        global = true,
+        env = "WACAMPAIGN_DB",
+        default_value = "wacampaign.db",
+        value_name = "PATH"
+    )]
+    pub db: PathBuf,
+    /// Print machine-readable JSON Lines on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors and warnings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail; repeat for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// When to use color; NO_COLOR in the environment turns `auto` off.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, env = "WACAMPAIGN_COLOR", value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Check(cmd::check::Args),
+    Preview(cmd::preview::Args),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,74 @@
+//! `wacampaign check`: validate a campaign and print its plan.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::campaign::Campaign;
+use crate::cmd::Context;
+use crate::exit_codes::Exit;
+use crate::plan::{NoGate, PlanItem, Planner};
+use crate::report::{CheckReport, ExcludedWriter};
+use crate::ui::json_line;
+
+/// Validate a campaign and print who will receive it and who is left out.
+///
+/// Reads the campaign file and every row of its contacts file, and reports how many
+/// contacts are eligible and how many are excluded, by reason. Nothing is sent and
+/// the journal is not touched. Exits 0 when the campaign is valid, even with excluded
+/// rows, and 2 when it is not.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  wacampaign check campaigns/appointment-reminder.toml
+  wacampaign check campaigns/promotion.toml --excluded excluded.csv
+  wacampaign check campaigns/promotion.toml --json | jq .data.eligible")]
+pub struct Args {
+    /// The campaign file (TOML).
+    #[arg(value_name = "CAMPAIGN.toml")]
+    pub campaign: PathBuf,
+    /// Write every excluded row, with its line and reason, to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub excluded: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
+    let campaign = Campaign::load(&args.campaign)?;
+    let planner = Planner::new(&campaign, &NoGate)?;
+    let contacts_file = planner.contacts_path().to_owned();
+    let mut excluded_out = args
+        .excluded
+        .as_deref()
+        .map(|path| {
+            ExcludedWriter::create(path).with_context(|| format!("creating {}", path.display()))
+        })
+        .transpose()?;
+    let mut write_error = None;
+    let stats = planner.run(|item| {
+        if let (PlanItem::Excluded(excluded), Some(out)) = (&item, excluded_out.as_mut())
+            && let Err(e) = out.write(excluded)
+        {
+            write_error.get_or_insert(e);
+        }
+    })?;
+    if let Some(path) = &args.excluded {
+        let finished = match (write_error, excluded_out) {
+            (Some(e), _) => Err(e),
+            (None, Some(out)) => out.finish(),
+            (None, None) => Ok(()),
+        };
+        finished.with_context(|| format!("writing {}", path.display()))?;
+    }
+    let report = CheckReport::new(
+        &campaign,
+        &contacts_file,
+        stats,
+        campaign.sending.rate_per_second,
+    );
+    if ctx.ui.json {
+        json_line("check", &report)?;
+    } else {
+        print!("{}", report.render(&ctx.ui));
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,153 @@
+//! `wacampaign preview`: the message exactly as customers will read it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+
+use crate::campaign::Campaign;
+use crate::cmd::Context;
+use crate::exit_codes::Exit;
+use crate::phone::E164;
+use crate::plan::{NoGate, PlanItem, Planner, Recipient};
+use crate::provider::cloud_api;
+use crate::ui::json_line;
+
+/// Show the rendered message for the first eligible contacts, or for one contact.
+///
+/// `--payload` prints the exact JSON request body sent to the Cloud API for each
+/// contact instead of the text.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  wacampaign preview campaigns/appointment-reminder.toml
+  wacampaign preview campaigns/promotion.toml --limit 10
+  wacampaign preview campaigns/promotion.toml --row 7
+  wacampaign preview campaigns/promotion.toml --phone '+52 55 1234 5678' --payload")]
+pub struct Args {
+    /// The campaign file (TOML).
+    #[arg(value_name = "CAMPAIGN.toml")]
+    pub campaign: PathBuf,
+    /// How many eligible contacts to show.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub limit: usize,
+    /// Show the contact on this line of the contacts file (the header is line 1).
+    #[arg(long, value_name = "N", conflicts_with = "phone")]
+    pub row: Option<u64>,
+    /// Show the contact with this phone number (any spelling).
+    #[arg(long, value_name = "NUMBER")]
+    pub phone: Option<String>,
+    /// Print the JSON request body for the Cloud API instead of the text.
+    #[arg(long)]
+    pub payload: bool,
+}
+
+enum Selection {
+    First(usize),
+    Line(u64),
+    Phone(E164),
+}
+
+impl Selection {
+    fn matches(&self, line: u64, phone: Option<E164>) -> bool {
+        match self {
+            Selection::First(_) => true,
+            Selection::Line(wanted) => line == *wanted,
+            Selection::Phone(wanted) => {
+                phone.is_some_and(|p| p.consent_key() == wanted.consent_key())
+            }
+        }
+    }
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
+    let campaign = Campaign::load(&args.campaign)?;
+    let selection = match (&args.row, &args.phone) {
+        (Some(line), _) => Selection::Line(*line),
+        (None, Some(raw)) => Selection::Phone(
+            E164::normalize(raw, campaign.contacts.default_region)
+                .with_context(|| format!("--phone {raw}"))?,
+        ),
+        (None, None) => Selection::First(args.limit),
+    };
+    let mut planner = Planner::new(&campaign, &NoGate)?;
+    let mut shown = Vec::new();
+    while let Some(item) = planner.next_item()? {
+        match item {
+            PlanItem::Eligible(recipient)
+                if selection.matches(recipient.line, Some(recipient.phone)) =>
+            {
+                shown.push(recipient);
+                let enough = match selection {
+                    Selection::First(limit) => shown.len() >= limit,
+                    _ => true,
+                };
+                if enough {
+                    break;
+                }
+            }
+            PlanItem::Excluded(excluded) if !matches!(selection, Selection::First(_)) => {
+                let phone =
+                    E164::normalize(&excluded.phone_raw, campaign.contacts.default_region).ok();
+                if selection.matches(excluded.line, phone) {
+                    bail!(
+                        "{} line {} is excluded from this campaign: {}",
+                        planner.contacts_path(),
+                        excluded.line,
+                        excluded.reason
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if shown.is_empty() {
+        match selection {
+            Selection::First(_) => ctx
+                .ui
+                .warn("no eligible contacts to preview; run `wacampaign check` to see why"),
+            Selection::Line(line) => {
+                bail!("{} has no contact on line {line}", planner.contacts_path())
+            }
+            Selection::Phone(phone) => bail!(
+                "{} has no contact with number {phone}",
+                planner.contacts_path()
+            ),
+        }
+    }
+    for recipient in &shown {
+        show(ctx, &campaign, recipient, args.payload)?;
+    }
+    Ok(Exit::Success)
+}
+
+fn show(
+    ctx: &Context,
+    campaign: &Campaign,
+    recipient: &Recipient,
+    payload: bool,
+) -> anyhow::Result<()> {
+    let body = cloud_api::template_message(campaign, recipient);
+    if ctx.ui.json {
+        let text = campaign.template.body.render(&recipient.values);
+        let data = serde_json::json!({
+            "line": recipient.line,
+            "to": recipient.phone.to_string(),
+            "text": text,
+            "payload": body,
+        });
+        json_line("preview", &data)?;
+    } else if payload {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        let text = campaign.template.body.render(&recipient.values);
+        println!(
+            "{}",
+            ctx.ui.bold(&format!(
+                "── line {} · {} ──",
+                recipient.line, recipient.phone
+            ))
+        );
+        println!("{text}\n");
+    }
+    Ok(())
+}

@@ -1,0 +1,494 @@
+//! The contacts file: a CSV exported from a CRM or Excel, streamed row by row.
+//!
+//! What real exports contain, and what this reader does about it: a UTF-8 BOM
+//! (skipped), `;` or tab delimiters from European and Latin American Excel
+//! (detected from the header line), Windows-1252 text (decoded when the campaign says
+//! so), CRLF line ends, quoted fields with embedded newlines, blank lines and ragged
+//! rows. Memory stays bounded: a record may not exceed [`MAX_RECORD_BYTES`] and the
+//! header may not exceed [`MAX_COLUMNS`], so a stray quote cannot swallow the file.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+
+use crate::campaign::{ContactsSource, Encoding};
+
+/// The longest record (all its fields and line breaks) the reader accepts.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// The most columns a contacts file may have.
+pub const MAX_COLUMNS: usize = 1000;
+
+/// A problem with the contacts file as a whole: the campaign cannot be planned.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ContactsError {
+    #[error("cannot open contacts file {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("{path} is empty; it needs a header row naming the columns, then one row per contact")]
+    Empty { path: String },
+    #[error(
+        "{path} is UTF-16 text; save it as \"CSV UTF-8\" (in Excel: File > Save As > CSV UTF-8)"
+    )]
+    Utf16 { path: String },
+    #[error(
+        "{path} line {line} is not valid UTF-8; if the file came from Excel, set \
+         encoding = \"windows-1252\" under [campaign], or save it as \"CSV UTF-8\""
+    )]
+    NotUtf8 { path: String, line: u64 },
+    #[error(
+        "{path} line {line}: a record is longer than {limit} bytes; look for an unclosed \
+         quote (\") on or before this line, or remove the oversized cell",
+        limit = MAX_RECORD_BYTES
+    )]
+    RecordTooLong { path: String, line: u64 },
+    #[error("{path}: the header has {count} columns; at most {MAX_COLUMNS} are supported")]
+    TooManyColumns { path: String, count: usize },
+    #[error("{path}: no column `{column}` ({role}); the header has: {available}")]
+    MissingColumn {
+        path: String,
+        column: String,
+        role: String,
+        available: String,
+    },
+    #[error("{path}: column `{column}` appears more than once in the header; rename one")]
+    DuplicateColumn { path: String, column: String },
+    #[error("{path} line {line}: {message}")]
+    Malformed {
+        path: String,
+        line: u64,
+        message: String,
+    },
+    #[error("reading {path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+/// One data row as read: its line in the file (what a spreadsheet calls the row when
+/// no cell holds a line break) and its fields.
+#[derive(Debug, Default)]
+pub struct Row {
+    pub line: u64,
+    pub record: csv::StringRecord,
+}
+
+impl Row {
+    pub fn get(&self, index: usize) -> Option<&str> {
+        self.record.get(index)
+    }
+
+    pub fn is_blank(&self) -> bool {
+        self.record.iter().all(|f| f.trim().is_empty())
+    }
+}
+
+/// A streaming reader over a contacts file.
+pub struct ContactReader {
+    path: String,
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    headers: Vec<String>,
+    delimiter: u8,
+    starts: RecordStarts,
+}
+
+impl std::fmt::Debug for ContactReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContactReader")
+            .field("path", &self.path)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContactReader {
+    pub fn open(source: &ContactsSource) -> Result<ContactReader, ContactsError> {
+        Self::open_path(&source.path, source.delimiter, source.encoding)
+    }
+
+    pub fn open_path(
+        path: &Path,
+        delimiter: Option<u8>,
+        encoding: Encoding,
+    ) -> Result<ContactReader, ContactsError> {
+        let shown = path.display().to_string();
+        let file = File::open(path).map_err(|source| ContactsError::Open {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut buffered = BufReader::with_capacity(64 * 1024, file);
+        let head = buffered.fill_buf().map_err(|source| ContactsError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+            return Err(ContactsError::Utf16 { path: shown });
+        }
+        // UTF-16 without a BOM: every other byte of ASCII text is NUL.
+        if head.len() >= 4
+            && head.iter().take(512).filter(|b| **b == 0).count() * 4 > head.len().min(512)
+        {
+            return Err(ContactsError::Utf16 { path: shown });
+        }
+        let bom = head.starts_with(&[0xEF, 0xBB, 0xBF]);
+        let detected =
+            delimiter.unwrap_or_else(|| sniff_delimiter(&head[if bom { 3 } else { 0 }..]));
+        if bom {
+            buffered.consume(3);
+        }
+        let decoded: Box<dyn Read + Send> = match encoding {
+            Encoding::Utf8 => Box::new(buffered),
+            Encoding::Windows1252 => Box::new(
+                encoding_rs_io::DecodeReaderBytesBuilder::new()
+                    .encoding(Some(encoding_rs::WINDOWS_1252))
+                    .build(buffered),
+            ),
+        };
+        let starts = RecordStarts::default();
+        let guarded: Box<dyn Read + Send> =
+            Box::new(RecordGuard::new(decoded, detected, Arc::clone(&starts)));
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(detected)
+            .flexible(true)
+            .has_headers(false)
+            .buffer_capacity(64 * 1024)
+            .from_reader(guarded);
+
+        let mut header = csv::StringRecord::new();
+        let got = reader
+            .read_record(&mut header)
+            .map_err(|e| map_csv_error(&shown, e))?;
+        if !got {
+            return Err(ContactsError::Empty { path: shown });
+        }
+        starts.lock().ok().and_then(|mut s| s.pop_front());
+        if header.len() > MAX_COLUMNS {
+            return Err(ContactsError::TooManyColumns {
+                path: shown,
+                count: header.len(),
+            });
+        }
+        Ok(ContactReader {
+            path: shown,
+            reader,
+            headers: header.iter().map(|h| h.trim().to_owned()).collect(),
+            delimiter: detected,
+            starts,
+        })
+    }
+
+    /// The line the record just read started on.
+    fn next_start_line(&self) -> u64 {
+        self.starts
+            .lock()
+            .ok()
+            .and_then(|mut starts| starts.pop_front())
+            .unwrap_or(0)
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    /// The index of a column named in the campaign file; `role` says what it is for,
+    /// so the error tells the user which setting to fix.
+    pub fn column_index(&self, column: &str, role: &str) -> Result<usize, ContactsError> {
+        let mut matches = self
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.as_str() == column);
+        match (matches.next(), matches.next()) {
+            (Some((index, _)), None) => Ok(index),
+            (Some(_), Some(_)) => Err(ContactsError::DuplicateColumn {
+                path: self.path.clone(),
+                column: column.to_owned(),
+            }),
+            (None, _) => Err(ContactsError::MissingColumn {
+                path: self.path.clone(),
+                column: column.to_owned(),
+                role: role.to_owned(),
+                available: self
+                    .headers
+                    .iter()
+                    .map(|h| format!("`{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Reads the next data row into `row`; `false` at the end of the file. Rows
+    /// whose every cell is empty are skipped here, since they are no one.
+    pub fn read_row(&mut self, row: &mut Row) -> Result<bool, ContactsError> {
+        loop {
+            let got = self
+                .reader
+                .read_record(&mut row.record)
+                .map_err(|e| map_csv_error(&self.path, e))?;
+            if !got {
+                return Ok(false);
+            }
+            row.line = self.next_start_line();
+            if !row.is_blank() {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn map_csv_error(path: &str, error: csv::Error) -> ContactsError {
+    let line = error.position().map_or(0, csv::Position::line);
+    let path = path.to_owned();
+    match error.into_kind() {
+        csv::ErrorKind::Utf8 { pos, .. } => ContactsError::NotUtf8 {
+            path,
+            line: pos.map_or(line, |p| p.line()),
+        },
+        csv::ErrorKind::Io(source) => {
+            let too_long = source
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<RecordTooLong>())
+                .map(|t| t.line);
+            match too_long {
+                Some(line) => ContactsError::RecordTooLong { path, line },
+                None => ContactsError::Io { path, source },
+            }
+        }
+        other => ContactsError::Malformed {
+            path,
+            line,
+            message: format!("{other:?}"),
+        },
+    }
+}
+
+/// Picks the delimiter that occurs most often, outside quotes, in the header line.
+fn sniff_delimiter(head: &[u8]) -> u8 {
+    let mut counts = [0usize; 3];
+    let mut quoted = false;
+    for &b in head {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => break,
+            b',' if !quoted => counts[0] += 1,
+            b';' if !quoted => counts[1] += 1,
+            b'\t' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    let candidates = [b',', b';', b'\t'];
+    let (best, count) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+        .map_or((0, 0), |(i, c)| (i, *c));
+    if count == 0 { b',' } else { candidates[best] }
+}
+
+#[derive(Debug)]
+struct RecordTooLong {
+    line: u64,
+}
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record at line {} exceeds {MAX_RECORD_BYTES} bytes",
+            self.line
+        )
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
+/// The line each record starts on, in order, from [`RecordGuard`] (which sees every
+/// byte) to the reader (which takes one per record). The csv crate's own line counter
+/// skips blank lines and CRLF breaks, so lines are counted here instead.
+type RecordStarts = Arc<Mutex<VecDeque<u64>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: an escaped `""` or the closing quote.
+    QuoteInQuoted,
+}
+
+/// Sits between the file and the csv parser, mirroring its quoting rules, to note the
+/// line each record starts on and to fail the read once a record grows past
+/// [`MAX_RECORD_BYTES`]: the csv crate would otherwise grow its buffer without bound
+/// on a file with an unclosed quote.
+struct RecordGuard<R> {
+    inner: R,
+    delimiter: u8,
+    state: QuoteState,
+    /// Between records, where csv skips line breaks (blank lines).
+    between_records: bool,
+    record_bytes: usize,
+    record_start_line: u64,
+    line: u64,
+    starts: RecordStarts,
+}
+
+impl<R> RecordGuard<R> {
+    fn new(inner: R, delimiter: u8, starts: RecordStarts) -> Self {
+        RecordGuard {
+            inner,
+            delimiter,
+            state: QuoteState::FieldStart,
+            between_records: true,
+            record_bytes: 0,
+            record_start_line: 1,
+            line: 1,
+            starts,
+        }
+    }
+}
+
+impl<R: Read> Read for RecordGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use QuoteState::{FieldStart, QuoteInQuoted, Quoted, Unquoted};
+        let n = self.inner.read(buf)?;
+        let mut starts = self
+            .starts
+            .lock()
+            .map_err(|_| io::Error::other("record line log poisoned"))?;
+        for &b in &buf[..n] {
+            let line_break = matches!(b, b'\n' | b'\r');
+            if self.between_records {
+                if line_break {
+                    self.line += u64::from(b == b'\n');
+                    continue;
+                }
+                self.between_records = false;
+                self.record_start_line = self.line;
+                self.record_bytes = 0;
+                starts.push_back(self.line);
+            }
+            self.line += u64::from(b == b'\n');
+            if line_break && self.state != Quoted {
+                self.state = FieldStart;
+                self.between_records = true;
+                continue;
+            }
+            self.state = match (self.state, b) {
+                (Quoted, b'"') => QuoteInQuoted,
+                (Quoted, _) | (QuoteInQuoted | FieldStart, b'"') => Quoted,
+                (_, d) if d == self.delimiter => FieldStart,
+                _ => Unquoted,
+            };
+            self.record_bytes += 1;
+            if self.record_bytes > MAX_RECORD_BYTES {
+                return Err(io::Error::other(RecordTooLong {
+                    line: self.record_start_line,
+                }));
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn reader_for(bytes: &[u8], encoding: Encoding) -> Result<ContactReader, ContactsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.csv");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        let r = ContactReader::open_path(&path, None, encoding);
+        drop(dir);
+        r
+    }
+
+    fn rows(r: &mut ContactReader) -> Vec<(u64, Vec<String>)> {
+        let mut row = Row::default();
+        let mut out = Vec::new();
+        while r.read_row(&mut row).unwrap() {
+            out.push((row.line, row.record.iter().map(str::to_owned).collect()));
+        }
+        out
+    }
+
+    #[test]
+    fn semicolons_a_bom_and_crlf_are_handled() {
+        let mut r = reader_for(
+            b"\xEF\xBB\xBFname;phone\r\nAna;+52 55 1234 5678\r\n\r\nLuis;5512345679\r\n",
+            Encoding::Utf8,
+        )
+        .unwrap();
+        assert_eq!(r.headers(), ["name", "phone"]);
+        assert_eq!(r.delimiter(), b';');
+        assert_eq!(
+            rows(&mut r),
+            [
+                (2, vec!["Ana".to_owned(), "+52 55 1234 5678".to_owned()]),
+                (4, vec!["Luis".to_owned(), "5512345679".to_owned()])
+            ]
+        );
+    }
+
+    #[test]
+    fn quoted_newlines_keep_the_starting_line() {
+        let mut r = reader_for(b"phone,note\n1,\"two\nlines\"\n2,x\n", Encoding::Utf8).unwrap();
+        let got = rows(&mut r);
+        assert_eq!(got[0].0, 2);
+        assert_eq!(got[0].1[1], "two\nlines");
+        assert_eq!(got[1].0, 4);
+    }
+
+    #[test]
+    fn tabs_are_detected() {
+        let r = reader_for(b"phone\tname\n1\tA\n", Encoding::Utf8).unwrap();
+        assert_eq!(r.delimiter(), b'\t');
+    }
+
+    #[test]
+    fn latin1_is_refused_unless_declared() {
+        let bytes = b"name,phone\nJos\xE9,5512345678\n";
+        let mut r = reader_for(bytes, Encoding::Utf8).unwrap();
+        let mut row = Row::default();
+        let err = r.read_row(&mut row).unwrap_err();
+        assert!(
+            matches!(err, ContactsError::NotUtf8 { line: 2, .. }),
+            "{err}"
+        );
+        let mut r = reader_for(bytes, Encoding::Windows1252).unwrap();
+        assert_eq!(rows(&mut r)[0].1[0], "José");
+    }
+
+    #[test]
+    fn utf16_is_refused() {
+        let err = reader_for(b"\xFF\xFEn\0a\0m\0e\0", Encoding::Utf8).unwrap_err();
+        assert!(matches!(err, ContactsError::Utf16 { .. }));
+    }
+
+    #[test]
+    fn an_unclosed_quote_cannot_swallow_memory() {
+        let mut bytes = b"phone,note\n1,\"open\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 10));
+        let mut r = reader_for(&bytes, Encoding::Utf8).unwrap();
+        let mut row = Row::default();
+        let err = r.read_row(&mut row).unwrap_err();
+        assert!(
+            matches!(err, ContactsError::RecordTooLong { line: 2, .. }),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! wacampaign: consent-first WhatsApp bulk campaigns.
+//!
+//! The binary is a thin shell around [`run`]; everything it does is here, so tests
+//! and `examples/` can drive the same code.
+
+pub mod campaign;
+pub mod cli;
+pub mod cmd;
+pub mod contacts;
+pub mod exit_codes;
+pub mod phone;
+pub mod plan;
+pub mod provider;
+pub mod report;
+pub mod template;
+pub mod ui;
+
+use cli::{Cli, Command};
+use exit_codes::Exit;
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let g = &cli.global;
+    let ctx = cmd::Context {
+        db: g.db.clone(),
+        ui: ui::Ui::new(g.json, g.quiet, g.verbose, g.color),
+    };
+    match &cli.command {
+        Command::Check(args) => cmd::check::run(&ctx, args),
+        Command::Preview(args) => cmd::preview::run(&ctx, args),
+    }
+}
+
+/// The exit code for an error that ended a command.
+pub fn exit_for(error: &anyhow::Error) -> Exit {
+    let _ = error;
+    Exit::Invalid
+}
+
+/// Whether the error is only stdout being closed early (`wacampaign ... | head`),
+/// which is not a failure.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,204 @@
+//! Phone numbers: normalisation to E.164 with libphonenumber's metadata, and the
+//! variants WhatsApp itself produces for the same person.
+
+use std::fmt;
+use std::str::FromStr;
+
+use phonenumber::country::Id as Region;
+use phonenumber::{Mode, PhoneNumber};
+use thiserror::Error;
+
+/// A phone number in E.164, stored as its digits (at most 15, so a `u64` holds it):
+/// hashing, comparing and storing one is cheap on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(u64);
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PhoneError {
+    #[error("empty phone number")]
+    Empty,
+    #[error("phone number `{0}` contains letters")]
+    Letters(String),
+    #[error("`{0}` is not a phone number: {1}")]
+    Unparseable(String, String),
+    #[error("`{raw}` is not a valid number for {region}")]
+    Invalid { raw: String, region: String },
+}
+
+/// A region for numbers written without a country code, e.g. `MX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultRegion(Region);
+
+impl FromStr for DefaultRegion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim()
+            .to_ascii_uppercase()
+            .parse::<Region>()
+            .map(DefaultRegion)
+            .map_err(|_| format!("`{s}` is not an ISO 3166 country code such as MX, BR or US"))
+    }
+}
+
+impl fmt::Display for DefaultRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl E164 {
+    /// Normalises what a person typed into a spreadsheet: `+52 1 55 1234 5678`,
+    /// `(55) 1234-5678`, `0052 55...`, `5512345678`.
+    pub fn normalize(raw: &str, region: Option<DefaultRegion>) -> Result<E164, PhoneError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        // libphonenumber reads letters as a keypad (1-800-FLOWERS); in a contact list
+        // they are a typo or the wrong column.
+        if trimmed
+            .chars()
+            .any(|c| c.is_alphabetic() && !matches!(c, 'x' | 'X'))
+        {
+            return Err(PhoneError::Letters(trimmed.to_owned()));
+        }
+        let mut parsed = phonenumber::parse(region.map(|r| r.0), trimmed)
+            .map_err(|e| PhoneError::Unparseable(trimmed.to_owned(), e.to_string()))?;
+        if !phonenumber::is_valid(&parsed) {
+            // Mexico dropped the `1` after +52 for mobiles in 2019, but CRMs still hold
+            // `+52 1 55 ...`; libphonenumber no longer accepts it, so retry without.
+            let national = parsed.national().value();
+            if parsed.code().value() == 52 && (10_000_000_000..20_000_000_000).contains(&national) {
+                let without = format!("+52{}", national - 10_000_000_000);
+                if let Ok(retry) = phonenumber::parse(None, &without)
+                    && phonenumber::is_valid(&retry)
+                {
+                    parsed = retry;
+                }
+            }
+        }
+        if !phonenumber::is_valid(&parsed) {
+            let region = parsed.country().id().map_or_else(
+                || format!("+{}", parsed.code().value()),
+                |id| format!("{id:?}"),
+            );
+            return Err(PhoneError::Invalid {
+                raw: trimmed.to_owned(),
+                region,
+            });
+        }
+        Ok(Self::from_parsed(&parsed))
+    }
+
+    fn from_parsed(number: &PhoneNumber) -> E164 {
+        let text = number.format().mode(Mode::E164).to_string();
+        E164::from_digits(text.trim_start_matches('+')).expect("libphonenumber formats digits")
+    }
+
+    /// Reads a number already in E.164 (`+525512345678` or `525512345678`) without
+    /// validating it against the numbering plan: for values this tool wrote itself.
+    pub fn from_digits(digits: &str) -> Option<E164> {
+        let digits = digits.strip_prefix('+').unwrap_or(digits);
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().map(E164)
+    }
+
+    pub fn digits(self) -> u64 {
+        self.0
+    }
+
+    /// The key consent is matched on: the same for every spelling WhatsApp produces
+    /// of one person's number.
+    ///
+    /// - Mexico: `+52 1 55…` (the old mobile prefix, still in some `wa_id`s) and `+52 55…`.
+    /// - Argentina: `+54 9 11…` (mobile) and `+54 11…`.
+    /// - Brazil: `+55 11 9xxxx-xxxx` and `+55 11 xxxx-xxxx` (accounts created before
+    ///   the ninth digit keep the old form as their `wa_id`).
+    pub fn consent_key(self) -> u64 {
+        let text = self.0.to_string();
+        let strip_at = |index: usize| -> u64 {
+            let mut s = text.clone();
+            s.remove(index);
+            s.parse().unwrap_or(self.0)
+        };
+        match text.as_bytes() {
+            // +52 1 + 10 digits
+            [b'5', b'2', b'1', rest @ ..] if rest.len() == 10 => strip_at(2),
+            // +54 9 + 10 digits
+            [b'5', b'4', b'9', rest @ ..] if rest.len() == 10 => strip_at(2),
+            // +55 AA 9 + 8 digits
+            [b'5', b'5', _, _, b'9', rest @ ..] if rest.len() == 8 => strip_at(4),
+            _ => self.0,
+        }
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "+{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mx() -> Option<DefaultRegion> {
+        Some("MX".parse().unwrap())
+    }
+
+    fn norm(raw: &str) -> String {
+        E164::normalize(raw, mx()).unwrap().to_string()
+    }
+
+    #[test]
+    fn spreadsheet_spellings_normalise_to_one_number() {
+        assert_eq!(norm("+52 55 1234 5678"), "+525512345678");
+        assert_eq!(norm("(55) 1234-5678"), "+525512345678");
+        assert_eq!(norm("5512345678"), "+525512345678");
+        assert_eq!(norm("0052 55 1234 5678"), "+525512345678");
+        assert_eq!(norm(" +52-55-1234-5678 "), "+525512345678");
+    }
+
+    #[test]
+    fn the_old_mexican_mobile_prefix_is_dropped() {
+        assert_eq!(norm("+52 1 55 1234 5678"), "+525512345678");
+        assert_eq!(norm("521 55 1234 5678"), "+525512345678");
+    }
+
+    #[test]
+    fn bad_numbers_say_why() {
+        assert_eq!(E164::normalize("  ", mx()), Err(PhoneError::Empty));
+        assert_eq!(
+            E164::normalize("55-CALL-NOW", mx()),
+            Err(PhoneError::Letters("55-CALL-NOW".into()))
+        );
+        assert!(matches!(
+            E164::normalize("123", mx()),
+            Err(PhoneError::Invalid { .. } | PhoneError::Unparseable(..))
+        ));
+        assert!(
+            E164::normalize("5512345678", None).is_err(),
+            "no region, no +"
+        );
+    }
+
+    #[test]
+    fn whatsapp_variants_share_a_consent_key() {
+        let key = |d: &str| E164::from_digits(d).unwrap().consent_key();
+        assert_eq!(key("5215512345678"), key("525512345678"));
+        assert_eq!(key("5491123456789"), key("541123456789"));
+        assert_eq!(key("5511987654321"), key("551187654321"));
+        assert_ne!(key("525512345678"), key("525512345679"));
+        assert_eq!(key("14155550123"), 14_155_550_123);
+    }
+
+    #[test]
+    fn regions_parse_case_insensitively() {
+        assert_eq!("br".parse::<DefaultRegion>().unwrap().to_string(), "BR");
+        assert!("XX".parse::<DefaultRegion>().is_err());
+    }
+}

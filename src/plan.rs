@@ -1,0 +1,324 @@
+//! The plan: who will receive what, and who is left out and why.
+//!
+//! `check`, `preview` and `send` all build the plan the same way, from the validated
+//! campaign, the contacts file and the consent ledger, one row at a time, so a
+//! million-row file is never held in memory. Each row becomes either a [`Recipient`]
+//! with its rendered values or an [`Excluded`] row with a reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::campaign::{Campaign, ValueSource};
+use crate::contacts::{ContactReader, ContactsError, Row};
+use crate::phone::{E164, PhoneError};
+use crate::template::ValueError;
+
+/// Someone who will receive the campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The line of the contacts file the contact came from.
+    pub line: u64,
+    pub phone: E164,
+    /// One value per placeholder, in send order.
+    pub values: Vec<String>,
+}
+
+/// A contact left out of the campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excluded {
+    pub line: u64,
+    /// The phone cell as written, for the operator to find the row.
+    pub phone_raw: String,
+    pub reason: Exclusion,
+}
+
+/// Why a contact is left out. [`Exclusion::kind`] is the stable key reports count by.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Exclusion {
+    #[error("invalid number: {0}")]
+    InvalidNumber(PhoneError),
+    #[error("duplicate of row {first_line}")]
+    Duplicate { first_line: u64 },
+    #[error("missing value: {0}")]
+    MissingValue(ValueError),
+    #[error("invalid value: {0}")]
+    InvalidValue(ValueError),
+    #[error("malformed row: {fields} fields where the header has {expected}")]
+    MalformedRow { fields: usize, expected: usize },
+    #[error("no opt-in for {purpose}")]
+    NoOptIn { purpose: String },
+    #[error("opted out on {date} via {method}")]
+    OptedOut { date: String, method: String },
+    #[error("no open customer-service window")]
+    NoWindow,
+}
+
+impl Exclusion {
+    pub fn kind(&self) -> ExclusionKind {
+        match self {
+            Exclusion::InvalidNumber(_) => ExclusionKind::InvalidNumber,
+            Exclusion::Duplicate { .. } => ExclusionKind::Duplicate,
+            Exclusion::MissingValue(_) => ExclusionKind::MissingValue,
+            Exclusion::InvalidValue(_) => ExclusionKind::InvalidValue,
+            Exclusion::MalformedRow { .. } => ExclusionKind::MalformedRow,
+            Exclusion::NoOptIn { .. } => ExclusionKind::NoOptIn,
+            Exclusion::OptedOut { .. } => ExclusionKind::OptedOut,
+            Exclusion::NoWindow => ExclusionKind::NoWindow,
+        }
+    }
+}
+
+/// The reasons a report counts by, in the order it lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExclusionKind {
+    InvalidNumber,
+    Duplicate,
+    MalformedRow,
+    MissingValue,
+    InvalidValue,
+    NoOptIn,
+    OptedOut,
+    NoWindow,
+}
+
+impl ExclusionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExclusionKind::InvalidNumber => "invalid_number",
+            ExclusionKind::Duplicate => "duplicate",
+            ExclusionKind::MalformedRow => "malformed_row",
+            ExclusionKind::MissingValue => "missing_value",
+            ExclusionKind::InvalidValue => "invalid_value",
+            ExclusionKind::NoOptIn => "no_opt_in",
+            ExclusionKind::OptedOut => "opted_out",
+            ExclusionKind::NoWindow => "no_window",
+        }
+    }
+
+    /// How a person reads it in a report.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExclusionKind::InvalidNumber => "invalid number",
+            ExclusionKind::Duplicate => "duplicate",
+            ExclusionKind::MalformedRow => "malformed row",
+            ExclusionKind::MissingValue => "missing value",
+            ExclusionKind::InvalidValue => "invalid value",
+            ExclusionKind::NoOptIn => "no opt-in",
+            ExclusionKind::OptedOut => "opted out",
+            ExclusionKind::NoWindow => "no open window",
+        }
+    }
+}
+
+impl fmt::Display for ExclusionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Decides whether a number may receive the campaign. The consent ledger is the
+/// real gate; tests and benchmarks may pass their own.
+pub trait ConsentGate {
+    fn check(&self, phone: E164) -> Result<(), Exclusion>;
+}
+
+/// Lets everyone through: for tools and tests that look at the contacts file alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGate;
+
+impl ConsentGate for NoGate {
+    fn check(&self, _phone: E164) -> Result<(), Exclusion> {
+        Ok(())
+    }
+}
+
+/// One row's fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanItem {
+    Eligible(Recipient),
+    Excluded(Excluded),
+}
+
+/// The counts a report shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlanStats {
+    /// Data rows read, blank rows not counted.
+    pub contacts_read: u64,
+    pub eligible: u64,
+    pub excluded: u64,
+    pub excluded_by_reason: BTreeMap<ExclusionKind, u64>,
+    pub blank_rows: u64,
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error(transparent)]
+    Contacts(#[from] ContactsError),
+}
+
+enum Source {
+    Column {
+        index: usize,
+        default: Option<String>,
+    },
+    Fixed(String),
+}
+
+/// Streams a campaign's contacts through the checks, one row per call.
+pub struct Planner<'a> {
+    campaign: &'a Campaign,
+    gate: &'a dyn ConsentGate,
+    reader: ContactReader,
+    phone_index: usize,
+    sources: Vec<Source>,
+    header_len: usize,
+    /// First line each consent key was seen on: the same person twice is a duplicate.
+    seen: HashMap<u64, u64>,
+    row: Row,
+    stats: PlanStats,
+}
+
+impl<'a> Planner<'a> {
+    /// Opens the contacts file and checks its header against the campaign: a missing
+    /// column is a campaign error, found before any row is read.
+    pub fn new(campaign: &'a Campaign, gate: &'a dyn ConsentGate) -> Result<Self, PlanError> {
+        let reader = ContactReader::open(&campaign.contacts)?;
+        let phone_index =
+            reader.column_index(&campaign.contacts.phone_column, "campaign.phone_column")?;
+        let mut sources = Vec::with_capacity(campaign.template.sources.len());
+        for (key, source) in campaign
+            .template
+            .body
+            .placeholders()
+            .iter()
+            .zip(&campaign.template.sources)
+        {
+            sources.push(match source {
+                ValueSource::Column { column, default } => Source::Column {
+                    index: reader.column_index(
+                        column,
+                        &format!("template.variables.{}", key.as_variable_name()),
+                    )?,
+                    default: default.clone(),
+                },
+                ValueSource::Fixed(value) => Source::Fixed(value.clone()),
+            });
+        }
+        let header_len = reader.headers().len();
+        Ok(Planner {
+            campaign,
+            gate,
+            reader,
+            phone_index,
+            sources,
+            header_len,
+            seen: HashMap::new(),
+            row: Row::default(),
+            stats: PlanStats::default(),
+        })
+    }
+
+    pub fn contacts_path(&self) -> &str {
+        self.reader.path()
+    }
+
+    pub fn stats(&self) -> &PlanStats {
+        &self.stats
+    }
+
+    /// The next row's fate; `None` once the file is read.
+    pub fn next_item(&mut self) -> Result<Option<PlanItem>, PlanError> {
+        if !self.reader.read_row(&mut self.row)? {
+            return Ok(None);
+        }
+        self.stats.contacts_read += 1;
+        let item = self.judge();
+        match &item {
+            PlanItem::Eligible(_) => self.stats.eligible += 1,
+            PlanItem::Excluded(excluded) => {
+                self.stats.excluded += 1;
+                *self
+                    .stats
+                    .excluded_by_reason
+                    .entry(excluded.reason.kind())
+                    .or_default() += 1;
+            }
+        }
+        Ok(Some(item))
+    }
+
+    fn judge(&mut self) -> PlanItem {
+        let line = self.row.line;
+        let phone_raw = self.row.get(self.phone_index).unwrap_or("").to_owned();
+        let exclude = |reason| {
+            PlanItem::Excluded(Excluded {
+                line,
+                phone_raw: phone_raw.clone(),
+                reason,
+            })
+        };
+        let fields = self.row.record.len();
+        let extra_has_data = self
+            .row
+            .record
+            .iter()
+            .skip(self.header_len)
+            .any(|f| !f.trim().is_empty());
+        if fields < self.header_len || extra_has_data {
+            return exclude(Exclusion::MalformedRow {
+                fields,
+                expected: self.header_len,
+            });
+        }
+        let phone = match E164::normalize(&phone_raw, self.campaign.contacts.default_region) {
+            Ok(phone) => phone,
+            Err(e) => return exclude(Exclusion::InvalidNumber(e)),
+        };
+        let first_line = *self.seen.entry(phone.consent_key()).or_insert(line);
+        if first_line != line {
+            return exclude(Exclusion::Duplicate { first_line });
+        }
+        if let Err(reason) = self.gate.check(phone) {
+            return exclude(reason);
+        }
+        let mut values = Vec::with_capacity(self.sources.len());
+        for source in &self.sources {
+            let value = match source {
+                Source::Column { index, default } => {
+                    let cell = self.row.get(*index).unwrap_or("").trim();
+                    match default {
+                        Some(default) if cell.is_empty() => default.as_str(),
+                        _ => cell,
+                    }
+                }
+                Source::Fixed(value) => value.as_str(),
+            };
+            values.push(value.to_owned());
+        }
+        if let Err(e) = self.campaign.template.body.check_values(&values) {
+            return exclude(match e {
+                ValueError::Empty(_) => Exclusion::MissingValue(e),
+                _ => Exclusion::InvalidValue(e),
+            });
+        }
+        PlanItem::Eligible(Recipient {
+            line,
+            phone,
+            values,
+        })
+    }
+
+    /// Reads every row, handing each to `each`, and returns the totals.
+    pub fn run(mut self, mut each: impl FnMut(PlanItem)) -> Result<PlanStats, PlanError> {
+        while let Some(item) = self.next_item()? {
+            each(item);
+        }
+        Ok(self.stats)
+    }
+}

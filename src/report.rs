@@ -1,0 +1,173 @@
+//! Reports: what `check` (and the summary before `send`) tells the operator, as
+//! text for a person and as JSON for a script, and spreadsheet-safe CSV output.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::campaign::Campaign;
+use crate::plan::{Excluded, PlanStats};
+use crate::ui::Ui;
+
+/// The plan's totals with the campaign facts an operator checks before sending.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub campaign: String,
+    pub category: String,
+    pub consent_purpose: String,
+    pub template: String,
+    pub language: String,
+    pub provider: String,
+    pub contacts_file: String,
+    #[serde(flatten)]
+    pub stats: PlanStats,
+    pub rate_per_second: u32,
+    pub estimated_seconds: u64,
+}
+
+impl CheckReport {
+    pub fn new(campaign: &Campaign, contacts_file: &str, stats: PlanStats, rate: u32) -> Self {
+        CheckReport {
+            campaign: campaign.id.clone(),
+            category: campaign.category.to_string(),
+            consent_purpose: campaign.purpose().to_owned(),
+            template: campaign.template.name.clone(),
+            language: campaign.template.language.clone(),
+            provider: campaign.provider.kind().to_owned(),
+            contacts_file: contacts_file.to_owned(),
+            estimated_seconds: stats.eligible.div_ceil(u64::from(rate.max(1))),
+            stats,
+            rate_per_second: rate,
+        }
+    }
+
+    /// The report as a person reads it.
+    pub fn render(&self, ui: &Ui) -> String {
+        let mut out = String::new();
+        let s = &self.stats;
+        out.push_str(&format!(
+            "{} {} ({}, template {} {})\n",
+            ui.bold("campaign"),
+            self.campaign,
+            self.category,
+            self.template,
+            self.language
+        ));
+        out.push_str(&format!(
+            "{} {}: {} read\n",
+            ui.bold("contacts"),
+            self.contacts_file,
+            plural(s.contacts_read, "row", "rows")
+        ));
+        out.push_str(&format!(
+            "{} {}\n",
+            ui.bold("eligible"),
+            ui.green(&s.eligible.to_string())
+        ));
+        let excluded = s.excluded.to_string();
+        out.push_str(&format!(
+            "{} {}\n",
+            ui.bold("excluded"),
+            if s.excluded > 0 {
+                ui.yellow(&excluded)
+            } else {
+                excluded
+            }
+        ));
+        for (kind, count) in &s.excluded_by_reason {
+            out.push_str(&format!("  {:<18} {count}\n", kind.label()));
+        }
+        if s.blank_rows > 0 {
+            out.push_str(&format!(
+                "  ({} skipped)\n",
+                plural(s.blank_rows, "blank row", "blank rows")
+            ));
+        }
+        out.push_str(&format!(
+            "{} {} at {} messages/s, about {}\n",
+            ui.bold("sending "),
+            self.provider,
+            self.rate_per_second,
+            human_duration(self.estimated_seconds)
+        ));
+        out
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `42s`, `3m 20s`, `2h 05m`.
+pub fn human_duration(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60),
+    }
+}
+
+/// Makes a cell safe to open in a spreadsheet: one that starts with `=`, `+`, `-`,
+/// `@`, tab or CR would be read as a formula (CSV injection), so it gets a leading
+/// apostrophe, which spreadsheets show as text and do not display.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// Writes excluded rows as CSV: `line,phone,reason_code,reason`.
+pub struct ExcludedWriter {
+    writer: csv::Writer<Box<dyn Write>>,
+}
+
+impl ExcludedWriter {
+    pub fn create(path: &Path) -> std::io::Result<ExcludedWriter> {
+        let file = std::fs::File::create(path)?;
+        let mut writer =
+            csv::Writer::from_writer(Box::new(std::io::BufWriter::new(file)) as Box<dyn Write>);
+        writer.write_record(["line", "phone", "reason_code", "reason"])?;
+        Ok(ExcludedWriter { writer })
+    }
+
+    pub fn write(&mut self, excluded: &Excluded) -> std::io::Result<()> {
+        let line = excluded.line.to_string();
+        let reason = excluded.reason.to_string();
+        self.writer.write_record([
+            line.as_str(),
+            &spreadsheet_safe(&excluded.phone_raw),
+            excluded.reason.kind().as_str(),
+            &spreadsheet_safe(&reason),
+        ])?;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_defused() {
+        assert_eq!(spreadsheet_safe("+5215512345678"), "'+5215512345678");
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("-1"), "'-1");
+        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(spreadsheet_safe("\tx"), "'\tx");
+        assert_eq!(spreadsheet_safe("Ana"), "Ana");
+        assert_eq!(spreadsheet_safe(""), "");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(75), "1m 15s");
+        assert_eq!(human_duration(7300), "2h 01m");
+    }
+}
