@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use toml::Spanned;
 
+use crate::consent::Purpose;
 use crate::phone::DefaultRegion;
 use crate::template::{PlaceholderKey, Template};
 
@@ -362,10 +363,10 @@ impl Campaign {
     }
 
     /// The consent purpose this campaign needs: authentication messages count as utility.
-    pub fn purpose(&self) -> &'static str {
+    pub fn purpose(&self) -> Purpose {
         match self.category {
-            Category::Marketing => "marketing",
-            Category::Utility | Category::Authentication => "utility",
+            Category::Marketing => Purpose::Marketing,
+            Category::Utility | Category::Authentication => Purpose::Utility,
         }
     }
 
@@ -688,7 +689,7 @@ phone_number_id = "106540352242922"
         assert_eq!(c.id, "reminder-nov");
         assert_eq!(c.contacts.path, Path::new("dir/contacts.csv"));
         assert_eq!(c.sending.rate_per_second, 80);
-        assert_eq!(c.purpose(), "utility");
+        assert_eq!(c.purpose(), Purpose::Utility);
         let ProviderConfig::CloudApi {
             api_version,
             base_url,

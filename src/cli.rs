@@ -74,6 +74,7 @@ pub struct GlobalArgs {
 pub enum Command {
     Check(cmd::check::Args),
     Preview(cmd::preview::Args),
+    Consent(cmd::consent::Args),
 }
 
 #[cfg(test)]

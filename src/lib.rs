@@ -5,8 +5,11 @@
 
 pub mod campaign;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
+pub mod consent;
 pub mod contacts;
+pub mod db;
 pub mod exit_codes;
 pub mod phone;
 pub mod plan;
@@ -28,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Check(args) => cmd::check::run(&ctx, args),
         Command::Preview(args) => cmd::preview::run(&ctx, args),
+        Command::Consent(args) => cmd::consent::run(&ctx, args),
     }
 }
 

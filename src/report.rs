@@ -31,7 +31,7 @@ impl CheckReport {
         CheckReport {
             campaign: campaign.id.clone(),
             category: campaign.category.to_string(),
-            consent_purpose: campaign.purpose().to_owned(),
+            consent_purpose: campaign.purpose().to_string(),
             template: campaign.template.name.clone(),
             language: campaign.template.language.clone(),
             provider: campaign.provider.kind().to_owned(),

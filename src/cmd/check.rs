@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use crate::campaign::Campaign;
 use crate::cmd::Context;
 use crate::exit_codes::Exit;
-use crate::plan::{NoGate, PlanItem, Planner};
+use crate::plan::{PlanItem, Planner};
 use crate::report::{CheckReport, ExcludedWriter};
 use crate::ui::json_line;
 
@@ -34,7 +34,8 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = Campaign::load(&args.campaign)?;
-    let planner = Planner::new(&campaign, &NoGate)?;
+    let gate = ctx.consent_gate(&campaign)?;
+    let planner = Planner::new(&campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();
     let mut excluded_out = args
         .excluded

@@ -8,7 +8,7 @@ use crate::campaign::Campaign;
 use crate::cmd::Context;
 use crate::exit_codes::Exit;
 use crate::phone::E164;
-use crate::plan::{NoGate, PlanItem, Planner, Recipient};
+use crate::plan::{PlanItem, Planner, Recipient};
 use crate::provider::cloud_api;
 use crate::ui::json_line;
 
@@ -69,7 +69,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         ),
         (None, None) => Selection::First(args.limit),
     };
-    let mut planner = Planner::new(&campaign, &NoGate)?;
+    let gate = ctx.consent_gate(&campaign)?;
+    let mut planner = Planner::new(&campaign, &gate)?;
     let mut shown = Vec::new();
     while let Some(item) = planner.next_item()? {
         match item {

@@ -1,0 +1,140 @@
+//! The ledger loaded for a plan: one pass over the events of a purpose, folded into a
+//! compact map, so planning a million contacts costs one query, not a million.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use super::ledger::HAS_EVIDENCE;
+use super::{Fact, Purpose, Standing, StandingFold};
+use crate::phone::E164;
+use crate::plan::{ConsentGate, Exclusion};
+
+/// A standing, small enough to hold a million of.
+#[derive(Debug, Clone, Copy)]
+enum Compact {
+    OptedIn,
+    /// The date (YYYY-MM-DD) and an index into the interned method names.
+    OptedOut {
+        date: [u8; 10],
+        method: u16,
+    },
+}
+
+/// Every number's standing for one purpose.
+#[derive(Debug, Clone)]
+pub struct ConsentIndex {
+    purpose: Purpose,
+    standings: HashMap<u64, Compact>,
+    methods: Vec<String>,
+}
+
+impl ConsentIndex {
+    /// An index with no events: every contact lacks an opt-in.
+    pub fn empty(purpose: Purpose) -> Self {
+        ConsentIndex {
+            purpose,
+            standings: HashMap::new(),
+            methods: Vec::new(),
+        }
+    }
+
+    pub fn load(conn: &Connection, purpose: Purpose) -> rusqlite::Result<Self> {
+        let mut index = ConsentIndex::empty(purpose);
+        let count: i64 = conn.query_row(
+            "SELECT count(DISTINCT subject_key) FROM consent_events",
+            [],
+            |r| r.get(0),
+        )?;
+        index.standings.reserve(usize::try_from(count).unwrap_or(0));
+        let mut stmt = conn.prepare(&format!(
+            "SELECT subject_key, purpose, action, occurred_at, method, recorded_via, {HAS_EVIDENCE}
+             FROM consent_events WHERE purpose IN (?1, 'all')
+             ORDER BY subject_key, occurred_at, id"
+        ))?;
+        let mut rows = stmt.query(params![purpose.as_str()])?;
+        let mut current: Option<(i64, StandingFold)> = None;
+        while let Some(row) = rows.next()? {
+            let key: i64 = row.get(0)?;
+            let fact = Fact {
+                purpose: row.get_ref(1)?.as_str()?,
+                action: row.get_ref(2)?.as_str()?,
+                occurred_at: row.get_ref(3)?.as_str()?,
+                method: row.get_ref(4)?.as_str()?,
+                recorded_via: row.get_ref(5)?.as_str()?,
+                has_evidence: row.get(6)?,
+            };
+            match &mut current {
+                Some((k, fold)) if *k == key => fold.push(&fact),
+                _ => {
+                    if let Some((k, fold)) = current.take() {
+                        index.insert(k, fold.finish());
+                    }
+                    let mut fold = StandingFold::new(purpose);
+                    fold.push(&fact);
+                    current = Some((key, fold));
+                }
+            }
+        }
+        if let Some((k, fold)) = current {
+            index.insert(k, fold.finish());
+        }
+        Ok(index)
+    }
+
+    fn insert(&mut self, key: i64, standing: Standing) {
+        let compact = match standing {
+            Standing::OptedIn { .. } => Compact::OptedIn,
+            Standing::OptedOut { since, method } => {
+                let mut date = [b'?'; 10];
+                let bytes = since.as_bytes();
+                let n = bytes.len().min(10);
+                date[..n].copy_from_slice(&bytes[..n]);
+                let method = match self.methods.iter().position(|m| *m == method) {
+                    Some(i) => i,
+                    None => {
+                        self.methods.push(method);
+                        self.methods.len() - 1
+                    }
+                };
+                Compact::OptedOut {
+                    date,
+                    method: u16::try_from(method).unwrap_or(u16::MAX),
+                }
+            }
+            Standing::NoOptIn => return,
+        };
+        self.standings.insert(key as u64, compact);
+    }
+
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
+    pub fn len(&self) -> usize {
+        self.standings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.standings.is_empty()
+    }
+}
+
+impl ConsentGate for ConsentIndex {
+    fn check(&self, phone: E164) -> Result<(), Exclusion> {
+        match self.standings.get(&phone.consent_key()) {
+            Some(Compact::OptedIn) => Ok(()),
+            Some(Compact::OptedOut { date, method }) => Err(Exclusion::OptedOut {
+                date: String::from_utf8_lossy(date).into_owned(),
+                method: self
+                    .methods
+                    .get(usize::from(*method))
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".to_owned()),
+            }),
+            None => Err(Exclusion::NoOptIn {
+                purpose: self.purpose.as_str().to_owned(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Appending to the ledger, reading it back, and proving it was not altered.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Event, Fact, NewEvent, Purpose, Standing, StandingFold};
+use crate::clock;
+use crate::phone::E164;
+
+/// Whether an event carries its own evidence (a source reference, evidence text or a
+/// notice), as SQL; [`standing_of`] applies the same test in Rust.
+pub const HAS_EVIDENCE: &str =
+    "(source <> '' OR coalesce(evidence, '') <> '' OR notice_hash IS NOT NULL)";
+
+/// The `prev_hash` of the first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+const TRIGGERS: &[&str] = &[
+    "consent_events_append_only_update",
+    "consent_events_append_only_delete",
+    "consent_notices_append_only_update",
+    "consent_notices_append_only_delete",
+];
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Recorded(i64),
+    /// An event with the same dedupe key exists: nothing was written.
+    AlreadyPresent(i64),
+}
+
+/// The consent ledger in an open database.
+#[derive(Debug, Clone, Copy)]
+pub struct Ledger<'c> {
+    conn: &'c Connection,
+}
+
+/// The result of `consent verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub events: u64,
+    /// The last event's hash: note it somewhere else to detect a later truncation.
+    pub head: String,
+    pub missing_triggers: Vec<String>,
+    pub first_broken: Option<BrokenEvent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenEvent {
+    pub id: i64,
+    pub problem: String,
+}
+
+impl VerifyReport {
+    pub fn intact(&self) -> bool {
+        self.missing_triggers.is_empty() && self.first_broken.is_none()
+    }
+}
+
+/// Counts for `consent stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LedgerStats {
+    pub events: u64,
+    pub subjects: u64,
+    pub marketing: StateCounts,
+    pub utility: StateCounts,
+    /// Opt-in events with neither evidence nor a notice.
+    pub opt_ins_without_evidence: u64,
+    /// Standing opt-ins (either purpose) older than the age asked for.
+    pub opt_ins_older_than: u64,
+    pub older_than_days: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateCounts {
+    pub opted_in: u64,
+    pub opted_out: u64,
+    pub no_opt_in: u64,
+}
+
+impl<'c> Ledger<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        Ledger { conn }
+    }
+
+    /// Appends one event in its own transaction; durable (synchronous=FULL) once this
+    /// returns.
+    pub fn append(&self, event: &NewEvent) -> rusqlite::Result<Appended> {
+        let tx = Transaction::new_unchecked(self.conn, TransactionBehavior::Immediate)?;
+        let appended = append_in(&tx, event)?;
+        tx.commit()?;
+        Ok(appended)
+    }
+
+    /// The whole history of a number and its WhatsApp variants, in the order the
+    /// person acted.
+    pub fn history(&self, subject: E164) -> rusqlite::Result<Vec<Event>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
+                    source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash
+             FROM consent_events WHERE subject_key = ?1 ORDER BY occurred_at, id",
+        )?;
+        let rows = stmt.query_map(params![subject.consent_key() as i64], event_from_row)?;
+        rows.collect()
+    }
+
+    pub fn standing(&self, subject: E164, purpose: Purpose) -> rusqlite::Result<Standing> {
+        let history = self.history(subject)?;
+        Ok(standing_of(&history, purpose))
+    }
+
+    /// Every event (of one number, or all), in id order, for export.
+    pub fn for_each_event(
+        &self,
+        subject: Option<E164>,
+        mut each: impl FnMut(Event) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let sql =
+            "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
+                          source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash
+                   FROM consent_events WHERE (?1 IS NULL OR subject_key = ?1) ORDER BY id";
+        let mut stmt = self.conn.prepare(sql)?;
+        let key = subject.map(|s| s.consent_key() as i64);
+        let mut rows = stmt.query(params![key])?;
+        while let Some(row) = rows.next()? {
+            each(event_from_row(row)?)?;
+        }
+        Ok(())
+    }
+
+    /// The notices events refer to (all, or those of one number's events).
+    pub fn notices(
+        &self,
+        subject: Option<E164>,
+    ) -> rusqlite::Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT hash, text, recorded_at FROM consent_notices n
+             WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM consent_events e
+                                         WHERE e.notice_hash = n.hash AND e.subject_key = ?1)
+             ORDER BY recorded_at, hash",
+        )?;
+        let key = subject.map(|s| s.consent_key() as i64);
+        let rows = stmt.query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
+
+    /// Recomputes the hash chain and checks the append-only triggers.
+    pub fn verify(&self) -> rusqlite::Result<VerifyReport> {
+        let mut missing_triggers = Vec::new();
+        for name in TRIGGERS {
+            let sql: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if !sql.is_some_and(|sql| sql.contains("RAISE(ABORT")) {
+                missing_triggers.push((*name).to_owned());
+            }
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
+                    source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash, subject_key
+             FROM consent_events ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut expected_prev = GENESIS.to_owned();
+        let mut expected_id = 1;
+        let mut events = 0;
+        let mut first_broken = None;
+        while let Some(row) = rows.next()? {
+            let event = event_from_row(row)?;
+            let subject_key: i64 = row.get(15)?;
+            events += 1;
+            if first_broken.is_some() {
+                continue;
+            }
+            let problem = if event.id != expected_id {
+                Some(format!(
+                    "event {expected_id} is missing (the next event is {})",
+                    event.id
+                ))
+            } else if event.prev_hash != expected_prev {
+                Some("its prev_hash does not match the event before it: an event was removed, inserted or reordered".to_owned())
+            } else if hash_event(&event) != event.hash {
+                Some("its content does not match its hash: the event was edited".to_owned())
+            } else if E164::from_digits(&event.subject)
+                .is_none_or(|s| s.consent_key() as i64 != subject_key)
+            {
+                Some("its subject_key does not match its subject".to_owned())
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                first_broken = Some(BrokenEvent {
+                    id: event.id,
+                    problem,
+                });
+            }
+            expected_prev = event.hash;
+            expected_id = event.id + 1;
+        }
+        Ok(VerifyReport {
+            events,
+            head: expected_prev,
+            missing_triggers,
+            first_broken,
+        })
+    }
+
+    pub fn stats(&self, older_than_days: u32) -> rusqlite::Result<LedgerStats> {
+        let mut stats = LedgerStats {
+            older_than_days,
+            ..LedgerStats::default()
+        };
+        stats.events = self
+            .conn
+            .query_row("SELECT count(*) FROM consent_events", [], |r| r.get(0))?;
+        stats.opt_ins_without_evidence = self.conn.query_row(
+            "SELECT count(*) FROM consent_events WHERE action = 'opt_in'
+               AND coalesce(evidence, '') = '' AND notice_hash IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        let cutoff =
+            clock::format(clock::now() - chrono::Duration::days(i64::from(older_than_days)));
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT subject_key, purpose, action, occurred_at, method, recorded_via, {HAS_EVIDENCE}
+             FROM consent_events ORDER BY subject_key, occurred_at, id"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut current: Option<i64> = None;
+        let mut folds = [
+            StandingFold::new(Purpose::Marketing),
+            StandingFold::new(Purpose::Utility),
+        ];
+        let finish = |folds: [StandingFold; 2], stats: &mut LedgerStats| {
+            let [marketing, utility] = folds;
+            stats.subjects += 1;
+            for (standing, counts) in [
+                (marketing.finish(), &mut stats.marketing),
+                (utility.finish(), &mut stats.utility),
+            ] {
+                match standing {
+                    Standing::OptedIn { since, .. } => {
+                        counts.opted_in += 1;
+                        if since < cutoff {
+                            stats.opt_ins_older_than += 1;
+                        }
+                    }
+                    Standing::OptedOut { .. } => counts.opted_out += 1,
+                    Standing::NoOptIn => counts.no_opt_in += 1,
+                }
+            }
+        };
+        while let Some(row) = rows.next()? {
+            let key: i64 = row.get(0)?;
+            if current.is_some_and(|c| c != key) {
+                let done = std::mem::replace(
+                    &mut folds,
+                    [
+                        StandingFold::new(Purpose::Marketing),
+                        StandingFold::new(Purpose::Utility),
+                    ],
+                );
+                finish(done, &mut stats);
+            }
+            current = Some(key);
+            let fact = Fact {
+                purpose: row.get_ref(1)?.as_str()?,
+                action: row.get_ref(2)?.as_str()?,
+                occurred_at: row.get_ref(3)?.as_str()?,
+                method: row.get_ref(4)?.as_str()?,
+                recorded_via: row.get_ref(5)?.as_str()?,
+                has_evidence: row.get(6)?,
+            };
+            for fold in &mut folds {
+                fold.push(&fact);
+            }
+        }
+        if current.is_some() {
+            finish(folds, &mut stats);
+        }
+        Ok(stats)
+    }
+}
+
+/// Appends inside a caller's transaction (which must hold the write lock, i.e. be
+/// IMMEDIATE, so the chain's head cannot move underneath it).
+pub fn append_in(tx: &Connection, event: &NewEvent) -> rusqlite::Result<Appended> {
+    if let Some(key) = &event.dedupe_key {
+        let existing: Option<i64> = tx
+            .prepare_cached("SELECT id FROM consent_events WHERE dedupe_key = ?1")?
+            .query_row(params![key], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = existing {
+            return Ok(Appended::AlreadyPresent(id));
+        }
+    }
+    let recorded_at = clock::now_string();
+    let notice_hash = match &event.notice {
+        Some(text) => {
+            let hash = hex::encode(Sha256::digest(text.as_bytes()));
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO consent_notices (hash, text, recorded_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![hash, text, recorded_at])?;
+            Some(hash)
+        }
+        None => None,
+    };
+    let (last_id, prev_hash): (i64, String) = tx
+        .prepare_cached("SELECT id, hash FROM consent_events ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, GENESIS.to_owned()));
+    let mut stored = Event {
+        id: last_id + 1,
+        subject: event.subject.to_string(),
+        purpose: event.purpose.as_str().to_owned(),
+        action: event.action.as_str().to_owned(),
+        occurred_at: event.occurred_at.clone(),
+        recorded_at,
+        method: event.method.clone(),
+        recorded_via: event.recorded_via.as_str().to_owned(),
+        source: event.source.clone(),
+        evidence: event.evidence.clone(),
+        notice_hash,
+        actor: event.actor.clone(),
+        dedupe_key: event.dedupe_key.clone(),
+        prev_hash,
+        hash: String::new(),
+    };
+    stored.hash = hash_event(&stored);
+    tx.prepare_cached(
+        "INSERT INTO consent_events (id, subject, subject_key, purpose, action, occurred_at,
+             recorded_at, method, recorded_via, source, evidence, notice_hash, actor, dedupe_key,
+             prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        stored.id,
+        stored.subject,
+        event.subject.consent_key() as i64,
+        stored.purpose,
+        stored.action,
+        stored.occurred_at,
+        stored.recorded_at,
+        stored.method,
+        stored.recorded_via,
+        stored.source,
+        stored.evidence,
+        stored.notice_hash,
+        stored.actor,
+        stored.dedupe_key,
+        stored.prev_hash,
+        stored.hash,
+    ])?;
+    Ok(Appended::Recorded(stored.id))
+}
+
+/// An event's hash: SHA-256 of the previous hash, a line feed, and the event's fields
+/// as a compact JSON array, so an auditor can recompute it with any JSON library:
+/// `[id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
+/// source, evidence, notice_hash, actor, dedupe_key]`.
+pub fn hash_event(event: &Event) -> String {
+    let fields = serde_json::json!([
+        event.id,
+        event.subject,
+        event.purpose,
+        event.action,
+        event.occurred_at,
+        event.recorded_at,
+        event.method,
+        event.recorded_via,
+        event.source,
+        event.evidence,
+        event.notice_hash,
+        event.actor,
+        event.dedupe_key,
+    ]);
+    let mut hasher = Sha256::new();
+    hasher.update(event.prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(fields.to_string().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// A standing from a history already in the order the person acted.
+pub fn standing_of(history: &[Event], purpose: Purpose) -> Standing {
+    super::standing(
+        purpose,
+        history.iter().map(|e| Fact {
+            purpose: &e.purpose,
+            action: &e.action,
+            occurred_at: &e.occurred_at,
+            method: &e.method,
+            recorded_via: &e.recorded_via,
+            has_evidence: e.evidence.as_deref().is_some_and(|s| !s.is_empty())
+                || e.notice_hash.is_some()
+                || !e.source.is_empty(),
+        }),
+    )
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: row.get(0)?,
+        subject: row.get(1)?,
+        purpose: row.get(2)?,
+        action: row.get(3)?,
+        occurred_at: row.get(4)?,
+        recorded_at: row.get(5)?,
+        method: row.get(6)?,
+        recorded_via: row.get(7)?,
+        source: row.get(8)?,
+        evidence: row.get(9)?,
+        notice_hash: row.get(10)?,
+        actor: row.get(11)?,
+        dedupe_key: row.get(12)?,
+        prev_hash: row.get(13)?,
+        hash: row.get(14)?,
+    })
+}

@@ -1,0 +1,218 @@
+//! The SQLite database that holds the consent ledger and the send journal.
+//!
+//! One file, created readable by its owner only (it holds customers' phone numbers),
+//! in WAL mode with `synchronous=FULL`: an opt-out or a send intent that was
+//! acknowledged survives a power cut. Schema changes are numbered migrations applied
+//! by `user_version`; a file written by a newer version is refused, not touched.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use thiserror::Error;
+
+/// The migrations, in order; migration N brings the schema to `user_version` N.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_consent_ledger.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DbError {
+    #[error(
+        "{path} is readable by other users (mode {mode:04o}) and holds customers' phone \
+         numbers; run `chmod 600 {path}` and try again"
+    )]
+    Permissions { path: String, mode: u32 },
+    #[error(
+        "{path} was written by a newer wacampaign (schema {found}, this build knows up to \
+         {SCHEMA_VERSION}); upgrade wacampaign. The file was not changed."
+    )]
+    TooNew { path: String, found: u32 },
+    #[error("cannot create database {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
+
+/// An open database with the current schema.
+#[derive(Debug)]
+pub struct Db {
+    pub conn: Connection,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens the database, creating it (mode 0600) and applying migrations as needed.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let shown = path.display().to_string();
+        match std::fs::metadata(path) {
+            Ok(meta) => check_mode(&shown, meta.permissions().mode())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Create the empty file ourselves so it is never, even briefly,
+                // readable by others; SQLite gives its -wal and -shm files the same mode.
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            OpenOptions::new().read(true).open(path)
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|source| DbError::Create {
+                        path: shown.clone(),
+                        source,
+                    })?;
+            }
+            Err(source) => {
+                return Err(DbError::Create {
+                    path: shown,
+                    source,
+                });
+            }
+        }
+        let sqlite = |source| DbError::Sqlite {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        let found: u32 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite)?;
+        if found > SCHEMA_VERSION {
+            return Err(DbError::TooNew { path: shown, found });
+        }
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(sqlite)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(sqlite(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode is {mode}, WAL is required"
+            ))));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sqlite)?;
+        let mut db = Db {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.migrate(found).map_err(sqlite)?;
+        Ok(db)
+    }
+
+    /// Opens an existing database; `None` when there is none yet, so read-only
+    /// commands do not create files as a side effect.
+    pub fn open_existing(path: &Path) -> Result<Option<Db>, DbError> {
+        if path.exists() {
+            Db::open(path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self, from: u32) -> rusqlite::Result<()> {
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+            // Another process may have migrated while we waited for the lock.
+            let current: u32 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+            if current as usize > index {
+                continue;
+            }
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as u32 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+fn check_mode(path: &str, mode: u32) -> Result<(), DbError> {
+    if mode & 0o077 != 0 {
+        return Err(DbError::Permissions {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_private_and_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let db = Db::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let version: u32 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let sync: i64 = db
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        drop(db);
+        Db::open(&path).expect("reopening an up-to-date database is fine");
+    }
+
+    #[test]
+    fn a_world_readable_database_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        drop(Db::open(&path).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Db::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let db = Db::open(&path).unwrap();
+        db.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(db);
+        let before = std::fs::read(&path).unwrap();
+        let err = Db::open(&path).unwrap_err();
+        assert!(matches!(err, DbError::TooNew { found: 99, .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+}
