@@ -134,6 +134,8 @@ pub enum ProviderConfig {
         api_version: String,
         base_url: String,
         token: SecretRef,
+        /// How long one request may take before its outcome is in doubt.
+        timeout: std::time::Duration,
     },
     Simulator(SimulatorConfig),
 }
@@ -233,6 +235,7 @@ struct RawProvider {
     base_url: Option<Spanned<String>>,
     token_env: Option<String>,
     token_file: Option<String>,
+    timeout_ms: Option<Spanned<u64>>,
     // Declared only so a secret pasted into the file gets a tailored error.
     token: Option<Spanned<toml::Value>>,
     access_token: Option<Spanned<toml::Value>>,
@@ -540,7 +543,18 @@ fn build_provider(
                 Some(url) => validate_url(url, at)?,
                 None => DEFAULT_GRAPH_URL.to_owned(),
             };
+            let timeout = match &raw.timeout_ms {
+                Some(t) if !(100..=300_000).contains(t.get_ref()) => {
+                    return Err(at(
+                        t.span(),
+                        "provider.timeout_ms must be between 100 and 300000".into(),
+                    ));
+                }
+                Some(t) => std::time::Duration::from_millis(*t.get_ref()),
+                None => std::time::Duration::from_secs(30),
+            };
             Ok(ProviderConfig::CloudApi {
+                timeout,
                 phone_number_id: id.to_owned(),
                 api_version: raw
                     .api_version

@@ -75,6 +75,8 @@ pub enum Command {
     Check(cmd::check::Args),
     Preview(cmd::preview::Args),
     Consent(cmd::consent::Args),
+    Send(cmd::send::Args),
+    Status(cmd::status::Args),
 }
 
 #[cfg(test)]

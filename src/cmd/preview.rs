@@ -127,7 +127,7 @@ fn show(
     recipient: &Recipient,
     payload: bool,
 ) -> anyhow::Result<()> {
-    let body = cloud_api::template_message(campaign, recipient);
+    let body = cloud_api::template_message(campaign, recipient.phone, &recipient.values);
     if ctx.ui.json {
         let text = campaign.template.body.render(&recipient.values);
         let data = serde_json::json!({

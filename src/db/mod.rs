@@ -14,7 +14,10 @@ use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 /// The migrations, in order; migration N brings the schema to `user_version` N.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_consent_ledger.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_consent_ledger.sql"),
+    include_str!("migrations/0002_send_journal.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
