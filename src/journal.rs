@@ -90,7 +90,8 @@ pub struct Claimed {
     pub next_retry_at: Option<String>,
 }
 
-/// Rows by state for one campaign's current plan.
+/// Rows by state for a campaign: every row that was ever sent or settled, and the
+/// rows still to send in its current plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub planned: u64,
@@ -175,7 +176,7 @@ impl Journal {
         let now = clock::now_string();
         let fingerprint = campaign.content_fingerprint();
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
-        let existing: Option<(String, String, i64, Option<String>, Option<String>)> = tx
+        let existing: Option<PriorRun> = tx
             .query_row(
                 "SELECT fingerprint, created_at, plan_run, halted_at, halt_reason
                  FROM campaigns WHERE id = ?1",
@@ -424,6 +425,10 @@ impl Journal {
 }
 
 type Candidate = (u64, Vec<String>, u32);
+/// fingerprint, created_at, plan_run, halted_at, halt_reason
+type PriorRun = (String, String, i64, Option<String>, Option<String>);
+/// When and why a campaign halted.
+pub type HaltRecord = (String, String);
 
 fn job_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
     let key: i64 = row.get(0)?;
@@ -589,7 +594,8 @@ pub fn counts(
     plan_run: Option<i64>,
 ) -> rusqlite::Result<Counts> {
     let mut stmt = conn.prepare_cached(
-        "SELECT state, count(*) FROM journal WHERE campaign_id = ?1 AND (?2 IS NULL OR plan_run = ?2)
+        "SELECT state, count(*) FROM journal WHERE campaign_id = ?1
+           AND (?2 IS NULL OR plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
          GROUP BY state",
     )?;
     let mut counts = Counts::default();
@@ -616,7 +622,7 @@ pub fn counts(
 pub fn campaign_record(
     conn: &Connection,
     campaign_id: &str,
-) -> rusqlite::Result<Option<(CampaignRecord, Option<(String, String)>)>> {
+) -> rusqlite::Result<Option<(CampaignRecord, Option<HaltRecord>)>> {
     conn.query_row(
         "SELECT id, plan_run, created_at, halted_at, halt_reason FROM campaigns WHERE id = ?1",
         params![campaign_id],
@@ -644,7 +650,8 @@ pub fn failures_by_code(
 ) -> rusqlite::Result<BTreeMap<String, u64>> {
     let mut stmt = conn.prepare(
         "SELECT coalesce(CAST(error_code AS TEXT), 'none'), count(*) FROM journal
-         WHERE campaign_id = ?1 AND plan_run = ?2 AND state IN ('failed', 'opted_out', 'deferred')
+         WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
+           AND state IN ('failed', 'opted_out', 'deferred')
            AND (error_code IS NOT NULL OR state = 'failed')
          GROUP BY 1 ORDER BY 2 DESC",
     )?;
@@ -664,7 +671,8 @@ pub fn rows(
 ) -> anyhow::Result<()> {
     let mut stmt = conn.prepare(
         "SELECT phone, line, state, attempts, message_id, error_code, error_detail, intent_at, outcome_at, updated_at
-         FROM journal WHERE campaign_id = ?1 AND plan_run = ?2 AND (?3 IS NULL OR state = ?3)
+         FROM journal WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
+           AND (?3 IS NULL OR state = ?3)
          ORDER BY seq",
     )?;
     let mut rows = stmt.query(params![campaign_id, plan_run, state])?;

@@ -46,15 +46,10 @@ impl std::fmt::Debug for Pacer {
 impl Pacer {
     /// Starts the pacer task; `None` sends as fast as the provider answers.
     pub fn start(rate: Option<u32>) -> Pacer {
-        let configured = f64::from(rate.unwrap_or(0));
-        let state = Arc::new(Mutex::new(State {
-            configured,
-            current: configured,
-            paused_until: None,
-            last_throttle: None,
-            last_change: Instant::now(),
-            generation: 0,
-        }));
+        let state = Arc::new(Mutex::new(State::new(
+            f64::from(rate.unwrap_or(0)),
+            Instant::now(),
+        )));
         if rate.is_none() {
             return Pacer {
                 waiters: None,
@@ -82,26 +77,60 @@ impl Pacer {
 
     /// The provider said to slow down.
     pub fn throttled(&self, retry_after: Option<Duration>) {
-        let Ok(mut s) = self.state.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        let pause = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_PAUSE);
-        s.paused_until = Some(s.paused_until.map_or(now + pause, |p| p.max(now + pause)));
-        let new_episode = s
-            .last_throttle
-            .is_none_or(|t| now.duration_since(t) > THROTTLE_EPISODE);
-        s.last_throttle = Some(now);
-        if new_episode && s.configured > 0.0 {
-            s.current = (s.current / 2.0).max(1.0);
-            s.last_change = now;
-            s.generation += 1;
+        if let Ok(mut s) = self.state.lock() {
+            s.throttle(Instant::now(), retry_after);
         }
     }
 
     /// The rate in force now (messages per second); 0 when unlimited.
     pub fn current_rate(&self) -> f64 {
         self.state.lock().map_or(0.0, |s| s.current)
+    }
+}
+
+impl State {
+    fn new(configured: f64, now: Instant) -> State {
+        State {
+            configured,
+            current: configured,
+            paused_until: None,
+            last_throttle: None,
+            last_change: now,
+            generation: 0,
+        }
+    }
+
+    /// Halves the rate (once per episode) and pauses for `retry_after`.
+    fn throttle(&mut self, now: Instant, retry_after: Option<Duration>) {
+        let pause = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_PAUSE);
+        self.paused_until = Some(
+            self.paused_until
+                .map_or(now + pause, |p| p.max(now + pause)),
+        );
+        let new_episode = self
+            .last_throttle
+            .is_none_or(|t| now.duration_since(t) > THROTTLE_EPISODE);
+        self.last_throttle = Some(now);
+        if new_episode && self.configured > 0.0 {
+            self.current = (self.current / 2.0).max(1.0);
+            self.last_change = now;
+            self.generation += 1;
+        }
+    }
+
+    /// After a calm spell, raises the rate a step, never above what was configured.
+    fn recover(&mut self, now: Instant) {
+        let calm = self
+            .last_throttle
+            .is_none_or(|t| now.duration_since(t) > CALM_BEFORE_RECOVERY);
+        if calm
+            && self.current < self.configured
+            && now.duration_since(self.last_change) > Duration::from_secs(1)
+        {
+            self.current = (self.current * 1.25 + 1.0).min(self.configured);
+            self.last_change = now;
+            self.generation += 1;
+        }
     }
 }
 
@@ -132,18 +161,7 @@ async fn pace(mut waiters: mpsc::UnboundedReceiver<oneshot::Sender<()>>, state: 
             }
         }
         if let Ok(mut s) = state.lock() {
-            let now = Instant::now();
-            let calm = s
-                .last_throttle
-                .is_none_or(|t| now.duration_since(t) > CALM_BEFORE_RECOVERY);
-            if calm
-                && s.current < s.configured
-                && now.duration_since(s.last_change) > Duration::from_secs(1)
-            {
-                s.current = (s.current * 1.25 + 1.0).min(s.configured);
-                s.last_change = now;
-                s.generation += 1;
-            }
+            s.recover(Instant::now());
             if s.generation != generation {
                 generation = s.generation;
                 current_limiter = limiter(s.current);
@@ -184,25 +202,37 @@ mod tests {
         assert!(backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn throttling_halves_then_recovers_without_exceeding_the_configured_rate() {
-        let pacer = Pacer::start(Some(100));
-        assert!((pacer.current_rate() - 100.0).abs() < f64::EPSILON);
-        pacer.throttled(None);
-        pacer.throttled(None);
+    #[test]
+    fn throttling_halves_then_recovers_without_exceeding_the_configured_rate() {
+        let start = Instant::now();
+        let mut s = State::new(100.0, start);
+        s.throttle(start, None);
+        s.throttle(
+            start + Duration::from_millis(300),
+            Some(Duration::from_secs(7)),
+        );
         assert!(
-            (pacer.current_rate() - 50.0).abs() < f64::EPSILON,
+            (s.current - 50.0).abs() < f64::EPSILON,
             "one episode halves once"
         );
-        tokio::time::advance(Duration::from_secs(20)).await;
-        for _ in 0..200 {
-            pacer.ticket().await;
-            tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(
+            s.paused_until,
+            Some(start + Duration::from_millis(7300)),
+            "Retry-After is honoured"
+        );
+        s.recover(start + Duration::from_secs(3));
+        assert!(
+            (s.current - 50.0).abs() < f64::EPSILON,
+            "no recovery while it is not calm"
+        );
+        for second in 6..60 {
+            s.recover(start + Duration::from_secs(second));
+            assert!(s.current <= 100.0);
         }
         assert!(
-            (pacer.current_rate() - 100.0).abs() < f64::EPSILON,
+            (s.current - 100.0).abs() < f64::EPSILON,
             "recovered to {}",
-            pacer.current_rate()
+            s.current
         );
     }
 }

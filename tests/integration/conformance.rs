@@ -45,9 +45,39 @@ fn shipped(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// Every request body the Cloud API provider would send for `campaign`.
+/// Every request body the Cloud API provider would send for `campaign`, with an
+/// opt-in recorded for each of its contacts so none is left out for want of consent.
 fn preview_payloads(campaign: &Path) -> Vec<Payload> {
+    let loaded = Campaign::load(campaign).expect("loading the campaign");
+    let ledger_dir = tempfile::tempdir().expect("creating a temporary directory");
+    let db = ledger_dir.path().join("ledger.db");
+    let imported = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .args(["consent", "import"])
+        .arg(&loaded.contacts.path)
+        .args([
+            "--purpose",
+            loaded.purpose().as_str(),
+            "--method",
+            "web_form",
+        ])
+        .args([
+            "--phone-column",
+            &loaded.contacts.phone_column,
+            "--default-region",
+            "MX",
+        ])
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .expect("running wacampaign consent import");
+    assert!(
+        imported.status.success(),
+        "consent import failed: {}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .arg("--db")
+        .arg(&db)
         .args([
             "preview",
             "--payload",
