@@ -26,7 +26,7 @@ pub const MAX_COLUMNS: usize = 1000;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ContactsError {
-    #[error("cannot open contacts file {path}: {source}")]
+    #[error("cannot open contacts file {path}")]
     Open { path: String, source: io::Error },
     #[error("{path} is empty; it needs a header row naming the columns, then one row per contact")]
     Empty { path: String },
@@ -62,7 +62,7 @@ pub enum ContactsError {
         line: u64,
         message: String,
     },
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io { path: String, source: io::Error },
 }
 
