@@ -156,9 +156,10 @@ impl ContactReader {
             .from_reader(guarded);
 
         let mut header = csv::StringRecord::new();
-        let got = reader
-            .read_record(&mut header)
-            .map_err(|e| map_csv_error(&shown, e))?;
+        let got = reader.read_record(&mut header).map_err(|e| {
+            let line = starts.lock().ok().and_then(|s| s.front().copied());
+            map_csv_error(&shown, e, line)
+        })?;
         if !got {
             return Err(ContactsError::Empty { path: shown });
         }
@@ -178,13 +179,12 @@ impl ContactReader {
         })
     }
 
-    /// The line the record just read started on.
-    fn next_start_line(&self) -> u64 {
+    /// The line the record just read (or just failed to read) started on.
+    fn next_start_line(&self) -> Option<u64> {
         self.starts
             .lock()
             .ok()
             .and_then(|mut starts| starts.pop_front())
-            .unwrap_or(0)
     }
 
     pub fn path(&self) -> &str {
@@ -231,14 +231,14 @@ impl ContactReader {
     /// whose every cell is empty are skipped here, since they are no one.
     pub fn read_row(&mut self, row: &mut Row) -> Result<bool, ContactsError> {
         loop {
-            let got = self
-                .reader
-                .read_record(&mut row.record)
-                .map_err(|e| map_csv_error(&self.path, e))?;
+            let got = match self.reader.read_record(&mut row.record) {
+                Ok(got) => got,
+                Err(e) => return Err(map_csv_error(&self.path, e, self.next_start_line())),
+            };
             if !got {
                 return Ok(false);
             }
-            row.line = self.next_start_line();
+            row.line = self.next_start_line().unwrap_or(0);
             if !row.is_blank() {
                 return Ok(true);
             }
@@ -246,13 +246,16 @@ impl ContactReader {
     }
 }
 
-fn map_csv_error(path: &str, error: csv::Error) -> ContactsError {
+/// `record_line` is where the failing record starts, as [`RecordGuard`] counted it:
+/// the csv crate's own line numbers leave out blank lines and line breaks inside
+/// quoted fields, so they point above the bad row in exactly the files that need it.
+fn map_csv_error(path: &str, error: csv::Error, record_line: Option<u64>) -> ContactsError {
     let line = error.position().map_or(0, csv::Position::line);
     let path = path.to_owned();
     match error.into_kind() {
         csv::ErrorKind::Utf8 { pos, .. } => ContactsError::NotUtf8 {
             path,
-            line: pos.map_or(line, |p| p.line()),
+            line: record_line.unwrap_or_else(|| pos.map_or(line, |p| p.line())),
         },
         csv::ErrorKind::Io(source) => {
             let too_long = source
@@ -471,6 +474,24 @@ mod tests {
         );
         let mut r = reader_for(bytes, Encoding::Windows1252).unwrap();
         assert_eq!(rows(&mut r)[0].1[0], "José");
+    }
+
+    #[test]
+    fn a_latin1_row_is_located_past_blank_lines_and_quoted_newlines() {
+        let bytes = b"name,phone\r\n\"A\r\nB\",5512345678\r\n\r\n\r\nJos\xE9,5523456789\r\n";
+        let mut r = reader_for(bytes, Encoding::Utf8).unwrap();
+        let mut row = Row::default();
+        assert!(r.read_row(&mut row).unwrap());
+        let err = r.read_row(&mut row).unwrap_err();
+        assert!(
+            matches!(err, ContactsError::NotUtf8 { line: 6, .. }),
+            "{err}"
+        );
+        let err = reader_for(b"\n\nnombre,tel\xE9fono\n", Encoding::Utf8).unwrap_err();
+        assert!(
+            matches!(err, ContactsError::NotUtf8 { line: 3, .. }),
+            "{err}"
+        );
     }
 
     #[test]
