@@ -137,6 +137,10 @@ impl ContactReader {
         if bom {
             buffered.consume(3);
         }
+        // The BOM is how Excel marks "CSV UTF-8": it outranks a campaign file's
+        // `encoding`, which may have been written for an older plain-CSV export and
+        // would otherwise turn every "José" into "JosÃ©" in the messages sent.
+        let encoding = if bom { Encoding::Utf8 } else { encoding };
         let decoded: Box<dyn Read + Send> = match encoding {
             Encoding::Utf8 => Box::new(buffered),
             Encoding::Windows1252 => Box::new(
@@ -492,6 +496,17 @@ mod tests {
             matches!(err, ContactsError::NotUtf8 { line: 3, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_utf8_bom_outranks_a_declared_windows_1252() {
+        let mut r = reader_for(
+            "\u{FEFF}name,phone\nJosé,5512345678\n".as_bytes(),
+            Encoding::Windows1252,
+        )
+        .unwrap();
+        assert_eq!(r.headers(), ["name", "phone"]);
+        assert_eq!(rows(&mut r)[0].1[0], "José");
     }
 
     #[test]
