@@ -91,6 +91,7 @@ pub struct ContactReader {
     headers: Vec<String>,
     delimiter: u8,
     starts: RecordStarts,
+    blank_rows: u64,
 }
 
 impl std::fmt::Debug for ContactReader {
@@ -180,6 +181,7 @@ impl ContactReader {
             headers: header.iter().map(|h| h.trim().to_owned()).collect(),
             delimiter: detected,
             starts,
+            blank_rows: 0,
         })
     }
 
@@ -201,6 +203,12 @@ impl ContactReader {
 
     pub fn delimiter(&self) -> u8 {
         self.delimiter
+    }
+
+    /// Rows skipped so far because every cell was empty (Excel exports the empty rows
+    /// inside a sheet's used range as `,,,`). Empty lines are not rows and not counted.
+    pub fn blank_rows(&self) -> u64 {
+        self.blank_rows
     }
 
     /// The index of a column named in the campaign file; `role` says what it is for,
@@ -246,6 +254,7 @@ impl ContactReader {
             if !row.is_blank() {
                 return Ok(true);
             }
+            self.blank_rows += 1;
         }
     }
 }
@@ -458,6 +467,17 @@ mod tests {
         assert_eq!(got[0].0, 2);
         assert_eq!(got[0].1[1], "two\nlines");
         assert_eq!(got[1].0, 4);
+    }
+
+    #[test]
+    fn blank_rows_are_skipped_and_counted() {
+        let mut r = reader_for(b"phone,name\n1,A\n,\n\n , \n2,B\n", Encoding::Utf8).unwrap();
+        let got = rows(&mut r);
+        assert_eq!(
+            got.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            [2, 6]
+        );
+        assert_eq!(r.blank_rows(), 2);
     }
 
     #[test]
