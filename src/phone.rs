@@ -65,7 +65,9 @@ impl E164 {
         }
         let mut parsed = phonenumber::parse(region.map(|r| r.0), trimmed)
             .map_err(|e| PhoneError::Unparseable(trimmed.to_owned(), e.to_string()))?;
-        if !phonenumber::is_valid(&parsed) {
+        // Validation is most of the cost of a row, so it runs once per parse.
+        let mut valid = phonenumber::is_valid(&parsed);
+        if !valid {
             // Mexico dropped the `1` after +52 for mobiles in 2019, but CRMs still hold
             // `+52 1 55 ...`; libphonenumber no longer accepts it, so retry without.
             let national = parsed.national().value();
@@ -75,10 +77,11 @@ impl E164 {
                     && phonenumber::is_valid(&retry)
                 {
                     parsed = retry;
+                    valid = true;
                 }
             }
         }
-        if !phonenumber::is_valid(&parsed) {
+        if !valid {
             let region = parsed.country().id().map_or_else(
                 || format!("+{}", parsed.code().value()),
                 |id| format!("{id:?}"),
