@@ -1,8 +1,8 @@
 //! How long `wacampaign check` takes on a large contacts file, and how much memory.
 //!
 //! ```sh
-//! cargo build --release
-//! cargo run --release --example bench_check -- [ROWS] [RUNS]
+//! cargo build --release    # building the example alone does not rebuild the binary
+//! cargo run --release --example bench_check -- [ROWS] [RUNS] [--dir DIR]
 //! ```
 //!
 //! Writes a realistic Mexican contacts export of ROWS rows (default 1,000,000) and a
@@ -149,7 +149,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         expected.duplicates,
         expected.empty_dates
     );
-    println!("binary    {}", binary.display());
+    // The target directory may be shared: say how old the binary is, so a stale
+    // or foreign build is noticed.
+    let age = std::fs::metadata(&binary)?
+        .modified()?
+        .elapsed()
+        .unwrap_or_default();
+    println!(
+        "binary    {} (built {} s ago)",
+        binary.display(),
+        age.as_secs()
+    );
 
     let mut walls = Vec::new();
     for run in 1..=runs {
