@@ -53,6 +53,18 @@ fn limit_sets_how_many() {
 }
 
 #[test]
+fn limit_zero_is_a_usage_error() {
+    Fixture::with_contacts(CONTACTS)
+        .preview(&["--limit", "0"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicates::str::starts_with(
+            "error: invalid value '0' for '--limit <N>': 0 is not in 1..",
+        ));
+}
+
+#[test]
 fn row_shows_that_line() {
     Fixture::with_contacts(CONTACTS)
         .preview(&["--row", "6"])
