@@ -31,7 +31,7 @@ pub const MAX_RATE_PER_SECOND: u32 = 1000;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CampaignError {
-    #[error("cannot read campaign file {path}: {source}")]
+    #[error("cannot read campaign file {path}")]
     Read {
         path: String,
         source: std::io::Error,

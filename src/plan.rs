@@ -234,7 +234,9 @@ impl<'a> Planner<'a> {
 
     /// The next row's fate; `None` once the file is read.
     pub fn next_item(&mut self) -> Result<Option<PlanItem>, PlanError> {
-        if !self.reader.read_row(&mut self.row)? {
+        let got = self.reader.read_row(&mut self.row)?;
+        self.stats.blank_rows = self.reader.blank_rows();
+        if !got {
             return Ok(None);
         }
         self.stats.contacts_read += 1;

@@ -28,7 +28,12 @@ pub struct Args {
     #[arg(value_name = "CAMPAIGN.toml")]
     pub campaign: PathBuf,
     /// How many eligible contacts to show.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub limit: usize,
     /// Show the contact on this line of the contacts file (the header is line 1).
     #[arg(long, value_name = "N", conflicts_with = "phone")]
