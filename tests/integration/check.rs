@@ -535,6 +535,10 @@ fn blank_rows_are_counted_in_the_report() {
 fn check_shipped(campaign: &str) -> (String, String) {
     let scratch = tempfile::tempdir().unwrap();
     let excluded = scratch.path().join("excluded.csv");
+    crate::support::opt_in_everyone(
+        &shipped_campaigns().join(campaign),
+        &scratch.path().join("wacampaign.db"),
+    );
     let assert = wacampaign_in(&shipped_campaigns(), &scratch.path().join("wacampaign.db"))
         .arg("check")
         .arg(campaign)

@@ -226,6 +226,10 @@ fn no_eligible_contact_is_a_warning_not_an_error() {
 
 fn preview_shipped(args: &[&str]) -> String {
     let scratch = tempfile::tempdir().unwrap();
+    crate::support::opt_in_everyone(
+        &shipped_campaigns().join(args[0]),
+        &scratch.path().join("wacampaign.db"),
+    );
     let assert = wacampaign_in(&shipped_campaigns(), &scratch.path().join("wacampaign.db"))
         .arg("preview")
         .args(args)

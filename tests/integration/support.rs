@@ -78,19 +78,54 @@ impl Fixture {
         wacampaign_in(self.dir.path(), &self.dir.path().join("wacampaign.db"))
     }
 
-    /// `wacampaign check campaign.toml` plus `args`.
+    /// `wacampaign check campaign.toml` plus `args`, with every contact opted in.
     pub fn check(&self, args: &[&str]) -> Command {
+        opt_in_everyone(
+            &self.dir.path().join("campaign.toml"),
+            &self.dir.path().join("wacampaign.db"),
+        );
         let mut cmd = self.wacampaign();
         cmd.args(["check", "campaign.toml"]).args(args);
         cmd
     }
 
-    /// `wacampaign preview campaign.toml` plus `args`.
+    /// `wacampaign preview campaign.toml` plus `args`, with every contact opted in.
     pub fn preview(&self, args: &[&str]) -> Command {
+        opt_in_everyone(
+            &self.dir.path().join("campaign.toml"),
+            &self.dir.path().join("wacampaign.db"),
+        );
         let mut cmd = self.wacampaign();
         cmd.args(["preview", "campaign.toml"]).args(args);
         cmd
     }
+}
+
+/// Creates the consent ledger at `db` and, when the campaign and its contacts can be
+/// read, records an opt-in for the campaign's purpose for every contact, so tests of
+/// the contacts file see every row the ledger would let through. Consent itself is
+/// tested in `consent.rs`.
+pub fn opt_in_everyone(campaign: &Path, db: &Path) {
+    let db = wacampaign::db::Db::open(db).expect("creating the consent ledger");
+    let Ok(campaign) = wacampaign::campaign::Campaign::load(campaign) else {
+        return;
+    };
+    let options = wacampaign::consent::ImportOptions {
+        file: campaign.contacts.path.clone(),
+        purpose: campaign.purpose(),
+        action: wacampaign::consent::Action::OptIn,
+        method: "web_form".into(),
+        phone_column: campaign.contacts.phone_column.clone(),
+        default_region: campaign.contacts.default_region,
+        occurred_column: None,
+        evidence_column: None,
+        notice: None,
+        actor: "tests".into(),
+        delimiter: campaign.contacts.delimiter,
+        encoding: campaign.contacts.encoding,
+    };
+    // A contacts file a test made unreadable on purpose simply records nothing.
+    let _ = wacampaign::consent::import_file(&db.conn, &options);
 }
 
 /// The binary run in `dir` with deterministic output: no color, and nothing taken
