@@ -4,6 +4,8 @@
 
 mod check;
 mod conformance;
+mod mock_server;
 mod preview;
 mod prism;
+mod send;
 mod support;

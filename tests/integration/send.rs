@@ -1,0 +1,1043 @@
+//! `wacampaign send` against a mock Cloud API on 127.0.0.1 (`mock_server.rs`): the
+//! real binary, a real HTTP client, a real journal on disk. The server's log of what
+//! it read is the oracle: who was messaged, how often, when, with which headers.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::mock_server::{MockServer, Received, Reply};
+use crate::support::{CAMPAIGN, Fixture, edit, opt_in_everyone, wacampaign_in};
+
+/// No test run of the binary may take longer than this.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How a test campaign sends.
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    rate: u32,
+    concurrency: usize,
+    timeout_ms: u64,
+}
+
+impl Default for Sending {
+    fn default() -> Self {
+        Sending {
+            rate: 1000,
+            concurrency: 8,
+            timeout_ms: 5000,
+        }
+    }
+}
+
+/// The shared test campaign (`support::CAMPAIGN`) pointed at `base_url`.
+fn campaign(base_url: &str, sending: Sending) -> String {
+    format!(
+        "{CAMPAIGN}base_url = \"{base_url}\"\ntimeout_ms = {}\n\n[sending]\nrate_per_second = {}\nconcurrency = {}\n",
+        sending.timeout_ms, sending.rate, sending.concurrency
+    )
+}
+
+/// The `i`th test recipient, in E.164: Mexico City numbers from +52 55 2000 0000.
+fn phone(i: usize) -> String {
+    format!("+5255{}", 20_000_000 + i)
+}
+
+/// A campaign of `contacts` opted-in recipients in a scratch directory.
+struct Setup {
+    _fx: Fixture,
+    dir: PathBuf,
+    phones: Vec<String>,
+    token: String,
+}
+
+impl Setup {
+    fn new(contacts: usize, base_url: &str, sending: Sending) -> Setup {
+        Setup::with_token(contacts, base_url, sending, "EAAGtest0token0for0the0mock")
+    }
+
+    fn with_token(contacts: usize, base_url: &str, sending: Sending, token: &str) -> Setup {
+        let fx = Fixture::new();
+        let phones: Vec<String> = (0..contacts).map(phone).collect();
+        let mut csv = String::from("name,phone,date\n");
+        for (i, p) in phones.iter().enumerate() {
+            // Written as people type them; the plan normalises them to `p`.
+            let national = &p[3..];
+            csv.push_str(&format!(
+                "Cliente {i},+52 {} {} {},martes\n",
+                &national[..2],
+                &national[2..6],
+                &national[6..]
+            ));
+        }
+        let dir = fx
+            .write("contacts.csv", csv)
+            .parent()
+            .expect("the fixture's directory")
+            .to_path_buf();
+        fx.write("campaign.toml", campaign(base_url, sending));
+        opt_in_everyone(&dir.join("campaign.toml"), &dir.join("wacampaign.db"));
+        Setup {
+            _fx: fx,
+            dir,
+            phones,
+            token: token.to_owned(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("wacampaign.db")
+    }
+
+    fn rewrite_campaign(&self, text: &str) {
+        std::fs::write(self.dir.join("campaign.toml"), text).expect("writing campaign.toml");
+    }
+
+    fn campaign_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("campaign.toml")).expect("reading campaign.toml")
+    }
+
+    /// The binary, with the token in `WHATSAPP_TOKEN` and nothing from the
+    /// developer's `WACAMPAIGN_*` environment.
+    fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = wacampaign_in(&self.dir, &self.db());
+        cmd.env("WHATSAPP_TOKEN", &self.token)
+            .env_remove("WACAMPAIGN_RATE")
+            .env_remove("WACAMPAIGN_CONCURRENCY")
+            .timeout(COMMAND_TIMEOUT);
+        cmd
+    }
+
+    /// `wacampaign send campaign.toml` plus `args`.
+    fn send(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = self.cmd();
+        cmd.args(["send", "campaign.toml"]).args(args);
+        cmd
+    }
+
+    /// The same as [`Setup::send`], started in the background; output discarded
+    /// unless `piped`.
+    fn spawn_send(&self, args: &[&str], piped: bool) -> Child {
+        let output = || {
+            if piped { Stdio::piped() } else { Stdio::null() }
+        };
+        std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("WHATSAPP_TOKEN", &self.token)
+            .env_remove("WACAMPAIGN_DB")
+            .env_remove("WACAMPAIGN_COLOR")
+            .env_remove("WACAMPAIGN_RATE")
+            .env_remove("WACAMPAIGN_CONCURRENCY")
+            .args(["--color", "never", "--db"])
+            .arg(self.db())
+            .args(["send", "campaign.toml"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .expect("starting wacampaign send")
+    }
+
+    /// `status --json`'s data, or `None` when the campaign was never begun.
+    fn try_status(&self) -> Option<Value> {
+        let output = self
+            .cmd()
+            .args(["--json", "status", "campaign.toml"])
+            .output()
+            .expect("running status");
+        if !output.status.success() {
+            return None;
+        }
+        let text = String::from_utf8(output.stdout).expect("status prints UTF-8");
+        let line: Value =
+            serde_json::from_str(text.trim()).expect("status --json is one JSON line");
+        assert_eq!(line["type"], "status");
+        Some(line["data"].clone())
+    }
+
+    fn status(&self) -> Value {
+        self.try_status().expect("status succeeds")
+    }
+
+    /// One journal count from `status --json` (`accepted`, `in_doubt`...).
+    fn count(&self, state: &str) -> u64 {
+        self.status()["counts"][state]
+            .as_u64()
+            .unwrap_or_else(|| panic!("status has no count `{state}`"))
+    }
+
+    /// Each recipient's state, from `status --csv`.
+    fn states(&self) -> HashMap<String, String> {
+        self.cmd()
+            .args(["status", "campaign.toml", "--csv", "status.csv"])
+            .assert()
+            .success();
+        let mut reader = csv::Reader::from_path(self.dir.join("status.csv")).expect("status.csv");
+        let headers = reader.headers().expect("a header row").clone();
+        let column = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("status.csv has no `{name}` column"))
+        };
+        let (phone, state) = (column("phone"), column("state"));
+        reader
+            .records()
+            .map(|r| {
+                let r = r.expect("a status.csv row");
+                // Cells starting with `+` get an apostrophe, so spreadsheets do not
+                // read them as formulas.
+                let number = r[phone].strip_prefix('\'').unwrap_or(&r[phone]);
+                (number.to_owned(), r[state].to_owned())
+            })
+            .collect()
+    }
+}
+
+/// The JSON Lines on stdout, each parsed.
+fn json_lines(output: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// stdout and stderr of a finished command, together.
+fn all_output(assert: &assert_cmd::assert::Assert) -> String {
+    let out = assert.get_output();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// How many requests the server read for each recipient.
+fn requests_by_recipient(log: &[Received]) -> HashMap<String, usize> {
+    let mut by = HashMap::new();
+    for r in log {
+        *by.entry(r.to.clone()).or_insert(0) += 1;
+    }
+    by
+}
+
+/// The recipients the server took a message for, each once.
+fn accepted_once(log: &[Received]) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    for r in log.iter().filter(|r| r.reply.accepts()) {
+        assert!(
+            seen.insert(r.to.clone()),
+            "{} was messaged twice (request {})",
+            r.to,
+            r.n
+        );
+    }
+    seen
+}
+
+fn all(phones: &[String]) -> HashSet<String> {
+    phones.iter().cloned().collect()
+}
+
+/// Waits for a background run to end, at most [`COMMAND_TIMEOUT`].
+fn wait(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for wacampaign") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wacampaign send did not finish in {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---- crash safety ----
+
+/// Kill the real process with SIGKILL at 20 moments of a 5,000-recipient campaign,
+/// resuming each time: nobody is messaged twice, each kill leaves at most the
+/// in-flight window in doubt, and in the end everyone is accepted or in doubt.
+#[test]
+fn sigkill_at_random_moments_never_messages_anyone_twice() {
+    const CONTACTS: usize = 5000;
+    const CONCURRENCY: usize = 16;
+    let started = Instant::now();
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(3));
+    let setup = Setup::new(
+        CONTACTS,
+        &server.base_url(),
+        Sending {
+            rate: 1000,
+            concurrency: CONCURRENCY,
+            timeout_ms: 5000,
+        },
+    );
+    let mut rng = fastrand::Rng::with_seed(0x5EED_0FC0_FFEE);
+    let mut left_in_flight = 0;
+    let mut kills_mid_flight = 0;
+    for kill in 0..20 {
+        let before = server.count();
+        let mut child = setup.spawn_send(&["--yes", "--quiet"], false);
+        if kill % 5 == 0 {
+            // Anywhere in the run, including while it plans and opens the journal.
+            std::thread::sleep(Duration::from_millis(rng.u64(0..400)));
+        } else {
+            // While it sends: once this run's first request is in, a little later.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while server.count() == before
+                && child.try_wait().expect("polling").is_none()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(rng.u64(0..250)));
+        }
+        // `Child::kill` is SIGKILL on Unix: no chance to record anything.
+        let _ = child.kill();
+        child.wait().expect("reaping the killed run");
+
+        let log = server.log();
+        accepted_once(&log);
+        assert!(
+            requests_by_recipient(&log).values().all(|&n| n == 1),
+            "after kill {kill}: a recipient was requested twice"
+        );
+        if let Some(status) = setup.try_status() {
+            let in_flight = status["counts"]["in_flight"].as_u64().expect("in_flight");
+            assert!(
+                in_flight <= CONCURRENCY as u64,
+                "kill {kill} left {in_flight} messages in flight, more than the window of {CONCURRENCY}"
+            );
+            left_in_flight += in_flight;
+            kills_mid_flight += usize::from(in_flight > 0);
+        }
+    }
+    assert!(
+        kills_mid_flight >= 5,
+        "only {kills_mid_flight} of 20 kills caught messages in flight: the test did not test"
+    );
+
+    let last = setup.send(&["--yes", "--json"]).assert();
+    let summary = json_lines(&last.get_output().stdout)
+        .pop()
+        .expect("a summary line");
+    let counts = setup.status()["counts"].clone();
+    let (accepted, in_doubt) = (
+        counts["accepted"].as_u64().expect("accepted"),
+        counts["in_doubt"].as_u64().expect("in_doubt"),
+    );
+    assert_eq!(
+        in_doubt, left_in_flight,
+        "exactly the messages the kills left in flight are in doubt"
+    );
+    assert_eq!(
+        accepted + in_doubt,
+        CONTACTS as u64,
+        "every eligible contact is accepted or in doubt: {counts}"
+    );
+    assert_eq!(
+        last.get_output().status.code(),
+        Some(if in_doubt > 0 { 1 } else { 0 }),
+        "{summary}"
+    );
+
+    let log = server.log();
+    let messaged = accepted_once(&log);
+    assert!(requests_by_recipient(&log).values().all(|&n| n == 1));
+    let states = setup.states();
+    for p in &setup.phones {
+        let state = states.get(p).map(String::as_str);
+        match state {
+            Some("accepted") => assert!(messaged.contains(p), "{p} accepted but never sent"),
+            Some("in_doubt") => {}
+            other => panic!("{p} ended {other:?}"),
+        }
+    }
+    for p in &messaged {
+        assert!(
+            matches!(
+                states.get(p).map(String::as_str),
+                Some("accepted" | "in_doubt")
+            ),
+            "{p} was messaged but the journal says {:?}",
+            states.get(p)
+        );
+    }
+    eprintln!(
+        "sigkill test: {left_in_flight} left in flight by 20 kills ({kills_mid_flight} mid-flight), {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---- consent ----
+
+#[test]
+fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(50));
+    let setup = Setup::new(
+        60,
+        &server.base_url(),
+        Sending {
+            rate: 20,
+            concurrency: 2,
+            ..Sending::default()
+        },
+    );
+    let mut child = setup.spawn_send(&["--yes"], false);
+    assert!(
+        server.wait_for(5, Duration::from_secs(30)),
+        "the campaign never started"
+    );
+    let target = setup.phones.last().expect("a last contact").clone();
+    assert!(
+        server.log().iter().all(|r| r.to != target),
+        "too late: {target} was already sent"
+    );
+    setup
+        .cmd()
+        .args([
+            "consent",
+            "opt-out",
+            &target,
+            "--purpose",
+            "all",
+            "--source",
+            "test",
+        ])
+        .assert()
+        .success();
+    let sent_at_opt_out = server.count();
+    assert!(sent_at_opt_out < 50, "the campaign was nearly over");
+    assert!(wait(&mut child).success());
+
+    let log = server.log();
+    assert!(
+        log.iter().all(|r| r.to != target),
+        "the server was sent {target} after the opt-out"
+    );
+    let messaged = accepted_once(&log);
+    assert_eq!(messaged.len(), 59);
+    assert_eq!(setup.count("opted_out"), 1);
+    assert_eq!(setup.count("accepted"), 59);
+    assert_eq!(
+        setup.states().get(&target).map(String::as_str),
+        Some("opted_out")
+    );
+}
+
+// ---- secrets ----
+
+/// Runs `child` to its end, reading `files` again and again while it runs (the WAL
+/// exists only while the journal is open), and fails if any copy holds `canary`.
+/// Returns the process's output and how many non-empty WAL reads were made.
+fn run_watching(
+    mut child: Child,
+    files: &[PathBuf],
+    canary: &str,
+) -> (std::process::Output, usize) {
+    let mut wal_reads = 0;
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    // The outputs are small, but read them on threads so a full pipe cannot block the run.
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let status = loop {
+        for file in files {
+            if let Ok(bytes) = std::fs::read(file) {
+                assert_no_canary(&bytes, canary, &file.display().to_string());
+                if file.to_string_lossy().ends_with("-wal") && !bytes.is_empty() {
+                    wal_reads += 1;
+                }
+            }
+        }
+        if let Some(status) = child.try_wait().expect("polling") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+    };
+    (output, wal_reads)
+}
+
+fn assert_no_canary(bytes: &[u8], canary: &str, what: &str) {
+    let found = bytes.windows(canary.len()).any(|w| w == canary.as_bytes());
+    assert!(!found, "the token leaked into {what}");
+}
+
+/// A fresh random token, so that finding it anywhere can only mean it leaked.
+fn canary() -> String {
+    let mut rng = fastrand::Rng::new();
+    let tail: String = (0..40).map(|_| rng.alphanumeric()).collect();
+    format!("EAAGcanary{tail}")
+}
+
+/// Sends a campaign whose every request is answered with `reply`, twice (text and
+/// `--json`), then runs `status` in every form, and looks for the token everywhere.
+fn token_never_leaks(reply: Reply, timeout_ms: u64, expected_exit: i32) {
+    let token = canary();
+    let server = MockServer::start();
+    server.set_rule(move |_| reply.clone());
+    let setup = Setup::with_token(
+        6,
+        &server.base_url(),
+        Sending {
+            concurrency: 2,
+            timeout_ms,
+            ..Sending::default()
+        },
+        &token,
+    );
+    let db = setup.db();
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    let files = [db.clone(), wal.clone()];
+    let mut wal_reads = 0;
+    let mut outputs = Vec::new();
+    for args in [
+        &["--yes"][..],
+        &["--yes", "--json", "--resume-halted", "--in-doubt", "resend"][..],
+    ] {
+        let (output, reads) = run_watching(setup.spawn_send(args, true), &files, &token);
+        assert_eq!(
+            output.status.code(),
+            Some(expected_exit),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        wal_reads += reads;
+        outputs.push(output.stdout);
+        outputs.push(output.stderr);
+    }
+    assert!(
+        wal_reads > 0,
+        "the WAL was never seen: the test did not look"
+    );
+    for args in [
+        &["status", "campaign.toml"][..],
+        &["--json", "status", "campaign.toml"][..],
+        &["status", "campaign.toml", "--csv", "status.csv"][..],
+        &["-vv", "send", "campaign.toml", "--dry-run"][..],
+    ] {
+        let out = setup.cmd().args(args).output().expect("running wacampaign");
+        outputs.push(out.stdout);
+        outputs.push(out.stderr);
+    }
+    for (i, output) in outputs.iter().enumerate() {
+        assert_no_canary(output, &token, &format!("output {i}"));
+    }
+    let csv = std::fs::read(setup.dir.join("status.csv")).expect("status.csv");
+    assert!(!csv.is_empty());
+    assert_no_canary(&csv, &token, "status.csv");
+    for file in &files {
+        if let Ok(bytes) = std::fs::read(file) {
+            assert_no_canary(&bytes, &token, &file.display().to_string());
+        }
+    }
+    // The token did go out, as the Authorization header: the server had it to echo.
+    let log = server.log();
+    assert!(!log.is_empty());
+    assert!(
+        log.iter()
+            .all(|r| r.header("authorization") == Some(format!("Bearer {token}").as_str())),
+        "the requests carried the token"
+    );
+}
+
+#[test]
+fn the_token_never_leaks_when_a_401_echoes_it() {
+    token_never_leaks(Reply::EchoAuthorization, 5000, 3);
+}
+
+#[test]
+fn the_token_never_leaks_on_a_timeout() {
+    token_never_leaks(Reply::Slow(Duration::from_millis(1500)), 300, 1);
+}
+
+// ---- halts and the circuit breaker ----
+
+#[test]
+fn error_131048_halts_within_the_in_flight_window_and_resumes_only_when_asked() {
+    const N: usize = 30;
+    const CONCURRENCY: usize = 8;
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(2));
+    server.set_rule(|r| {
+        if r.n >= N {
+            Reply::graph(
+                131048,
+                "(#131048) Spam rate limit hit: quality restrictions on this number",
+            )
+        } else {
+            Reply::Accept
+        }
+    });
+    let setup = Setup::new(
+        200,
+        &server.base_url(),
+        Sending {
+            concurrency: CONCURRENCY,
+            ..Sending::default()
+        },
+    );
+    let halted = setup.send(&["--yes"]).assert().code(3);
+    let sent = server.count();
+    assert!(
+        sent <= N + CONCURRENCY,
+        "{sent} requests reached the server; at most {} may once the {N}th is refused",
+        N + CONCURRENCY
+    );
+    assert!(
+        all_output(&halted).contains("131048"),
+        "{}",
+        all_output(&halted)
+    );
+
+    let refused = setup.send(&["--yes"]).assert().code(3);
+    assert_eq!(
+        server.count(),
+        sent,
+        "a halted campaign sent without --resume-halted"
+    );
+    assert!(
+        all_output(&refused).contains("--resume-halted"),
+        "{}",
+        all_output(&refused)
+    );
+
+    server.set_rule(|_| Reply::Accept);
+    setup.send(&["--yes", "--resume-halted"]).assert().code(0);
+    assert_eq!(accepted_once(&server.log()), all(&setup.phones));
+    assert_eq!(setup.count("accepted"), 200);
+}
+
+/// Every `every`th recipient's number is not on WhatsApp (131026).
+fn undeliverable_share(every: usize) -> (assert_cmd::assert::Assert, Setup, MockServer) {
+    let server = MockServer::start();
+    let setup = Setup::new(500, &server.base_url(), Sending::default());
+    let failing: HashSet<String> = setup.phones.iter().step_by(every).cloned().collect();
+    server.set_rule(move |r| {
+        if failing.contains(r.to) {
+            Reply::graph(131026, "(#131026) Message undeliverable")
+        } else {
+            Reply::Accept
+        }
+    });
+    let assert = setup.send(&["--yes"]).assert();
+    (assert, setup, server)
+}
+
+#[test]
+fn ten_percent_undeliverable_trips_the_circuit_breaker() {
+    let (assert, _setup, server) = undeliverable_share(10);
+    let assert = assert.code(3);
+    assert!(
+        all_output(&assert).contains("circuit breaker"),
+        "{}",
+        all_output(&assert)
+    );
+    assert!(
+        server.count() < 500,
+        "the breaker did not stop the campaign"
+    );
+}
+
+#[test]
+fn two_percent_undeliverable_does_not_trip_the_circuit_breaker() {
+    let (assert, setup, server) = undeliverable_share(50);
+    let assert = assert.code(1);
+    assert!(!all_output(&assert).contains("circuit breaker"));
+    assert_eq!(server.count(), 500);
+    assert_eq!(setup.count("failed"), 10);
+    assert_eq!(setup.count("accepted"), 490);
+}
+
+// ---- pacing ----
+
+#[test]
+fn throughput_never_exceeds_the_rate_in_any_one_second_window() {
+    const RATE: usize = 50;
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(5));
+    let setup = Setup::new(
+        400,
+        &server.base_url(),
+        Sending {
+            rate: RATE as u32,
+            ..Sending::default()
+        },
+    );
+    setup.send(&["--yes"]).assert().code(0);
+    let log = server.log();
+    assert_eq!(accepted_once(&log), all(&setup.phones));
+    let mut times: Vec<Duration> = log.iter().map(|r| r.at).collect();
+    times.sort();
+    for (i, start) in times.iter().enumerate() {
+        let in_window = times[i..]
+            .iter()
+            .take_while(|t| **t < *start + Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= RATE,
+            "{in_window} requests in the second from {start:?}, over the rate of {RATE}"
+        );
+    }
+    // The tightest the server saw: the shortest time spanned by RATE + 1 requests
+    // (over one second, or the loop above would have failed).
+    let tightest = times
+        .windows(RATE + 1)
+        .map(|w| w[RATE] - w[0])
+        .min()
+        .expect("more than RATE requests");
+    eprintln!(
+        "pacing: {} requests spanned at least {tightest:?}",
+        RATE + 1
+    );
+    let span = (times[times.len() - 1] - times[0]).as_secs_f64();
+    assert!(
+        399.0 / span > 0.8 * RATE as f64,
+        "{:.1} messages/s: far below the rate",
+        399.0 / span
+    );
+}
+
+/// The one recipient answered `first` once, then accepted: it is sent again no
+/// sooner than the `Retry-After`, accepted once, and never failed.
+fn retry_after_is_honoured(first: Reply, retry_after: u64) {
+    let server = MockServer::start();
+    let setup = Setup::new(
+        30,
+        &server.base_url(),
+        Sending {
+            rate: 100,
+            concurrency: 4,
+            ..Sending::default()
+        },
+    );
+    let target = setup.phones[10].clone();
+    let answer = target.clone();
+    server.set_rule(move |r| {
+        if r.to == answer && r.earlier_for_recipient == 0 {
+            first.clone()
+        } else {
+            Reply::Accept
+        }
+    });
+    setup.send(&["--yes"]).assert().code(0);
+    let log = server.log();
+    let tries: Vec<&Received> = log.iter().filter(|r| r.to == target).collect();
+    assert_eq!(tries.len(), 2, "one refusal, one retry");
+    let waited = tries[1].at - tries[0].at;
+    assert!(
+        waited >= Duration::from_secs(retry_after),
+        "retried after {waited:?}, before the Retry-After of {retry_after} s"
+    );
+    assert_eq!(accepted_once(&log), all(&setup.phones));
+    assert_eq!(setup.count("accepted"), 30);
+    assert_eq!(setup.count("failed"), 0);
+}
+
+#[test]
+fn a_429_with_retry_after_is_honoured_and_the_message_later_accepted() {
+    retry_after_is_honoured(Reply::TooMany { retry_after: 2 }, 2);
+}
+
+// ---- in doubt ----
+
+/// The 4th recipient's first request gets `reply`: its row is in doubt (exit 1),
+/// held by the next run, and sent again only with `--in-doubt resend`.
+fn in_doubt_is_held_until_resent(reply: Reply, timeout_ms: u64) {
+    let server = MockServer::start();
+    let setup = Setup::new(
+        10,
+        &server.base_url(),
+        Sending {
+            concurrency: 2,
+            timeout_ms,
+            ..Sending::default()
+        },
+    );
+    let target = setup.phones[3].clone();
+    let answer = target.clone();
+    server.set_rule(move |r| {
+        if r.to == answer {
+            reply.clone()
+        } else {
+            Reply::Accept
+        }
+    });
+    setup.send(&["--yes"]).assert().code(1);
+    assert_eq!(setup.count("in_doubt"), 1);
+    assert_eq!(setup.count("accepted"), 9);
+    let status = setup.status();
+    assert_eq!(status["in_doubt"][0]["phone"], target.as_str(), "{status}");
+    assert_eq!(server.count(), 10);
+
+    let held = setup.send(&["--yes"]).assert().code(1);
+    assert_eq!(server.count(), 10, "a held message was sent again");
+    assert!(
+        all_output(&held).contains("in doubt"),
+        "{}",
+        all_output(&held)
+    );
+
+    server.set_rule(|_| Reply::Accept);
+    setup
+        .send(&["--yes", "--in-doubt", "resend"])
+        .assert()
+        .code(0);
+    let log = server.log();
+    assert_eq!(log.len(), 11);
+    assert_eq!(log[10].to, target);
+    assert_eq!(setup.count("accepted"), 10);
+    assert_eq!(setup.count("in_doubt"), 0);
+}
+
+#[test]
+fn a_5xx_leaves_the_message_in_doubt_until_resent() {
+    in_doubt_is_held_until_resent(Reply::Status(502), 5000);
+}
+
+#[test]
+fn a_timeout_leaves_the_message_in_doubt_until_resent() {
+    in_doubt_is_held_until_resent(Reply::Slow(Duration::from_millis(1500)), 300);
+}
+
+#[test]
+fn a_connection_closed_after_the_request_leaves_the_message_in_doubt() {
+    in_doubt_is_held_until_resent(Reply::Drop, 5000);
+}
+
+#[test]
+fn a_refused_connection_is_retried_not_in_doubt() {
+    // A port nobody listens on, until the server starts there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let setup = Setup::new(
+        5,
+        &format!("http://127.0.0.1:{port}"),
+        Sending {
+            concurrency: 5,
+            ..Sending::default()
+        },
+    );
+    let mut child = setup.spawn_send(&["--yes", "--json"], true);
+    std::thread::sleep(Duration::from_millis(800));
+    let server = MockServer::start_on(port);
+    let status = wait(&mut child);
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_end(&mut stdout)
+        .expect("reading stdout");
+    assert_eq!(status.code(), Some(0));
+    let summary = json_lines(&stdout).pop().expect("a summary");
+    assert!(
+        summary["data"]["this_run"]["retried"].as_u64() >= Some(5),
+        "{summary}"
+    );
+    assert_eq!(accepted_once(&server.log()), all(&setup.phones));
+    assert_eq!(setup.count("in_doubt"), 0);
+    assert_eq!(setup.count("accepted"), 5);
+}
+
+// ---- re-runs, locks, and the command line ----
+
+#[test]
+fn rerunning_a_finished_campaign_sends_nothing() {
+    let server = MockServer::start();
+    let setup = Setup::new(10, &server.base_url(), Sending::default());
+    setup.send(&["--yes"]).assert().code(0);
+    assert_eq!(server.count(), 10);
+    let again = setup.send(&["--yes"]).assert().code(0);
+    assert_eq!(server.count(), 10);
+    assert!(
+        all_output(&again).contains("nothing to send"),
+        "{}",
+        all_output(&again)
+    );
+}
+
+#[test]
+fn a_changed_template_under_the_same_id_is_refused() {
+    let server = MockServer::start();
+    let setup = Setup::new(10, &server.base_url(), Sending::default());
+    setup.send(&["--yes", "--limit", "3"]).assert().code(0);
+    setup.rewrite_campaign(&edit(
+        &setup.campaign_text(),
+        "tu cita es el {{2}}.",
+        "tu cita es el {{2}}. Responde SI para confirmar.",
+    ));
+    let refused = setup.send(&["--yes"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("different template") && stderr.contains("new campaign.id"),
+        "{stderr}"
+    );
+    assert_eq!(server.count(), 3);
+}
+
+#[test]
+fn a_second_send_of_the_same_campaign_is_refused_at_once() {
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(100));
+    let setup = Setup::new(
+        30,
+        &server.base_url(),
+        Sending {
+            rate: 10,
+            concurrency: 2,
+            ..Sending::default()
+        },
+    );
+    let mut first = setup.spawn_send(&["--yes"], false);
+    assert!(server.wait_for(1, Duration::from_secs(30)));
+    let asked = Instant::now();
+    let second = setup.send(&["--yes"]).assert().code(3);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "refused only after {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        first.try_wait().expect("polling").is_none(),
+        "the first run had already finished"
+    );
+    let stderr = String::from_utf8_lossy(&second.get_output().stderr).into_owned();
+    assert!(stderr.contains("another process"), "{stderr}");
+    assert!(wait(&mut first).success());
+    assert_eq!(accepted_once(&server.log()), all(&setup.phones));
+    assert_eq!(server.count(), 30);
+}
+
+#[test]
+fn a_dry_run_sends_nothing_and_writes_no_journal_rows() {
+    let server = MockServer::start();
+    let setup = Setup::new(10, &server.base_url(), Sending::default());
+    let dry = setup.send(&["--dry-run"]).assert().code(0);
+    assert!(
+        all_output(&dry).contains("10 messages rendered"),
+        "{}",
+        all_output(&dry)
+    );
+    assert_eq!(server.count(), 0);
+    let conn = rusqlite::Connection::open(setup.db()).expect("opening the database");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
+        .expect("counting journal rows");
+    let campaigns: i64 = conn
+        .query_row("SELECT count(*) FROM campaigns", [], |r| r.get(0))
+        .expect("counting campaigns");
+    assert_eq!((rows, campaigns), (0, 0));
+}
+
+#[test]
+fn limit_sends_exactly_n_then_the_rest() {
+    let server = MockServer::start();
+    let setup = Setup::new(20, &server.base_url(), Sending::default());
+    setup.send(&["--yes", "--limit", "7"]).assert().code(0);
+    assert_eq!(server.count(), 7);
+    assert_eq!(accepted_once(&server.log()).len(), 7);
+    assert_eq!(setup.count("accepted"), 7);
+    assert_eq!(setup.count("planned"), 13);
+    setup.send(&["--yes"]).assert().code(0);
+    assert_eq!(server.count(), 20);
+    assert_eq!(accepted_once(&server.log()), all(&setup.phones));
+}
+
+#[test]
+fn without_a_terminal_and_without_yes_nothing_is_sent() {
+    let server = MockServer::start();
+    let setup = Setup::new(10, &server.base_url(), Sending::default());
+    let refused = setup.send(&[]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("--yes"), "{stderr}");
+    assert_eq!(server.count(), 0);
+}
+
+#[test]
+fn the_json_summary_parses_and_adds_up() {
+    let server = MockServer::start();
+    let setup = Setup::new(12, &server.base_url(), Sending::default());
+    server.set_rule(|r| {
+        if r.to.ends_with('5') {
+            Reply::graph(131026, "(#131026) Message undeliverable")
+        } else {
+            Reply::Accept
+        }
+    });
+    let assert = setup.send(&["--yes", "--json"]).assert().code(1);
+    let lines = json_lines(&assert.get_output().stdout);
+    assert_eq!(lines.len(), 1, "one summary line: {lines:?}");
+    let summary = &lines[0];
+    assert_eq!(summary["type"], "send_summary");
+    let data = &summary["data"];
+    assert_eq!(data["dry_run"], false);
+    assert_eq!(data["to_send"], 12);
+    assert_eq!(data["end"]["end"], "finished");
+    assert_eq!(data["this_run"]["accepted"], 11);
+    assert_eq!(data["this_run"]["failed"], 1);
+    assert_eq!(data["this_run"]["requests"], 12);
+    assert_eq!(data["journal"]["accepted"], 11);
+    assert_eq!(data["failures_by_code"]["131026"], 1);
+    // The wamid the server returned is what the journal kept.
+    let log = server.log();
+    let first = log
+        .iter()
+        .find(|r| r.reply.accepts())
+        .expect("an accepted message");
+    let conn = rusqlite::Connection::open(setup.db()).expect("opening the database");
+    let wamid: String = conn
+        .query_row(
+            "SELECT message_id FROM journal WHERE phone = ?1",
+            [&first.to],
+            |r| r.get(0),
+        )
+        .expect("the journal row");
+    assert_eq!(wamid, format!("wamid.HBgNMOCK{:012X}", first.n));
+}
+
+#[test]
+fn requests_are_well_formed_cloud_api_calls() {
+    let server = MockServer::start();
+    let setup = Setup::new(3, &server.base_url(), Sending::default());
+    setup.send(&["--yes"]).assert().code(0);
+    for r in server.log() {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/v23.0/106540352242922/messages");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.body["messaging_product"], "whatsapp");
+        assert_eq!(r.body["template"]["name"], "appointment_reminder");
+        assert_eq!(
+            r.body["template"]["components"][0]["parameters"][1]["text"],
+            "martes"
+        );
+        assert!(setup.phones.contains(&r.to));
+    }
+}
