@@ -516,9 +516,7 @@ fn record_in(
                 detail,
                 retry_in,
             } => {
-                let at = clock::format(
-                    clock::now() + chrono::Duration::from_std(*retry_in).unwrap_or_default(),
-                );
+                let at = retry_at(clock::now(), *retry_in);
                 update.execute(params![
                     campaign_id,
                     key_sql,
@@ -585,6 +583,25 @@ fn record_in(
         };
     }
     Ok(())
+}
+
+/// When a deferred row may be sent again, as the journal stores it: to the second,
+/// rounded up. Rounding down would let a `Retry-After: 2` be retried after barely
+/// one second, since claims compare it with the current time, also to the second.
+fn retry_at(now: chrono::DateTime<chrono::Utc>, retry_in: Duration) -> String {
+    use chrono::SubsecRound as _;
+    // A wait too long to represent is capped at a year rather than panicking.
+    let year = chrono::Duration::days(365);
+    let due = chrono::Duration::from_std(retry_in)
+        .ok()
+        .filter(|d| *d < year)
+        .map_or(now + year, |d| now + d);
+    let whole = due.trunc_subsecs(0);
+    clock::format(if whole < due {
+        whole + chrono::Duration::seconds(1)
+    } else {
+        whole
+    })
 }
 
 /// Rows by state for a campaign (its current plan only when `plan_run` is given).
@@ -691,4 +708,34 @@ pub fn rows(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_never_due_before_its_wait_is_over() {
+        let at = |t: &str, ms: u64| {
+            retry_at(
+                clock::parse(t).unwrap() + chrono::Duration::milliseconds(900),
+                Duration::from_millis(ms),
+            )
+        };
+        // 10:00:00.900 + 2 s is 10:00:02.900: due at 10:00:03, not 10:00:02.
+        assert_eq!(at("2026-11-21T10:00:00Z", 2000), "2026-11-21T10:00:03Z");
+        assert_eq!(at("2026-11-21T10:00:00Z", 100), "2026-11-21T10:00:01Z");
+        assert_eq!(
+            retry_at(
+                clock::parse("2026-11-21T10:00:00Z").unwrap(),
+                Duration::from_secs(2)
+            ),
+            "2026-11-21T10:00:02Z"
+        );
+        assert_eq!(
+            at("2026-11-21T10:00:00Z", u64::MAX),
+            "2027-11-21T10:00:01Z",
+            "capped, not a panic"
+        );
+    }
 }

@@ -173,7 +173,8 @@ async fn pace(mut waiters: mpsc::UnboundedReceiver<oneshot::Sender<()>>, state: 
 }
 
 /// Capped exponential backoff with full jitter: a random wait up to
-/// `min(cap, base * 2^attempt)`, so retries from many recipients spread out.
+/// `min(cap, base * 2^attempt)`, so retries from many recipients spread out. A
+/// `Retry-After` is honoured up to the longest pause, as the pacer honours it.
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     let base = Duration::from_millis(500);
     let cap = Duration::from_secs(60);
@@ -183,7 +184,7 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     let jittered = ceiling
         .mul_f64(fastrand::f64())
         .max(Duration::from_millis(100));
-    retry_after.map_or(jittered, |r| r.max(jittered))
+    retry_after.map_or(jittered, |r| r.min(MAX_PAUSE).max(jittered))
 }
 
 #[cfg(test)]
@@ -200,6 +201,7 @@ mod tests {
             );
         }
         assert!(backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        assert_eq!(backoff(1, Some(Duration::from_secs(u64::MAX))), MAX_PAUSE);
     }
 
     #[test]

@@ -764,6 +764,53 @@ fn a_429_with_retry_after_is_honoured_and_the_message_later_accepted() {
     retry_after_is_honoured(Reply::TooMany { retry_after: 2 }, 2);
 }
 
+#[test]
+fn retry_after_on_maintenance_mode_is_honoured() {
+    retry_after_is_honoured(
+        Reply::Graph {
+            status: 503,
+            code: 131057,
+            message: "(#131057) Business account is in maintenance mode".into(),
+            retry_after: Some(2),
+        },
+        2,
+    );
+}
+
+/// A `Retry-After` too long to honour is capped; the run waits, and stops cleanly on
+/// SIGTERM, leaving the messages to retry, not in doubt.
+#[test]
+fn an_absurd_retry_after_neither_crashes_nor_loses_track() {
+    let server = MockServer::start();
+    server.set_rule(|_| Reply::TooMany {
+        retry_after: 99_999_999_999_999,
+    });
+    let setup = Setup::new(
+        2,
+        &server.base_url(),
+        Sending {
+            concurrency: 2,
+            ..Sending::default()
+        },
+    );
+    let mut child = setup.spawn_send(&["--yes"], false);
+    assert!(server.wait_for(1, Duration::from_secs(30)));
+    // Long enough for the refusal to be recorded.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        child.try_wait().expect("polling"),
+        None,
+        "the run ended while it should wait"
+    );
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(wait(&mut child).code(), Some(130));
+    assert_eq!(setup.count("deferred"), 2);
+    assert_eq!(setup.count("in_doubt"), 0);
+    assert_eq!(setup.count("in_flight"), 0);
+}
+
 // ---- in doubt ----
 
 /// The 4th recipient's first request gets `reply`: its row is in doubt (exit 1),
