@@ -193,13 +193,17 @@ impl CloudApi {
         if (200..300).contains(&status) {
             let parsed: Option<SendResponse> = serde_json::from_slice(&bytes).ok();
             let message = parsed.as_ref().and_then(|p| p.messages.first());
+            // Every field is stored and shown: scrub the token from them too, in
+            // case the server echoes what it was sent.
+            let redact = |text: &String| self.token.redact(text);
             return Response::Accepted {
-                message_id: message.map(|m| m.id.clone()),
+                message_id: message.map(|m| redact(&m.id)),
                 wa_id: parsed
                     .as_ref()
                     .and_then(|p| p.contacts.first())
-                    .and_then(|c| c.wa_id.clone()),
-                status: message.and_then(|m| m.message_status.clone()),
+                    .and_then(|c| c.wa_id.as_ref())
+                    .map(redact),
+                status: message.and_then(|m| m.message_status.as_ref()).map(redact),
             };
         }
         let error = serde_json::from_slice::<ErrorResponse>(&bytes)

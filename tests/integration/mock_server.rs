@@ -51,6 +51,9 @@ pub enum Reply {
     /// 401 with code 190 whose message repeats the request's `Authorization` header,
     /// as a hostile or careless server might.
     EchoAuthorization,
+    /// 200, with the request's `Authorization` header as the wamid, the WhatsApp ID
+    /// and the message status.
+    AcceptEchoingAuthorization,
 }
 
 impl Reply {
@@ -66,7 +69,10 @@ impl Reply {
 
     /// Whether the message was taken (a 200 was, or would have been, sent).
     pub fn accepts(&self) -> bool {
-        matches!(self, Reply::Accept | Reply::Slow(_))
+        matches!(
+            self,
+            Reply::Accept | Reply::Slow(_) | Reply::AcceptEchoingAuthorization
+        )
     }
 }
 
@@ -379,6 +385,16 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 *status,
                 None,
                 format!("<html><body><h1>{status}</h1>upstream error</body></html>"),
+            ),
+            Reply::AcceptEchoingAuthorization => (
+                200,
+                None,
+                json!({
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": to, "wa_id": authorization}],
+                    "messages": [{"id": authorization, "message_status": authorization}]
+                })
+                .to_string(),
             ),
             Reply::EchoAuthorization => (
                 401,

@@ -572,6 +572,11 @@ fn the_token_never_leaks_when_a_401_echoes_it() {
 }
 
 #[test]
+fn the_token_never_leaks_when_an_acceptance_echoes_it() {
+    token_never_leaks(Reply::AcceptEchoingAuthorization, 5000, 0);
+}
+
+#[test]
 fn the_token_never_leaks_on_a_timeout() {
     token_never_leaks(Reply::Slow(Duration::from_millis(1500)), 300, 1);
 }
