@@ -103,7 +103,7 @@ pub async fn run(
         halt: Mutex::new(None),
         stop: interrupt.child_token(),
     });
-    let pacer = Pacer::start(options.rate);
+    let pacer = Pacer::start(options.rate).context("starting the pacer")?;
     let ticker = spawn_ticker(&progress, &pacer, &control.stop);
     let dispatched = dispatch(&writer_tx, &provider, options, &progress, &pacer, &control).await;
 

@@ -1,5 +1,5 @@
-//! Pacing: one pacer task hands out send tickets, one at a time, on a fixed timeline
-//! at the campaign's rate; throttling halves the rate and pauses for `Retry-After`,
+//! Pacing: one pacer thread hands out send tickets, one at a time, on a fixed
+//! timeline at the campaign's rate; throttling halves the rate and pauses for `Retry-After`,
 //! then the rate recovers gradually, never above what was configured.
 //!
 //! The timeline is GCRA (what `governor` implements) with a tolerance for a late
@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Any `rate + 1` tickets in a row span at least one second plus this, so network and
@@ -42,7 +42,7 @@ struct State {
 /// Hands out send tickets at the campaign's (adaptive) rate. Cheap to clone.
 #[derive(Clone)]
 pub struct Pacer {
-    waiters: Option<mpsc::UnboundedSender<oneshot::Sender<()>>>,
+    waiters: Option<std::sync::mpsc::Sender<oneshot::Sender<()>>>,
     state: Arc<Mutex<State>>,
 }
 
@@ -53,24 +53,31 @@ impl std::fmt::Debug for Pacer {
 }
 
 impl Pacer {
-    /// Starts the pacer task; `None` sends as fast as the provider answers.
-    pub fn start(rate: Option<u32>) -> Pacer {
+    /// Starts the pacer; `None` sends as fast as the provider answers.
+    ///
+    /// The pacer is a thread of its own, not a task: a task's timer fires only on
+    /// the runtime's millisecond ticks, and late whenever the workers are busy with
+    /// the requests, and every late ticket beyond the allowance costs throughput.
+    pub fn start(rate: Option<u32>) -> std::io::Result<Pacer> {
         let state = Arc::new(Mutex::new(State::new(
             f64::from(rate.unwrap_or(0)),
             Instant::now(),
         )));
         if rate.is_none() {
-            return Pacer {
+            return Ok(Pacer {
                 waiters: None,
                 state,
-            };
+            });
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(pace(rx, Arc::clone(&state)));
-        Pacer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let paced = Arc::clone(&state);
+        std::thread::Builder::new()
+            .name("pacer".into())
+            .spawn(move || pace(&rx, &paced))?;
+        Ok(Pacer {
             waiters: Some(tx),
             state,
-        }
+        })
     }
 
     /// Waits for this request's turn.
@@ -165,17 +172,26 @@ fn next_due(due: Instant, released: Instant, period: Duration) -> Instant {
     (due + period).max(catching_up)
 }
 
-async fn pace(mut waiters: mpsc::UnboundedReceiver<oneshot::Sender<()>>, state: Arc<Mutex<State>>) {
+/// The pacer thread: hands out one ticket per waiter, in turn, until every [`Pacer`]
+/// is gone.
+fn pace(waiters: &std::sync::mpsc::Receiver<oneshot::Sender<()>>, state: &Arc<Mutex<State>>) {
     let (mut spacing, mut generation) = state
         .lock()
         .map(|s| (period(s.current), s.generation))
         .unwrap_or((period(1.0), 0));
     let mut due = Instant::now();
-    while let Some(waiter) = waiters.recv().await {
+    while let Ok(waiter) = waiters.recv() {
         loop {
             let pause = state.lock().ok().and_then(|s| s.paused_until);
             match pause {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                Some(until) if until > Instant::now() => {
+                    // In steps, so a run that ends during a long pause frees the thread.
+                    let step = (until - Instant::now()).min(Duration::from_millis(100));
+                    std::thread::sleep(step);
+                    if Arc::strong_count(state) == 1 {
+                        return;
+                    }
+                }
                 _ => break,
             }
         }
@@ -186,8 +202,13 @@ async fn pace(mut waiters: mpsc::UnboundedReceiver<oneshot::Sender<()>>, state: 
                 spacing = period(s.current);
             }
         }
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
+        // A task that stopped waiting (the run is stopping) takes no turn.
+        if waiter.is_closed() {
+            continue;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
         }
         let released = Instant::now();
         let _ = waiter.send(());
