@@ -1,6 +1,6 @@
 //! Pacing: one pacer thread hands out send tickets, one at a time, on a fixed
-//! timeline at the campaign's rate; throttling halves the rate and pauses for `Retry-After`,
-//! then the rate recovers gradually, never above what was configured.
+//! timeline at the campaign's rate; throttling halves the rate and pauses for
+//! `Retry-After`, then the rate recovers gradually, never above what was configured.
 //!
 //! The timeline is GCRA (what `governor` implements) with a tolerance for a late
 //! pacer that is a fixed time rather than a whole number of periods, which governor
