@@ -15,7 +15,7 @@ use crate::consent::{
 };
 use crate::db::Db;
 use crate::exit_codes::Exit;
-use crate::phone::{DefaultRegion, E164};
+use crate::phone::{DefaultRegion, E164, PhoneError};
 use crate::report::spreadsheet_safe;
 use crate::ui::json_line;
 
@@ -230,14 +230,20 @@ fn parse_encoding(text: &str) -> Result<Encoding, String> {
     }
 }
 
+/// Reads a number typed on the command line. The error already quotes the number,
+/// so it is not repeated; the hint about the country code is added only where it
+/// can be the fix (not for letters or an empty argument).
 fn number(raw: &str, region: &RegionArg) -> anyhow::Result<E164> {
-    E164::normalize(raw, region.default_region).with_context(|| {
-        if region.default_region.is_none() && !raw.trim_start().starts_with('+') {
-            format!(
-                "{raw}: write the number with its country code (+52...) or pass --default-region"
+    E164::normalize(raw, region.default_region).map_err(|e| {
+        let no_country_code = region.default_region.is_none()
+            && !raw.trim_start().starts_with('+')
+            && !matches!(e, PhoneError::Letters(_) | PhoneError::Empty);
+        if no_country_code {
+            anyhow::anyhow!(
+                "{e}; write the number with its country code (+52...) or pass --default-region"
             )
         } else {
-            raw.to_string()
+            e.into()
         }
     })
 }
