@@ -207,9 +207,10 @@ pub struct StatsArgs {
     pub older_than: u32,
 }
 
-/// Check the hash chain and the append-only triggers.
+/// Check the hash chain, the notices' hashes and the append-only triggers.
 ///
-/// Exits 0 when the ledger is intact, and 1 naming the first broken event otherwise.
+/// Exits 0 when the ledger is intact, and 1 naming the first broken event (and any
+/// edited or missing notice) otherwise.
 /// Note the printed head hash elsewhere: a later `verify --expect-head` then also
 /// proves no event was cut from the end.
 #[derive(Debug, clap::Args)]
@@ -643,6 +644,9 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
                 "ledger BROKEN at event #{}: {}",
                 broken.id, broken.problem
             )?;
+        }
+        for notice in &report.broken_notices {
+            writeln!(out, "notice {}: {}", notice.hash, notice.problem)?;
         }
         if !head_found {
             writeln!(

@@ -636,6 +636,62 @@ fn a_byte_edited_in_the_file_is_named_by_verify() {
 }
 
 #[test]
+fn an_edited_or_deleted_notice_is_named_by_verify() {
+    let l = Ledger::new();
+    let notice = "Acepto recibir ofertas de Tienda Roma por WhatsApp.";
+    l.write("notice.txt", notice);
+    for number in [ANA, BETO] {
+        l.consent(&[
+            "opt-in",
+            number,
+            "--purpose",
+            "marketing",
+            "--method",
+            "web_form",
+            "--source",
+            "signup form v3",
+            "--notice-file",
+            "notice.txt",
+        ])
+        .assert()
+        .success();
+    }
+    let hash = sha256_hex(notice.as_bytes());
+    assert_eq!(
+        l.query("SELECT hash FROM consent_notices"),
+        format!("{hash}\n")
+    );
+
+    // The events' hashes cover the notice's hash, not its text: change the text.
+    let wal = l.wal();
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+    let mut bytes = std::fs::read(l.db()).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(notice.len())
+        .enumerate()
+        .filter(|(_, w)| *w == notice.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "the notice is stored once");
+    bytes[at[0] + "Acepto recibir ofert".len()] ^= 0x03; // `a` becomes `b`
+    std::fs::write(l.db(), &bytes).unwrap();
+    assert_eq!(
+        l.query("SELECT text FROM consent_notices"),
+        "Acepto recibir ofertbs de Tienda Roma por WhatsApp.\n"
+    );
+    l.consent(&["verify"]).assert().code(1).stdout(format!(
+        "notice {hash}: its text does not match its hash: the notice was edited\n"
+    ));
+
+    l.query("DROP TRIGGER consent_notices_append_only_delete; DELETE FROM consent_notices;");
+    l.consent(&["verify"]).assert().code(1).stdout(format!(
+        "trigger consent_notices_append_only_delete is missing or altered: events could be \
+         changed in place\n\
+         notice {hash}: event #1 refers to it, but it is missing: the notice was deleted\n"
+    ));
+}
+
+#[test]
 fn a_deleted_middle_event_names_the_first_broken_one() {
     let l = Ledger::new();
     four_events(&l, "signup form v3, submission 2");
