@@ -1119,6 +1119,49 @@ fn an_opt_out_acknowledged_before_a_kill_is_kept() {
         ));
 }
 
+#[test]
+fn concurrent_writers_on_a_new_ledger_keep_one_chain() {
+    let l = Ledger::new();
+    // Four operators at once, the first of them creating the database.
+    let children: Vec<std::process::Child> = (0..4)
+        .map(|writer| {
+            let script = (0..5)
+                .map(|i| {
+                    format!(
+                        "\"$0\" --color never --db \"$1\" consent opt-out \
+                         '+52 55 10{writer}0 00{i:02}' --source 'writer {writer} event {i}' || exit 1"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg(assert_cmd::cargo::cargo_bin("wacampaign"))
+                .arg(l.db())
+                .env("WACAMPAIGN_ACTOR", "test-operator")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting a writer")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    l.consent(&["verify"])
+        .assert()
+        .success()
+        .stdout(predicates::str::starts_with(
+            "ledger intact: 20 events, head ",
+        ));
+    assert_eq!(
+        l.query("SELECT count(DISTINCT subject) FROM consent_events"),
+        "20\n"
+    );
+}
+
 // ---- bad input ----
 
 #[test]
