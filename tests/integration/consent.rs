@@ -1002,6 +1002,15 @@ fn the_csv_export_is_safe_to_open_in_a_spreadsheet_and_carries_the_notice() {
         .success()
         .stdout("");
     assert_eq!(l.read("ledger.csv"), stdout);
+    let mode = std::fs::metadata(l.dir().join("ledger.csv"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the export is as private as the ledger"
+    );
 }
 
 #[test]
