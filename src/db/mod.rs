@@ -8,7 +8,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
@@ -103,9 +103,7 @@ impl Db {
         if found > SCHEMA_VERSION {
             return Err(DbError::TooNew { path: shown, found });
         }
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(sqlite)?;
+        let mode = enable_wal(&conn).map_err(sqlite)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(sqlite(rusqlite::Error::InvalidParameterName(format!(
                 "journal_mode is {mode}, WAL is required"
@@ -152,6 +150,31 @@ impl Db {
             tx.commit()?;
         }
         Ok(())
+    }
+}
+
+/// Puts the database in WAL mode (kept in the file, so usually already done) and
+/// returns the mode now in force.
+///
+/// Switching needs the database to itself, and SQLite answers SQLITE_BUSY at once,
+/// without calling the busy handler, when another process holds it: as when several
+/// processes create the same new database together. So this retries until the busy
+/// timeout, as every other statement waits.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let current: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+        if current.eq_ignore_ascii_case("wal") {
+            return Ok(current);
+        }
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
