@@ -35,12 +35,12 @@ pub enum DbError {
          {SCHEMA_VERSION}); upgrade wacampaign. The file was not changed."
     )]
     TooNew { path: String, found: u32 },
-    #[error("cannot create database {path}: {source}")]
+    #[error("cannot create database {path}")]
     Create {
         path: String,
         source: std::io::Error,
     },
-    #[error("database {path}: {source}")]
+    #[error("database {path}")]
     Sqlite {
         path: String,
         source: rusqlite::Error,

@@ -1585,6 +1585,22 @@ fn a_database_from_a_newer_version_is_refused_and_left_alone() {
     assert_eq!(l.query("PRAGMA user_version"), "99\n");
 }
 
+#[test]
+fn a_file_that_is_not_a_ledger_is_refused_with_its_cause_once() {
+    let l = Ledger::new();
+    l.write("ledger.db", "phone,name\n+52 55 1234 5678,Ana\n");
+    std::fs::set_permissions(l.db(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    l.consent(&["show", ANA])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(format!(
+            "error: database {}: file is not a database: Error code 26: File opened that is not \
+         a database file\n",
+            l.db_shown()
+        ));
+}
+
 // ---- idempotent imports ----
 
 #[test]
