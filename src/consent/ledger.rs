@@ -9,7 +9,9 @@ use crate::clock;
 use crate::phone::E164;
 
 /// Whether an event carries its own evidence (a source reference, evidence text or a
-/// notice), as SQL; [`standing_of`] applies the same test in Rust.
+/// notice), as SQL; [`standing_of`] applies the same test in Rust. The index
+/// `consent_events_standing` (migration 0002) holds this exact expression, so that
+/// loading standings never reads the table itself.
 pub const HAS_EVIDENCE: &str =
     "(source <> '' OR coalesce(evidence, '') <> '' OR notice_hash IS NOT NULL)";
 

@@ -14,7 +14,10 @@ use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 /// The migrations, in order; migration N brings the schema to `user_version` N.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_consent_ledger.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_consent_ledger.sql"),
+    include_str!("migrations/0002_consent_standing_index.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -224,6 +227,51 @@ mod tests {
             err.contains(&format!("chmod 600 {}", path.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_first_version_ledger_gets_the_covering_index_and_keeps_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO consent_events (id, subject, subject_key, purpose, action,
+                     occurred_at, recorded_at, method, recorded_via, source, actor,
+                     prev_hash, hash)
+                 VALUES (1, '+525512345678', 525512345678, 'marketing', 'opt_in',
+                     '2026-01-10T00:00:00Z', '2026-01-10T00:00:00Z', 'web_form', 'command',
+                     'form 1', 'ana', '0', 'h')",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let db = Db::open(&path).unwrap();
+        let version: u32 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let indexes: Vec<String> = db
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+                 ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["consent_events_standing"]);
+        let events: i64 = db
+            .conn
+            .query_row("SELECT count(*) FROM consent_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 1);
     }
 
     #[test]
