@@ -1687,3 +1687,243 @@ fn importing_the_same_file_twice_records_nothing_new() {
         3
     );
 }
+
+// ---- the README's audit section ----
+
+/// The `sql` code blocks of the README's section for ops engineers, by their first
+/// line (a `-- name` comment).
+fn readme_queries() -> std::collections::BTreeMap<String, String> {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("## For ops engineers: auditing the consent ledger")
+        .expect("the README has the audit section");
+    let section = &readme[start..];
+    let section = match section[3..].find("\n## ") {
+        Some(end) => &section[..end + 3],
+        None => section,
+    };
+    section
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| {
+            let sql = &block[..block.find("\n```").expect("a closed block")];
+            let name = sql.lines().next().unwrap().trim_start_matches("-- ");
+            (name.to_owned(), sql.to_owned())
+        })
+        .collect()
+}
+
+/// Everyone in [`audit_ledger`], as typed by the operator.
+const AUDITED: [&str; 8] = [
+    ANA,
+    BETO,
+    CARLA,
+    "+52 55 6666 7777",
+    "+54 9 11 2345 6789",
+    "+52 55 8888 9999",
+    "+52 55 1010 2020",
+    "+52 55 3030 4040",
+];
+
+/// A ledger with each rule at work at least once.
+fn audit_ledger() -> Ledger {
+    let l = Ledger::new();
+    let [ana, beto, carla, dani, elena, fer, gabi, hugo] = AUDITED;
+    l.write(
+        "crm.csv",
+        format!(
+            "phone,fecha,folio\n{ana},2026-01-10,F-1\n{beto},2026-01-10,F-2\n{carla},2026-01-10,\n"
+        ),
+    );
+    l.consent(&[
+        "import",
+        "crm.csv",
+        "--purpose",
+        "marketing",
+        "--method",
+        "web_form",
+        "--occurred-column",
+        "fecha",
+        "--evidence-column",
+        "folio",
+    ])
+    .assert()
+    .success();
+    // Ana: opted out under her old spelling, then signed up again: marketing only.
+    webhook_event(
+        &l,
+        ANA_WA_ID,
+        Action::OptOut,
+        Purpose::All,
+        "2026-02-01T08:00:00Z",
+    );
+    l.opt_in(
+        ana,
+        "marketing",
+        "2026-03-01",
+        "signup form v4, submission 77",
+    );
+    // Beto: opted out of marketing; a paper form from before does not lift it.
+    l.opt_out(beto, "marketing", "2026-02-05", "whatsapp_reply");
+    l.opt_in(beto, "marketing", "2026-01-20", "paper form, box 3");
+    // Carla: opted out of all; a later import does not lift it.
+    l.opt_out(carla, "all", "2026-02-01", "operator");
+    l.write("crm2.csv", format!("phone,fecha\n{carla},2026-02-10\n"));
+    l.consent(&[
+        "import",
+        "crm2.csv",
+        "--purpose",
+        "marketing",
+        "--method",
+        "web_form",
+        "--occurred-column",
+        "fecha",
+    ])
+    .assert()
+    .success();
+    // Dani: an opt-in in the same second as the opt-out.
+    l.opt_out(dani, "marketing", "2026-02-01T10:00:00Z", "whatsapp_reply");
+    l.opt_in(
+        dani,
+        "marketing",
+        "2026-02-01T10:00:00Z",
+        "signup form v4, submission 80",
+    );
+    // Elena: opted in as +54 9, opted out as +54.
+    l.opt_in(
+        elena,
+        "marketing",
+        "2026-01-10",
+        "formulario web v2, envío 1",
+    );
+    l.opt_out("+54 11 2345 6789", "all", "2026-02-01", "operator");
+    // Fer: utility only.
+    l.opt_in(
+        fer,
+        "utility",
+        "2026-01-10",
+        "clinic intake form, patient 12",
+    );
+    // Elena again: a webhook opt-in with no evidence at all does not lift it.
+    let db = l.open();
+    wacampaign::consent::Ledger::new(&db.conn)
+        .append(&NewEvent {
+            subject: E164::from_digits("5491123456789").unwrap(),
+            purpose: Purpose::Marketing,
+            action: Action::OptIn,
+            occurred_at: "2026-03-01T00:00:00Z".to_owned(),
+            method: "whatsapp_reply".to_owned(),
+            recorded_via: RecordedVia::Webhook,
+            source: String::new(),
+            evidence: None,
+            notice: None,
+            actor: "webhook".to_owned(),
+            dedupe_key: None,
+        })
+        .unwrap();
+    drop(db);
+    // Gabi: never opted in; out of utility, then of everything.
+    l.opt_out(gabi, "utility", "2026-02-01", "operator");
+    l.opt_out(gabi, "all", "2026-02-15", "whatsapp_reply");
+    // Hugo: out of all, back in for both, then out of marketing again.
+    l.opt_out(hugo, "all", "2026-01-05", "operator");
+    l.opt_in(
+        hugo,
+        "marketing",
+        "2026-01-10",
+        "signup form v4, submission 81",
+    );
+    l.opt_in(
+        hugo,
+        "utility",
+        "2026-01-10",
+        "clinic intake form, patient 13",
+    );
+    l.opt_out(hugo, "marketing", "2026-03-01", "whatsapp_reply");
+    l
+}
+
+#[test]
+fn the_readme_queries_run_and_agree_with_the_binary() {
+    let queries = readme_queries();
+    assert_eq!(
+        queries.keys().collect::<Vec<_>>(),
+        [
+            "current opt-outs",
+            "events by method",
+            "one person's history",
+            "opt-ins without evidence"
+        ]
+    );
+    let l = audit_ledger();
+    let key = |subject: &str| E164::from_digits(subject).unwrap().consent_key();
+
+    let mut standings: Vec<(u64, String, String)> = Vec::new();
+    for n in AUDITED {
+        let data = l.show(n);
+        let of = |purpose: &str| {
+            let s = &data["standing"][purpose];
+            match (s["since"].as_str(), s["method"].as_str()) {
+                (Some(since), Some(method)) => {
+                    format!(
+                        "{} {} via {method}",
+                        s["state"].as_str().unwrap(),
+                        &since[..10]
+                    )
+                }
+                _ => s["state"].as_str().unwrap().to_owned(),
+            }
+        };
+        let subject_key = key(data["subject"].as_str().unwrap());
+        standings.push((subject_key, of("marketing"), of("utility")));
+    }
+    let out = l.consent(&["stats", "--json"]).assert().success();
+    let stats = json_lines(&out.get_output().stdout)[0]["data"].clone();
+    for purpose in ["marketing", "utility"] {
+        let sql = queries["current opt-outs"].replace("'marketing'", &format!("'{purpose}'"));
+        let mut from_sql: Vec<(u64, String)> = l
+            .query_json(&sql)
+            .iter()
+            .map(|r| {
+                let subject = r["subject"].as_str().unwrap();
+                let since = &r["occurred_at"].as_str().unwrap()[..10];
+                let method = r["method"].as_str().unwrap();
+                (key(subject), format!("opted_out {since} via {method}"))
+            })
+            .collect();
+        from_sql.sort();
+        let mut from_binary: Vec<(u64, String)> = standings
+            .iter()
+            .map(|(k, m, u)| (*k, if purpose == "marketing" { m } else { u }.clone()))
+            .filter(|(_, s)| s.starts_with("opted_out"))
+            .collect();
+        from_binary.sort();
+        assert_eq!(from_sql, from_binary, "{purpose}");
+        assert_eq!(stats[purpose]["opted_out"], from_sql.len(), "{purpose}");
+    }
+    // Every rule was at work: Beto, Carla, Dani, Elena, Gabi and Hugo are out of
+    // marketing; Ana, Carla, Elena and Gabi out of utility.
+    assert_eq!(l.query_json(&queries["current opt-outs"]).len(), 6);
+    let utility = queries["current opt-outs"].replace("'marketing'", "'utility'");
+    assert_eq!(l.query_json(&utility).len(), 4);
+
+    let history = l.query_json(&queries["one person's history"]);
+    let ids: Vec<i64> = history.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, l.event_ids(ANA));
+    assert_eq!(history[1]["subject"], "+5215512345678");
+    assert_eq!(history[0]["evidence"], "F-1");
+
+    let by_method = l.query_json(&queries["events by method"]);
+    let total: i64 = by_method
+        .iter()
+        .map(|r| r["events"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        l.query("SELECT count(*) FROM consent_events"),
+        format!("{total}\n")
+    );
+
+    let without = l.query_json(&queries["opt-ins without evidence"]);
+    assert_eq!(stats["opt_ins_without_evidence"], without.len());
+    assert!(!without.is_empty(), "the ledger has such opt-ins");
+}

@@ -246,13 +246,29 @@ impl Ledger {
 
     /// Runs `sqlite3 -json`: the rows as the database holds them, for comparing
     /// with what the binary reports.
+    /// The SQL goes to its stdin, as if pasted into the shell.
     pub fn query_json(&self, sql: &str) -> Vec<Value> {
-        let out = std::process::Command::new("sqlite3")
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("sqlite3")
             .arg("-json")
             .arg(&self.db)
-            .arg(sql)
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("running sqlite3");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.stderr.is_empty(),
+            "sqlite3 -json {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "sqlite3 -json {sql}");
         if out.stdout.is_empty() {
             return Vec::new();
