@@ -1591,6 +1591,38 @@ fn a_database_from_a_newer_version_is_refused_and_left_alone() {
 }
 
 #[test]
+fn an_import_that_is_not_utf8_says_how_to_read_it_and_records_nothing() {
+    let l = Ledger::new();
+    l.write(
+        "latin.csv",
+        b"phone,name\n+52 55 1234 5678,Ana\n+52 55 2222 3333,Jos\xe9\n",
+    );
+    let import = || {
+        l.consent(&[
+            "import",
+            "latin.csv",
+            "--purpose",
+            "marketing",
+            "--method",
+            "paper",
+        ])
+    };
+    import().assert().code(2).stdout("").stderr(
+        "error: latin.csv line 3 is not valid UTF-8; if the file came from Excel, pass \
+         --encoding windows-1252, or save it as \"CSV UTF-8\"; nothing was imported\n",
+    );
+    l.consent(&["stats", "--json"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("\"events\":0,"));
+    import()
+        .args(["--encoding", "windows-1252"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("  recorded              2\n"));
+}
+
+#[test]
 fn a_file_that_is_not_a_ledger_is_refused_with_its_cause_once() {
     let l = Ledger::new();
     l.write("ledger.db", "phone,name\n+52 55 1234 5678,Ana\n");
