@@ -217,8 +217,7 @@ fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
     let stats = planner.run(|item| {
         if let PlanItem::Eligible(recipient) = item {
             // Render exactly what would be sent, so a dry run costs what a run does.
-            let body =
-                provider::cloud_api::template_message(campaign, recipient.phone, &recipient.values);
+            let body = provider::request_body(campaign, recipient.phone, &recipient.values);
             rendered += u64::from(serde_json::to_vec(&body).is_ok());
         }
     })?;
@@ -241,10 +240,12 @@ fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
     if ctx.ui.json {
         json_line("send_summary", &summary)?;
     } else {
-        print!("{}", render_before(ctx, &summary));
-        println!(
+        let mut out = std::io::stdout().lock();
+        out.write_all(render_before(ctx, &summary).as_bytes())?;
+        writeln!(
+            out,
             "dry run: {rendered} messages rendered and validated; nothing sent, nothing written"
-        );
+        )?;
     }
     Ok(Exit::Success)
 }

@@ -219,6 +219,7 @@ impl CloudApi {
             ),
         };
         Response::Rejected {
+            family: super::Family::Meta,
             http_status: status,
             code: error.and_then(|e| e.code),
             detail: self.token.redact(&detail),

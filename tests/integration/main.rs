@@ -6,4 +6,5 @@ mod check;
 mod conformance;
 mod preview;
 mod prism;
+mod send_conformance;
 mod support;
