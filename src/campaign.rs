@@ -74,6 +74,35 @@ impl fmt::Display for Category {
     }
 }
 
+/// What kind of message a campaign sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// An approved template: allowed whenever the contact opted in.
+    #[default]
+    Template,
+    /// Free-form text: only inside the 24-hour customer-service window that the
+    /// contact's own last message opened.
+    Session,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Template => "template",
+            MessageKind::Session => "session",
+        }
+    }
+
+    /// The longest rendered body the platform accepts.
+    pub fn max_body_chars(self) -> usize {
+        match self {
+            MessageKind::Template => crate::template::MAX_BODY_CHARS,
+            MessageKind::Session => crate::template::MAX_TEXT_CHARS,
+        }
+    }
+}
+
 /// The text encoding of the contacts file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum Encoding {
@@ -203,6 +232,7 @@ pub struct Sending {
 pub struct Campaign {
     pub file: PathBuf,
     pub id: String,
+    pub kind: MessageKind,
     pub description: Option<String>,
     pub category: Category,
     pub contacts: ContactsSource,
@@ -235,13 +265,15 @@ struct RawCampaign {
     delimiter: Option<Spanned<String>>,
     #[serde(default)]
     encoding: Encoding,
+    #[serde(default)]
+    kind: MessageKind,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTemplate {
-    name: Spanned<String>,
-    language: Spanned<String>,
+    name: Option<Spanned<String>>,
+    language: Option<Spanned<String>>,
     body: Spanned<String>,
     content_sid: Option<Spanned<String>>,
     #[serde(default)]
@@ -390,11 +422,15 @@ impl Campaign {
             default_region,
         };
 
-        let template = build_template(&raw.template, &at)?;
+        let kind = raw.campaign.kind;
+        let template = build_template(&raw.template, kind, &at)?;
         let provider = build_provider(&raw.provider, base_dir, &at)?;
-        if matches!(provider, ProviderConfig::Twilio(_)) && template.content_sid.is_none() {
+        if kind == MessageKind::Template
+            && matches!(provider, ProviderConfig::Twilio(_))
+            && template.content_sid.is_none()
+        {
             return Err(at(
-                raw.template.name.span(),
+                raw.template.body.span(),
                 "twilio sends approved templates by their Content SID: add template.content_sid \
                  = \"HX...\" (Twilio Console > Content Template Builder)"
                     .into(),
@@ -405,6 +441,7 @@ impl Campaign {
         Ok(Campaign {
             file: path.to_path_buf(),
             id,
+            kind,
             description: raw.campaign.description,
             category: raw.campaign.category,
             contacts,
@@ -445,6 +482,7 @@ impl Campaign {
             ),
         );
         field(self.category.as_str());
+        field(self.kind.as_str());
         for source in &self.template.sources {
             match source {
                 ValueSource::Column { column, default } => {
@@ -464,28 +502,57 @@ impl Campaign {
 
 type Locate<'a> = dyn Fn(std::ops::Range<usize>, String) -> CampaignError + 'a;
 
-fn build_template(raw: &RawTemplate, at: &Locate<'_>) -> Result<TemplateSpec, CampaignError> {
-    let name = raw.name.get_ref().trim();
+fn build_template(
+    raw: &RawTemplate,
+    kind: MessageKind,
+    at: &Locate<'_>,
+) -> Result<TemplateSpec, CampaignError> {
+    let (name, language) = match (kind, &raw.name, &raw.language) {
+        (MessageKind::Template, Some(name), Some(language)) => (name, language),
+        (MessageKind::Template, _, _) => {
+            return Err(at(
+                raw.body.span(),
+                "template.name and template.language are required: the approved template's \
+                 name and language code as WhatsApp Manager shows them"
+                    .into(),
+            ));
+        }
+        (MessageKind::Session, _, _) => {
+            let body = Template::parse(raw.body.get_ref())
+                .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
+            let sources = value_sources(raw, &body, at)?;
+            return Ok(TemplateSpec {
+                name: String::new(),
+                language: String::new(),
+                body,
+                sources,
+                content_sid: None,
+            });
+        }
+    };
+    let name_span = name.span();
+    let language_span = language.span();
+    let name = name.get_ref().trim();
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     {
         return Err(at(
-            raw.name.span(),
+            name_span,
             format!(
                 "template.name `{name}`: approved template names use lowercase letters, digits and underscores"
             ),
         ));
     }
-    let language = raw.language.get_ref().trim();
+    let language = language.get_ref().trim();
     let valid_language = matches!(language.len(), 2 | 3 | 5 | 6)
         && language
             .split('_')
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphabetic()));
     if !valid_language {
         return Err(at(
-            raw.language.span(),
+            language_span,
             format!(
                 "template.language `{language}`: use the template's language code, e.g. \"es_MX\", \"en_US\" or \"pt_BR\""
             ),
@@ -494,6 +561,26 @@ fn build_template(raw: &RawTemplate, at: &Locate<'_>) -> Result<TemplateSpec, Ca
     let body = Template::parse(raw.body.get_ref())
         .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
 
+    let sources = value_sources(raw, &body, at)?;
+    let content_sid = raw
+        .content_sid
+        .as_ref()
+        .map(|c| sid(c, "HX", "template.content_sid", at))
+        .transpose()?;
+    Ok(TemplateSpec {
+        name: name.to_owned(),
+        language: language.to_owned(),
+        body,
+        sources,
+        content_sid,
+    })
+}
+
+fn value_sources(
+    raw: &RawTemplate,
+    body: &Template,
+    at: &Locate<'_>,
+) -> Result<Vec<ValueSource>, CampaignError> {
     let mut sources = Vec::with_capacity(body.placeholders().len());
     for key in body.placeholders() {
         let wanted = key.as_variable_name();
@@ -540,18 +627,7 @@ fn build_template(raw: &RawTemplate, at: &Locate<'_>) -> Result<TemplateSpec, Ca
             ),
         ));
     }
-    let content_sid = raw
-        .content_sid
-        .as_ref()
-        .map(|c| sid(c, "HX", "template.content_sid", at))
-        .transpose()?;
-    Ok(TemplateSpec {
-        name: name.to_owned(),
-        language: language.to_owned(),
-        body,
-        sources,
-        content_sid,
-    })
+    Ok(sources)
 }
 
 fn build_provider(

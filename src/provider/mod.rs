@@ -98,7 +98,7 @@ pub fn request_body(campaign: &Campaign, phone: E164, values: &[String]) -> serd
                 .collect(),
         ),
         ProviderConfig::CloudApi { .. } | ProviderConfig::Simulator(_) => {
-            serde_json::to_value(cloud_api::template_message(campaign, phone, values))
+            serde_json::to_value(cloud_api::message_body(campaign, phone, values))
                 .unwrap_or_default()
         }
     }

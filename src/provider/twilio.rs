@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
 use super::{Family, Message, Provider, Response, SendFuture};
-use crate::campaign::{Campaign, TwilioConfig, TwilioSender};
+use crate::campaign::{Campaign, MessageKind, TwilioConfig, TwilioSender};
 use crate::phone::E164;
 use crate::secret::Secret;
 use crate::template::PlaceholderKey;
@@ -83,6 +83,13 @@ pub fn form_fields(
     match &config.sender {
         TwilioSender::From(from) => fields.push(("From", format!("whatsapp:{from}"))),
         TwilioSender::MessagingService(sid) => fields.push(("MessagingServiceSid", sid.clone())),
+    }
+    if campaign.kind == MessageKind::Session {
+        fields.push(("Body", campaign.template.body.render(values)));
+        if let Some(callback) = &config.status_callback {
+            fields.push(("StatusCallback", callback.clone()));
+        }
+        return fields;
     }
     if let Some(content_sid) = &campaign.template.content_sid {
         fields.push(("ContentSid", content_sid.clone()));
