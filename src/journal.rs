@@ -72,6 +72,8 @@ pub enum Disposition {
     },
     /// The provider says the person stopped these messages: also recorded in the ledger.
     OptedOut {
+        /// What the person stopped: marketing (Meta's 131050) or everything (a STOP).
+        purpose: Purpose,
         code: Option<i64>,
         detail: String,
     },
@@ -148,7 +150,6 @@ pub struct Journal {
     conn: Connection,
     campaign_id: String,
     plan_run: i64,
-    purpose: Purpose,
     /// The consent ledger as of `consent_seen`; refreshed before every claim so an
     /// opt-out recorded while the campaign runs wins.
     consent: ConsentIndex,
@@ -256,7 +257,6 @@ impl Journal {
                 conn,
                 campaign_id: campaign.id.clone(),
                 plan_run,
-                purpose: campaign.purpose(),
                 consent,
                 consent_seen,
             },
@@ -325,7 +325,7 @@ impl Journal {
     ) -> rusqlite::Result<Claimed> {
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, self.purpose, pending, &now)?;
+        record_in(&tx, &self.campaign_id, pending, &now)?;
         refresh_consent(&tx, &mut self.consent, &mut self.consent_seen)?;
         let mut claimed = Claimed::default();
         let mut candidates = Vec::new();
@@ -410,7 +410,7 @@ impl Journal {
         }
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, self.purpose, outcomes, &now)?;
+        record_in(&tx, &self.campaign_id, outcomes, &now)?;
         tx.commit()
     }
 
@@ -470,7 +470,6 @@ fn refresh_consent(
 fn record_in(
     conn: &Connection,
     campaign_id: &str,
-    purpose: Purpose,
     outcomes: &[(u64, Disposition)],
     now: &str,
 ) -> rusqlite::Result<()> {
@@ -544,7 +543,11 @@ fn record_in(
                 None::<String>,
                 now
             ])?,
-            Disposition::OptedOut { code, detail } => {
+            Disposition::OptedOut {
+                purpose: stopped,
+                code,
+                detail,
+            } => {
                 update.execute(params![
                     campaign_id,
                     key_sql,
@@ -560,12 +563,7 @@ fn record_in(
                 if let Some(phone) = E164::from_digits(&key.to_string()) {
                     let event = NewEvent {
                         subject: phone,
-                        // The provider's refusal (131050) is about marketing messages.
-                        purpose: if purpose == Purpose::Utility {
-                            Purpose::Utility
-                        } else {
-                            Purpose::Marketing
-                        },
+                        purpose: *stopped,
                         action: Action::OptOut,
                         occurred_at: now.to_owned(),
                         method: format!("provider_error_{}", code.unwrap_or_default()),

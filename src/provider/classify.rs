@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Family, Response};
+use crate::consent::Purpose;
 
 /// What the pipeline does with an outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,8 +24,10 @@ pub enum Class {
     },
     /// This recipient cannot get this message; the campaign goes on.
     FailRecipient,
-    /// The recipient stopped marketing messages: record an opt-out.
-    OptOut,
+    /// The recipient stopped these messages: record an opt-out for this purpose.
+    OptOut {
+        purpose: Purpose,
+    },
     /// Nothing more can be sent until the operator fixes the cause.
     Halt,
     /// A code we do not know: retried a bounded number of times, then failed.
@@ -117,7 +120,7 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
         Family::Meta,
         131050,
         131050,
-        Kind::OptOut,
+        Kind::OptOutMarketing,
         "user stopped marketing messages",
     ),
     (Family::Meta, 0, 0, Kind::Halt, "authentication exception"),
@@ -253,14 +256,14 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
         Family::Twilio,
         63014,
         63014,
-        Kind::OptOut,
+        Kind::OptOutAll,
         "blocked by the end user",
     ),
     (
         Family::Twilio,
         21610,
         21610,
-        Kind::OptOut,
+        Kind::OptOutAll,
         "the recipient unsubscribed (STOP)",
     ),
     (
@@ -298,7 +301,10 @@ enum Kind {
     Throttle,
     Retry,
     Fail,
-    OptOut,
+    /// WhatsApp's own "stop marketing messages".
+    OptOutMarketing,
+    /// A STOP or a block: nothing more from this sender.
+    OptOutAll,
     Halt,
 }
 
@@ -318,7 +324,12 @@ pub fn lookup(family: Family, code: i64) -> Option<(Class, &'static str)> {
                     retry_after: None,
                 },
                 Kind::Fail => Class::FailRecipient,
-                Kind::OptOut => Class::OptOut,
+                Kind::OptOutMarketing => Class::OptOut {
+                    purpose: Purpose::Marketing,
+                },
+                Kind::OptOutAll => Class::OptOut {
+                    purpose: Purpose::All,
+                },
                 Kind::Halt => Class::Halt,
             };
             (class, *meaning)
@@ -381,7 +392,12 @@ mod tests {
     fn the_code_decides_not_the_status() {
         assert_eq!(classify(&rejected(400, Some(131048))), Class::Halt);
         assert_eq!(classify(&rejected(400, Some(131026))), Class::FailRecipient);
-        assert_eq!(classify(&rejected(400, Some(131050))), Class::OptOut);
+        assert_eq!(
+            classify(&rejected(400, Some(131050))),
+            Class::OptOut {
+                purpose: Purpose::Marketing
+            }
+        );
         assert_eq!(
             classify(&rejected(500, Some(131057))),
             Class::RetryLater {
@@ -420,8 +436,18 @@ mod tests {
             }
         );
         assert_eq!(classify(&twilio(400, 63016)), Class::FailRecipient);
-        assert_eq!(classify(&twilio(400, 21610)), Class::OptOut);
-        assert_eq!(classify(&twilio(400, 63014)), Class::OptOut);
+        assert_eq!(
+            classify(&twilio(400, 21610)),
+            Class::OptOut {
+                purpose: Purpose::All
+            }
+        );
+        assert_eq!(
+            classify(&twilio(400, 63014)),
+            Class::OptOut {
+                purpose: Purpose::All
+            }
+        );
         assert_eq!(classify(&twilio(400, 63028)), Class::Halt);
         assert_eq!(classify(&twilio(401, 20003)), Class::Halt);
         assert_eq!(classify(&twilio(400, 21211)), Class::FailRecipient);

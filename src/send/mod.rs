@@ -366,8 +366,9 @@ fn decide(
             },
             Some(true),
         ),
-        Class::OptOut => (
+        Class::OptOut { purpose } => (
             Disposition::OptedOut {
+                purpose: *purpose,
                 code,
                 detail: describe(),
             },
