@@ -26,7 +26,7 @@ pub const MAX_COLUMNS: usize = 1000;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ContactsError {
-    #[error("cannot open contacts file {path}: {source}")]
+    #[error("cannot open contacts file {path}")]
     Open { path: String, source: io::Error },
     #[error("{path} is empty; it needs a header row naming the columns, then one row per contact")]
     Empty { path: String },
@@ -62,7 +62,7 @@ pub enum ContactsError {
         line: u64,
         message: String,
     },
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io { path: String, source: io::Error },
 }
 
@@ -91,6 +91,7 @@ pub struct ContactReader {
     headers: Vec<String>,
     delimiter: u8,
     starts: RecordStarts,
+    blank_rows: u64,
 }
 
 impl std::fmt::Debug for ContactReader {
@@ -137,6 +138,10 @@ impl ContactReader {
         if bom {
             buffered.consume(3);
         }
+        // The BOM is how Excel marks "CSV UTF-8": it outranks a campaign file's
+        // `encoding`, which may have been written for an older plain-CSV export and
+        // would otherwise turn every "José" into "JosÃ©" in the messages sent.
+        let encoding = if bom { Encoding::Utf8 } else { encoding };
         let decoded: Box<dyn Read + Send> = match encoding {
             Encoding::Utf8 => Box::new(buffered),
             Encoding::Windows1252 => Box::new(
@@ -156,9 +161,10 @@ impl ContactReader {
             .from_reader(guarded);
 
         let mut header = csv::StringRecord::new();
-        let got = reader
-            .read_record(&mut header)
-            .map_err(|e| map_csv_error(&shown, e))?;
+        let got = reader.read_record(&mut header).map_err(|e| {
+            let line = starts.lock().ok().and_then(|s| s.front().copied());
+            map_csv_error(&shown, e, line)
+        })?;
         if !got {
             return Err(ContactsError::Empty { path: shown });
         }
@@ -175,16 +181,16 @@ impl ContactReader {
             headers: header.iter().map(|h| h.trim().to_owned()).collect(),
             delimiter: detected,
             starts,
+            blank_rows: 0,
         })
     }
 
-    /// The line the record just read started on.
-    fn next_start_line(&self) -> u64 {
+    /// The line the record just read (or just failed to read) started on.
+    fn next_start_line(&self) -> Option<u64> {
         self.starts
             .lock()
             .ok()
             .and_then(|mut starts| starts.pop_front())
-            .unwrap_or(0)
     }
 
     pub fn path(&self) -> &str {
@@ -197,6 +203,12 @@ impl ContactReader {
 
     pub fn delimiter(&self) -> u8 {
         self.delimiter
+    }
+
+    /// Rows skipped so far because every cell was empty (Excel exports the empty rows
+    /// inside a sheet's used range as `,,,`). Empty lines are not rows and not counted.
+    pub fn blank_rows(&self) -> u64 {
+        self.blank_rows
     }
 
     /// The index of a column named in the campaign file; `role` says what it is for,
@@ -231,28 +243,32 @@ impl ContactReader {
     /// whose every cell is empty are skipped here, since they are no one.
     pub fn read_row(&mut self, row: &mut Row) -> Result<bool, ContactsError> {
         loop {
-            let got = self
-                .reader
-                .read_record(&mut row.record)
-                .map_err(|e| map_csv_error(&self.path, e))?;
+            let got = match self.reader.read_record(&mut row.record) {
+                Ok(got) => got,
+                Err(e) => return Err(map_csv_error(&self.path, e, self.next_start_line())),
+            };
             if !got {
                 return Ok(false);
             }
-            row.line = self.next_start_line();
+            row.line = self.next_start_line().unwrap_or(0);
             if !row.is_blank() {
                 return Ok(true);
             }
+            self.blank_rows += 1;
         }
     }
 }
 
-fn map_csv_error(path: &str, error: csv::Error) -> ContactsError {
+/// `record_line` is where the failing record starts, as [`RecordGuard`] counted it:
+/// the csv crate's own line numbers leave out blank lines and line breaks inside
+/// quoted fields, so they point above the bad row in exactly the files that need it.
+fn map_csv_error(path: &str, error: csv::Error, record_line: Option<u64>) -> ContactsError {
     let line = error.position().map_or(0, csv::Position::line);
     let path = path.to_owned();
     match error.into_kind() {
         csv::ErrorKind::Utf8 { pos, .. } => ContactsError::NotUtf8 {
             path,
-            line: pos.map_or(line, |p| p.line()),
+            line: record_line.unwrap_or_else(|| pos.map_or(line, |p| p.line())),
         },
         csv::ErrorKind::Io(source) => {
             let too_long = source
@@ -454,6 +470,17 @@ mod tests {
     }
 
     #[test]
+    fn blank_rows_are_skipped_and_counted() {
+        let mut r = reader_for(b"phone,name\n1,A\n,\n\n , \n2,B\n", Encoding::Utf8).unwrap();
+        let got = rows(&mut r);
+        assert_eq!(
+            got.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            [2, 6]
+        );
+        assert_eq!(r.blank_rows(), 2);
+    }
+
+    #[test]
     fn tabs_are_detected() {
         let r = reader_for(b"phone\tname\n1\tA\n", Encoding::Utf8).unwrap();
         assert_eq!(r.delimiter(), b'\t');
@@ -470,6 +497,35 @@ mod tests {
             "{err}"
         );
         let mut r = reader_for(bytes, Encoding::Windows1252).unwrap();
+        assert_eq!(rows(&mut r)[0].1[0], "José");
+    }
+
+    #[test]
+    fn a_latin1_row_is_located_past_blank_lines_and_quoted_newlines() {
+        let bytes = b"name,phone\r\n\"A\r\nB\",5512345678\r\n\r\n\r\nJos\xE9,5523456789\r\n";
+        let mut r = reader_for(bytes, Encoding::Utf8).unwrap();
+        let mut row = Row::default();
+        assert!(r.read_row(&mut row).unwrap());
+        let err = r.read_row(&mut row).unwrap_err();
+        assert!(
+            matches!(err, ContactsError::NotUtf8 { line: 6, .. }),
+            "{err}"
+        );
+        let err = reader_for(b"\n\nnombre,tel\xE9fono\n", Encoding::Utf8).unwrap_err();
+        assert!(
+            matches!(err, ContactsError::NotUtf8 { line: 3, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_utf8_bom_outranks_a_declared_windows_1252() {
+        let mut r = reader_for(
+            "\u{FEFF}name,phone\nJosé,5512345678\n".as_bytes(),
+            Encoding::Windows1252,
+        )
+        .unwrap();
+        assert_eq!(r.headers(), ["name", "phone"]);
         assert_eq!(rows(&mut r)[0].1[0], "José");
     }
 

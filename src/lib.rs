@@ -11,10 +11,14 @@ pub mod consent;
 pub mod contacts;
 pub mod db;
 pub mod exit_codes;
+pub mod journal;
+pub mod lock;
 pub mod phone;
 pub mod plan;
 pub mod provider;
 pub mod report;
+pub mod secret;
+pub mod send;
 pub mod template;
 pub mod ui;
 
@@ -32,13 +36,20 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check(args) => cmd::check::run(&ctx, args),
         Command::Preview(args) => cmd::preview::run(&ctx, args),
         Command::Consent(args) => cmd::consent::run(&ctx, args),
+        Command::Send(args) => cmd::send::run(&ctx, args),
+        Command::Status(args) => cmd::status::run(&ctx, args),
     }
 }
 
 /// The exit code for an error that ended a command.
 pub fn exit_for(error: &anyhow::Error) -> Exit {
-    let _ = error;
-    Exit::Invalid
+    let locked = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<lock::LockError>(),
+            Some(lock::LockError::Held { .. })
+        )
+    });
+    if locked { Exit::Halted } else { Exit::Invalid }
 }
 
 /// Whether the error is only stdout being closed early (`wacampaign ... | head`),

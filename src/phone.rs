@@ -5,8 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use phonenumber::country::Id as Region;
-use phonenumber::{Mode, PhoneNumber};
 use thiserror::Error;
+
+mod validity;
 
 /// A phone number in E.164, stored as its digits (at most 15, so a `u64` holds it):
 /// hashing, comparing and storing one is cheap on the hot path.
@@ -65,35 +66,40 @@ impl E164 {
         }
         let mut parsed = phonenumber::parse(region.map(|r| r.0), trimmed)
             .map_err(|e| PhoneError::Unparseable(trimmed.to_owned(), e.to_string()))?;
-        if !phonenumber::is_valid(&parsed) {
+        let mut national = parsed.national().to_string();
+        let mut valid = validity::is_valid(&parsed, &national);
+        if !valid {
             // Mexico dropped the `1` after +52 for mobiles in 2019, but CRMs still hold
             // `+52 1 55 ...`; libphonenumber no longer accepts it, so retry without.
-            let national = parsed.national().value();
-            if parsed.code().value() == 52 && (10_000_000_000..20_000_000_000).contains(&national) {
-                let without = format!("+52{}", national - 10_000_000_000);
-                if let Ok(retry) = phonenumber::parse(None, &without)
-                    && phonenumber::is_valid(&retry)
-                {
-                    parsed = retry;
+            let digits = parsed.national().value();
+            if parsed.code().value() == 52 && (10_000_000_000..20_000_000_000).contains(&digits) {
+                let without = format!("+52{}", digits - 10_000_000_000);
+                if let Ok(retry) = phonenumber::parse(None, &without) {
+                    let retry_national = retry.national().to_string();
+                    if validity::is_valid(&retry, &retry_national) {
+                        parsed = retry;
+                        national = retry_national;
+                        valid = true;
+                    }
                 }
             }
         }
-        if !phonenumber::is_valid(&parsed) {
-            let region = parsed.country().id().map_or_else(
-                || format!("+{}", parsed.code().value()),
-                |id| format!("{id:?}"),
-            );
-            return Err(PhoneError::Invalid {
-                raw: trimmed.to_owned(),
-                region,
-            });
+        // E.164 is the country code then the national number, which is what the
+        // crate's E164 formatter writes (after needlessly looking up a format).
+        let e164 = format!("{}{national}", parsed.code().value());
+        match E164::from_digits(&e164) {
+            Some(number) if valid => Ok(number),
+            _ => {
+                let region = parsed.country().id().map_or_else(
+                    || format!("+{}", parsed.code().value()),
+                    |id| format!("{id:?}"),
+                );
+                Err(PhoneError::Invalid {
+                    raw: trimmed.to_owned(),
+                    region,
+                })
+            }
         }
-        Ok(Self::from_parsed(&parsed))
-    }
-
-    fn from_parsed(number: &PhoneNumber) -> E164 {
-        let text = number.format().mode(Mode::E164).to_string();
-        E164::from_digits(text.trim_start_matches('+')).expect("libphonenumber formats digits")
     }
 
     /// Reads a number already in E.164 (`+525512345678` or `525512345678`) without
@@ -167,6 +173,22 @@ mod tests {
     fn the_old_mexican_mobile_prefix_is_dropped() {
         assert_eq!(norm("+52 1 55 1234 5678"), "+525512345678");
         assert_eq!(norm("521 55 1234 5678"), "+525512345678");
+    }
+
+    #[test]
+    fn e164_is_what_the_crate_formats() {
+        for raw in [
+            "+52 55 1234 5678",
+            "+39 02 3661 8300",
+            "+44 20 7946 0958",
+            "+1 415 555 0123",
+            "+55 11 98765 4321",
+            "+225 07 07 07 07 07",
+        ] {
+            let parsed = phonenumber::parse(None, raw).unwrap();
+            let formatted = parsed.format().mode(phonenumber::Mode::E164).to_string();
+            assert_eq!(E164::normalize(raw, None).unwrap().to_string(), formatted);
+        }
     }
 
     #[test]

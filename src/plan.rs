@@ -234,7 +234,9 @@ impl<'a> Planner<'a> {
 
     /// The next row's fate; `None` once the file is read.
     pub fn next_item(&mut self) -> Result<Option<PlanItem>, PlanError> {
-        if !self.reader.read_row(&mut self.row)? {
+        let got = self.reader.read_row(&mut self.row)?;
+        self.stats.blank_rows = self.reader.blank_rows();
+        if !got {
             return Ok(None);
         }
         self.stats.contacts_read += 1;
@@ -301,7 +303,13 @@ impl<'a> Planner<'a> {
             };
             values.push(value.to_owned());
         }
-        if let Err(e) = self.campaign.template.body.check_values(&values) {
+        let limit = self.campaign.kind.max_body_chars();
+        if let Err(e) = self
+            .campaign
+            .template
+            .body
+            .check_values_within(&values, limit)
+        {
             return exclude(match e {
                 ValueError::Empty(_) => Exclusion::MissingValue(e),
                 _ => Exclusion::InvalidValue(e),

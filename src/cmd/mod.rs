@@ -12,6 +12,8 @@ use crate::ui::Ui;
 pub mod check;
 pub mod consent;
 pub mod preview;
+pub mod send;
+pub mod status;
 
 /// What every command gets from the global options.
 #[derive(Debug)]

@@ -103,6 +103,16 @@ impl ConsentIndex {
         self.standings.insert(key as u64, compact);
     }
 
+    /// Replaces one number's standing (after an event was recorded for it).
+    pub fn set(&mut self, phone: E164, standing: Standing) {
+        let key = phone.consent_key();
+        if standing == Standing::NoOptIn {
+            self.standings.remove(&key);
+        } else {
+            self.insert(key as i64, standing);
+        }
+    }
+
     pub fn purpose(&self) -> Purpose {
         self.purpose
     }

@@ -10,7 +10,7 @@ use crate::phone::E164;
 
 /// Whether an event carries its own evidence (a source reference, evidence text or a
 /// notice), as SQL; [`standing_of`] applies the same test in Rust. The index
-/// `consent_events_standing` (migration 0002) holds this exact expression, so that
+/// `consent_events_standing` (migration 0003) holds this exact expression, so that
 /// loading standings never reads the table itself.
 pub const HAS_EVIDENCE: &str =
     "(source <> '' OR coalesce(evidence, '') <> '' OR notice_hash IS NOT NULL)";

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use import::{ImportOptions, ImportSummary, import_file};
 pub use index::ConsentIndex;
-pub use ledger::{Appended, Ledger, LedgerStats, VerifyReport, hash_event, standing_of};
+pub use ledger::{Appended, Ledger, LedgerStats, VerifyReport, append_in, hash_event, standing_of};
 
 use crate::clock;
 use crate::plan::Exclusion;

@@ -16,7 +16,8 @@ use thiserror::Error;
 /// The migrations, in order; migration N brings the schema to `user_version` N.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_consent_ledger.sql"),
-    include_str!("migrations/0002_consent_standing_index.sql"),
+    include_str!("migrations/0002_send_journal.sql"),
+    include_str!("migrations/0003_consent_standing_index.sql"),
 ];
 
 /// The schema version this build writes.
@@ -254,11 +255,12 @@ mod tests {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, SCHEMA_VERSION);
         let indexes: Vec<String> = db
             .conn
             .prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'consent_events' AND sql IS NOT NULL
                  ORDER BY name",
             )
             .unwrap()

@@ -1,5 +1,12 @@
 //! The integration tests: one binary (as ripgrep and just do), running the real
-//! `wacampaign` against files written into a temporary directory.
+//! `wacampaign` against files written into a temporary directory, and against real
+//! servers on 127.0.0.1.
 
+mod check;
+mod conformance;
 mod consent;
 mod consent_support;
+mod preview;
+mod prism;
+mod send_conformance;
+mod support;

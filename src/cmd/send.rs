@@ -1,0 +1,402 @@
+//! `wacampaign send`: plan, confirm, send, and report.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::campaign::{Campaign, MAX_RATE_PER_SECOND};
+use crate::cmd::Context;
+use crate::db::Db;
+use crate::exit_codes::Exit;
+use crate::journal::{self, Counts, Journal, JournalError};
+use crate::lock::CampaignLock;
+use crate::plan::{PlanItem, PlanStats, Planner};
+use crate::provider;
+use crate::report::{CheckReport, human_duration};
+use crate::send::progress::{Display, Progress, TallySnapshot};
+use crate::send::{self, RunEnd};
+use crate::ui::json_line;
+
+/// Rows written to the journal per transaction while planning.
+const PLAN_BATCH: usize = 10_000;
+
+/// Send a campaign: plan it as `check` does, confirm, then send.
+///
+/// Every recipient is journaled in the database: the intent to send is on disk before
+/// the request is made, so a crash, a kill or a re-run never messages anyone twice.
+/// Running the same campaign again resumes it; once finished, it sends nothing.
+/// Messages whose outcome is unknown after a crash or timeout are held "in doubt"
+/// and listed by `status`; `--in-doubt resend` sends them again.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  wacampaign send campaigns/demo.toml --yes
+  wacampaign send campaigns/promotion.toml --dry-run
+  wacampaign send campaigns/promotion.toml --limit 20          # a test batch first
+  WACAMPAIGN_RATE=40 wacampaign send campaigns/promotion.toml --yes --json
+  wacampaign send campaigns/promotion.toml --yes --resume-halted
+
+In cron (no terminal), --yes is required; exit codes tell how the run ended.")]
+pub struct Args {
+    /// The campaign file (TOML).
+    #[arg(value_name = "CAMPAIGN.toml")]
+    pub campaign: PathBuf,
+    /// Do everything but send: render, validate and report; write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Send to at most N new recipients in this run: a test batch.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Send without asking. Required when stdin is not a terminal.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Messages per second (default: the campaign's sending.rate_per_second).
+    #[arg(long, env = "WACAMPAIGN_RATE", value_name = "N")]
+    pub rate: Option<u32>,
+    /// Requests in flight at once (default: the campaign's sending.concurrency).
+    #[arg(long, env = "WACAMPAIGN_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// What to do with messages held in doubt by an earlier run.
+    #[arg(long, value_enum, default_value_t = InDoubt::Hold, value_name = "POLICY")]
+    pub in_doubt: InDoubt,
+    /// Continue a campaign that halted, once its cause is fixed.
+    #[arg(long)]
+    pub resume_halted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InDoubt {
+    /// Keep them out of this run and list them (a recipient may already have it).
+    Hold,
+    /// Send them again (a recipient may get the message twice).
+    Resend,
+}
+
+/// The report printed before and after sending.
+#[derive(Debug, Serialize)]
+pub struct SendSummary {
+    #[serde(flatten)]
+    pub plan: CheckReport,
+    pub dry_run: bool,
+    /// Rows by state in the journal for this plan (absent in a dry run).
+    pub journal: Option<Counts>,
+    pub to_send: u64,
+    /// Held in doubt from an earlier run and not resent.
+    pub in_doubt_held: u64,
+    pub recovered_in_doubt: u64,
+    pub this_run: Option<TallySnapshot>,
+    pub end: Option<RunEnd>,
+    pub failures_by_code: BTreeMap<String, u64>,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
+    let mut campaign = Campaign::load(&args.campaign)?;
+    if let Some(rate) = args.rate {
+        if !(1..=MAX_RATE_PER_SECOND).contains(&rate) {
+            bail!("--rate must be between 1 and {MAX_RATE_PER_SECOND}");
+        }
+        campaign.sending.rate_per_second = rate;
+    }
+    if let Some(concurrency) = args.concurrency {
+        if !(1..=1024).contains(&concurrency) {
+            bail!("--concurrency must be between 1 and 1024");
+        }
+        campaign.sending.concurrency = concurrency;
+    }
+    if args.dry_run {
+        return dry_run(ctx, &campaign);
+    }
+    // Everything that can stop the run is checked before anyone is messaged.
+    let provider = provider::build(&campaign)?;
+    let db = Db::open(&ctx.db)?;
+    let _lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
+    let gate = crate::consent::ConsentIndex::load(&db.conn, campaign.purpose())
+        .context("loading the consent ledger")?;
+    let planner = Planner::new(&campaign, &gate)?;
+    let contacts_file = planner.contacts_path().to_owned();
+    let (mut journal, recovered) =
+        match Journal::begin(db.conn, &campaign, gate.clone(), args.resume_halted) {
+            Ok(begun) => begun,
+            Err(e @ JournalError::Halted { .. }) => {
+                ctx.ui.warn(e.to_string());
+                return Ok(Exit::Halted);
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let stats = write_plan(planner, &mut journal)?;
+    if args.in_doubt == InDoubt::Resend {
+        let released = journal.release_in_doubt()?;
+        if released > 0 {
+            ctx.ui.warn(format!("resending {released} messages held in doubt: these recipients may get the message twice"));
+        }
+    }
+    let counts = journal.counts()?;
+    let to_send = args.limit.map_or(counts.remaining(), |l| {
+        l.min(counts.planned) + counts.deferred
+    });
+    let mut summary = SendSummary {
+        plan: CheckReport::new(
+            &campaign,
+            &contacts_file,
+            stats,
+            campaign.sending.rate_per_second,
+        ),
+        dry_run: false,
+        journal: Some(counts.clone()),
+        to_send,
+        in_doubt_held: counts.in_doubt,
+        recovered_in_doubt: recovered,
+        this_run: None,
+        end: None,
+        failures_by_code: BTreeMap::new(),
+    };
+    summary.plan.estimated_seconds = to_send.div_ceil(u64::from(campaign.sending.rate_per_second));
+    if recovered > 0 {
+        ctx.ui.warn(format!(
+            "{recovered} messages were in flight when the last run stopped; they are held in doubt \
+             (see `wacampaign status`), never resent unless you pass --in-doubt resend"
+        ));
+    }
+    if !ctx.ui.json && !ctx.ui.quiet {
+        eprint!("{}", render_before(ctx, &summary));
+    }
+    if to_send == 0 {
+        ctx.ui.info("nothing to send");
+        return finish(ctx, &campaign, summary, &journal);
+    }
+    if !confirm(args.yes, to_send)? {
+        ctx.ui.info("nothing sent");
+        return Ok(Exit::Success);
+    }
+
+    let display = if ctx.ui.quiet || ctx.ui.json {
+        Display::Hidden
+    } else if ctx.ui.interactive() {
+        Display::Bar
+    } else {
+        Display::Log
+    };
+    let progress = Progress::new(display, to_send, summary.plan.stats.excluded);
+    let options = send::Options {
+        limit: args.limit,
+        rate: Some(campaign.sending.rate_per_second),
+        concurrency: campaign.sending.concurrency,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (end, journal) = runtime.block_on(async {
+        let interrupt = CancellationToken::new();
+        watch_signals(interrupt.clone());
+        send::run(
+            journal,
+            Arc::clone(&provider),
+            &options,
+            progress.clone(),
+            interrupt,
+        )
+        .await
+    })?;
+    summary.this_run = Some(progress.tally.snapshot());
+    summary.end = Some(end);
+    finish(ctx, &campaign, summary, &journal)
+}
+
+fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
+    let gate = ctx.consent_gate(campaign)?;
+    let planner = Planner::new(campaign, &gate)?;
+    let contacts_file = planner.contacts_path().to_owned();
+    let mut rendered = 0u64;
+    let stats = planner.run(|item| {
+        if let PlanItem::Eligible(recipient) = item {
+            // Render exactly what would be sent, so a dry run costs what a run does.
+            let body = provider::request_body(campaign, recipient.phone, &recipient.values);
+            rendered += u64::from(serde_json::to_vec(&body).is_ok());
+        }
+    })?;
+    let summary = SendSummary {
+        plan: CheckReport::new(
+            campaign,
+            &contacts_file,
+            stats,
+            campaign.sending.rate_per_second,
+        ),
+        dry_run: true,
+        journal: None,
+        to_send: rendered,
+        in_doubt_held: 0,
+        recovered_in_doubt: 0,
+        this_run: None,
+        end: None,
+        failures_by_code: BTreeMap::new(),
+    };
+    if ctx.ui.json {
+        json_line("send_summary", &summary)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(render_before(ctx, &summary).as_bytes())?;
+        writeln!(
+            out,
+            "dry run: {rendered} messages rendered and validated; nothing sent, nothing written"
+        )?;
+    }
+    Ok(Exit::Success)
+}
+
+fn write_plan(mut planner: Planner<'_>, journal: &mut Journal) -> anyhow::Result<PlanStats> {
+    let mut batch = Vec::with_capacity(PLAN_BATCH);
+    let mut seq = 0u64;
+    while let Some(item) = planner.next_item()? {
+        if let PlanItem::Eligible(recipient) = item {
+            seq += 1;
+            batch.push((seq, recipient));
+            if batch.len() == PLAN_BATCH {
+                journal
+                    .plan(&batch)
+                    .context("writing the plan to the journal")?;
+                batch.clear();
+            }
+        }
+    }
+    journal
+        .plan(&batch)
+        .context("writing the plan to the journal")?;
+    Ok(planner.stats().clone())
+}
+
+fn render_before(ctx: &Context, summary: &SendSummary) -> String {
+    let mut out = summary.plan.render(&ctx.ui);
+    if let Some(counts) = &summary.journal {
+        let done = counts.accepted + counts.failed + counts.opted_out;
+        if done > 0 || counts.in_doubt > 0 {
+            out.push_str(&format!(
+                "{} {} already sent or settled by earlier runs, {} held in doubt\n",
+                ctx.ui.bold("journal "),
+                done,
+                counts.in_doubt
+            ));
+        }
+        out.push_str(&format!(
+            "{} {} messages now, about {}\n",
+            ctx.ui.bold("to send "),
+            summary.to_send,
+            human_duration(summary.plan.estimated_seconds)
+        ));
+    }
+    out
+}
+
+/// Asks on the terminal; without one, only `--yes` sends.
+fn confirm(yes: bool, to_send: u64) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "stdin is not a terminal, so there is no one to confirm: pass --yes to send {to_send} messages"
+        );
+    }
+    eprint!("Send {to_send} messages now? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+fn watch_signals(interrupt: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    interrupt.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!(
+            "stopping: waiting for the messages in flight, then recording them (the run can be resumed)"
+        );
+        interrupt.cancel();
+    });
+}
+
+fn finish(
+    ctx: &Context,
+    campaign: &Campaign,
+    mut summary: SendSummary,
+    journal: &Journal,
+) -> anyhow::Result<Exit> {
+    let counts = journal.counts()?;
+    let db = Db::open(&ctx.db)?;
+    let plan_run =
+        journal::campaign_record(&db.conn, &campaign.id)?.map_or(0, |(record, _)| record.plan_run);
+    summary.failures_by_code = journal::failures_by_code(&db.conn, &campaign.id, plan_run)?;
+    summary.in_doubt_held = counts.in_doubt;
+    summary.journal = Some(counts.clone());
+    let exit = match &summary.end {
+        Some(RunEnd::Halted(_)) => Exit::Halted,
+        Some(RunEnd::Interrupted) => Exit::Interrupted,
+        _ if counts.failed > 0 || counts.in_doubt > 0 => Exit::Partial,
+        _ => Exit::Success,
+    };
+    if ctx.ui.json {
+        json_line("send_summary", &summary)?;
+        return Ok(exit);
+    }
+    let mut out = std::io::stdout().lock();
+    let heading = match &summary.end {
+        Some(RunEnd::Halted(reason)) => ctx.ui.red(&format!("halted: {reason}")),
+        Some(RunEnd::Interrupted) => ctx
+            .ui
+            .yellow("interrupted: run the same command again to resume"),
+        _ if counts.remaining() > 0 => {
+            format!("{} recipients left for a later run", counts.remaining())
+        }
+        _ => ctx.ui.green("finished"),
+    };
+    writeln!(out, "campaign {}: {heading}", campaign.id)?;
+    if let Some(run) = &summary.this_run {
+        writeln!(
+            out,
+            "this run   {} accepted, {} failed, {} opted out, {} in doubt, {} retried ({} requests)",
+            run.accepted, run.failed, run.opted_out, run.in_doubt, run.retried, run.requests
+        )?;
+    }
+    writeln!(
+        out,
+        "in total   {} accepted, {} failed, {} opted out, {} in doubt, {} not yet sent, {} excluded",
+        counts.accepted,
+        counts.failed,
+        counts.opted_out,
+        counts.in_doubt,
+        counts.remaining(),
+        summary.plan.stats.excluded
+    )?;
+    for (code, n) in &summary.failures_by_code {
+        writeln!(out, "  error {code:<8} {n}")?;
+    }
+    if counts.in_doubt > 0 {
+        writeln!(
+            out,
+            "{} messages are in doubt: `wacampaign status {}` lists them",
+            counts.in_doubt,
+            campaign.file.display()
+        )?;
+    }
+    Ok(exit)
+}

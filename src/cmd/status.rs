@@ -1,0 +1,189 @@
+//! `wacampaign status`: where a campaign stands, from its journal.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use crate::campaign::Campaign;
+use crate::cmd::Context;
+use crate::db::Db;
+use crate::exit_codes::Exit;
+use crate::journal::{self, Counts, JournalRow};
+use crate::report::spreadsheet_safe;
+use crate::ui::json_line;
+
+/// Show where a campaign stands: counts by state and error code, and the messages
+/// held in doubt.
+///
+/// `--csv FILE` writes one row per recipient (number, state, message id, error code
+/// and detail, timestamps), safe to open in a spreadsheet.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  wacampaign status campaigns/promotion.toml
+  wacampaign status campaigns/promotion.toml --csv promotion-status.csv
+  wacampaign status campaigns/promotion.toml --json")]
+pub struct Args {
+    /// The campaign file (TOML).
+    #[arg(value_name = "CAMPAIGN.toml")]
+    pub campaign: PathBuf,
+    /// Write one row per recipient to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    campaign: String,
+    first_sent: String,
+    halted: Option<Halt>,
+    counts: Counts,
+    failures_by_code: std::collections::BTreeMap<String, u64>,
+    in_doubt: Vec<JournalRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct Halt {
+    at: String,
+    reason: String,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
+    let campaign = Campaign::load(&args.campaign)?;
+    let Some(db) = Db::open_existing(&ctx.db)? else {
+        bail!(
+            "no database at {}: campaign `{}` was never sent from here",
+            ctx.db.display(),
+            campaign.id
+        );
+    };
+    let Some((record, halted)) = journal::campaign_record(&db.conn, &campaign.id)? else {
+        bail!(
+            "campaign `{}` was never sent with the database {}",
+            campaign.id,
+            ctx.db.display()
+        );
+    };
+    let counts = journal::counts(&db.conn, &campaign.id, Some(record.plan_run))?;
+    let failures_by_code = journal::failures_by_code(&db.conn, &campaign.id, record.plan_run)?;
+    let mut in_doubt = Vec::new();
+    journal::rows(
+        &db.conn,
+        &campaign.id,
+        record.plan_run,
+        Some("in_doubt"),
+        |row| {
+            in_doubt.push(row);
+            Ok(())
+        },
+    )?;
+    if let Some(path) = &args.csv {
+        write_csv(&db, &campaign.id, record.plan_run, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let status = Status {
+        campaign: campaign.id.clone(),
+        first_sent: record.created_at,
+        halted: halted.map(|(at, reason)| Halt { at, reason }),
+        counts,
+        failures_by_code,
+        in_doubt,
+    };
+    if ctx.ui.json {
+        json_line("status", &status)?;
+        return Ok(Exit::Success);
+    }
+    let c = &status.counts;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} {} (first sent {})",
+        ctx.ui.bold("campaign"),
+        status.campaign,
+        status.first_sent
+    )?;
+    if let Some(halt) = &status.halted {
+        writeln!(
+            out,
+            "{}",
+            ctx.ui
+                .red(&format!("halted on {}: {}", halt.at, halt.reason))
+        )?;
+    }
+    for (label, n) in [
+        ("accepted", c.accepted),
+        ("failed", c.failed),
+        ("opted out", c.opted_out),
+        ("in doubt", c.in_doubt),
+        ("deferred", c.deferred),
+        ("planned", c.planned),
+        ("in flight", c.in_flight),
+    ] {
+        writeln!(out, "  {label:<10} {n}")?;
+    }
+    writeln!(out, "  {:<10} {}", "total", c.total())?;
+    if !status.failures_by_code.is_empty() {
+        writeln!(out, "by error code:")?;
+        for (code, n) in &status.failures_by_code {
+            writeln!(out, "  {code:<10} {n}")?;
+        }
+    }
+    if !status.in_doubt.is_empty() {
+        writeln!(
+            out,
+            "in doubt (may have been sent; resend with `send --in-doubt resend`):"
+        )?;
+        for row in &status.in_doubt {
+            writeln!(
+                out,
+                "  {} line {}: {}",
+                row.phone,
+                row.line,
+                row.error_detail.as_deref().unwrap_or("no answer recorded")
+            )?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn write_csv(
+    db: &Db,
+    campaign_id: &str,
+    plan_run: i64,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    csv.write_record([
+        "phone",
+        "line",
+        "state",
+        "attempts",
+        "message_id",
+        "error_code",
+        "error_detail",
+        "intent_at",
+        "outcome_at",
+        "updated_at",
+    ])?;
+    journal::rows(&db.conn, campaign_id, plan_run, None, |row| {
+        let cells = [
+            row.phone,
+            row.line.to_string(),
+            row.state,
+            row.attempts.to_string(),
+            row.message_id.unwrap_or_default(),
+            row.error_code.map(|c| c.to_string()).unwrap_or_default(),
+            row.error_detail.unwrap_or_default(),
+            row.intent_at.unwrap_or_default(),
+            row.outcome_at.unwrap_or_default(),
+            row.updated_at,
+        ];
+        csv.write_record(cells.iter().map(|c| spreadsheet_safe(c).into_owned()))?;
+        Ok(())
+    })?;
+    csv.flush()?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! What a running campaign shows: a live bar on a terminal, a line every few seconds
+//! otherwise (cron logs), nothing under `--quiet` or `--json`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// How often a line is logged when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Outcomes of this run, counted as they happen.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub accepted: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_doubt: AtomicU64,
+    pub opted_out: AtomicU64,
+    pub retried: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TallySnapshot {
+    pub accepted: u64,
+    pub failed: u64,
+    pub in_doubt: u64,
+    pub opted_out: u64,
+    pub retried: u64,
+    pub requests: u64,
+}
+
+impl Tally {
+    pub fn snapshot(&self) -> TallySnapshot {
+        TallySnapshot {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            in_doubt: self.in_doubt.load(Ordering::Relaxed),
+            opted_out: self.opted_out.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    Bar,
+    Log,
+    Hidden,
+}
+
+/// The progress of one run.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub tally: Arc<Tally>,
+    bar: ProgressBar,
+    display: Display,
+    total: u64,
+    excluded: u64,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(display: Display, total: u64, excluded: u64) -> Progress {
+        let bar = match display {
+            Display::Bar => {
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            }
+            _ => ProgressBar::hidden(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        if display == Display::Bar {
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        Progress {
+            tally: Arc::new(Tally::default()),
+            bar,
+            display,
+            total,
+            excluded,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+
+    /// One recipient reached a final state.
+    pub fn advance(&self, rate: f64) {
+        self.bar.inc(1);
+        if self.display == Display::Bar {
+            self.bar.set_message(self.message(rate));
+        }
+    }
+
+    fn message(&self, rate: f64) -> String {
+        let t = self.tally.snapshot();
+        let rate = if rate > 0.0 {
+            format!(" · limit {rate:.0}/s")
+        } else {
+            String::new()
+        };
+        format!(
+            "sent {} · failed {} · in doubt {} · opted out {} · excluded {}{rate}",
+            t.accepted, t.failed, t.in_doubt, t.opted_out, self.excluded
+        )
+    }
+
+    /// The periodic line for logs.
+    pub fn log_line(&self, rate: f64) -> String {
+        let done = self.bar.position();
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let speed = done as f64 / elapsed;
+        let eta = if speed > 0.0 {
+            crate::report::human_duration(((self.total.saturating_sub(done)) as f64 / speed) as u64)
+        } else {
+            "?".to_owned()
+        };
+        format!(
+            "progress: {done}/{} ({:.0}%), {}, {speed:.1} msg/s, ETA {eta}",
+            self.total,
+            if self.total == 0 {
+                100.0
+            } else {
+                done as f64 * 100.0 / self.total as f64
+            },
+            self.message(rate)
+        )
+    }
+
+    pub fn logs(&self) -> bool {
+        self.display == Display::Log
+    }
+
+    pub fn log_interval() -> Duration {
+        LOG_EVERY
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
