@@ -124,6 +124,18 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Creates (or truncates) a report file readable by its owner only: like the
+/// database, reports hold customers' phone numbers.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Writes excluded rows as CSV: `line,phone,reason_code,reason`.
 pub struct ExcludedWriter {
     writer: csv::Writer<Box<dyn Write>>,
@@ -131,7 +143,7 @@ pub struct ExcludedWriter {
 
 impl ExcludedWriter {
     pub fn create(path: &Path) -> std::io::Result<ExcludedWriter> {
-        let file = std::fs::File::create(path)?;
+        let file = create_private(path)?;
         let mut writer =
             csv::Writer::from_writer(Box::new(std::io::BufWriter::new(file)) as Box<dyn Write>);
         writer.write_record(["line", "phone", "reason_code", "reason"])?;

@@ -1,7 +1,6 @@
 //! `wacampaign consent ...`: record, inspect, export and verify the consent ledger.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
@@ -489,12 +488,7 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
         // Like the database, the export holds customers' phone numbers: a new file is
         // readable by its owner only.
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
+            crate::report::create_private(path)
                 .with_context(|| format!("creating {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

@@ -154,7 +154,7 @@ fn write_csv(
     plan_run: i64,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)?;
+    let file = crate::report::create_private(path)?;
     let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
     csv.write_record([
         "phone",
