@@ -488,6 +488,18 @@ fn the_excluded_file_is_safe_to_open_in_a_spreadsheet() {
 }
 
 #[test]
+fn the_excluded_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::with_contacts("name,phone,date\nAna,55-CALL-NOW,lunes\n");
+    excluded_rows(&fx);
+    let mode = std::fs::metadata(fx.path("excluded.csv"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds customers' phone numbers");
+}
+
+#[test]
 fn json_output_is_one_check_record_with_the_counts() {
     let fx = Fixture::with_contacts(
         "name,phone,date\n\
