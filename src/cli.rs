@@ -26,6 +26,7 @@ Examples:
   wacampaign preview campaigns/promotion.toml --limit 5
   wacampaign --db ops.db consent import optins.csv --purpose marketing --method web_form
   wacampaign send campaigns/demo.toml --yes
+  wacampaign webhook serve --listen 127.0.0.1:8088
 
 ";
 
@@ -77,6 +78,7 @@ pub enum Command {
     Consent(cmd::consent::Args),
     Send(cmd::send::Args),
     Status(cmd::status::Args),
+    Webhook(cmd::webhook::Args),
 }
 
 #[cfg(test)]
