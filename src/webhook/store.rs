@@ -541,6 +541,241 @@ pub fn prune_bodies(conn: &Connection, before: &str) -> rusqlite::Result<usize> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::Db;
+    use crate::webhook::{OptOutRequest, Source};
+
+    const PHONE: &str = "525512345678";
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db")).unwrap();
+        (dir, db)
+    }
+
+    fn seed(conn: &Connection, state: &str, message_id: Option<&str>) {
+        conn.execute(
+            "INSERT OR IGNORE INTO campaigns (id, fingerprint, template, language, category, provider, created_at)
+             VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO journal (campaign_id, contact_key, phone, line, seq, plan_run, params, state,
+                 attempts, message_id, updated_at)
+             VALUES ('promo', ?1, ?2, 2, 1, 1, '[]', ?3, 1, ?4, '2026-01-01T00:00:00Z')",
+            params![PHONE.parse::<i64>().unwrap(), format!("+{PHONE}"), state, message_id],
+        )
+        .unwrap();
+    }
+
+    fn status(id: &str, kind: &str, ts: i64, error: Option<i64>) -> Event {
+        Event::Status(StatusEvent {
+            source: Source::Meta,
+            message_id: id.to_owned(),
+            status: kind.to_owned(),
+            timestamp: ts,
+            occurred_at: crate::webhook::unix_to_rfc3339(ts).unwrap(),
+            recipient: Some(PHONE.to_owned()),
+            callback: Some(format!("wacampaign:promo:{PHONE}")),
+            error_code: error,
+            error_detail: error.map(|c| format!("error {c} detail")),
+        })
+    }
+
+    fn deliver(conn: &Connection, tag: &str, events: Vec<Event>) -> Recorded {
+        let mut delivery = Delivery::new(Source::Meta, tag.as_bytes().to_vec());
+        delivery.events = events;
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+        let recorded = record_delivery(
+            &tx,
+            &delivery,
+            "2026-06-01T00:00:00Z",
+            &mut Followups::default(),
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        recorded
+    }
+
+    fn row(conn: &Connection) -> (String, Option<String>, Option<i64>, Option<String>) {
+        conn.query_row(
+            "SELECT state, message_id, error_code, error_detail FROM journal WHERE campaign_id = 'promo'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn standing(conn: &Connection, phone: &str, purpose: Purpose) -> Standing {
+        Ledger::new(conn)
+            .standing(E164::from_digits(phone).unwrap(), purpose)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_status_resolves_a_row_held_in_doubt_once() {
+        let (_dir, db) = db();
+        seed(&db.conn, "in_doubt", None);
+        let events = vec![status("wamid.X", "sent", 1_750_000_000, None)];
+        assert_eq!(
+            deliver(&db.conn, "body", events.clone()),
+            Recorded::New { events: 1 }
+        );
+        let (state, id, code, detail) = row(&db.conn);
+        assert_eq!(
+            (state.as_str(), id.as_deref(), code),
+            ("accepted", Some("wamid.X"), None)
+        );
+        assert!(detail.unwrap().contains("sent after all"));
+        for _ in 0..2 {
+            assert_eq!(
+                deliver(&db.conn, "body", events.clone()),
+                Recorded::Duplicate
+            );
+        }
+        // The same status in another body (Meta batches differently on retries).
+        assert_eq!(
+            deliver(&db.conn, "other body", events),
+            Recorded::New { events: 1 }
+        );
+        assert_eq!(count(&db.conn, "message_statuses"), 1);
+        assert_eq!(count(&db.conn, "webhook_deliveries"), 2);
+    }
+
+    #[test]
+    fn a_marketing_refusal_records_an_opt_out_and_other_failures_the_error() {
+        let (_dir, db) = db();
+        seed(&db.conn, "accepted", Some("wamid.X"));
+        deliver(
+            &db.conn,
+            "a",
+            vec![status("wamid.X", "failed", 1_750_000_000, Some(131_026))],
+        );
+        let (state, _, code, detail) = row(&db.conn);
+        assert_eq!((state.as_str(), code), ("accepted", Some(131_026)));
+        assert!(detail.unwrap().starts_with("failed after it was accepted"));
+        assert_eq!(
+            standing(&db.conn, PHONE, Purpose::Marketing),
+            Standing::NoOptIn
+        );
+
+        deliver(
+            &db.conn,
+            "b",
+            vec![status("wamid.Y", "failed", 1_750_000_100, Some(131_050))],
+        );
+        let Standing::OptedOut { method, .. } = standing(&db.conn, PHONE, Purpose::Marketing)
+        else {
+            panic!("131050 is a marketing opt-out")
+        };
+        assert_eq!(method, "provider_error_131050");
+        assert!(standing(&db.conn, PHONE, Purpose::Utility) == Standing::NoOptIn);
+        let source: String = db
+            .conn
+            .query_row("SELECT source FROM consent_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(source, "wamid.Y");
+    }
+
+    #[test]
+    fn a_status_while_in_flight_settles_once_the_send_gives_up() {
+        let (_dir, db) = db();
+        seed(&db.conn, "in_flight", None);
+        let mut followups = Followups::default();
+        let mut delivery = Delivery::new(Source::Meta, b"x".to_vec());
+        delivery.events = vec![status("wamid.X", "delivered", 1_750_000_000, None)];
+        record_delivery(&db.conn, &delivery, "2026-06-01T00:00:00Z", &mut followups).unwrap();
+        assert_eq!(followups.in_flight.len(), 1);
+        assert_eq!(row(&db.conn).0, "in_flight");
+        // The send timed out: the pipeline holds it in doubt (keeping the id).
+        db.conn
+            .execute("UPDATE journal SET state = 'in_doubt'", [])
+            .unwrap();
+        let resolved = crate::webhook::history::resolve_in_doubt(&db.conn, "promo").unwrap();
+        assert_eq!(resolved, 1);
+        assert_eq!(row(&db.conn).0, "accepted");
+    }
+
+    #[test]
+    fn stop_then_resume_in_the_same_second_lifts_the_opt_out() {
+        let (_dir, db) = db();
+        let pref = |value: Preference| {
+            Event::Preference(PreferenceEvent {
+                source: Source::Meta,
+                wa_id: E164::from_digits(PHONE).unwrap(),
+                marketing: value,
+                timestamp: 1_731_705_721,
+                occurred_at: "2024-11-15T21:22:01Z".to_owned(),
+                evidence: "{}".to_owned(),
+            })
+        };
+        deliver(&db.conn, "stop", vec![pref(Preference::Stop)]);
+        assert!(matches!(
+            standing(&db.conn, PHONE, Purpose::Marketing),
+            Standing::OptedOut { .. }
+        ));
+        deliver(&db.conn, "resume", vec![pref(Preference::Resume)]);
+        let Standing::OptedIn { since, method } = standing(&db.conn, PHONE, Purpose::Marketing)
+        else {
+            panic!("resume lifts the stop")
+        };
+        assert_eq!(
+            (since.as_str(), method.as_str()),
+            ("2024-11-15T21:22:02Z", "whatsapp_preference")
+        );
+    }
+
+    #[test]
+    fn a_changed_number_is_linked_and_inherits_the_opt_out() {
+        let (_dir, db) = db();
+        let old = E164::from_digits(PHONE).unwrap();
+        let new = E164::from_digits("525587654321").unwrap();
+        deliver(
+            &db.conn,
+            "stop",
+            vec![Event::Inbound(InboundEvent {
+                source: Source::Meta,
+                message_id: "wamid.S".to_owned(),
+                from: old,
+                kind: "text".to_owned(),
+                context_id: None,
+                occurred_at: "2026-02-01T00:00:00Z".to_owned(),
+                opt_out: Some(OptOutRequest {
+                    method: "whatsapp_reply".to_owned(),
+                    evidence: "STOP".to_owned(),
+                }),
+            })],
+        );
+        let change = Event::NumberChanged(NumberChange {
+            source: Source::Meta,
+            old,
+            new,
+            occurred_at: "2026-03-01T00:00:00Z".to_owned(),
+            message_id: "wamid.C".to_owned(),
+            body: "User changed number".to_owned(),
+        });
+        deliver(&db.conn, "change", vec![change.clone()]);
+        deliver(&db.conn, "change again", vec![change]);
+        assert_eq!(count(&db.conn, "number_links"), 1);
+        assert_eq!(count(&db.conn, "consent_events"), 2);
+        let Standing::OptedOut { method, .. } =
+            standing(&db.conn, "525587654321", Purpose::Utility)
+        else {
+            panic!("the opt-out follows the number")
+        };
+        assert_eq!(method, "number_change");
+        assert_eq!(
+            crate::webhook::history::current_number(&db.conn, old).unwrap(),
+            new
+        );
+    }
 
     #[test]
     fn statuses_rank_by_progress() {
