@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rusqlite::{Connection, TransactionBehavior};
@@ -170,8 +170,33 @@ fn router(state: Arc<AppState>) -> Router {
         .route(META_PATH, get(meta_verify).post(meta_post))
         .route(TWILIO_PATH, post(twilio_post))
         .route(HEALTH_PATH, get(|| async { "ok\n" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The request's head and its whole body, or 413 when the body is over
+/// [`MAX_BODY_BYTES`]: refused from `Content-Length` before a byte of it is read,
+/// or as soon as a body without one goes over.
+async fn read_body(request: Request) -> Result<(Parts, Bytes), Response> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes\n"),
+        )
+            .into_response()
+    };
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => Ok((parts, bytes)),
+        Err(_) => Err(too_large()),
+    }
 }
 
 async fn meta_verify(
@@ -214,15 +239,16 @@ async fn meta_verify(
     }
 }
 
-async fn meta_post(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn meta_post(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let Some(config) = &state.config.meta else {
         return not_configured("Meta", "WHATSAPP_APP_SECRET");
     };
-    let signature = headers
+    let (parts, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
+    let signature = parts
+        .headers
         .get(meta::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     if !meta::signature_valid(config.app_secret.expose().as_bytes(), &body, signature) {
@@ -233,21 +259,22 @@ async fn meta_post(
     answer(outcome, "ok\n", "text/plain; charset=utf-8")
 }
 
-async fn twilio_post(
-    State(state): State<Arc<AppState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn twilio_post(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let Some(config) = &state.config.twilio else {
         return not_configured("Twilio", "TWILIO_AUTH_TOKEN and --public-url");
     };
+    let (parts, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
+    let uri = &parts.uri;
     let params = twilio::form_params(&body);
     let url = match uri.query() {
         Some(query) => format!("{}?{query}", config.public_url),
         None => config.public_url.clone(),
     };
-    let signature = headers
+    let signature = parts
+        .headers
         .get(twilio::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     if !twilio::signature_valid(

@@ -7,3 +7,4 @@ mod conformance;
 mod preview;
 mod prism;
 mod support;
+mod webhook;
