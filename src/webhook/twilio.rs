@@ -23,6 +23,18 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// before its message SID is known.
 pub const CALLBACK_QUERY: &str = "cb";
 
+/// The `StatusCallback` URL for one message: the public webhook URL with the
+/// message's journal row in [`CALLBACK_QUERY`], so its statuses find the row even
+/// when the send's answer (and with it the SID) was lost.
+pub fn status_callback_url(public_url: &str, campaign_id: &str, phone: E164) -> String {
+    let callback = crate::provider::cloud_api::callback_data(campaign_id, phone);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair(CALLBACK_QUERY, &callback)
+        .finish();
+    let separator = if public_url.contains('?') { '&' } else { '?' };
+    format!("{public_url}{separator}{query}")
+}
+
 /// The form's parameters, in the order sent.
 pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body)
@@ -214,6 +226,22 @@ mod tests {
         assert_eq!(
             signature(b"12345", url, &repeated),
             "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+        );
+    }
+
+    #[test]
+    fn a_status_callback_url_names_its_row() {
+        let phone = E164::from_digits("525512345678").unwrap();
+        let url = status_callback_url("https://hooks.example.com/webhook/twilio", "promo 1", phone);
+        assert_eq!(
+            url,
+            "https://hooks.example.com/webhook/twilio?cb=wacampaign%3Apromo+1%3A525512345678"
+        );
+        let query = url.split_once('?').unwrap().1;
+        let (_, value) = form_urlencoded::parse(query.as_bytes()).next().unwrap();
+        assert_eq!(
+            crate::provider::cloud_api::parse_callback_data(&value),
+            Some(("promo 1", 525_512_345_678))
         );
     }
 
