@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo build --release    # building the example alone does not rebuild the binary
 //! cargo run --release --example bench_webhook -- [RATE] [SECONDS] [--in-flight N] [--dir DIR]
+//!     [--with-send CONTACTS]
 //! ```
 //!
 //! Seeds a database with a campaign of RATE × SECONDS / 3 accepted messages (1 in
@@ -19,6 +20,11 @@
 //! (no coordinated omission). Afterwards the server is stopped with SIGTERM, its
 //! CPU time read from `wait4`, and the database checked: every status recorded
 //! exactly once, every row held in doubt resolved.
+//!
+//! `--with-send CONTACTS` also runs a real `wacampaign send` of a simulator campaign
+//! to CONTACTS opted-in contacts at 200 messages a second on the same database for
+//! the whole load, as in production, where campaigns and the webhook server share
+//! the journal.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,11 +43,13 @@ fn main() -> Result<(), Error> {
     let mut positional = Vec::new();
     let mut in_flight = 1024usize;
     let mut dir: Option<PathBuf> = None;
+    let mut with_send: Option<u64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--in-flight" => in_flight = args.next().ok_or("--in-flight N")?.parse()?,
             "--dir" => dir = Some(args.next().ok_or("--dir DIR")?.into()),
+            "--with-send" => with_send = Some(args.next().ok_or("--with-send N")?.parse()?),
             _ => positional.push(arg.parse::<u64>()?),
         }
     }
@@ -57,6 +65,9 @@ fn main() -> Result<(), Error> {
     let db = dir.join("bench.db");
     let _ = std::fs::remove_file(&db);
     let in_doubt = seed(&db, messages)?;
+    if let Some(contacts) = with_send {
+        prepare_send(&dir, &db, contacts)?;
+    }
     let payloads = payloads(messages, total);
     let age = std::fs::metadata(&binary)?.modified()?.elapsed()?.as_secs();
     println!(
@@ -83,12 +94,39 @@ fn main() -> Result<(), Error> {
         .spawn()?;
     let base = format!("http://127.0.0.1:{port}");
 
+    let send = match with_send {
+        Some(_) => Some((
+            Instant::now(),
+            Command::new(&binary)
+                .current_dir(&dir)
+                .env("NO_COLOR", "1")
+                .args(["--color", "never", "--json", "--db"])
+                .arg(&db)
+                .args(["send", "send.toml", "--yes"])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(dir.join("send.json"))?)
+                .stderr(std::fs::File::create(dir.join("send.err"))?)
+                .spawn()?,
+        )),
+        None => None,
+    };
     // The generator gets one thread, so the server has the other core.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let run = runtime.block_on(load(&base, payloads, rate, in_flight))?;
 
+    if let Some((started, mut send)) = send {
+        let status = send.wait()?;
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("send.json"))?).unwrap_or_default();
+        println!(
+            "send      alongside: exit {} after {:.1} s, journal {}",
+            status.code().unwrap_or(-1),
+            started.elapsed().as_secs_f64(),
+            summary["data"]["journal"]
+        );
+    }
     let pid = libc::pid_t::try_from(child.id())?;
     // SAFETY: signalling our own child, not yet reaped.
     unsafe {
@@ -197,6 +235,63 @@ fn seed(db: &Path, messages: u64) -> Result<i64, Error> {
     }
     tx.commit()?;
     Ok(in_doubt)
+}
+
+/// A simulator campaign of `contacts` opted-in contacts, sent at 200 a second.
+fn prepare_send(dir: &Path, db: &Path, contacts: u64) -> Result<(), Error> {
+    std::fs::write(
+        dir.join("send.toml"),
+        r#"[campaign]
+id = "bench-send-alongside"
+category = "utility"
+contacts = "send-contacts.csv"
+phone_column = "phone"
+default_region = "MX"
+
+[template]
+name = "appointment_reminder"
+language = "es_MX"
+body = "Hola {{1}}, tu cita es mañana."
+
+[template.variables]
+"1" = { column = "name" }
+
+[provider]
+kind = "simulator"
+latency_ms = 40
+undeliverable_rate = 0.0
+opt_out_rate = 0.0
+
+[sending]
+rate_per_second = 200
+concurrency = 32
+"#,
+    )?;
+    let mut csv = String::from("name,phone\n");
+    for i in 0..contacts {
+        csv.push_str(&format!("Ana,+52 55 2{:07}\n", i));
+    }
+    std::fs::write(dir.join("send-contacts.csv"), csv)?;
+    let campaign = wacampaign::campaign::Campaign::load(&dir.join("send.toml"))?;
+    let db = wacampaign::db::Db::open(db)?;
+    wacampaign::consent::import_file(
+        &db.conn,
+        &wacampaign::consent::ImportOptions {
+            file: campaign.contacts.path.clone(),
+            purpose: campaign.purpose(),
+            action: wacampaign::consent::Action::OptIn,
+            method: "web_form".into(),
+            phone_column: campaign.contacts.phone_column.clone(),
+            default_region: campaign.contacts.default_region,
+            occurred_column: None,
+            evidence_column: None,
+            notice: None,
+            actor: "bench".into(),
+            delimiter: campaign.contacts.delimiter,
+            encoding: campaign.contacts.encoding,
+        },
+    )?;
+    Ok(())
 }
 
 fn phone(i: u64) -> u64 {
