@@ -161,6 +161,12 @@ fn write_deliveries(out: &mut impl Write, d: &DeliveryCounts, since: &str) -> st
     if d.accepted == 0 && d.replies == 0 {
         return Ok(());
     }
+    if d.no_status == d.accepted && d.replies == 0 {
+        return writeln!(
+            out,
+            "delivery: no statuses received yet (they come from `wacampaign webhook serve`)"
+        );
+    }
     let share =
         |rate: Option<f64>| rate.map_or_else(String::new, |r| format!(" ({:.1}%)", r * 100.0));
     writeln!(out, "delivery (webhooks; shares of accepted):")?;

@@ -276,7 +276,7 @@ fn a_body_over_3_mb_is_refused_with_413() {
     let server = Server::start(&ws, &[]);
     let line = server.status_line_for_declared_length(3 * 1024 * 1024 + 1);
     assert!(line.starts_with("HTTP/1.1 413"), "{line}");
-    // Just under the cap, signed but not a payload: kept as unreadable, answered 200.
+    // Just under the cap: read, verified and recorded.
     let mut body = b"{\"object\":\"whatsapp_business_account\",\"entry\":[],\"pad\":\"".to_vec();
     body.resize(3 * 1024 * 1024 - 2, b'x');
     body.extend_from_slice(b"\"}");
@@ -691,4 +691,75 @@ fn twilio_status_callbacks_and_replies() {
     assert_eq!(deliveries["failed_after_accept"], 1);
     assert_eq!(deliveries["replies"], 1);
     assert_eq!(deliveries["replied"], 1);
+}
+
+#[test]
+fn configured_keywords_and_payloads_opt_out_too() {
+    let ws = Workspace::new();
+    let server = Server::start(
+        &ws,
+        &[
+            "--opt-out-keyword",
+            "basta,no mas",
+            "--opt-out-payload",
+            "PROMO_NO",
+        ],
+    );
+    let t = now();
+    let button = messages(
+        "16505550001",
+        vec![json!({
+            "context": {"from": "15550783881", "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJF"},
+            "from": "16505550001", "id": "wamid.BUTTON1", "timestamp": t.to_string(),
+            "type": "button", "button": {"payload": "PROMO_NO", "text": "No, gracias"}
+        })],
+    );
+    for payload in [
+        text("16505550002", "wamid.TEXT1", t, "¡Basta!"),
+        text("16505550003", "wamid.TEXT2", t, "No  mas"),
+        text(
+            "16505550004",
+            "wamid.TEXT3",
+            t,
+            "basta de spam, pero sigo interesado",
+        ),
+        button,
+    ] {
+        assert_eq!(server.post_meta_signed(&payload).status, 200);
+    }
+    for (phone, opted_out) in [
+        ("16505550001", true),
+        ("16505550002", true),
+        ("16505550003", true),
+        ("16505550004", false),
+    ] {
+        assert_eq!(
+            matches!(
+                standing(&ws, phone, Purpose::Marketing),
+                Standing::OptedOut { .. }
+            ),
+            opted_out,
+            "{phone}"
+        );
+    }
+    assert_eq!(ws.count("SELECT count(*) FROM inbound_messages"), 4);
+}
+
+#[test]
+fn without_a_secret_there_is_nothing_to_serve() {
+    let ws = Workspace::new();
+    ws.wacampaign()
+        .env_remove("WHATSAPP_APP_SECRET")
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .args(["webhook", "serve", "--listen", "127.0.0.1:0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("nothing to serve"));
+    ws.wacampaign()
+        .env_remove("WHATSAPP_APP_SECRET")
+        .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
+        .args(["webhook", "serve", "--listen", "127.0.0.1:0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--public-url"));
 }
