@@ -27,6 +27,7 @@ Examples:
   wacampaign --db ops.db consent import optins.csv --purpose marketing --method web_form
   wacampaign send campaigns/demo.toml --yes
   wacampaign status campaigns/demo.toml --csv status.csv
+  wacampaign webhook serve --listen 127.0.0.1:8088
 
 ";
 
@@ -78,6 +79,7 @@ pub enum Command {
     Consent(cmd::consent::Args),
     Send(cmd::send::Args),
     Status(cmd::status::Args),
+    Webhook(cmd::webhook::Args),
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The SQLite database that holds the consent ledger and the send journal.
+//! The SQLite database that holds the consent ledger, the send journal and what the
+//! webhook server records.
 //!
 //! One file, created readable by its owner only (it holds customers' phone numbers),
 //! in WAL mode with `synchronous=FULL`: an opt-out or a send intent that was
@@ -18,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_consent_ledger.sql"),
     include_str!("migrations/0002_send_journal.sql"),
     include_str!("migrations/0003_consent_standing_index.sql"),
+    include_str!("migrations/0004_webhooks.sql"),
 ];
 
 /// The schema version this build writes.

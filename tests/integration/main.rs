@@ -10,3 +10,4 @@ mod preview;
 mod prism;
 mod send_conformance;
 mod support;
+mod webhook;
