@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::campaign::Campaign;
 use crate::clock;
 use crate::consent::{self, Action, ConsentIndex, NewEvent, Purpose, RecordedVia};
+use crate::gate::Gate;
 use crate::phone::E164;
 use crate::plan::{ConsentGate, Recipient};
 
@@ -88,6 +89,8 @@ pub struct Claimed {
     pub jobs: Vec<Job>,
     /// Rows not sent because an opt-out arrived after the plan was made.
     pub opted_out: u64,
+    /// Rows of a session campaign whose window closed before their turn: failed.
+    pub window_closed: u64,
     /// Nothing is ready now, but deferred rows become ready at this time.
     pub next_retry_at: Option<String>,
 }
@@ -154,6 +157,9 @@ pub struct Journal {
     /// opt-out recorded while the campaign runs wins.
     consent: ConsentIndex,
     consent_seen: i64,
+    /// A session campaign: each row also needs its customer-service window open at
+    /// the moment its intent is written.
+    session: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -171,7 +177,7 @@ impl Journal {
     pub fn begin(
         conn: Connection,
         campaign: &Campaign,
-        consent: ConsentIndex,
+        gate: Gate,
         resume_halted: bool,
     ) -> Result<(Journal, u64), JournalError> {
         let now = clock::now_string();
@@ -257,7 +263,8 @@ impl Journal {
                 conn,
                 campaign_id: campaign.id.clone(),
                 plan_run,
-                consent,
+                session: gate.windows.is_some(),
+                consent: gate.consent,
                 consent_seen,
             },
             recovered,
@@ -299,6 +306,12 @@ impl Journal {
             }
         }
         tx.commit()
+    }
+
+    /// Settles rows held in doubt that a delivery status has since reported on: they
+    /// were sent. Returns how many.
+    pub fn settle_in_doubt_from_statuses(&mut self) -> rusqlite::Result<u64> {
+        crate::webhook::history::resolve_in_doubt(&self.conn, &self.campaign_id)
     }
 
     /// Puts rows held in doubt back in the plan: the operator chose to resend them.
@@ -368,6 +381,10 @@ impl Journal {
                 "UPDATE journal SET state = 'opted_out', error_detail = ?3, updated_at = ?4
                  WHERE campaign_id = ?1 AND contact_key = ?2",
             )?;
+            let mut closed = tx.prepare_cached(
+                "UPDATE journal SET state = 'failed', error_detail = ?3, outcome_at = ?4, updated_at = ?4
+                 WHERE campaign_id = ?1 AND contact_key = ?2",
+            )?;
             for (key, values, attempts) in candidates {
                 let Some(phone) = E164::from_digits(&key.to_string()) else {
                     continue;
@@ -380,6 +397,16 @@ impl Journal {
                         now
                     ])?;
                     claimed.opted_out += 1;
+                    continue;
+                }
+                if self.session && !crate::webhook::window::window_open(&tx, phone, clock::now())? {
+                    closed.execute(params![
+                        self.campaign_id,
+                        key as i64,
+                        "no open customer-service window: it closed before this message's turn",
+                        now
+                    ])?;
+                    claimed.window_closed += 1;
                     continue;
                 }
                 in_flight.execute(params![self.campaign_id, key as i64, now])?;

@@ -11,6 +11,7 @@ pub mod consent;
 pub mod contacts;
 pub mod db;
 pub mod exit_codes;
+pub mod gate;
 pub mod journal;
 pub mod lock;
 pub mod phone;

@@ -116,8 +116,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let provider = provider::build(&campaign)?;
     let db = Db::open(&ctx.db)?;
     let _lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
-    let gate = crate::consent::ConsentIndex::load(&db.conn, campaign.purpose())
-        .context("loading the consent ledger")?;
+    let gate =
+        crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
     let planner = Planner::new(&campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();
     let (mut journal, recovered) =
@@ -130,6 +130,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             Err(e) => return Err(e.into()),
         };
     let stats = write_plan(planner, &mut journal)?;
+    let settled = journal.settle_in_doubt_from_statuses()?;
+    if settled > 0 {
+        ctx.ui.info(format!(
+            "{settled} messages held in doubt were reported delivered by webhooks: settled as accepted"
+        ));
+    }
     if args.in_doubt == InDoubt::Resend {
         let released = journal.release_in_doubt()?;
         if released > 0 {

@@ -9,5 +9,6 @@ mod consent_support;
 mod preview;
 mod prism;
 mod send_conformance;
+mod session;
 mod support;
 mod webhook;
