@@ -483,6 +483,11 @@ impl Campaign {
         );
         field(self.category.as_str());
         field(self.kind.as_str());
+        // Another provider, or another Twilio Content SID, sends another message.
+        field(self.provider.kind());
+        if let Some(sid) = &self.template.content_sid {
+            field(sid);
+        }
         for source in &self.template.sources {
             match source {
                 ValueSource::Column { column, default } => {

@@ -15,6 +15,9 @@ pub struct Gate {
     pub consent: ConsentIndex,
     /// `Some` for a session campaign: only these windows are open.
     pub windows: Option<OpenWindows>,
+    /// The last ledger event the index includes; later ones are applied as a send
+    /// claims rows, so an opt-out recorded while the ledger loads still wins.
+    pub consent_seen: i64,
 }
 
 impl Gate {
@@ -23,6 +26,16 @@ impl Gate {
     pub fn load(conn: Option<&Connection>, campaign: &Campaign) -> rusqlite::Result<Gate> {
         let purpose = campaign.purpose();
         let session = campaign.kind == MessageKind::Session;
+        // Read the high-water mark first: an event written during the load is then
+        // re-applied later rather than missed.
+        let consent_seen = match conn {
+            Some(conn) => {
+                conn.query_row("SELECT coalesce(max(id), 0) FROM consent_events", [], |r| {
+                    r.get(0)
+                })?
+            }
+            None => 0,
+        };
         let consent = match conn {
             Some(conn) => ConsentIndex::load(conn, purpose)?,
             None => ConsentIndex::empty(purpose),
@@ -32,7 +45,11 @@ impl Gate {
             (true, Some(conn)) => Some(OpenWindows::load(conn, crate::clock::now())?),
             (true, None) => Some(OpenWindows::default()),
         };
-        Ok(Gate { consent, windows })
+        Ok(Gate {
+            consent,
+            windows,
+            consent_seen,
+        })
     }
 }
 

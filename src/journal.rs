@@ -79,6 +79,8 @@ pub enum Disposition {
         detail: String,
     },
     InDoubt {
+        /// A 5xx may carry a provider code worth keeping.
+        code: Option<i64>,
         detail: String,
     },
 }
@@ -160,6 +162,9 @@ pub struct Journal {
     /// A session campaign: each row also needs its customer-service window open at
     /// the moment its intent is written.
     session: bool,
+    /// Whether a provider's opt-out answer goes into the consent ledger. The
+    /// simulator's made-up opt-outs must never block real people.
+    record_opt_outs: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -227,18 +232,15 @@ impl Journal {
                         params![campaign.id, fingerprint, campaign.template.name, campaign.template.language],
                     )?;
                 }
-                if let Some(at) = halted_at {
-                    if !resume_halted {
-                        return Err(JournalError::Halted {
-                            id: campaign.id.clone(),
-                            at,
-                            reason: halt_reason.unwrap_or_default(),
-                        });
-                    }
-                    tx.execute(
-                        "UPDATE campaigns SET halted_at = NULL, halt_reason = NULL WHERE id = ?1",
-                        params![campaign.id],
-                    )?;
+                // A halt is lifted only by `resume`, once the operator confirmed the run.
+                if let Some(at) = halted_at
+                    && !resume_halted
+                {
+                    return Err(JournalError::Halted {
+                        id: campaign.id.clone(),
+                        at,
+                        reason: halt_reason.unwrap_or_default(),
+                    });
                 }
                 tx.execute(
                     "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
@@ -253,10 +255,9 @@ impl Journal {
              WHERE campaign_id = ?1 AND state = 'in_flight'",
             params![campaign.id, now],
         )? as u64;
-        let consent_seen: i64 =
-            tx.query_row("SELECT coalesce(max(id), 0) FROM consent_events", [], |r| {
-                r.get(0)
-            })?;
+        // The ledger as the gate loaded it: events recorded since (while the plan was
+        // being built, say) are applied at the first claim.
+        let consent_seen = gate.consent_seen;
         tx.commit()?;
         Ok((
             Journal {
@@ -264,6 +265,10 @@ impl Journal {
                 campaign_id: campaign.id.clone(),
                 plan_run,
                 session: gate.windows.is_some(),
+                record_opt_outs: !matches!(
+                    campaign.provider,
+                    crate::campaign::ProviderConfig::Simulator(_)
+                ),
                 consent: gate.consent,
                 consent_seen,
             },
@@ -308,6 +313,15 @@ impl Journal {
         tx.commit()
     }
 
+    /// Lifts a halt, once the operator confirmed the run with `--resume-halted`.
+    pub fn resume(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE campaigns SET halted_at = NULL, halt_reason = NULL WHERE id = ?1",
+            params![self.campaign_id],
+        )?;
+        Ok(())
+    }
+
     /// Settles rows held in doubt that a delivery status has since reported on: they
     /// were sent. Returns how many.
     pub fn settle_in_doubt_from_statuses(&mut self) -> rusqlite::Result<u64> {
@@ -338,7 +352,7 @@ impl Journal {
     ) -> rusqlite::Result<Claimed> {
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, pending, &now)?;
+        record_in(&tx, &self.campaign_id, self.record_opt_outs, pending, &now)?;
         refresh_consent(&tx, &mut self.consent, &mut self.consent_seen)?;
         let mut claimed = Claimed::default();
         let mut candidates = Vec::new();
@@ -437,7 +451,7 @@ impl Journal {
         }
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, outcomes, &now)?;
+        record_in(&tx, &self.campaign_id, self.record_opt_outs, outcomes, &now)?;
         tx.commit()
     }
 
@@ -497,6 +511,7 @@ fn refresh_consent(
 fn record_in(
     conn: &Connection,
     campaign_id: &str,
+    record_opt_outs: bool,
     outcomes: &[(u64, Disposition)],
     now: &str,
 ) -> rusqlite::Result<()> {
@@ -558,14 +573,14 @@ fn record_in(
                     now
                 ])?
             }
-            Disposition::InDoubt { detail } => update.execute(params![
+            Disposition::InDoubt { code, detail } => update.execute(params![
                 campaign_id,
                 key_sql,
                 "in_doubt",
                 None::<String>,
                 None::<String>,
                 None::<String>,
-                None::<i64>,
+                code,
                 detail,
                 None::<String>,
                 now
@@ -587,7 +602,9 @@ fn record_in(
                     None::<String>,
                     now
                 ])?;
-                if let Some(phone) = E164::from_digits(&key.to_string()) {
+                if let Some(phone) = E164::from_digits(&key.to_string())
+                    && record_opt_outs
+                {
                     let event = NewEvent {
                         subject: phone,
                         purpose: *stopped,

@@ -465,7 +465,7 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
                 .unwrap_or_default(),
             e.notice_hash
                 .as_deref()
-                .map(|h| format!(", notice {}", &h[..12.min(h.len())]))
+                .map(|h| format!(", notice {}", h.get(..12).unwrap_or(h)))
                 .unwrap_or_default(),
             e.recorded_at,
             e.actor

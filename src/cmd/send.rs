@@ -136,16 +136,14 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             "{settled} messages held in doubt were reported delivered by webhooks: settled as accepted"
         ));
     }
-    if args.in_doubt == InDoubt::Resend {
-        let released = journal.release_in_doubt()?;
-        if released > 0 {
-            ctx.ui.warn(format!("resending {released} messages held in doubt: these recipients may get the message twice"));
-        }
-    }
     let counts = journal.counts()?;
-    let to_send = args.limit.map_or(counts.remaining(), |l| {
-        l.min(counts.planned) + counts.deferred
-    });
+    let resend = if args.in_doubt == InDoubt::Resend {
+        counts.in_doubt
+    } else {
+        0
+    };
+    let fresh = counts.planned + resend;
+    let to_send = args.limit.map_or(fresh, |l| l.min(fresh)) + counts.deferred;
     let mut summary = SendSummary {
         plan: CheckReport::new(
             &campaign,
@@ -180,6 +178,16 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         ctx.ui.info("nothing sent");
         return Ok(Exit::Success);
     }
+    // Only now, with the run confirmed, do the operator's decisions change the journal.
+    if args.resume_halted {
+        journal.resume()?;
+    }
+    if resend > 0 {
+        let released = journal.release_in_doubt()?;
+        ctx.ui.warn(format!(
+            "resending {released} messages held in doubt: these recipients may get the message twice"
+        ));
+    }
 
     let display = if ctx.ui.quiet || ctx.ui.json {
         Display::Hidden
@@ -198,7 +206,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (end, journal) = runtime.block_on(async {
+    let sent = runtime.block_on(async {
         let interrupt = CancellationToken::new();
         watch_signals(interrupt.clone());
         send::run(
@@ -209,7 +217,18 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             interrupt,
         )
         .await
-    })?;
+    });
+    // Sending has started: whatever went wrong, what was recorded stands and the run
+    // can be resumed, so this is not "invalid input, nothing sent" (exit 2).
+    let (end, journal) = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "the run stopped: {e:#}. What was sent is recorded; fix the cause and run again to resume"
+            ));
+            return Ok(Exit::Halted);
+        }
+    };
     summary.this_run = Some(progress.tally.snapshot());
     summary.end = Some(end);
     finish(ctx, &campaign, summary, &journal)
