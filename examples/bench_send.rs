@@ -37,8 +37,9 @@ use anyhow::{Context as _, bail};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 use wacampaign::campaign::Campaign;
-use wacampaign::consent::{self, ConsentIndex};
+use wacampaign::consent;
 use wacampaign::db::Db;
+use wacampaign::gate::Gate;
 use wacampaign::journal::{Counts, Journal};
 use wacampaign::plan::{PlanItem, Planner};
 use wacampaign::send::progress::{Display, Progress};
@@ -333,7 +334,7 @@ fn plan_and_send(dir: &Path, rate: Option<u32>, concurrency: u64) -> anyhow::Res
         synchronous == 2,
         "the journal is durable (synchronous=FULL)",
     )?;
-    let gate = ConsentIndex::load(&db.conn, campaign.purpose())?;
+    let gate = Gate::load(Some(&db.conn), &campaign)?;
     let mut planner = Planner::new(&campaign, &gate)?;
     let (mut journal, _) = Journal::begin(db.conn, &campaign, gate.clone(), false)?;
     let mut batch = Vec::with_capacity(10_000);

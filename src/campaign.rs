@@ -74,6 +74,35 @@ impl fmt::Display for Category {
     }
 }
 
+/// What kind of message a campaign sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// An approved template: allowed whenever the contact opted in.
+    #[default]
+    Template,
+    /// Free-form text: only inside the 24-hour customer-service window that the
+    /// contact's own last message opened.
+    Session,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Template => "template",
+            MessageKind::Session => "session",
+        }
+    }
+
+    /// The longest rendered body the platform accepts.
+    pub fn max_body_chars(self) -> usize {
+        match self {
+            MessageKind::Template => crate::template::MAX_BODY_CHARS,
+            MessageKind::Session => crate::template::MAX_TEXT_CHARS,
+        }
+    }
+}
+
 /// The text encoding of the contacts file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum Encoding {
@@ -116,6 +145,8 @@ pub struct TemplateSpec {
     pub body: Template,
     /// One source per placeholder, in [`Template::placeholders`] order.
     pub sources: Vec<ValueSource>,
+    /// Twilio's Content Template SID (`HX...`) for the approved template.
+    pub content_sid: Option<String>,
 }
 
 /// Credentials: never a literal, always where to find one.
@@ -137,6 +168,7 @@ pub enum ProviderConfig {
         /// How long one request may take before its outcome is in doubt.
         timeout: std::time::Duration,
     },
+    Twilio(TwilioConfig),
     Simulator(SimulatorConfig),
 }
 
@@ -144,9 +176,35 @@ impl ProviderConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderConfig::CloudApi { .. } => "cloud_api",
+            ProviderConfig::Twilio(_) => "twilio",
             ProviderConfig::Simulator(_) => "simulator",
         }
     }
+}
+
+/// Twilio's Messages API for WhatsApp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioConfig {
+    /// The account SID (`AC...`) when the file gives it; it is an identifier, not a secret.
+    pub account_sid: Option<String>,
+    /// The environment variable with the account SID otherwise.
+    pub account_sid_env: String,
+    pub auth_token_env: String,
+    pub api_key_sid_env: String,
+    pub api_key_secret_env: String,
+    pub sender: TwilioSender,
+    pub base_url: String,
+    pub timeout: std::time::Duration,
+    pub status_callback: Option<String>,
+}
+
+/// Who the messages come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioSender {
+    /// The WhatsApp sender's number.
+    From(crate::phone::E164),
+    /// A Messaging Service (`MG...`) that picks the sender.
+    MessagingService(String),
 }
 
 /// The built-in simulator's behaviour: seeded, so a run is repeatable.
@@ -174,6 +232,7 @@ pub struct Sending {
 pub struct Campaign {
     pub file: PathBuf,
     pub id: String,
+    pub kind: MessageKind,
     pub description: Option<String>,
     pub category: Category,
     pub contacts: ContactsSource,
@@ -206,14 +265,17 @@ struct RawCampaign {
     delimiter: Option<Spanned<String>>,
     #[serde(default)]
     encoding: Encoding,
+    #[serde(default)]
+    kind: MessageKind,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTemplate {
-    name: Spanned<String>,
-    language: Spanned<String>,
+    name: Option<Spanned<String>>,
+    language: Option<Spanned<String>>,
     body: Spanned<String>,
+    content_sid: Option<Spanned<String>>,
     #[serde(default)]
     variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
 }
@@ -236,9 +298,20 @@ struct RawProvider {
     token_env: Option<String>,
     token_file: Option<String>,
     timeout_ms: Option<Spanned<u64>>,
+    // twilio
+    account_sid: Option<Spanned<String>>,
+    account_sid_env: Option<String>,
+    auth_token_env: Option<String>,
+    api_key_sid_env: Option<String>,
+    api_key_secret_env: Option<String>,
+    from: Option<Spanned<String>>,
+    messaging_service_sid: Option<Spanned<String>>,
+    status_callback: Option<Spanned<String>>,
     // Declared only so a secret pasted into the file gets a tailored error.
     token: Option<Spanned<toml::Value>>,
     access_token: Option<Spanned<toml::Value>>,
+    auth_token: Option<Spanned<toml::Value>>,
+    api_key_secret: Option<Spanned<toml::Value>>,
     // simulator
     seed: Option<u64>,
     latency_ms: Option<u64>,
@@ -349,13 +422,26 @@ impl Campaign {
             default_region,
         };
 
-        let template = build_template(&raw.template, &at)?;
+        let kind = raw.campaign.kind;
+        let template = build_template(&raw.template, kind, &at)?;
         let provider = build_provider(&raw.provider, base_dir, &at)?;
+        if kind == MessageKind::Template
+            && matches!(provider, ProviderConfig::Twilio(_))
+            && template.content_sid.is_none()
+        {
+            return Err(at(
+                raw.template.body.span(),
+                "twilio sends approved templates by their Content SID: add template.content_sid \
+                 = \"HX...\" (Twilio Console > Content Template Builder)"
+                    .into(),
+            ));
+        }
         let sending = build_sending(&raw.sending, &at)?;
 
         Ok(Campaign {
             file: path.to_path_buf(),
             id,
+            kind,
             description: raw.campaign.description,
             category: raw.campaign.category,
             contacts,
@@ -396,6 +482,12 @@ impl Campaign {
             ),
         );
         field(self.category.as_str());
+        field(self.kind.as_str());
+        // Another provider, or another Twilio Content SID, sends another message.
+        field(self.provider.kind());
+        if let Some(sid) = &self.template.content_sid {
+            field(sid);
+        }
         for source in &self.template.sources {
             match source {
                 ValueSource::Column { column, default } => {
@@ -415,28 +507,57 @@ impl Campaign {
 
 type Locate<'a> = dyn Fn(std::ops::Range<usize>, String) -> CampaignError + 'a;
 
-fn build_template(raw: &RawTemplate, at: &Locate<'_>) -> Result<TemplateSpec, CampaignError> {
-    let name = raw.name.get_ref().trim();
+fn build_template(
+    raw: &RawTemplate,
+    kind: MessageKind,
+    at: &Locate<'_>,
+) -> Result<TemplateSpec, CampaignError> {
+    let (name, language) = match (kind, &raw.name, &raw.language) {
+        (MessageKind::Template, Some(name), Some(language)) => (name, language),
+        (MessageKind::Template, _, _) => {
+            return Err(at(
+                raw.body.span(),
+                "template.name and template.language are required: the approved template's \
+                 name and language code as WhatsApp Manager shows them"
+                    .into(),
+            ));
+        }
+        (MessageKind::Session, _, _) => {
+            let body = Template::parse(raw.body.get_ref())
+                .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
+            let sources = value_sources(raw, &body, at)?;
+            return Ok(TemplateSpec {
+                name: String::new(),
+                language: String::new(),
+                body,
+                sources,
+                content_sid: None,
+            });
+        }
+    };
+    let name_span = name.span();
+    let language_span = language.span();
+    let name = name.get_ref().trim();
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     {
         return Err(at(
-            raw.name.span(),
+            name_span,
             format!(
                 "template.name `{name}`: approved template names use lowercase letters, digits and underscores"
             ),
         ));
     }
-    let language = raw.language.get_ref().trim();
+    let language = language.get_ref().trim();
     let valid_language = matches!(language.len(), 2 | 3 | 5 | 6)
         && language
             .split('_')
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphabetic()));
     if !valid_language {
         return Err(at(
-            raw.language.span(),
+            language_span,
             format!(
                 "template.language `{language}`: use the template's language code, e.g. \"es_MX\", \"en_US\" or \"pt_BR\""
             ),
@@ -445,6 +566,26 @@ fn build_template(raw: &RawTemplate, at: &Locate<'_>) -> Result<TemplateSpec, Ca
     let body = Template::parse(raw.body.get_ref())
         .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
 
+    let sources = value_sources(raw, &body, at)?;
+    let content_sid = raw
+        .content_sid
+        .as_ref()
+        .map(|c| sid(c, "HX", "template.content_sid", at))
+        .transpose()?;
+    Ok(TemplateSpec {
+        name: name.to_owned(),
+        language: language.to_owned(),
+        body,
+        sources,
+        content_sid,
+    })
+}
+
+fn value_sources(
+    raw: &RawTemplate,
+    body: &Template,
+    at: &Locate<'_>,
+) -> Result<Vec<ValueSource>, CampaignError> {
     let mut sources = Vec::with_capacity(body.placeholders().len());
     for key in body.placeholders() {
         let wanted = key.as_variable_name();
@@ -491,12 +632,7 @@ fn build_template(raw: &RawTemplate, at: &Locate<'_>) -> Result<TemplateSpec, Ca
             ),
         ));
     }
-    Ok(TemplateSpec {
-        name: name.to_owned(),
-        language: language.to_owned(),
-        body,
-        sources,
-    })
+    Ok(sources)
 }
 
 fn build_provider(
@@ -504,6 +640,16 @@ fn build_provider(
     base_dir: &Path,
     at: &Locate<'_>,
 ) -> Result<ProviderConfig, CampaignError> {
+    if let Some(secret) = raw.auth_token.as_ref().or(raw.api_key_secret.as_ref()) {
+        return Err(at(
+            secret.span(),
+            "Twilio credentials do not belong in the campaign file; put them in the environment \
+             variables TWILIO_AUTH_TOKEN (with TWILIO_ACCOUNT_SID) or TWILIO_API_KEY_SID and \
+             TWILIO_API_KEY_SECRET, or name others with provider.auth_token_env, \
+             provider.api_key_sid_env and provider.api_key_secret_env"
+                .into(),
+        ));
+    }
     if let Some(secret) = raw.token.as_ref().or(raw.access_token.as_ref()) {
         return Err(at(
             secret.span(),
@@ -543,18 +689,8 @@ fn build_provider(
                 Some(url) => validate_url(url, at)?,
                 None => DEFAULT_GRAPH_URL.to_owned(),
             };
-            let timeout = match &raw.timeout_ms {
-                Some(t) if !(100..=300_000).contains(t.get_ref()) => {
-                    return Err(at(
-                        t.span(),
-                        "provider.timeout_ms must be between 100 and 300000".into(),
-                    ));
-                }
-                Some(t) => std::time::Duration::from_millis(*t.get_ref()),
-                None => std::time::Duration::from_secs(30),
-            };
             Ok(ProviderConfig::CloudApi {
-                timeout,
+                timeout: timeout(raw, at)?,
                 phone_number_id: id.to_owned(),
                 api_version: raw
                     .api_version
@@ -564,6 +700,7 @@ fn build_provider(
                 token: secret("WHATSAPP_TOKEN"),
             })
         }
+        "twilio" => build_twilio(raw, at),
         "simulator" => {
             let rate = |r: &Option<Spanned<f64>>, name: &str, default: f64| match r {
                 Some(r) if !(0.0..=1.0).contains(r.get_ref()) => Err(at(
@@ -583,8 +720,107 @@ fn build_provider(
         }
         other => Err(at(
             raw.kind.span(),
-            format!("provider.kind `{other}`: expected \"cloud_api\" or \"simulator\""),
+            format!("provider.kind `{other}`: expected \"cloud_api\", \"twilio\" or \"simulator\""),
         )),
+    }
+}
+
+fn sid(
+    value: &Spanned<String>,
+    prefix: &str,
+    key: &str,
+    at: &Locate<'_>,
+) -> Result<String, CampaignError> {
+    let text = value.get_ref().trim();
+    let valid = text.len() == 34
+        && text.starts_with(prefix)
+        && text[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(at(
+            value.span(),
+            format!(
+                "{key} `{text}`: expected {prefix} followed by 32 hexadecimal digits, as the Twilio Console shows it"
+            ),
+        ))
+    }
+}
+
+fn build_twilio(raw: &RawProvider, at: &Locate<'_>) -> Result<ProviderConfig, CampaignError> {
+    let account_sid = raw
+        .account_sid
+        .as_ref()
+        .map(|s| sid(s, "AC", "provider.account_sid", at))
+        .transpose()?;
+    let sender = match (&raw.from, &raw.messaging_service_sid) {
+        (Some(from), None) => {
+            let text = from.get_ref().trim();
+            let number = text.strip_prefix("whatsapp:").unwrap_or(text);
+            let phone = crate::phone::E164::normalize(number, None).map_err(|e| {
+                at(
+                    from.span(),
+                    format!("provider.from: {e}; write the WhatsApp sender in E.164, e.g. \"+14155238886\""),
+                )
+            })?;
+            TwilioSender::From(phone)
+        }
+        (None, Some(service)) => TwilioSender::MessagingService(sid(
+            service,
+            "MG",
+            "provider.messaging_service_sid",
+            at,
+        )?),
+        _ => {
+            return Err(at(
+                raw.kind.span(),
+                "twilio needs exactly one sender: provider.from (the WhatsApp sender's number) or \
+                 provider.messaging_service_sid (MG...)"
+                    .into(),
+            ));
+        }
+    };
+    let base_url = match &raw.base_url {
+        Some(url) => validate_url(url, at)?,
+        None => DEFAULT_TWILIO_URL.to_owned(),
+    };
+    let status_callback = match &raw.status_callback {
+        Some(url) => Some(validate_url(url, at)?),
+        None => None,
+    };
+    Ok(ProviderConfig::Twilio(TwilioConfig {
+        account_sid,
+        account_sid_env: raw
+            .account_sid_env
+            .clone()
+            .unwrap_or_else(|| "TWILIO_ACCOUNT_SID".to_owned()),
+        auth_token_env: raw
+            .auth_token_env
+            .clone()
+            .unwrap_or_else(|| "TWILIO_AUTH_TOKEN".to_owned()),
+        api_key_sid_env: raw
+            .api_key_sid_env
+            .clone()
+            .unwrap_or_else(|| "TWILIO_API_KEY_SID".to_owned()),
+        api_key_secret_env: raw
+            .api_key_secret_env
+            .clone()
+            .unwrap_or_else(|| "TWILIO_API_KEY_SECRET".to_owned()),
+        sender,
+        base_url,
+        timeout: timeout(raw, at)?,
+        status_callback,
+    }))
+}
+
+fn timeout(raw: &RawProvider, at: &Locate<'_>) -> Result<std::time::Duration, CampaignError> {
+    match &raw.timeout_ms {
+        Some(t) if !(100..=300_000).contains(t.get_ref()) => Err(at(
+            t.span(),
+            "provider.timeout_ms must be between 100 and 300000".into(),
+        )),
+        Some(t) => Ok(std::time::Duration::from_millis(*t.get_ref())),
+        None => Ok(std::time::Duration::from_secs(30)),
     }
 }
 

@@ -15,7 +15,7 @@ const LONG_ABOUT: &str = "\
 Consent-first WhatsApp bulk campaigns.
 
 Sends approved template messages, filled with per-contact values, to the contacts of a
-CSV file who opted in, through Meta's Cloud API or the built-in simulator. Contacts
+CSV file who opted in, through Meta's Cloud API, Twilio or the built-in simulator. Contacts
 without an opt-in, with an opt-out, with an invalid number or a missing value are left
 out with a reason. Sends are rate-limited and journaled, so a crash, a kill or a re-run
 never messages anyone twice.";
@@ -26,6 +26,8 @@ Examples:
   wacampaign preview campaigns/promotion.toml --limit 5
   wacampaign --db ops.db consent import optins.csv --purpose marketing --method web_form
   wacampaign send campaigns/demo.toml --yes
+  wacampaign status campaigns/demo.toml --csv status.csv
+  wacampaign webhook serve --listen 127.0.0.1:8088
 
 ";
 
@@ -77,6 +79,7 @@ pub enum Command {
     Consent(cmd::consent::Args),
     Send(cmd::send::Args),
     Status(cmd::status::Args),
+    Webhook(cmd::webhook::Args),
 }
 
 #[cfg(test)]

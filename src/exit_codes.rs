@@ -42,7 +42,8 @@ impl From<Exit> for ExitCode {
 pub const HELP: &str = "\
 Exit codes:
   0    done: everything asked for was done
-  1    finished, but some recipients failed or are in doubt (see `wacampaign status`)
+  1    finished, but some recipients failed or are in doubt (see `wacampaign status`);
+       `consent verify` found the ledger altered
   2    invalid usage, campaign file or input; nothing was sent
   3    halted (auth, quality or policy error, circuit breaker) or locked by another
        process; fix the cause and run again to resume

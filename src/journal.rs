@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::campaign::Campaign;
 use crate::clock;
 use crate::consent::{self, Action, ConsentIndex, NewEvent, Purpose, RecordedVia};
+use crate::gate::Gate;
 use crate::phone::E164;
 use crate::plan::{ConsentGate, Recipient};
 
@@ -72,10 +73,14 @@ pub enum Disposition {
     },
     /// The provider says the person stopped these messages: also recorded in the ledger.
     OptedOut {
+        /// What the person stopped: marketing (Meta's 131050) or everything (a STOP).
+        purpose: Purpose,
         code: Option<i64>,
         detail: String,
     },
     InDoubt {
+        /// A 5xx may carry a provider code worth keeping.
+        code: Option<i64>,
         detail: String,
     },
 }
@@ -86,6 +91,8 @@ pub struct Claimed {
     pub jobs: Vec<Job>,
     /// Rows not sent because an opt-out arrived after the plan was made.
     pub opted_out: u64,
+    /// Rows of a session campaign whose window closed before their turn: failed.
+    pub window_closed: u64,
     /// Nothing is ready now, but deferred rows become ready at this time.
     pub next_retry_at: Option<String>,
 }
@@ -148,11 +155,16 @@ pub struct Journal {
     conn: Connection,
     campaign_id: String,
     plan_run: i64,
-    purpose: Purpose,
     /// The consent ledger as of `consent_seen`; refreshed before every claim so an
     /// opt-out recorded while the campaign runs wins.
     consent: ConsentIndex,
     consent_seen: i64,
+    /// A session campaign: each row also needs its customer-service window open at
+    /// the moment its intent is written.
+    session: bool,
+    /// Whether a provider's opt-out answer goes into the consent ledger. The
+    /// simulator's made-up opt-outs must never block real people.
+    record_opt_outs: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -170,7 +182,7 @@ impl Journal {
     pub fn begin(
         conn: Connection,
         campaign: &Campaign,
-        consent: ConsentIndex,
+        gate: Gate,
         resume_halted: bool,
     ) -> Result<(Journal, u64), JournalError> {
         let now = clock::now_string();
@@ -220,18 +232,15 @@ impl Journal {
                         params![campaign.id, fingerprint, campaign.template.name, campaign.template.language],
                     )?;
                 }
-                if let Some(at) = halted_at {
-                    if !resume_halted {
-                        return Err(JournalError::Halted {
-                            id: campaign.id.clone(),
-                            at,
-                            reason: halt_reason.unwrap_or_default(),
-                        });
-                    }
-                    tx.execute(
-                        "UPDATE campaigns SET halted_at = NULL, halt_reason = NULL WHERE id = ?1",
-                        params![campaign.id],
-                    )?;
+                // A halt is lifted only by `resume`, once the operator confirmed the run.
+                if let Some(at) = halted_at
+                    && !resume_halted
+                {
+                    return Err(JournalError::Halted {
+                        id: campaign.id.clone(),
+                        at,
+                        reason: halt_reason.unwrap_or_default(),
+                    });
                 }
                 tx.execute(
                     "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
@@ -246,18 +255,21 @@ impl Journal {
              WHERE campaign_id = ?1 AND state = 'in_flight'",
             params![campaign.id, now],
         )? as u64;
-        let consent_seen: i64 =
-            tx.query_row("SELECT coalesce(max(id), 0) FROM consent_events", [], |r| {
-                r.get(0)
-            })?;
+        // The ledger as the gate loaded it: events recorded since (while the plan was
+        // being built, say) are applied at the first claim.
+        let consent_seen = gate.consent_seen;
         tx.commit()?;
         Ok((
             Journal {
                 conn,
                 campaign_id: campaign.id.clone(),
                 plan_run,
-                purpose: campaign.purpose(),
-                consent,
+                session: gate.windows.is_some(),
+                record_opt_outs: !matches!(
+                    campaign.provider,
+                    crate::campaign::ProviderConfig::Simulator(_)
+                ),
+                consent: gate.consent,
                 consent_seen,
             },
             recovered,
@@ -301,6 +313,21 @@ impl Journal {
         tx.commit()
     }
 
+    /// Lifts a halt, once the operator confirmed the run with `--resume-halted`.
+    pub fn resume(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE campaigns SET halted_at = NULL, halt_reason = NULL WHERE id = ?1",
+            params![self.campaign_id],
+        )?;
+        Ok(())
+    }
+
+    /// Settles rows held in doubt that a delivery status has since reported on: they
+    /// were sent. Returns how many.
+    pub fn settle_in_doubt_from_statuses(&mut self) -> rusqlite::Result<u64> {
+        crate::webhook::history::resolve_in_doubt(&self.conn, &self.campaign_id)
+    }
+
     /// Puts rows held in doubt back in the plan: the operator chose to resend them.
     pub fn release_in_doubt(&mut self) -> rusqlite::Result<u64> {
         Ok(self.conn.execute(
@@ -325,7 +352,7 @@ impl Journal {
     ) -> rusqlite::Result<Claimed> {
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, self.purpose, pending, &now)?;
+        record_in(&tx, &self.campaign_id, self.record_opt_outs, pending, &now)?;
         refresh_consent(&tx, &mut self.consent, &mut self.consent_seen)?;
         let mut claimed = Claimed::default();
         let mut candidates = Vec::new();
@@ -371,6 +398,10 @@ impl Journal {
                 "UPDATE journal SET state = 'opted_out', error_detail = ?3, updated_at = ?4
                  WHERE campaign_id = ?1 AND contact_key = ?2",
             )?;
+            let mut closed = tx.prepare_cached(
+                "UPDATE journal SET state = 'failed', error_detail = ?3, outcome_at = ?4, updated_at = ?4
+                 WHERE campaign_id = ?1 AND contact_key = ?2",
+            )?;
             for (key, values, attempts) in candidates {
                 let Some(phone) = E164::from_digits(&key.to_string()) else {
                     continue;
@@ -383,6 +414,16 @@ impl Journal {
                         now
                     ])?;
                     claimed.opted_out += 1;
+                    continue;
+                }
+                if self.session && !crate::webhook::window::window_open(&tx, phone, clock::now())? {
+                    closed.execute(params![
+                        self.campaign_id,
+                        key as i64,
+                        "no open customer-service window: it closed before this message's turn",
+                        now
+                    ])?;
+                    claimed.window_closed += 1;
                     continue;
                 }
                 in_flight.execute(params![self.campaign_id, key as i64, now])?;
@@ -413,7 +454,7 @@ impl Journal {
         }
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, self.purpose, outcomes, &now)?;
+        record_in(&tx, &self.campaign_id, self.record_opt_outs, outcomes, &now)?;
         tx.commit()
     }
 
@@ -473,7 +514,7 @@ fn refresh_consent(
 fn record_in(
     conn: &Connection,
     campaign_id: &str,
-    purpose: Purpose,
+    record_opt_outs: bool,
     outcomes: &[(u64, Disposition)],
     now: &str,
 ) -> rusqlite::Result<()> {
@@ -533,19 +574,23 @@ fn record_in(
                     now
                 ])?
             }
-            Disposition::InDoubt { detail } => update.execute(params![
+            Disposition::InDoubt { code, detail } => update.execute(params![
                 campaign_id,
                 key_sql,
                 "in_doubt",
                 None::<String>,
                 None::<String>,
                 None::<String>,
-                None::<i64>,
+                code,
                 detail,
                 None::<String>,
                 now
             ])?,
-            Disposition::OptedOut { code, detail } => {
+            Disposition::OptedOut {
+                purpose: stopped,
+                code,
+                detail,
+            } => {
                 update.execute(params![
                     campaign_id,
                     key_sql,
@@ -558,15 +603,12 @@ fn record_in(
                     None::<String>,
                     now
                 ])?;
-                if let Some(phone) = E164::from_digits(&key.to_string()) {
+                if let Some(phone) = E164::from_digits(&key.to_string())
+                    && record_opt_outs
+                {
                     let event = NewEvent {
                         subject: phone,
-                        // The provider's refusal (131050) is about marketing messages.
-                        purpose: if purpose == Purpose::Utility {
-                            Purpose::Utility
-                        } else {
-                            Purpose::Marketing
-                        },
+                        purpose: *stopped,
                         action: Action::OptOut,
                         occurred_at: now.to_owned(),
                         method: format!("provider_error_{}", code.unwrap_or_default()),

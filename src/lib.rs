@@ -11,6 +11,7 @@ pub mod consent;
 pub mod contacts;
 pub mod db;
 pub mod exit_codes;
+pub mod gate;
 pub mod journal;
 pub mod lock;
 pub mod phone;
@@ -21,6 +22,7 @@ pub mod secret;
 pub mod send;
 pub mod template;
 pub mod ui;
+pub mod webhook;
 
 use cli::{Cli, Command};
 use exit_codes::Exit;
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Consent(args) => cmd::consent::run(&ctx, args),
         Command::Send(args) => cmd::send::run(&ctx, args),
         Command::Status(args) => cmd::status::run(&ctx, args),
+        Command::Webhook(args) => cmd::webhook::run(&ctx, args),
     }
 }
 

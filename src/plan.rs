@@ -303,7 +303,13 @@ impl<'a> Planner<'a> {
             };
             values.push(value.to_owned());
         }
-        if let Err(e) = self.campaign.template.body.check_values(&values) {
+        let limit = self.campaign.kind.max_body_chars();
+        if let Err(e) = self
+            .campaign
+            .template
+            .body
+            .check_values_within(&values, limit)
+        {
             return exclude(match e {
                 ValueError::Empty(_) => Exclusion::MissingValue(e),
                 _ => Exclusion::InvalidValue(e),

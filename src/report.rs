@@ -14,6 +14,8 @@ use crate::ui::Ui;
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
     pub campaign: String,
+    /// `template` or `session`.
+    pub kind: String,
     pub category: String,
     pub consent_purpose: String,
     pub template: String,
@@ -30,6 +32,7 @@ impl CheckReport {
     pub fn new(campaign: &Campaign, contacts_file: &str, stats: PlanStats, rate: u32) -> Self {
         CheckReport {
             campaign: campaign.id.clone(),
+            kind: campaign.kind.as_str().to_owned(),
             category: campaign.category.to_string(),
             consent_purpose: campaign.purpose().to_string(),
             template: campaign.template.name.clone(),
@@ -46,13 +49,16 @@ impl CheckReport {
     pub fn render(&self, ui: &Ui) -> String {
         let mut out = String::new();
         let s = &self.stats;
+        let message = if self.kind == "session" {
+            "free-form session message".to_owned()
+        } else {
+            format!("template {} {}", self.template, self.language)
+        };
         out.push_str(&format!(
-            "{} {} ({}, template {} {})\n",
+            "{} {} ({}, {message})\n",
             ui.bold("campaign"),
             self.campaign,
             self.category,
-            self.template,
-            self.language
         ));
         out.push_str(&format!(
             "{} {}: {} read\n",
@@ -118,6 +124,18 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Creates (or truncates) a report file readable by its owner only: like the
+/// database, reports hold customers' phone numbers.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Writes excluded rows as CSV: `line,phone,reason_code,reason`.
 pub struct ExcludedWriter {
     writer: csv::Writer<Box<dyn Write>>,
@@ -125,7 +143,7 @@ pub struct ExcludedWriter {
 
 impl ExcludedWriter {
     pub fn create(path: &Path) -> std::io::Result<ExcludedWriter> {
-        let file = std::fs::File::create(path)?;
+        let file = create_private(path)?;
         let mut writer =
             csv::Writer::from_writer(Box::new(std::io::BufWriter::new(file)) as Box<dyn Write>);
         writer.write_record(["line", "phone", "reason_code", "reason"])?;

@@ -12,6 +12,8 @@ use thiserror::Error;
 
 /// Meta rejects a rendered template body longer than this many characters.
 pub const MAX_BODY_CHARS: usize = 1024;
+/// Meta rejects a free-form text message longer than this many characters.
+pub const MAX_TEXT_CHARS: usize = 4096;
 /// Meta rejects a parameter with more than four consecutive spaces.
 const MAX_CONSECUTIVE_SPACES: usize = 4;
 
@@ -111,8 +113,8 @@ pub enum ValueError {
     ControlCharacter(PlaceholderKey),
     #[error("value for {0} has more than 4 consecutive spaces")]
     TooManySpaces(PlaceholderKey),
-    #[error("rendered body is {0} characters; the limit is 1024")]
-    BodyTooLong(usize),
+    #[error("rendered body is {0} characters; the limit is {1}")]
+    BodyTooLong(usize, usize),
 }
 
 impl Template {
@@ -253,14 +255,24 @@ impl Template {
             .sum()
     }
 
-    /// Validates a full set of values (one per placeholder, in send order).
+    /// Validates a full set of values (one per placeholder, in send order) for a
+    /// template body of at most [`MAX_BODY_CHARS`].
     pub fn check_values(&self, values: &[impl AsRef<str>]) -> Result<(), ValueError> {
+        self.check_values_within(values, MAX_BODY_CHARS)
+    }
+
+    /// As [`Template::check_values`], for a body of at most `max_chars`.
+    pub fn check_values_within(
+        &self,
+        values: &[impl AsRef<str>],
+        max_chars: usize,
+    ) -> Result<(), ValueError> {
         for (slot, value) in values.iter().enumerate() {
             self.check_value(slot, value.as_ref())?;
         }
         let chars = self.rendered_chars(values);
-        if chars > MAX_BODY_CHARS {
-            return Err(ValueError::BodyTooLong(chars));
+        if chars > max_chars {
+            return Err(ValueError::BodyTooLong(chars, max_chars));
         }
         Ok(())
     }
@@ -404,7 +416,7 @@ mod tests {
         let long = "x".repeat(1022);
         assert_eq!(
             t.check_values(&[&long]),
-            Err(ValueError::BodyTooLong(1024 + 1))
+            Err(ValueError::BodyTooLong(1024 + 1, 1024))
         );
         let fits = "é".repeat(1020);
         assert_eq!(t.check_values(&[&fits]), Ok(()), "limit counts characters");

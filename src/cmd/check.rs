@@ -1,5 +1,6 @@
 //! `wacampaign check`: validate a campaign and print its plan.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -69,7 +70,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     if ctx.ui.json {
         json_line("check", &report)?;
     } else {
-        print!("{}", report.render(&ctx.ui));
+        std::io::stdout()
+            .lock()
+            .write_all(report.render(&ctx.ui).as_bytes())?;
     }
     Ok(Exit::Success)
 }

@@ -15,7 +15,7 @@ use crate::consent::{
 };
 use crate::db::Db;
 use crate::exit_codes::Exit;
-use crate::phone::{DefaultRegion, E164};
+use crate::phone::{DefaultRegion, E164, PhoneError};
 use crate::report::spreadsheet_safe;
 use crate::ui::json_line;
 
@@ -207,9 +207,10 @@ pub struct StatsArgs {
     pub older_than: u32,
 }
 
-/// Check the hash chain and the append-only triggers.
+/// Check the hash chain, the notices' hashes and the append-only triggers.
 ///
-/// Exits 0 when the ledger is intact, and 1 naming the first broken event otherwise.
+/// Exits 0 when the ledger is intact, and 1 naming the first broken event (and any
+/// edited or missing notice) otherwise.
 /// Note the printed head hash elsewhere: a later `verify --expect-head` then also
 /// proves no event was cut from the end.
 #[derive(Debug, clap::Args)]
@@ -230,14 +231,20 @@ fn parse_encoding(text: &str) -> Result<Encoding, String> {
     }
 }
 
+/// Reads a number typed on the command line. The error already quotes the number,
+/// so it is not repeated; the hint about the country code is added only where it
+/// can be the fix (not for letters or an empty argument).
 fn number(raw: &str, region: &RegionArg) -> anyhow::Result<E164> {
-    E164::normalize(raw, region.default_region).with_context(|| {
-        if region.default_region.is_none() && !raw.trim_start().starts_with('+') {
-            format!(
-                "{raw}: write the number with its country code (+52...) or pass --default-region"
+    E164::normalize(raw, region.default_region).map_err(|e| {
+        let no_country_code = region.default_region.is_none()
+            && !raw.trim_start().starts_with('+')
+            && !matches!(e, PhoneError::Letters(_) | PhoneError::Empty);
+        if no_country_code {
+            anyhow::anyhow!(
+                "{e}; write the number with its country code (+52...) or pass --default-region"
             )
         } else {
-            raw.to_string()
+            e.into()
         }
     })
 }
@@ -458,7 +465,7 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
                 .unwrap_or_default(),
             e.notice_hash
                 .as_deref()
-                .map(|h| format!(", notice {}", &h[..12.min(h.len())]))
+                .map(|h| format!(", notice {}", h.get(..12).unwrap_or(h)))
                 .unwrap_or_default(),
             e.recorded_at,
             e.actor
@@ -478,8 +485,11 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
     };
     let ledger = Ledger::new(&db.conn);
     let sink: Box<dyn Write> = match &args.output {
+        // Like the database, the export holds customers' phone numbers: a new file is
+        // readable by its owner only.
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+            crate::report::create_private(path)
+                .with_context(|| format!("creating {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
@@ -637,6 +647,9 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
                 "ledger BROKEN at event #{}: {}",
                 broken.id, broken.problem
             )?;
+        }
+        for notice in &report.broken_notices {
+            writeln!(out, "notice {}: {}", notice.hash, notice.problem)?;
         }
         if !head_found {
             writeln!(

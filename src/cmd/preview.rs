@@ -1,5 +1,6 @@
 //! `wacampaign preview`: the message exactly as customers will read it.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
@@ -9,7 +10,7 @@ use crate::cmd::Context;
 use crate::exit_codes::Exit;
 use crate::phone::E164;
 use crate::plan::{PlanItem, Planner, Recipient};
-use crate::provider::cloud_api;
+use crate::provider;
 use crate::ui::json_line;
 
 /// Show the rendered message for the first eligible contacts, or for one contact.
@@ -132,7 +133,8 @@ fn show(
     recipient: &Recipient,
     payload: bool,
 ) -> anyhow::Result<()> {
-    let body = cloud_api::template_message(campaign, recipient.phone, &recipient.values);
+    let body = provider::request_body(campaign, recipient.phone, &recipient.values);
+    let mut out = std::io::stdout().lock();
     if ctx.ui.json {
         let text = campaign.template.body.render(&recipient.values);
         let data = serde_json::json!({
@@ -143,17 +145,12 @@ fn show(
         });
         json_line("preview", &data)?;
     } else if payload {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
     } else {
         let text = campaign.template.body.render(&recipient.values);
-        println!(
-            "{}",
-            ctx.ui.bold(&format!(
-                "── line {} · {} ──",
-                recipient.line, recipient.phone
-            ))
-        );
-        println!("{text}\n");
+        let heading = format!("── line {} · {} ──", recipient.line, recipient.phone);
+        writeln!(out, "{}", ctx.ui.bold(&heading))?;
+        writeln!(out, "{text}\n")?;
     }
     Ok(())
 }

@@ -116,8 +116,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let provider = provider::build(&campaign)?;
     let db = Db::open(&ctx.db)?;
     let _lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
-    let gate = crate::consent::ConsentIndex::load(&db.conn, campaign.purpose())
-        .context("loading the consent ledger")?;
+    let gate =
+        crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
     let planner = Planner::new(&campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();
     let (mut journal, recovered) =
@@ -130,16 +130,20 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             Err(e) => return Err(e.into()),
         };
     let stats = write_plan(planner, &mut journal)?;
-    if args.in_doubt == InDoubt::Resend {
-        let released = journal.release_in_doubt()?;
-        if released > 0 {
-            ctx.ui.warn(format!("resending {released} messages held in doubt: these recipients may get the message twice"));
-        }
+    let settled = journal.settle_in_doubt_from_statuses()?;
+    if settled > 0 {
+        ctx.ui.info(format!(
+            "{settled} messages held in doubt were reported delivered by webhooks: settled as accepted"
+        ));
     }
     let counts = journal.counts()?;
-    let to_send = args.limit.map_or(counts.remaining(), |l| {
-        l.min(counts.planned) + counts.deferred
-    });
+    let resend = if args.in_doubt == InDoubt::Resend {
+        counts.in_doubt
+    } else {
+        0
+    };
+    let fresh = counts.planned + resend;
+    let to_send = args.limit.map_or(fresh, |l| l.min(fresh)) + counts.deferred;
     let mut summary = SendSummary {
         plan: CheckReport::new(
             &campaign,
@@ -174,6 +178,16 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         ctx.ui.info("nothing sent");
         return Ok(Exit::Success);
     }
+    // Only now, with the run confirmed, do the operator's decisions change the journal.
+    if args.resume_halted {
+        journal.resume()?;
+    }
+    if resend > 0 {
+        let released = journal.release_in_doubt()?;
+        ctx.ui.warn(format!(
+            "resending {released} messages held in doubt: these recipients may get the message twice"
+        ));
+    }
 
     let display = if ctx.ui.quiet || ctx.ui.json {
         Display::Hidden
@@ -192,7 +206,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (end, journal) = runtime.block_on(async {
+    let sent = runtime.block_on(async {
         let interrupt = CancellationToken::new();
         watch_signals(interrupt.clone());
         send::run(
@@ -203,7 +217,18 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             interrupt,
         )
         .await
-    })?;
+    });
+    // Sending has started: whatever went wrong, what was recorded stands and the run
+    // can be resumed, so this is not "invalid input, nothing sent" (exit 2).
+    let (end, journal) = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "the run stopped: {e:#}. What was sent is recorded; fix the cause and run again to resume"
+            ));
+            return Ok(Exit::Halted);
+        }
+    };
     summary.this_run = Some(progress.tally.snapshot());
     summary.end = Some(end);
     finish(ctx, &campaign, summary, &journal)
@@ -217,8 +242,7 @@ fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
     let stats = planner.run(|item| {
         if let PlanItem::Eligible(recipient) = item {
             // Render exactly what would be sent, so a dry run costs what a run does.
-            let body =
-                provider::cloud_api::template_message(campaign, recipient.phone, &recipient.values);
+            let body = provider::request_body(campaign, recipient.phone, &recipient.values);
             rendered += u64::from(serde_json::to_vec(&body).is_ok());
         }
     })?;
@@ -241,10 +265,12 @@ fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
     if ctx.ui.json {
         json_line("send_summary", &summary)?;
     } else {
-        print!("{}", render_before(ctx, &summary));
-        println!(
+        let mut out = std::io::stdout().lock();
+        out.write_all(render_before(ctx, &summary).as_bytes())?;
+        writeln!(
+            out,
             "dry run: {rendered} messages rendered and validated; nothing sent, nothing written"
-        );
+        )?;
     }
     Ok(Exit::Success)
 }

@@ -13,12 +13,16 @@ use crate::exit_codes::Exit;
 use crate::journal::{self, Counts, JournalRow};
 use crate::report::spreadsheet_safe;
 use crate::ui::json_line;
+use crate::webhook::history::{self, DeliveryCounts};
 
 /// Show where a campaign stands: counts by state and error code, and the messages
 /// held in doubt.
 ///
 /// `--csv FILE` writes one row per recipient (number, state, message id, error code
-/// and detail, timestamps), safe to open in a spreadsheet.
+/// and detail, timestamps, latest delivery status), safe to open in a spreadsheet.
+///
+/// Delivery figures (delivered, read, failed after acceptance, replies) come from
+/// `wacampaign webhook serve` running alongside.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -42,6 +46,7 @@ struct Status {
     counts: Counts,
     failures_by_code: std::collections::BTreeMap<String, u64>,
     in_doubt: Vec<JournalRow>,
+    deliveries: DeliveryCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +88,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         write_csv(&db, &campaign.id, record.plan_run, path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let deliveries = history::delivery_counts(&db.conn, &campaign.id, &record.created_at)?;
     let status = Status {
         campaign: campaign.id.clone(),
         first_sent: record.created_at,
@@ -90,6 +96,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         counts,
         failures_by_code,
         in_doubt,
+        deliveries,
     };
     if ctx.ui.json {
         json_line("status", &status)?;
@@ -124,6 +131,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         writeln!(out, "  {label:<10} {n}")?;
     }
     writeln!(out, "  {:<10} {}", "total", c.total())?;
+    write_deliveries(&mut out, &status.deliveries, &status.first_sent)?;
     if !status.failures_by_code.is_empty() {
         writeln!(out, "by error code:")?;
         for (code, n) in &status.failures_by_code {
@@ -148,13 +156,51 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// Delivery figures from the webhook server, as shares of the accepted messages.
+fn write_deliveries(out: &mut impl Write, d: &DeliveryCounts, since: &str) -> std::io::Result<()> {
+    if d.accepted == 0 && d.replies == 0 {
+        return Ok(());
+    }
+    if d.no_status == d.accepted && d.replies == 0 {
+        return writeln!(
+            out,
+            "delivery: no statuses received yet (they come from `wacampaign webhook serve`)"
+        );
+    }
+    let share =
+        |rate: Option<f64>| rate.map_or_else(String::new, |r| format!(" ({:.1}%)", r * 100.0));
+    writeln!(out, "delivery (webhooks; shares of accepted):")?;
+    writeln!(
+        out,
+        "  {:<10} {}{}",
+        "delivered",
+        d.delivered,
+        share(d.delivered_rate)
+    )?;
+    writeln!(out, "  {:<10} {}{}", "read", d.read, share(d.read_rate))?;
+    writeln!(
+        out,
+        "  {:<10} {}{} after acceptance",
+        "failed",
+        d.failed_after_accept,
+        share(d.failed_rate)
+    )?;
+    writeln!(out, "  {:<10} {}", "no status", d.no_status)?;
+    writeln!(
+        out,
+        "  {:<10} {} from {} recipients since {since}",
+        "replies", d.replies, d.replied
+    )?;
+    Ok(())
+}
+
 fn write_csv(
     db: &Db,
     campaign_id: &str,
     plan_run: i64,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)?;
+    let file = crate::report::create_private(path)?;
     let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
     csv.write_record([
         "phone",
@@ -167,8 +213,13 @@ fn write_csv(
         "intent_at",
         "outcome_at",
         "updated_at",
+        "delivery_status",
     ])?;
     journal::rows(&db.conn, campaign_id, plan_run, None, |row| {
+        let delivery_status = match &row.message_id {
+            Some(id) => history::latest_status(&db.conn, id)?.map(|s| s.status),
+            None => None,
+        };
         let cells = [
             row.phone,
             row.line.to_string(),
@@ -180,6 +231,7 @@ fn write_csv(
             row.intent_at.unwrap_or_default(),
             row.outcome_at.unwrap_or_default(),
             row.updated_at,
+            delivery_status.unwrap_or_default(),
         ];
         csv.write_record(cells.iter().map(|c| spreadsheet_safe(c).into_owned()))?;
         Ok(())

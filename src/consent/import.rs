@@ -13,7 +13,7 @@ use super::ledger::{Appended, append_in};
 use super::{Action, ConsentIndex, NewEvent, Purpose, RecordedVia};
 use crate::campaign::Encoding;
 use crate::clock;
-use crate::contacts::{ContactReader, Row};
+use crate::contacts::{ContactReader, ContactsError, Row};
 use crate::phone::{DefaultRegion, E164};
 use crate::plan::ConsentGate;
 
@@ -64,7 +64,8 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
         .file_name()
         .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
 
-    let mut reader = ContactReader::open_path(&options.file, options.delimiter, options.encoding)?;
+    let mut reader = ContactReader::open_path(&options.file, options.delimiter, options.encoding)
+        .map_err(for_import)?;
     let phone_index = reader.column_index(&options.phone_column, "--phone-column")?;
     let occurred_index = options
         .occurred_column
@@ -86,7 +87,7 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
     let mut recorded_subjects = Vec::new();
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let mut row = Row::default();
-    while reader.read_row(&mut row)? {
+    while reader.read_row(&mut row).map_err(for_import)? {
         let mut reject = |reason: String| {
             summary.invalid += 1;
             summary.rejected.push(RejectedRow {
@@ -153,6 +154,18 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
             .count() as u64;
     }
     Ok(summary)
+}
+
+/// The contacts reader's advice for a file that is not UTF-8 names the campaign
+/// file's `encoding` key; an import is told with `--encoding`.
+fn for_import(error: ContactsError) -> anyhow::Error {
+    match error {
+        ContactsError::NotUtf8 { path, line } => anyhow::anyhow!(
+            "{path} line {line} is not valid UTF-8; if the file came from Excel, pass \
+             --encoding windows-1252, or save it as \"CSV UTF-8\"; nothing was imported"
+        ),
+        other => other.into(),
+    }
 }
 
 fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {

@@ -9,7 +9,9 @@ use crate::clock;
 use crate::phone::E164;
 
 /// Whether an event carries its own evidence (a source reference, evidence text or a
-/// notice), as SQL; [`standing_of`] applies the same test in Rust.
+/// notice), as SQL; [`standing_of`] applies the same test in Rust. The index
+/// `consent_events_standing` (migration 0003) holds this exact expression, so that
+/// loading standings never reads the table itself.
 pub const HAS_EVIDENCE: &str =
     "(source <> '' OR coalesce(evidence, '') <> '' OR notice_hash IS NOT NULL)";
 
@@ -45,6 +47,9 @@ pub struct VerifyReport {
     pub head: String,
     pub missing_triggers: Vec<String>,
     pub first_broken: Option<BrokenEvent>,
+    /// Notices whose text no longer matches their hash, or that events refer to but
+    /// are gone: the events' hashes cover only the notice's hash, not its text.
+    pub broken_notices: Vec<BrokenNotice>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,9 +58,17 @@ pub struct BrokenEvent {
     pub problem: String,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenNotice {
+    pub hash: String,
+    pub problem: String,
+}
+
 impl VerifyReport {
     pub fn intact(&self) -> bool {
-        self.missing_triggers.is_empty() && self.first_broken.is_none()
+        self.missing_triggers.is_empty()
+            && self.first_broken.is_none()
+            && self.broken_notices.is_empty()
     }
 }
 
@@ -209,7 +222,47 @@ impl<'c> Ledger<'c> {
             head: expected_prev,
             missing_triggers,
             first_broken,
+            broken_notices: self.verify_notices()?,
         })
+    }
+
+    /// A notice is stored under the SHA-256 of its text, and an event's hash covers
+    /// only that key: so the text is checked against it, and every key an event
+    /// refers to must still be there.
+    fn verify_notices(&self) -> rusqlite::Result<Vec<BrokenNotice>> {
+        let mut broken = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT hash, text FROM consent_notices ORDER BY recorded_at, hash")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let hash: String = row.get(0)?;
+            // Raw bytes: an edit may leave text that is no longer UTF-8.
+            let text = row.get_ref(1)?.as_bytes()?;
+            if hex::encode(Sha256::digest(text)) != hash {
+                broken.push(BrokenNotice {
+                    hash,
+                    problem: "its text does not match its hash: the notice was edited".to_owned(),
+                });
+            }
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT min(e.id), e.notice_hash FROM consent_events e
+             WHERE e.notice_hash IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM consent_notices n WHERE n.hash = e.notice_hash)
+             GROUP BY e.notice_hash ORDER BY min(e.id)",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            broken.push(BrokenNotice {
+                hash: row.get(1)?,
+                problem: format!(
+                    "event #{id} refers to it, but it is missing: the notice was deleted"
+                ),
+            });
+        }
+        Ok(broken)
     }
 
     pub fn stats(&self, older_than_days: u32) -> rusqlite::Result<LedgerStats> {

@@ -1,4 +1,5 @@
-//! The SQLite database that holds the consent ledger and the send journal.
+//! The SQLite database that holds the consent ledger, the send journal and what the
+//! webhook server records.
 //!
 //! One file, created readable by its owner only (it holds customers' phone numbers),
 //! in WAL mode with `synchronous=FULL`: an opt-out or a send intent that was
@@ -8,7 +9,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
@@ -17,6 +18,8 @@ use thiserror::Error;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_consent_ledger.sql"),
     include_str!("migrations/0002_send_journal.sql"),
+    include_str!("migrations/0003_consent_standing_index.sql"),
+    include_str!("migrations/0004_webhooks.sql"),
 ];
 
 /// The schema version this build writes.
@@ -38,12 +41,12 @@ pub enum DbError {
          {SCHEMA_VERSION}); upgrade wacampaign. The file was not changed."
     )]
     TooNew { path: String, found: u32 },
-    #[error("cannot create database {path}: {source}")]
+    #[error("cannot create database {path}")]
     Create {
         path: String,
         source: std::io::Error,
     },
-    #[error("database {path}: {source}")]
+    #[error("database {path}")]
     Sqlite {
         path: String,
         source: rusqlite::Error,
@@ -106,9 +109,7 @@ impl Db {
         if found > SCHEMA_VERSION {
             return Err(DbError::TooNew { path: shown, found });
         }
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(sqlite)?;
+        let mode = enable_wal(&conn).map_err(sqlite)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(sqlite(rusqlite::Error::InvalidParameterName(format!(
                 "journal_mode is {mode}, WAL is required"
@@ -158,6 +159,31 @@ impl Db {
     }
 }
 
+/// Puts the database in WAL mode (kept in the file, so usually already done) and
+/// returns the mode now in force.
+///
+/// Switching needs the database to itself, and SQLite answers SQLITE_BUSY at once,
+/// without calling the busy handler, when another process holds it: as when several
+/// processes create the same new database together. So this retries until the busy
+/// timeout, as every other statement waits.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let current: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+        if current.eq_ignore_ascii_case("wal") {
+            return Ok(current);
+        }
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn check_mode(path: &str, mode: u32) -> Result<(), DbError> {
     if mode & 0o077 != 0 {
         return Err(DbError::Permissions {
@@ -204,6 +230,52 @@ mod tests {
             err.contains(&format!("chmod 600 {}", path.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_first_version_ledger_gets_the_covering_index_and_keeps_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO consent_events (id, subject, subject_key, purpose, action,
+                     occurred_at, recorded_at, method, recorded_via, source, actor,
+                     prev_hash, hash)
+                 VALUES (1, '+525512345678', 525512345678, 'marketing', 'opt_in',
+                     '2026-01-10T00:00:00Z', '2026-01-10T00:00:00Z', 'web_form', 'command',
+                     'form 1', 'ana', '0', 'h')",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let db = Db::open(&path).unwrap();
+        let version: u32 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let indexes: Vec<String> = db
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'consent_events' AND sql IS NOT NULL
+                 ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["consent_events_standing"]);
+        let events: i64 = db
+            .conn
+            .query_row("SELECT count(*) FROM consent_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 1);
     }
 
     #[test]

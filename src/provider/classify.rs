@@ -1,13 +1,15 @@
 //! Every provider outcome is classified once, here, into what the pipeline acts on.
 //!
 //! Meta documents that clients must act on `error.code`, not on the HTTP status; the
-//! HTTP status decides only when there is no code.
+//! HTTP status decides only when there is no code (or one the table does not know).
+//! Twilio's codes sit in the same table, marked as Twilio's.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Response;
+use super::{Family, Response};
+use crate::consent::Purpose;
 
 /// What the pipeline does with an outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,8 +24,10 @@ pub enum Class {
     },
     /// This recipient cannot get this message; the campaign goes on.
     FailRecipient,
-    /// The recipient stopped marketing messages: record an opt-out.
-    OptOut,
+    /// The recipient stopped these messages: record an opt-out for this purpose.
+    OptOut {
+        purpose: Purpose,
+    },
     /// Nothing more can be sent until the operator fixes the cause.
     Halt,
     /// A code we do not know: retried a bounded number of times, then failed.
@@ -32,118 +36,264 @@ pub enum Class {
     InDoubt,
 }
 
-/// The table: Meta's Cloud API error codes and what they mean for a campaign.
-/// Kept as data so a reader sees every decision in one place.
-const META: &[(i64, i64, Kind, &str)] = &[
-    (4, 4, Kind::Throttle, "application request limit reached"),
+/// The table: the providers' error codes and what they mean for a campaign. Kept as
+/// data so a reader sees every decision in one place.
+const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
     (
+        Family::Meta,
+        4,
+        4,
+        Kind::Throttle,
+        "application request limit reached",
+    ),
+    (
+        Family::Meta,
         80007,
         80007,
         Kind::Throttle,
         "WhatsApp Business Account rate limit",
     ),
     (
+        Family::Meta,
         130429,
         130429,
         Kind::Throttle,
         "cloud API throughput reached",
     ),
     (
+        Family::Meta,
         131057,
         131057,
         Kind::Retry,
         "business account in maintenance mode",
     ),
-    (131026, 131026, Kind::Fail, "message undeliverable"),
     (
+        Family::Meta,
+        131026,
+        131026,
+        Kind::Fail,
+        "message undeliverable",
+    ),
+    (
+        Family::Meta,
         131049,
         131049,
         Kind::Fail,
         "not delivered to maintain ecosystem health",
     ),
     (
+        Family::Meta,
         130472,
         130472,
         Kind::Fail,
         "user's number is part of an experiment",
     ),
-    (131021, 131021, Kind::Fail, "recipient cannot be the sender"),
     (
+        Family::Meta,
+        131021,
+        131021,
+        Kind::Fail,
+        "recipient cannot be the sender",
+    ),
+    (
+        Family::Meta,
         130403,
         130403,
         Kind::Fail,
         "recipient not allowed for this business",
     ),
-    (132005, 132005, Kind::Fail, "translated text too long"),
     (
+        Family::Meta,
+        132005,
+        132005,
+        Kind::Fail,
+        "translated text too long",
+    ),
+    (
+        Family::Meta,
         132012,
         132012,
         Kind::Fail,
         "parameter format does not match the template",
     ),
     (
+        Family::Meta,
         131050,
         131050,
-        Kind::OptOut,
+        Kind::OptOutMarketing,
         "user stopped marketing messages",
     ),
-    (0, 0, Kind::Halt, "authentication exception"),
-    (3, 3, Kind::Halt, "API method capability or permissions"),
-    (10, 10, Kind::Halt, "permission denied"),
-    (190, 190, Kind::Halt, "access token expired or invalid"),
-    (200, 299, Kind::Halt, "API permissions"),
+    (Family::Meta, 0, 0, Kind::Halt, "authentication exception"),
     (
+        Family::Meta,
+        3,
+        3,
+        Kind::Halt,
+        "API method capability or permissions",
+    ),
+    (Family::Meta, 10, 10, Kind::Halt, "permission denied"),
+    (
+        Family::Meta,
+        190,
+        190,
+        Kind::Halt,
+        "access token expired or invalid",
+    ),
+    (Family::Meta, 200, 299, Kind::Halt, "API permissions"),
+    (
+        Family::Meta,
         368,
         368,
         Kind::Halt,
         "temporarily blocked for policy violations",
     ),
-    (131031, 131031, Kind::Halt, "business account locked"),
     (
+        Family::Meta,
+        131031,
+        131031,
+        Kind::Halt,
+        "business account locked",
+    ),
+    (
+        Family::Meta,
         131042,
         131042,
         Kind::Halt,
         "business eligibility payment issue",
     ),
     (
+        Family::Meta,
         131048,
         131048,
         Kind::Halt,
         "spam rate limit hit: quality restrictions",
     ),
-    (131051, 131051, Kind::Halt, "unsupported message type"),
     (
+        Family::Meta,
+        131051,
+        131051,
+        Kind::Halt,
+        "unsupported message type",
+    ),
+    (
+        Family::Meta,
         131056,
         131056,
         Kind::Halt,
         "pair rate limit: the same recipient twice, which a campaign never does",
     ),
     (
+        Family::Meta,
         132000,
         132000,
         Kind::Halt,
         "template parameter count mismatch",
     ),
     (
+        Family::Meta,
         132001,
         132001,
         Kind::Halt,
         "template does not exist in this language",
     ),
     (
+        Family::Meta,
         132007,
         132007,
         Kind::Halt,
         "template format character policy violated",
     ),
     (
+        Family::Meta,
         132015,
         132015,
         Kind::Halt,
         "template paused for low quality",
     ),
-    (132016, 132016, Kind::Halt, "template disabled"),
-    (133010, 133010, Kind::Halt, "phone number not registered"),
+    (
+        Family::Meta,
+        132016,
+        132016,
+        Kind::Halt,
+        "template disabled",
+    ),
+    (
+        Family::Meta,
+        133010,
+        133010,
+        Kind::Halt,
+        "phone number not registered",
+    ),
+    (
+        Family::Twilio,
+        20429,
+        20429,
+        Kind::Throttle,
+        "too many requests",
+    ),
+    (
+        Family::Twilio,
+        63018,
+        63018,
+        Kind::Throttle,
+        "rate limit exceeded for the WhatsApp sender",
+    ),
+    (
+        Family::Twilio,
+        63016,
+        63016,
+        Kind::Fail,
+        "outside the customer-service window: a template is needed",
+    ),
+    (
+        Family::Twilio,
+        21211,
+        21211,
+        Kind::Fail,
+        "invalid 'To' phone number",
+    ),
+    (
+        Family::Twilio,
+        63014,
+        63014,
+        Kind::OptOutAll,
+        "blocked by the end user",
+    ),
+    (
+        Family::Twilio,
+        21610,
+        21610,
+        Kind::OptOutAll,
+        "the recipient unsubscribed (STOP)",
+    ),
+    (
+        Family::Twilio,
+        63027,
+        63027,
+        Kind::Halt,
+        "template does not exist for this language",
+    ),
+    (
+        Family::Twilio,
+        63028,
+        63028,
+        Kind::Halt,
+        "template parameter count mismatch",
+    ),
+    (
+        Family::Twilio,
+        20003,
+        20003,
+        Kind::Halt,
+        "authentication failed",
+    ),
+    (
+        Family::Twilio,
+        20404,
+        20404,
+        Kind::Halt,
+        "resource not found on this account",
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,15 +301,19 @@ enum Kind {
     Throttle,
     Retry,
     Fail,
-    OptOut,
+    /// WhatsApp's own "stop marketing messages".
+    OptOutMarketing,
+    /// A STOP or a block: nothing more from this sender.
+    OptOutAll,
     Halt,
 }
 
-/// What the table says about a Meta error code, if it knows it.
-pub fn meta_code(code: i64) -> Option<(Class, &'static str)> {
-    META.iter()
-        .find(|(low, high, _, _)| (*low..=*high).contains(&code))
-        .map(|(_, _, kind, meaning)| {
+/// What the table says about a provider's error code, if it knows it.
+pub fn lookup(family: Family, code: i64) -> Option<(Class, &'static str)> {
+    TABLE
+        .iter()
+        .find(|(f, low, high, _, _)| *f == family && (*low..=*high).contains(&code))
+        .map(|(_, _, _, kind, meaning)| {
             let class = match kind {
                 Kind::Throttle => Class::RetryLater {
                     throttled: true,
@@ -170,7 +324,12 @@ pub fn meta_code(code: i64) -> Option<(Class, &'static str)> {
                     retry_after: None,
                 },
                 Kind::Fail => Class::FailRecipient,
-                Kind::OptOut => Class::OptOut,
+                Kind::OptOutMarketing => Class::OptOut {
+                    purpose: Purpose::Marketing,
+                },
+                Kind::OptOutAll => Class::OptOut {
+                    purpose: Purpose::All,
+                },
                 Kind::Halt => Class::Halt,
             };
             (class, *meaning)
@@ -187,12 +346,13 @@ pub fn classify(response: &Response) -> Class {
         },
         Response::InDoubt { .. } => Class::InDoubt,
         Response::Rejected {
+            family,
             http_status,
             code,
             retry_after,
             ..
         } => {
-            if let Some((class, _)) = code.and_then(meta_code) {
+            if let Some((class, _)) = code.and_then(|code| lookup(*family, code)) {
                 return match class {
                     Class::RetryLater { throttled, .. } => Class::RetryLater {
                         throttled,
@@ -220,6 +380,7 @@ mod tests {
 
     fn rejected(status: u16, code: Option<i64>) -> Response {
         Response::Rejected {
+            family: Family::Meta,
             http_status: status,
             code,
             detail: String::new(),
@@ -231,7 +392,12 @@ mod tests {
     fn the_code_decides_not_the_status() {
         assert_eq!(classify(&rejected(400, Some(131048))), Class::Halt);
         assert_eq!(classify(&rejected(400, Some(131026))), Class::FailRecipient);
-        assert_eq!(classify(&rejected(400, Some(131050))), Class::OptOut);
+        assert_eq!(
+            classify(&rejected(400, Some(131050))),
+            Class::OptOut {
+                purpose: Purpose::Marketing
+            }
+        );
         assert_eq!(
             classify(&rejected(500, Some(131057))),
             Class::RetryLater {
@@ -251,6 +417,42 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn twilio_codes_come_from_the_same_table() {
+        let twilio = |status, code| Response::Rejected {
+            family: Family::Twilio,
+            http_status: status,
+            code: Some(code),
+            detail: String::new(),
+            retry_after: Some(std::time::Duration::from_secs(3)),
+        };
+        assert_eq!(
+            classify(&twilio(429, 63018)),
+            Class::RetryLater {
+                throttled: true,
+                retry_after: Some(std::time::Duration::from_secs(3))
+            }
+        );
+        assert_eq!(classify(&twilio(400, 63016)), Class::FailRecipient);
+        assert_eq!(
+            classify(&twilio(400, 21610)),
+            Class::OptOut {
+                purpose: Purpose::All
+            }
+        );
+        assert_eq!(
+            classify(&twilio(400, 63014)),
+            Class::OptOut {
+                purpose: Purpose::All
+            }
+        );
+        assert_eq!(classify(&twilio(400, 63028)), Class::Halt);
+        assert_eq!(classify(&twilio(401, 20003)), Class::Halt);
+        assert_eq!(classify(&twilio(400, 21211)), Class::FailRecipient);
+        // A Meta code number means nothing from Twilio.
+        assert_eq!(classify(&twilio(400, 131048)), Class::Unknown);
     }
 
     #[test]

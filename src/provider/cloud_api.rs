@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::{Message, Provider, Response, SendFuture};
-use crate::campaign::{Campaign, ProviderConfig};
+use crate::campaign::{Campaign, MessageKind, ProviderConfig};
 use crate::phone::E164;
 use crate::secret::Secret;
 use crate::template::PlaceholderKey;
@@ -57,6 +57,49 @@ struct TextParameter<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     parameter_name: Option<&'a str>,
     text: &'a str,
+}
+
+/// A free-form text message, for a session campaign (inside the customer-service
+/// window). Meta's contract allows no `biz_opaque_callback_data` here: statuses for
+/// these are matched by wamid alone.
+#[derive(Serialize)]
+pub struct TextMessage {
+    messaging_product: &'static str,
+    recipient_type: &'static str,
+    to: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: TextBody,
+}
+
+#[derive(Serialize)]
+struct TextBody {
+    body: String,
+    preview_url: bool,
+}
+
+/// The request body for one recipient, as the campaign's kind requires.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Body<'a> {
+    Template(TemplateMessage<'a>),
+    Text(TextMessage),
+}
+
+pub fn message_body<'a>(campaign: &'a Campaign, phone: E164, values: &'a [String]) -> Body<'a> {
+    match campaign.kind {
+        MessageKind::Template => Body::Template(template_message(campaign, phone, values)),
+        MessageKind::Session => Body::Text(TextMessage {
+            messaging_product: "whatsapp",
+            recipient_type: "individual",
+            to: phone.to_string(),
+            kind: "text",
+            text: TextBody {
+                body: campaign.template.body.render(values),
+                preview_url: false,
+            },
+        }),
+    }
 }
 
 /// What `biz_opaque_callback_data` carries: the campaign and the recipient's journal key.
@@ -156,7 +199,7 @@ impl CloudApi {
     }
 
     async fn post(&self, message: &Message) -> Response {
-        let body = template_message(&self.campaign, message.phone, &message.values);
+        let body = message_body(&self.campaign, message.phone, &message.values);
         let sent = self
             .client
             .post(&self.url)
@@ -223,6 +266,7 @@ impl CloudApi {
             ),
         };
         Response::Rejected {
+            family: super::Family::Meta,
             http_status: status,
             code: error.and_then(|e| e.code),
             detail: self.token.redact(&detail),

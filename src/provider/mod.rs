@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod cloud_api;
 pub mod simulator;
+pub mod twilio;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +39,8 @@ pub enum Response {
     },
     /// The provider answered with an error.
     Rejected {
+        /// Whose error codes these are.
+        family: Family,
         http_status: u16,
         code: Option<i64>,
         detail: String,
@@ -49,6 +52,14 @@ pub enum Response {
     /// The request may have been delivered: a timeout after it was written, a reset,
     /// a 5xx with no error code. Never resent without the operator's say-so.
     InDoubt { detail: String },
+}
+
+/// Whose error codes a response carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Meta,
+    Twilio,
 }
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
@@ -66,8 +77,29 @@ pub fn build(campaign: &Campaign) -> anyhow::Result<Arc<dyn Provider>> {
             let secret = Secret::load(token)?;
             Arc::new(cloud_api::CloudApi::new(campaign, secret)?)
         }
+        ProviderConfig::Twilio(config) => {
+            let credentials = twilio::Credentials::load(config)?;
+            Arc::new(twilio::Twilio::new(campaign, config, credentials)?)
+        }
         ProviderConfig::Simulator(config) => {
             Arc::new(simulator::Simulator::new(config.clone(), campaign.category))
         }
     })
+}
+
+/// The request body a campaign's provider sends for one recipient: the Cloud API's
+/// JSON (the simulator stands in for it), or Twilio's form fields as a JSON object.
+pub fn request_body(campaign: &Campaign, phone: E164, values: &[String]) -> serde_json::Value {
+    match &campaign.provider {
+        ProviderConfig::Twilio(config) => serde_json::Value::Object(
+            twilio::form_fields(campaign, config, phone, values)
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value)))
+                .collect(),
+        ),
+        ProviderConfig::CloudApi { .. } | ProviderConfig::Simulator(_) => {
+            serde_json::to_value(cloud_api::message_body(campaign, phone, values))
+                .unwrap_or_default()
+        }
+    }
 }

@@ -66,6 +66,7 @@ impl Simulator {
 
 fn rejected(http_status: u16, code: i64, detail: &str) -> Response {
     Response::Rejected {
+        family: super::Family::Meta,
         http_status,
         code: Some(code),
         detail: detail.to_owned(),

@@ -61,6 +61,9 @@ enum WriterMsg {
         reply: oneshot::Sender<anyhow::Result<Claimed>>,
     },
     Record(u64, Disposition),
+    /// Persist the halt at once: a kill while in-flight requests finish must not
+    /// lose it.
+    Halt(String),
 }
 
 /// What the tasks share.
@@ -68,12 +71,16 @@ struct Control {
     breaker: Mutex<Breaker>,
     halt: Mutex<Option<String>>,
     stop: CancellationToken,
+    writer: std::sync::mpsc::Sender<WriterMsg>,
 }
 
 impl Control {
     fn halt(&self, reason: String) {
-        if let Ok(mut halt) = self.halt.lock() {
-            halt.get_or_insert(reason);
+        if let Ok(mut halt) = self.halt.lock()
+            && halt.is_none()
+        {
+            *halt = Some(reason.clone());
+            let _ = self.writer.send(WriterMsg::Halt(reason));
         }
         self.stop.cancel();
     }
@@ -104,19 +111,23 @@ pub async fn run(
         breaker: Mutex::new(Breaker::default()),
         halt: Mutex::new(None),
         stop: interrupt.child_token(),
+        writer: writer_tx.clone(),
     });
     let pacer = Pacer::start(options.rate).context("starting the pacer")?;
     let ticker = spawn_ticker(&progress, &pacer, &control.stop);
     let dispatched = dispatch(&writer_tx, &provider, options, &progress, &pacer, &control).await;
 
     ticker.abort();
+    // The writer stops once every sender is gone; the tasks' are, the control's too.
+    let halted = control.halted();
+    drop(control);
     drop(writer_tx);
     let mut journal = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the journal writer panicked"))??;
     progress.finish();
     dispatched?;
-    let end = match control.halted() {
+    let end = match halted {
         Some(reason) => {
             journal.halt(&reason).context("recording the halt")?;
             RunEnd::Halted(reason)
@@ -173,6 +184,10 @@ async fn dispatch(
         }
         if claimed.jobs.is_empty() {
             drop(permits);
+            if claimed.opted_out + claimed.window_closed > 0 {
+                // Every candidate was skipped; more rows may wait behind them.
+                continue;
+            }
             let retry_at = claimed
                 .next_retry_at
                 .as_deref()
@@ -368,8 +383,9 @@ fn decide(
             },
             Some(true),
         ),
-        Class::OptOut => (
+        Class::OptOut { purpose } => (
             Disposition::OptedOut {
+                purpose: *purpose,
                 code,
                 detail: describe(),
             },
@@ -387,7 +403,13 @@ fn decide(
                 None,
             )
         }
-        Class::InDoubt => (Disposition::InDoubt { detail: describe() }, Some(true)),
+        Class::InDoubt => (
+            Disposition::InDoubt {
+                code,
+                detail: describe(),
+            },
+            Some(true),
+        ),
     }
 }
 
@@ -431,6 +453,17 @@ fn write_journal(
                         pending_since = Instant::now();
                     }
                     pending.push((key, disposition));
+                }
+                WriterMsg::Halt(reason) => {
+                    if failure.is_none() {
+                        let halted = journal
+                            .record(&pending)
+                            .and_then(|()| journal.halt(&reason));
+                        match halted {
+                            Ok(()) => pending.clear(),
+                            Err(e) => failure = Some(format!("recording the halt: {e}")),
+                        }
+                    }
                 }
                 WriterMsg::Claim {
                     limit,

@@ -57,7 +57,7 @@ fn an_unknown_key_is_named_with_its_line_and_column() {
          4 | colour = \"red\"\n  \
          | ^^^^^^\n\
          unknown field `colour`, expected one of `id`, `description`, `category`, \
-         `contacts`, `phone_column`, `default_region`, `delimiter`, `encoding`\n",
+         `contacts`, `phone_column`, `default_region`, `delimiter`, `encoding`, `kind`\n",
     );
 }
 
@@ -485,6 +485,18 @@ fn the_excluded_file_is_safe_to_open_in_a_spreadsheet() {
          6,'-55-CALL-NOW,invalid_number,invalid number: phone number `-55-CALL-NOW` contains letters\n\
          7,'@SUM(A1),invalid_number,invalid number: phone number `@SUM(A1)` contains letters\n"
     );
+}
+
+#[test]
+fn the_excluded_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::with_contacts("name,phone,date\nAna,55-CALL-NOW,lunes\n");
+    excluded_rows(&fx);
+    let mode = std::fs::metadata(fx.path("excluded.csv"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds customers' phone numbers");
 }
 
 #[test]

@@ -4,8 +4,13 @@
 
 mod check;
 mod conformance;
+mod consent;
+mod consent_support;
 mod mock_server;
 mod preview;
 mod prism;
 mod send;
+mod send_conformance;
+mod session;
 mod support;
+mod webhook;

@@ -68,6 +68,10 @@ impl Fixture {
         path
     }
 
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     pub fn read(&self, name: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {name}: {e}"))

@@ -1,0 +1,65 @@
+//! Who may receive a campaign: a recorded opt-in for its purpose and no opt-out, and,
+//! for a session campaign, a customer-service window open now.
+
+use rusqlite::Connection;
+
+use crate::campaign::{Campaign, MessageKind};
+use crate::consent::ConsentIndex;
+use crate::phone::E164;
+use crate::plan::{ConsentGate, Exclusion};
+use crate::webhook::window::OpenWindows;
+
+/// The ledger and the windows, loaded once for a whole plan.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub consent: ConsentIndex,
+    /// `Some` for a session campaign: only these windows are open.
+    pub windows: Option<OpenWindows>,
+    /// The last ledger event the index includes; later ones are applied as a send
+    /// claims rows, so an opt-out recorded while the ledger loads still wins.
+    pub consent_seen: i64,
+}
+
+impl Gate {
+    /// Loads what `campaign` needs from the database; without one, nobody has an
+    /// opt-in or an open window.
+    pub fn load(conn: Option<&Connection>, campaign: &Campaign) -> rusqlite::Result<Gate> {
+        let purpose = campaign.purpose();
+        let session = campaign.kind == MessageKind::Session;
+        // Read the high-water mark first: an event written during the load is then
+        // re-applied later rather than missed.
+        let consent_seen = match conn {
+            Some(conn) => {
+                conn.query_row("SELECT coalesce(max(id), 0) FROM consent_events", [], |r| {
+                    r.get(0)
+                })?
+            }
+            None => 0,
+        };
+        let consent = match conn {
+            Some(conn) => ConsentIndex::load(conn, purpose)?,
+            None => ConsentIndex::empty(purpose),
+        };
+        let windows = match (session, conn) {
+            (false, _) => None,
+            (true, Some(conn)) => Some(OpenWindows::load(conn, crate::clock::now())?),
+            (true, None) => Some(OpenWindows::default()),
+        };
+        Ok(Gate {
+            consent,
+            windows,
+            consent_seen,
+        })
+    }
+}
+
+impl ConsentGate for Gate {
+    fn check(&self, phone: E164) -> Result<(), Exclusion> {
+        // Consent first: an opt-out is the reason that matters most.
+        self.consent.check(phone)?;
+        match &self.windows {
+            Some(windows) if !windows.is_open(phone) => Err(Exclusion::NoWindow),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Reading what the webhook server recorded: the status history of a message,
+//! delivery figures for `status`, rows held in doubt that a status resolves, and
+//! where a number moved.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::store::{self, RowKey, Settled};
+use crate::clock;
+use crate::phone::E164;
+
+/// One recorded status of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRecord {
+    pub message_id: String,
+    pub status: String,
+    /// RFC 3339 UTC: the provider's time, else when it was received.
+    pub occurred_at: String,
+    pub provider: String,
+    pub error_code: Option<i64>,
+    pub error_detail: Option<String>,
+}
+
+fn status_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StatusRecord> {
+    Ok(StatusRecord {
+        message_id: r.get(0)?,
+        status: r.get(1)?,
+        occurred_at: r.get(2)?,
+        provider: r.get(3)?,
+        error_code: r.get(4)?,
+        error_detail: r.get(5)?,
+    })
+}
+
+/// Every status of a message (a wamid or a Twilio SID), in the order they happened.
+pub fn status_history(conn: &Connection, message_id: &str) -> rusqlite::Result<Vec<StatusRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_id, status, occurred_at, provider, error_code, error_detail
+         FROM message_statuses WHERE message_id = ?1 ORDER BY occurred_at, rank, id",
+    )?;
+    let rows = stmt.query_map(params![message_id], status_from_row)?;
+    rows.collect()
+}
+
+/// A message's latest status: the furthest it got (sent < delivered < read; failed
+/// overrides), whatever order the webhooks arrived in.
+pub fn latest_status(
+    conn: &Connection,
+    message_id: &str,
+) -> rusqlite::Result<Option<StatusRecord>> {
+    conn.prepare_cached(
+        "SELECT message_id, status, occurred_at, provider, error_code, error_detail
+         FROM message_statuses WHERE message_id = ?1
+         ORDER BY rank DESC, timestamp DESC, id DESC LIMIT 1",
+    )?
+    .query_row(params![message_id], status_from_row)
+    .optional()
+}
+
+/// Delivery figures for a campaign's accepted messages, and replies to it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeliveryCounts {
+    /// Rows accepted by the provider (the base of the rates).
+    pub accepted: u64,
+    /// Delivered (or read, which implies delivered).
+    pub delivered: u64,
+    pub read: u64,
+    /// Accepted, then reported failed or undelivered.
+    pub failed_after_accept: u64,
+    /// Accepted messages with no status yet.
+    pub no_status: u64,
+    pub delivered_rate: Option<f64>,
+    pub read_rate: Option<f64>,
+    pub failed_rate: Option<f64>,
+    /// Messages received since the campaign started from the people it messaged,
+    /// and how many people sent them.
+    pub replies: u64,
+    pub replied: u64,
+}
+
+/// Delivery figures for `campaign_id`; replies count from `since` (RFC 3339, the
+/// campaign's start).
+pub fn delivery_counts(
+    conn: &Connection,
+    campaign_id: &str,
+    since: &str,
+) -> rusqlite::Result<DeliveryCounts> {
+    let mut counts = DeliveryCounts::default();
+    let (accepted, with_status, delivered, read, failed): (i64, i64, i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*), count(best), coalesce(sum(best IN (2, 3)), 0),
+                    coalesce(sum(best = 3), 0), coalesce(sum(best = 4), 0)
+             FROM (SELECT (SELECT max(s.rank) FROM message_statuses s
+                           WHERE s.message_id = j.message_id) AS best
+                   FROM journal j WHERE j.campaign_id = ?1 AND j.state = 'accepted')",
+        )?
+        .query_row(params![campaign_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+    counts.accepted = accepted as u64;
+    counts.delivered = delivered as u64;
+    counts.read = read as u64;
+    counts.failed_after_accept = failed as u64;
+    counts.no_status = (accepted - with_status) as u64;
+    let rate = |n: u64| (accepted > 0).then(|| n as f64 / accepted as f64);
+    counts.delivered_rate = rate(counts.delivered);
+    counts.read_rate = rate(counts.read);
+    counts.failed_rate = rate(counts.failed_after_accept);
+
+    // Replies: messages since the start from anyone the campaign messaged, matched
+    // on the consent key (a reply may come from another spelling of the number).
+    let mut by_sender: HashMap<u64, u64> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT consent_key, count(*) FROM inbound_messages WHERE occurred_at >= ?1
+             GROUP BY consent_key",
+        )?;
+        let rows = stmt.query_map(params![since], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?;
+        for row in rows {
+            let (key, n) = row?;
+            by_sender.insert(key, n);
+        }
+    }
+    if by_sender.is_empty() {
+        return Ok(counts);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT contact_key FROM journal WHERE campaign_id = ?1
+           AND state IN ('accepted', 'in_doubt', 'failed', 'opted_out')",
+    )?;
+    let mut rows = stmt.query(params![campaign_id])?;
+    while let Some(row) = rows.next()? {
+        let key: i64 = row.get(0)?;
+        let Some(phone) = E164::from_digits(&key.to_string()) else {
+            continue;
+        };
+        if let Some(n) = by_sender.remove(&phone.consent_key()) {
+            counts.replies += n;
+            counts.replied += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// Resolves a campaign's rows held in doubt whose message the provider has since
+/// reported on (matched by message id or by the callback data the send put on it):
+/// they were sent, so they become `accepted`. Returns how many were resolved.
+///
+/// The webhook server does this as statuses arrive; call it before deciding what
+/// to resend, to catch statuses that arrived while the row was still in flight.
+pub fn resolve_in_doubt(conn: &Connection, campaign_id: &str) -> rusqlite::Result<u64> {
+    let keys: Vec<i64> = {
+        let mut stmt = conn.prepare(
+            "SELECT contact_key FROM journal j
+             WHERE campaign_id = ?1 AND state = 'in_doubt'
+               AND (EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = j.message_id)
+                    OR EXISTS (SELECT 1 FROM message_statuses s
+                               WHERE s.campaign_id = j.campaign_id AND s.contact_key = j.contact_key))",
+        )?;
+        stmt.query_map(params![campaign_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let now = clock::now_string();
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let mut resolved = 0;
+    for key in keys {
+        let row = RowKey {
+            campaign_id: campaign_id.to_owned(),
+            contact_key: key as u64,
+        };
+        if store::settle(&tx, &row, None, &now)? == Settled::Resolved {
+            resolved += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(resolved)
+}
+
+/// Where a number moved: follows `user_changed_number` links to the latest number
+/// (the number itself when it never changed).
+pub fn current_number(conn: &Connection, phone: E164) -> rusqlite::Result<E164> {
+    let mut current = phone;
+    let mut stmt = conn.prepare_cached(
+        "SELECT new_phone FROM number_links WHERE old_consent_key = ?1
+         ORDER BY changed_at DESC LIMIT 1",
+    )?;
+    // A chain of changes, bounded in case links ever form a loop (A → B → A).
+    for _ in 0..16 {
+        let next: Option<String> = stmt
+            .query_row(params![current.consent_key() as i64], |r| r.get(0))
+            .optional()?;
+        match next.as_deref().and_then(E164::from_digits) {
+            Some(next) if next.consent_key() != current.consent_key() => current = next,
+            _ => break,
+        }
+    }
+    Ok(current)
+}

@@ -1,0 +1,786 @@
+//! Recording deliveries: each signed body once, and each of its effects idempotent,
+//! so the same payload delivered again (or the same status in another payload)
+//! changes nothing.
+//!
+//! Everything here runs inside the writer's IMMEDIATE transaction; one delivery's
+//! effects are all-or-nothing (a savepoint), so a delivery that cannot be recorded
+//! is kept with its error and tried again when the provider retries.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Delivery, Event, InboundEvent, NumberChange, Preference, PreferenceEvent, Source, StatusEvent,
+};
+use crate::clock;
+use crate::consent::{self, Action, Ledger, NewEvent, Purpose, RecordedVia, Standing};
+use crate::phone::E164;
+use crate::provider::cloud_api::parse_callback_data;
+
+/// Meta's error for a message not delivered because the person stopped marketing
+/// messages from this business.
+pub const META_MARKETING_OPT_OUT: i64 = 131_050;
+/// Twilio's error for a message to a number that replied STOP.
+pub const TWILIO_UNSUBSCRIBED: i64 = 21_610;
+
+/// Who the ledger says recorded webhook events.
+pub const ACTOR: &str = "wacampaign webhook";
+
+/// What recording one delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Its effects are recorded.
+    New { events: usize },
+    /// This exact body was recorded before: nothing changed.
+    Duplicate,
+    /// Signed but not a payload we can read: kept as it is, answered 200 (a retry
+    /// would be the same body).
+    Unreadable(String),
+    /// Its effects could not be recorded; the body is kept with the error and the
+    /// provider's retry tries again.
+    Failed(String),
+}
+
+/// A journal row, as a status finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowKey {
+    pub campaign_id: String,
+    pub contact_key: u64,
+}
+
+/// Work left for after the transaction: rows a status matched while their send was
+/// still in flight, to resolve once the send pipeline records its outcome.
+#[derive(Debug, Default)]
+pub struct Followups {
+    pub in_flight: Vec<RowKey>,
+}
+
+/// How a status's rank orders it: the highest is a message's latest status.
+pub fn status_rank(status: &str) -> i64 {
+    match status {
+        "failed" | "undelivered" | "canceled" => 4,
+        "read" => 3,
+        "delivered" => 2,
+        "sent" => 1,
+        _ => 0,
+    }
+}
+
+/// Records a delivery (inside the caller's IMMEDIATE transaction).
+pub fn record_delivery(
+    conn: &Connection,
+    delivery: &Delivery,
+    now: &str,
+    followups: &mut Followups,
+) -> rusqlite::Result<Recorded> {
+    let processed: Option<Option<String>> = conn
+        .prepare_cached("SELECT processed_at FROM webhook_deliveries WHERE body_sha256 = ?1")?
+        .query_row(params![delivery.body_sha256], |r| r.get(0))
+        .optional()?;
+    if matches!(processed, Some(Some(_))) {
+        return Ok(Recorded::Duplicate);
+    }
+    if let Some(reason) = &delivery.unreadable {
+        write_delivery(conn, delivery, now, Some(now), Some(reason))?;
+        return Ok(Recorded::Unreadable(reason.clone()));
+    }
+    conn.execute_batch("SAVEPOINT delivery")?;
+    let applied = delivery
+        .events
+        .iter()
+        .try_for_each(|event| apply(conn, event, now, followups));
+    match applied {
+        Ok(()) => {
+            conn.execute_batch("RELEASE delivery")?;
+            write_delivery(conn, delivery, now, Some(now), None)?;
+            Ok(Recorded::New {
+                events: delivery.events.len(),
+            })
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO delivery; RELEASE delivery")?;
+            let reason = format!("recording its effects failed: {e}");
+            write_delivery(conn, delivery, now, None, Some(&reason))?;
+            Ok(Recorded::Failed(reason))
+        }
+    }
+}
+
+fn write_delivery(
+    conn: &Connection,
+    delivery: &Delivery,
+    now: &str,
+    processed_at: Option<&str>,
+    error: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO webhook_deliveries (body_sha256, provider, received_at, body, processed_at, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (body_sha256) DO UPDATE SET processed_at = excluded.processed_at,
+             error = excluded.error",
+    )?
+    .execute(params![
+        delivery.body_sha256,
+        delivery.source.as_str(),
+        now,
+        delivery.body,
+        processed_at,
+        error
+    ])?;
+    Ok(())
+}
+
+fn apply(
+    conn: &Connection,
+    event: &Event,
+    now: &str,
+    followups: &mut Followups,
+) -> rusqlite::Result<()> {
+    match event {
+        Event::Status(status) => apply_status(conn, status, now, followups),
+        Event::Inbound(message) => apply_inbound(conn, message, now),
+        Event::Preference(preference) => apply_preference(conn, preference),
+        Event::NumberChanged(change) => apply_number_change(conn, change, now),
+    }
+}
+
+fn apply_status(
+    conn: &Connection,
+    status: &StatusEvent,
+    now: &str,
+    followups: &mut Followups,
+) -> rusqlite::Result<()> {
+    let row = find_row(conn, &status.message_id, status.callback.as_deref())?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
+             provider, recipient, error_code, error_detail, campaign_id, contact_key, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        status.message_id,
+        status.status,
+        status_rank(&status.status),
+        status.timestamp,
+        status.occurred_at,
+        status.source.as_str(),
+        status.recipient,
+        status.error_code,
+        status.error_detail,
+        row.as_ref().map(|r| &r.0.campaign_id),
+        row.as_ref().map(|r| r.0.contact_key as i64),
+        now
+    ])?;
+    let mut subject = status.recipient.as_deref().and_then(recipient_number);
+    if let Some((key, phone)) = &row {
+        if settle(conn, key, Some(&status.message_id), now)? == Settled::InFlight {
+            followups.in_flight.push(key.clone());
+        }
+        subject = E164::from_digits(phone).or(subject);
+    }
+    let opt_out = match (status.source, status.error_code) {
+        (Source::Meta, Some(META_MARKETING_OPT_OUT)) => Some(Purpose::Marketing),
+        (Source::Twilio, Some(TWILIO_UNSUBSCRIBED)) => Some(Purpose::All),
+        _ => None,
+    };
+    if let (Some(purpose), Some(subject)) = (opt_out, subject) {
+        let code = status.error_code.unwrap_or_default();
+        let detail = status
+            .error_detail
+            .clone()
+            .unwrap_or_else(|| format!("error {code}"));
+        consent::append_in(
+            conn,
+            &NewEvent {
+                subject,
+                purpose,
+                action: Action::OptOut,
+                occurred_at: status.occurred_at.clone(),
+                method: format!("provider_error_{code}"),
+                recorded_via: RecordedVia::Webhook,
+                source: status.message_id.clone(),
+                evidence: Some(format!(
+                    "{} {} status for {}: error {code}: {detail}",
+                    status.source, status.status, status.message_id
+                )),
+                notice: None,
+                actor: ACTOR.to_owned(),
+                dedupe_key: Some(format!(
+                    "webhook:{}:{}:opt_out",
+                    status.source, status.message_id
+                )),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// A number as a provider names a recipient: `525512345678` or `whatsapp:+52...`.
+fn recipient_number(text: &str) -> Option<E164> {
+    E164::from_digits(text.trim().trim_start_matches("whatsapp:"))
+}
+
+/// The journal row a status belongs to: by message id, else by the callback data
+/// the send put on the message. Returns the row and its phone.
+fn find_row(
+    conn: &Connection,
+    message_id: &str,
+    callback: Option<&str>,
+) -> rusqlite::Result<Option<(RowKey, String)>> {
+    let to_row = |r: &rusqlite::Row<'_>| {
+        Ok((
+            RowKey {
+                campaign_id: r.get(0)?,
+                contact_key: r.get::<_, i64>(1)? as u64,
+            },
+            r.get(2)?,
+        ))
+    };
+    let by_id = conn
+        .prepare_cached(
+            "SELECT campaign_id, contact_key, phone FROM journal WHERE message_id = ?1 LIMIT 1",
+        )?
+        .query_row(params![message_id], to_row)
+        .optional()?;
+    if by_id.is_some() {
+        return Ok(by_id);
+    }
+    let Some((campaign_id, key)) = callback.and_then(parse_callback_data) else {
+        return Ok(None);
+    };
+    conn.prepare_cached(
+        "SELECT campaign_id, contact_key, phone FROM journal
+         WHERE campaign_id = ?1 AND contact_key = ?2",
+    )?
+    .query_row(params![campaign_id, key as i64], to_row)
+    .optional()
+}
+
+/// What [`settle`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The row's send is still in flight: settle it again once its outcome is in.
+    InFlight,
+    /// The row was held in doubt (or waiting for a retry) and a status proves it
+    /// was sent: it is now accepted.
+    Resolved,
+    Unchanged,
+}
+
+/// Brings a journal row in line with the statuses recorded for it: a row held in
+/// doubt (or waiting to be retried after an attempt) whose message has a status was
+/// sent, so it becomes `accepted` with the message id; an accepted row whose message
+/// failed afterwards gets the error. Idempotent.
+pub fn settle(
+    conn: &Connection,
+    row: &RowKey,
+    message_id: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<Settled> {
+    let key = row.contact_key as i64;
+    let current: Option<(String, i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT state, attempts, message_id FROM journal WHERE campaign_id = ?1 AND contact_key = ?2",
+        )?
+        .query_row(params![row.campaign_id, key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((state, attempts, row_message_id)) = current else {
+        return Ok(Settled::Unchanged);
+    };
+    let lookup_id = row_message_id.as_deref().or(message_id);
+    // The most advanced status of this row's message (or of any attempt of it
+    // that named the row in its callback data).
+    let best: Option<BestStatus> = conn
+        .prepare_cached(
+            "SELECT message_id, status, occurred_at, error_code, error_detail, recipient, rank
+             FROM message_statuses
+             WHERE message_id = ?3 OR (campaign_id = ?1 AND contact_key = ?2)
+             ORDER BY rank DESC, timestamp DESC, id DESC LIMIT 1",
+        )?
+        .query_row(params![row.campaign_id, key, lookup_id], |r| {
+            Ok(BestStatus {
+                message_id: r.get(0)?,
+                status: r.get(1)?,
+                occurred_at: r.get(2)?,
+                error_code: r.get(3)?,
+                error_detail: r.get(4)?,
+                recipient: r.get(5)?,
+                rank: r.get(6)?,
+            })
+        })
+        .optional()?;
+    let Some(best) = best else {
+        return Ok(Settled::Unchanged);
+    };
+    let wa_id = best
+        .recipient
+        .as_deref()
+        .and_then(recipient_number)
+        .map(|p| p.digits().to_string());
+    let mut settled = Settled::Unchanged;
+    match state.as_str() {
+        "in_flight" => {
+            // The send pipeline records the outcome; keep the id so a timeout that
+            // leaves the row in doubt still finds its statuses.
+            conn.prepare_cached(
+                "UPDATE journal SET message_id = ?3 WHERE campaign_id = ?1 AND contact_key = ?2
+                   AND message_id IS NULL",
+            )?
+            .execute(params![row.campaign_id, key, best.message_id])?;
+            return Ok(Settled::InFlight);
+        }
+        "in_doubt" | "deferred" | "planned" if attempts > 0 => {
+            conn.prepare_cached(
+                "UPDATE journal SET state = 'accepted', message_id = ?3, wa_id = coalesce(wa_id, ?4),
+                     error_code = NULL, error_detail = ?5, retry_at = NULL, outcome_at = ?6,
+                     updated_at = ?6
+                 WHERE campaign_id = ?1 AND contact_key = ?2",
+            )?
+            .execute(params![
+                row.campaign_id,
+                key,
+                best.message_id,
+                wa_id,
+                format!(
+                    "was {state}; sent after all: the provider reported it {} on {}",
+                    best.status, best.occurred_at
+                ),
+                now
+            ])?;
+            settled = Settled::Resolved;
+        }
+        _ => {}
+    }
+    if best.rank == status_rank("failed") {
+        let detail = format!(
+            "{} after it was accepted: {}",
+            best.status,
+            best.error_detail.as_deref().unwrap_or("no detail")
+        );
+        conn.prepare_cached(
+            "UPDATE journal SET error_code = ?3, error_detail = ?4, updated_at = ?5
+             WHERE campaign_id = ?1 AND contact_key = ?2 AND state = 'accepted'
+               AND (error_code IS NOT ?3 OR error_detail IS NOT ?4)",
+        )?
+        .execute(params![row.campaign_id, key, best.error_code, detail, now])?;
+    }
+    Ok(settled)
+}
+
+struct BestStatus {
+    message_id: String,
+    status: String,
+    occurred_at: String,
+    error_code: Option<i64>,
+    error_detail: Option<String>,
+    recipient: Option<String>,
+    rank: i64,
+}
+
+fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO inbound_messages (message_id, provider, phone, consent_key, kind,
+             context_id, occurred_at, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        message.message_id,
+        message.source.as_str(),
+        message.from.to_string(),
+        message.from.consent_key() as i64,
+        message.kind,
+        message.context_id,
+        message.occurred_at,
+        now
+    ])?;
+    if let Some(request) = &message.opt_out {
+        consent::append_in(
+            conn,
+            &NewEvent {
+                subject: message.from,
+                purpose: Purpose::All,
+                action: Action::OptOut,
+                occurred_at: message.occurred_at.clone(),
+                method: request.method.clone(),
+                recorded_via: RecordedVia::Webhook,
+                source: message.message_id.clone(),
+                evidence: Some(request.evidence.clone()),
+                notice: None,
+                actor: ACTOR.to_owned(),
+                dedupe_key: Some(format!(
+                    "webhook:{}:{}:opt_out",
+                    message.source, message.message_id
+                )),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn apply_preference(conn: &Connection, preference: &PreferenceEvent) -> rusqlite::Result<()> {
+    let (action, value) = match preference.marketing {
+        Preference::Stop => (Action::OptOut, "stop"),
+        Preference::Resume => (Action::OptIn, "resume"),
+    };
+    let mut occurred_at = preference.occurred_at.clone();
+    if preference.marketing == Preference::Resume {
+        // The ledger lifts an opt-out only with an opt-in dated after it. A resume
+        // in the same second as the stop it follows (Meta's timestamps are whole
+        // seconds) is dated one second later, so it does lift it.
+        if let Standing::OptedOut { since, method } =
+            Ledger::new(conn).standing(preference.wa_id, Purpose::Marketing)?
+            && method == "whatsapp_preference"
+            && since == occurred_at
+            && let Ok(at) = clock::parse(&since)
+        {
+            occurred_at = clock::format(at + chrono::Duration::seconds(1));
+        }
+    }
+    consent::append_in(
+        conn,
+        &NewEvent {
+            subject: preference.wa_id,
+            purpose: Purpose::Marketing,
+            action,
+            occurred_at,
+            method: "whatsapp_preference".to_owned(),
+            recorded_via: RecordedVia::Webhook,
+            source: format!(
+                "{} user_preferences: marketing_messages {value} at {}",
+                preference.source, preference.timestamp
+            ),
+            evidence: Some(preference.evidence.clone()),
+            notice: None,
+            actor: ACTOR.to_owned(),
+            dedupe_key: Some(format!(
+                "webhook:{}:preference:{}:{value}:{}",
+                preference.source,
+                preference.wa_id.digits(),
+                preference.timestamp
+            )),
+        },
+    )?;
+    Ok(())
+}
+
+fn apply_number_change(
+    conn: &Connection,
+    change: &NumberChange,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO number_links (old_phone, old_consent_key, new_phone, new_consent_key,
+             changed_at, message_id, provider, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        change.old.to_string(),
+        change.old.consent_key() as i64,
+        change.new.to_string(),
+        change.new.consent_key() as i64,
+        change.occurred_at,
+        change.message_id,
+        change.source.as_str(),
+        now
+    ])?;
+    // An opt-out follows the person to the new number. Opt-ins do not: consent to
+    // the old number is not consent we can prove for the new one.
+    let ledger = Ledger::new(conn);
+    let history = ledger.history(change.old)?;
+    let marketing = consent::standing_of(&history, Purpose::Marketing);
+    let utility = consent::standing_of(&history, Purpose::Utility);
+    let carried = match (&marketing, &utility) {
+        (Standing::OptedOut { .. }, Standing::OptedOut { .. }) => Some((Purpose::All, &marketing)),
+        (Standing::OptedOut { .. }, _) => Some((Purpose::Marketing, &marketing)),
+        (_, Standing::OptedOut { .. }) => Some((Purpose::Utility, &utility)),
+        _ => None,
+    };
+    let Some((purpose, Standing::OptedOut { since, method })) = carried else {
+        return Ok(());
+    };
+    consent::append_in(
+        conn,
+        &NewEvent {
+            subject: change.new,
+            purpose,
+            action: Action::OptOut,
+            occurred_at: change.occurred_at.clone(),
+            method: "number_change".to_owned(),
+            recorded_via: RecordedVia::Webhook,
+            source: change.message_id.clone(),
+            evidence: Some(format!(
+                "{} changed number from {} to {} ({}); {} stands opted out of {purpose} since {} via {method}",
+                change.source,
+                change.old,
+                change.new,
+                change.body,
+                change.old,
+                clock::date_part(since)
+            )),
+            notice: None,
+            actor: ACTOR.to_owned(),
+            dedupe_key: Some(format!(
+                "webhook:{}:{}:carried_opt_out",
+                change.source, change.message_id
+            )),
+        },
+    )?;
+    Ok(())
+}
+
+/// Prunes the bodies of deliveries received before `before` (RFC 3339), keeping
+/// their hashes so a late retry is still recognised. Returns how many.
+pub fn prune_bodies(conn: &Connection, before: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE webhook_deliveries SET body = NULL
+         WHERE received_at < ?1 AND body IS NOT NULL AND processed_at IS NOT NULL",
+        params![before],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::webhook::{OptOutRequest, Source};
+
+    const PHONE: &str = "525512345678";
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db")).unwrap();
+        (dir, db)
+    }
+
+    fn seed(conn: &Connection, state: &str, message_id: Option<&str>) {
+        conn.execute(
+            "INSERT OR IGNORE INTO campaigns (id, fingerprint, template, language, category, provider, created_at)
+             VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO journal (campaign_id, contact_key, phone, line, seq, plan_run, params, state,
+                 attempts, message_id, updated_at)
+             VALUES ('promo', ?1, ?2, 2, 1, 1, '[]', ?3, 1, ?4, '2026-01-01T00:00:00Z')",
+            params![PHONE.parse::<i64>().unwrap(), format!("+{PHONE}"), state, message_id],
+        )
+        .unwrap();
+    }
+
+    fn status(id: &str, kind: &str, ts: i64, error: Option<i64>) -> Event {
+        Event::Status(StatusEvent {
+            source: Source::Meta,
+            message_id: id.to_owned(),
+            status: kind.to_owned(),
+            timestamp: ts,
+            occurred_at: crate::webhook::unix_to_rfc3339(ts).unwrap(),
+            recipient: Some(PHONE.to_owned()),
+            callback: Some(format!("wacampaign:promo:{PHONE}")),
+            error_code: error,
+            error_detail: error.map(|c| format!("error {c} detail")),
+        })
+    }
+
+    fn deliver(conn: &Connection, tag: &str, events: Vec<Event>) -> Recorded {
+        let mut delivery = Delivery::new(Source::Meta, tag.as_bytes().to_vec());
+        delivery.events = events;
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+        let recorded = record_delivery(
+            &tx,
+            &delivery,
+            "2026-06-01T00:00:00Z",
+            &mut Followups::default(),
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        recorded
+    }
+
+    fn row(conn: &Connection) -> (String, Option<String>, Option<i64>, Option<String>) {
+        conn.query_row(
+            "SELECT state, message_id, error_code, error_detail FROM journal WHERE campaign_id = 'promo'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn standing(conn: &Connection, phone: &str, purpose: Purpose) -> Standing {
+        Ledger::new(conn)
+            .standing(E164::from_digits(phone).unwrap(), purpose)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_status_resolves_a_row_held_in_doubt_once() {
+        let (_dir, db) = db();
+        seed(&db.conn, "in_doubt", None);
+        let events = vec![status("wamid.X", "sent", 1_750_000_000, None)];
+        assert_eq!(
+            deliver(&db.conn, "body", events.clone()),
+            Recorded::New { events: 1 }
+        );
+        let (state, id, code, detail) = row(&db.conn);
+        assert_eq!(
+            (state.as_str(), id.as_deref(), code),
+            ("accepted", Some("wamid.X"), None)
+        );
+        assert!(detail.unwrap().contains("sent after all"));
+        for _ in 0..2 {
+            assert_eq!(
+                deliver(&db.conn, "body", events.clone()),
+                Recorded::Duplicate
+            );
+        }
+        // The same status in another body (Meta batches differently on retries).
+        assert_eq!(
+            deliver(&db.conn, "other body", events),
+            Recorded::New { events: 1 }
+        );
+        assert_eq!(count(&db.conn, "message_statuses"), 1);
+        assert_eq!(count(&db.conn, "webhook_deliveries"), 2);
+    }
+
+    #[test]
+    fn a_marketing_refusal_records_an_opt_out_and_other_failures_the_error() {
+        let (_dir, db) = db();
+        seed(&db.conn, "accepted", Some("wamid.X"));
+        deliver(
+            &db.conn,
+            "a",
+            vec![status("wamid.X", "failed", 1_750_000_000, Some(131_026))],
+        );
+        let (state, _, code, detail) = row(&db.conn);
+        assert_eq!((state.as_str(), code), ("accepted", Some(131_026)));
+        assert!(detail.unwrap().starts_with("failed after it was accepted"));
+        assert_eq!(
+            standing(&db.conn, PHONE, Purpose::Marketing),
+            Standing::NoOptIn
+        );
+
+        deliver(
+            &db.conn,
+            "b",
+            vec![status("wamid.Y", "failed", 1_750_000_100, Some(131_050))],
+        );
+        let Standing::OptedOut { method, .. } = standing(&db.conn, PHONE, Purpose::Marketing)
+        else {
+            panic!("131050 is a marketing opt-out")
+        };
+        assert_eq!(method, "provider_error_131050");
+        assert!(standing(&db.conn, PHONE, Purpose::Utility) == Standing::NoOptIn);
+        let source: String = db
+            .conn
+            .query_row("SELECT source FROM consent_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(source, "wamid.Y");
+    }
+
+    #[test]
+    fn a_status_while_in_flight_settles_once_the_send_gives_up() {
+        let (_dir, db) = db();
+        seed(&db.conn, "in_flight", None);
+        let mut followups = Followups::default();
+        let mut delivery = Delivery::new(Source::Meta, b"x".to_vec());
+        delivery.events = vec![status("wamid.X", "delivered", 1_750_000_000, None)];
+        record_delivery(&db.conn, &delivery, "2026-06-01T00:00:00Z", &mut followups).unwrap();
+        assert_eq!(followups.in_flight.len(), 1);
+        assert_eq!(row(&db.conn).0, "in_flight");
+        // The send timed out: the pipeline holds it in doubt (keeping the id).
+        db.conn
+            .execute("UPDATE journal SET state = 'in_doubt'", [])
+            .unwrap();
+        let resolved = crate::webhook::history::resolve_in_doubt(&db.conn, "promo").unwrap();
+        assert_eq!(resolved, 1);
+        assert_eq!(row(&db.conn).0, "accepted");
+    }
+
+    #[test]
+    fn stop_then_resume_in_the_same_second_lifts_the_opt_out() {
+        let (_dir, db) = db();
+        let pref = |value: Preference| {
+            Event::Preference(PreferenceEvent {
+                source: Source::Meta,
+                wa_id: E164::from_digits(PHONE).unwrap(),
+                marketing: value,
+                timestamp: 1_731_705_721,
+                occurred_at: "2024-11-15T21:22:01Z".to_owned(),
+                evidence: "{}".to_owned(),
+            })
+        };
+        deliver(&db.conn, "stop", vec![pref(Preference::Stop)]);
+        assert!(matches!(
+            standing(&db.conn, PHONE, Purpose::Marketing),
+            Standing::OptedOut { .. }
+        ));
+        deliver(&db.conn, "resume", vec![pref(Preference::Resume)]);
+        let Standing::OptedIn { since, method } = standing(&db.conn, PHONE, Purpose::Marketing)
+        else {
+            panic!("resume lifts the stop")
+        };
+        assert_eq!(
+            (since.as_str(), method.as_str()),
+            ("2024-11-15T21:22:02Z", "whatsapp_preference")
+        );
+    }
+
+    #[test]
+    fn a_changed_number_is_linked_and_inherits_the_opt_out() {
+        let (_dir, db) = db();
+        let old = E164::from_digits(PHONE).unwrap();
+        let new = E164::from_digits("525587654321").unwrap();
+        deliver(
+            &db.conn,
+            "stop",
+            vec![Event::Inbound(InboundEvent {
+                source: Source::Meta,
+                message_id: "wamid.S".to_owned(),
+                from: old,
+                kind: "text".to_owned(),
+                context_id: None,
+                occurred_at: "2026-02-01T00:00:00Z".to_owned(),
+                opt_out: Some(OptOutRequest {
+                    method: "whatsapp_reply".to_owned(),
+                    evidence: "STOP".to_owned(),
+                }),
+            })],
+        );
+        let change = Event::NumberChanged(NumberChange {
+            source: Source::Meta,
+            old,
+            new,
+            occurred_at: "2026-03-01T00:00:00Z".to_owned(),
+            message_id: "wamid.C".to_owned(),
+            body: "User changed number".to_owned(),
+        });
+        deliver(&db.conn, "change", vec![change.clone()]);
+        deliver(&db.conn, "change again", vec![change]);
+        assert_eq!(count(&db.conn, "number_links"), 1);
+        assert_eq!(count(&db.conn, "consent_events"), 2);
+        let Standing::OptedOut { method, .. } =
+            standing(&db.conn, "525587654321", Purpose::Utility)
+        else {
+            panic!("the opt-out follows the number")
+        };
+        assert_eq!(method, "number_change");
+        assert_eq!(
+            crate::webhook::history::current_number(&db.conn, old).unwrap(),
+            new
+        );
+    }
+
+    #[test]
+    fn statuses_rank_by_progress() {
+        let mut statuses = ["read", "sent", "failed", "delivered", "queued"];
+        statuses.sort_by_key(|s| status_rank(s));
+        assert_eq!(statuses, ["queued", "sent", "delivered", "read", "failed"]);
+    }
+}

@@ -1,0 +1,268 @@
+//! Real campaigns sent with `wacampaign send` through both providers to Prism serving
+//! the providers' official OpenAPI descriptions. Prism answers 422 to a request that
+//! breaks the contract and 401 to one without credentials; either would leave a
+//! recipient retried or failed. So a run passes only if every request was accepted on
+//! the first try, and the journal holds what our parser read from Prism's example
+//! answers: the wamid and `wa_id` for Meta, the message SID and status for Twilio.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::prism::{self, Prism};
+use crate::support::opt_in_everyone;
+
+const META_PROVIDER: &str = r#"[provider]
+kind = "cloud_api"
+phone_number_id = "106540352242922"
+base_url = "BASE_URL"
+timeout_ms = 10000
+"#;
+
+const TWILIO_PROVIDER: &str = r#"[provider]
+kind = "twilio"
+from = "+14155238886"
+base_url = "BASE_URL"
+timeout_ms = 10000
+"#;
+
+/// A test account SID: Twilio's contract insists on `AC` and 32 hex digits.
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+/// state, message_id, wa_id, message_status
+type JournalRow = (String, Option<String>, Option<String>, Option<String>);
+
+struct Run {
+    summary: Value,
+    rows: Vec<JournalRow>,
+}
+
+/// Writes the campaign (with `provider` aimed at Prism) and its contacts, records an
+/// opt-in for everyone, and runs `send --yes --json`.
+fn send(prism: &Prism, template: &str, provider: &str, contacts: &str) -> Run {
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    let campaign = format!(
+        "[campaign]\nid = \"conformance\"\ncategory = \"utility\"\ncontacts = \"contacts.csv\"\n\
+         phone_column = \"phone\"\ndefault_region = \"MX\"\n\n{template}\n[sending]\n\
+         rate_per_second = 1000\nconcurrency = 8\n\n{}",
+        provider.replace("BASE_URL", prism.base_url())
+    );
+    std::fs::write(dir.path().join("campaign.toml"), campaign).expect("writing the campaign");
+    std::fs::write(dir.path().join("contacts.csv"), contacts).expect("writing the contacts");
+    let db = dir.path().join("wacampaign.db");
+    opt_in_everyone(&dir.path().join("campaign.toml"), &db);
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args(["--color", "never", "--json", "--db"])
+        .arg(&db)
+        .args(["send", "campaign.toml", "--yes"])
+        .env("WHATSAPP_TOKEN", "conformance-test-token")
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+        .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")
+        .env_remove("TWILIO_API_KEY_SID")
+        .env_remove("TWILIO_API_KEY_SECRET")
+        .env_remove("WACAMPAIGN_DB")
+        .env_remove("WACAMPAIGN_RATE")
+        .env_remove("WACAMPAIGN_CONCURRENCY")
+        .output()
+        .expect("running wacampaign send");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "send did not finish cleanly:\n{stderr}{stdout}\nPrism's log:\n{}",
+        prism.log_tail(40)
+    );
+    let summary: Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|record| record["type"] == "send_summary")
+        .unwrap_or_else(|| panic!("no send_summary in:\n{stdout}"))["data"]
+        .clone();
+    let conn = rusqlite::Connection::open(&db).expect("opening the journal");
+    let mut stmt = conn
+        .prepare("SELECT state, message_id, wa_id, message_status FROM journal ORDER BY seq")
+        .expect("querying the journal");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("reading the journal")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("reading the journal");
+    Run { summary, rows }
+}
+
+/// Every contact accepted on the first request, none retried, none failed.
+fn assert_all_accepted_first_time(run: &Run, expected: usize) {
+    let this_run = &run.summary["this_run"];
+    assert_eq!(run.rows.len(), expected, "journal rows: {:?}", run.summary);
+    assert_eq!(this_run["accepted"], expected as u64, "{}", run.summary);
+    assert_eq!(
+        this_run["requests"], expected as u64,
+        "a request was retried, so the contract refused one: {}",
+        run.summary
+    );
+    for (state, ..) in &run.rows {
+        assert_eq!(state, "accepted");
+    }
+}
+
+fn contacts(n: usize) -> String {
+    let names = ["Ana", "José", "María \"Mary\"", "Zoë, Jr.", "李雷", "Renée"];
+    let mut text = String::from("phone,name,order,amount\n");
+    for i in 0..n {
+        let name = names[i % names.len()].replace('"', "\"\"");
+        text.push_str(&format!(
+            "+52 55 {:04} {:04},\"{name}\",A-{i:05},\"${}.50\"\n",
+            1000 + i,
+            2000 + i * 3,
+            i + 1
+        ));
+    }
+    text
+}
+
+const POSITIONAL: &str = r#"[template]
+name = "order_ready"
+language = "es_MX"
+content_sid = "HX0123456789abcdef0123456789abcdef"
+body = "Hola {{1}}, tu pedido {{2}} está listo."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+"#;
+
+const NAMED: &str = r#"[template]
+name = "order_total"
+language = "es_MX"
+content_sid = "HX0123456789abcdef0123456789abcdef"
+body = "Hola {{first_name}}, tu pedido {{order}} por {{amount}} está listo en <<store>>."
+
+[template.variables]
+first_name = { column = "name" }
+order = { column = "order" }
+amount = { column = "amount" }
+store = { value = "Tiendas Aurora" }
+"#;
+
+fn assert_meta_answers_read(run: &Run) {
+    // Prism's example answer has no `message_status` (it is optional): only the wamid
+    // and the WhatsApp ID are certain to be there.
+    for (_, message_id, wa_id, _) in &run.rows {
+        let message_id = message_id.as_deref().unwrap_or_default();
+        assert!(
+            message_id.starts_with("wamid."),
+            "wamid read from Prism's answer: {message_id}"
+        );
+        assert!(
+            wa_id.as_deref().is_some_and(|w| !w.is_empty()),
+            "wa_id read"
+        );
+    }
+}
+
+fn assert_twilio_answers_read(run: &Run) {
+    for (_, message_id, _, status) in &run.rows {
+        let sid = message_id.as_deref().unwrap_or_default();
+        assert!(
+            sid.starts_with("SM") || sid.starts_with("MM"),
+            "message SID read: {sid}"
+        );
+        assert!(
+            status.as_deref().is_some_and(|s| !s.is_empty()),
+            "status read"
+        );
+    }
+}
+
+#[test]
+fn a_positional_template_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(prism, POSITIONAL, META_PROVIDER, &contacts(3));
+    assert_all_accepted_first_time(&run, 3);
+    assert_meta_answers_read(&run);
+}
+
+#[test]
+fn a_named_template_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(prism, NAMED, META_PROVIDER, &contacts(3));
+    assert_all_accepted_first_time(&run, 3);
+    assert_meta_answers_read(&run);
+}
+
+#[test]
+fn a_hundred_contacts_sent_through_the_cloud_api_conform() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(prism, NAMED, META_PROVIDER, &contacts(100));
+    assert_all_accepted_first_time(&run, 100);
+    assert_meta_answers_read(&run);
+}
+
+#[test]
+fn a_positional_template_sent_through_twilio_conforms() {
+    let Some(prism) = prism::twilio() else { return };
+    let run = send(prism, POSITIONAL, TWILIO_PROVIDER, &contacts(3));
+    assert_all_accepted_first_time(&run, 3);
+    assert_twilio_answers_read(&run);
+}
+
+#[test]
+fn a_named_template_sent_through_twilio_conforms() {
+    let Some(prism) = prism::twilio() else { return };
+    let run = send(prism, NAMED, TWILIO_PROVIDER, &contacts(3));
+    assert_all_accepted_first_time(&run, 3);
+    assert_twilio_answers_read(&run);
+}
+
+#[test]
+fn a_hundred_contacts_sent_through_twilio_conform() {
+    let Some(prism) = prism::twilio() else { return };
+    let run = send(prism, POSITIONAL, TWILIO_PROVIDER, &contacts(100));
+    assert_all_accepted_first_time(&run, 100);
+    assert_twilio_answers_read(&run);
+}
+
+/// The harness must be able to fail: a campaign whose requests break the contract
+/// (an account SID Twilio's contract refuses) does not pass as accepted.
+#[test]
+fn a_request_that_breaks_the_contract_is_not_accepted() {
+    let Some(prism) = prism::twilio() else { return };
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    let campaign = format!(
+        "[campaign]\nid = \"broken\"\ncategory = \"utility\"\ncontacts = \"contacts.csv\"\n\
+         phone_column = \"phone\"\ndefault_region = \"MX\"\n\n{POSITIONAL}\n{}",
+        TWILIO_PROVIDER.replace("BASE_URL", prism.base_url())
+    );
+    std::fs::write(dir.path().join("campaign.toml"), campaign).expect("writing the campaign");
+    std::fs::write(dir.path().join("contacts.csv"), contacts(1)).expect("writing the contacts");
+    let db = dir.path().join("wacampaign.db");
+    opt_in_everyone(&dir.path().join("campaign.toml"), &db);
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args(["--color", "never", "--json", "--db"])
+        .arg(&db)
+        .args(["send", "campaign.toml", "--yes"])
+        // Not `AC` + 32 hex digits: the contract's path pattern refuses it (422).
+        .env("TWILIO_ACCOUNT_SID", "ACnot-a-real-sid")
+        .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")
+        .env_remove("TWILIO_API_KEY_SID")
+        .env_remove("TWILIO_API_KEY_SECRET")
+        .output()
+        .expect("running wacampaign send");
+    assert_ne!(
+        output.status.code(),
+        Some(0),
+        "a refused request must not finish cleanly"
+    );
+    let conn = rusqlite::Connection::open(&db).expect("opening the journal");
+    let accepted: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM journal WHERE state = 'accepted'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("counting");
+    assert_eq!(accepted, 0, "{}", String::from_utf8_lossy(&output.stdout));
+}
