@@ -2,17 +2,25 @@
 //! timeline at the campaign's rate; throttling halves the rate and pauses for
 //! `Retry-After`, then the rate recovers gradually, never above what was configured.
 //!
-//! The timeline is GCRA (what `governor` implements) with a tolerance for a late
-//! pacer that is a fixed time rather than a whole number of periods, which governor
-//! cannot express: with governor's burst of one, every ticket handed out late (the
-//! timer fired late, the thread was busy) pushed every later ticket back, and at
-//! 1,000/s a tenth of a millisecond lost per ticket cost 9% of the rate; a burst of
-//! two would tolerate a whole period, which costs a period per second of rate
-//! (2.5% at 40/s) to keep the one-second bound.
+//! The timeline is a shared `governor` limiter (GCRA) with a small burst: a ticket
+//! handed out a little late (the timer fired late, the thread was busy) may be made up
+//! by the next, so lateness does not pile up and cost throughput, as it does with a
+//! burst of one (at 1,000/s a tenth of a millisecond lost per ticket cost 9% of the
+//! rate). The burst's tickets may then go back to back, so the period is chosen for
+//! any `rate + 1` tickets to span a second plus a jitter allowance:
+//! `(1 s + allowance) / (rate - (burst - 1))`.
+//! The limiter is consulted from a thread of its own with `check`, sleeping exactly
+//! as long as governor says, because a tokio timer fires only on millisecond ticks.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -23,8 +31,6 @@ use tokio::time::Instant;
 /// longer: on a busy 2-core machine requests were seen up to 4 ms late, and where
 /// requests are far apart a wider allowance costs little (1% at 50/s).
 const MIN_JITTER_ALLOWANCE: Duration = Duration::from_millis(4);
-/// A ticket handed out up to this late does not delay the tickets after it.
-const LATENESS_ALLOWANCE: Duration = Duration::from_millis(2);
 /// Throttling within this long after the last is the same episode: halve only once.
 const THROTTLE_EPISODE: Duration = Duration::from_secs(1);
 /// How long without throttling before the rate starts to recover.
@@ -158,34 +164,51 @@ fn jitter_allowance(rate: f64) -> Duration {
     MIN_JITTER_ALLOWANCE.max(Duration::from_secs(1).div_f64(rate.max(0.01) * 2.0))
 }
 
-/// The time between tickets at `rate` per second: `rate` periods are a second plus
-/// both allowances, so the tightest `rate + 1` tickets (the first handed out
-/// [`LATENESS_ALLOWANCE`] after its turn, made up for by the next) span a second
-/// plus the jitter allowance.
-fn period(rate: f64) -> Duration {
-    let span = Duration::from_secs(1) + jitter_allowance(rate) + LATENESS_ALLOWANCE;
-    span.div_f64(rate.max(0.01))
+type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// How late a ticket may be handed out without delaying the tickets after it.
+const LATENESS_ALLOWANCE: Duration = Duration::from_millis(2);
+
+/// The quota for `rate` per second. Its burst lets a ticket that was handed out up
+/// to [`LATENESS_ALLOWANCE`] late be made up by the next ones (two at most rates,
+/// three at 1,000/s); its period makes any `rate + 1` tickets, even with the burst
+/// spent at once, span a second plus the jitter allowance.
+fn quota(rate: f64) -> (Quota, Duration) {
+    let span = Duration::from_secs(1) + jitter_allowance(rate);
+    let extra = if rate >= 2.0 {
+        (LATENESS_ALLOWANCE.as_secs_f64() * rate)
+            .ceil()
+            .clamp(1.0, rate - 1.0)
+    } else {
+        0.0
+    };
+    let period = span.div_f64((rate - extra).max(0.01));
+    let burst = NonZeroU32::new(1 + extra as u32).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    (quota, period)
 }
 
-/// When the ticket after one due at `due` and handed out at `released` is due: one
-/// period after its predecessor's turn when that was handed out on time or a little
-/// late, so lateness does not accumulate; after a longer delay (a pause, an idle
-/// spell), one period after it was handed out, less the allowance.
-fn next_due(due: Instant, released: Instant, period: Duration) -> Instant {
-    let catching_up = (released + period)
-        .checked_sub(LATENESS_ALLOWANCE)
-        .unwrap_or(released);
-    (due + period).max(catching_up)
+/// Takes the next ticket from `limiter` if it is due; otherwise how long to wait.
+fn take<C: Clock>(limiter: &Limiter<C>, clock: &C) -> Option<Duration> {
+    match limiter.check() {
+        Ok(()) => None,
+        Err(not_until) => Some(not_until.wait_time_from(clock.now())),
+    }
 }
 
 /// The pacer thread: hands out one ticket per waiter, in turn, until every [`Pacer`]
 /// is gone.
 fn pace(waiters: &std::sync::mpsc::Receiver<oneshot::Sender<()>>, state: &Arc<Mutex<State>>) {
-    let (mut spacing, mut generation) = state
+    let clock = DefaultClock::default();
+    let (rate, mut generation) = state
         .lock()
-        .map(|s| (period(s.current), s.generation))
-        .unwrap_or((period(1.0), 0));
-    let mut due = Instant::now();
+        .map(|s| (s.current, s.generation))
+        .unwrap_or((1.0, 0));
+    let (q, _) = quota(rate);
+    let mut limiter: Limiter<DefaultClock> = RateLimiter::direct_with_clock(q, clock.clone());
+    let mut last_release: Option<Instant> = None;
     while let Ok(waiter) = waiters.recv() {
         loop {
             let pause = state.lock().ok().and_then(|s| s.paused_until);
@@ -205,20 +228,25 @@ fn pace(waiters: &std::sync::mpsc::Receiver<oneshot::Sender<()>>, state: &Arc<Mu
             s.recover(Instant::now());
             if s.generation != generation {
                 generation = s.generation;
-                spacing = period(s.current);
+                let (q, period) = quota(s.current);
+                limiter = RateLimiter::direct_with_clock(q, clock.clone());
+                // A new limiter starts with its burst free: keep one period after the
+                // last ticket, so a rate change never puts two back to back.
+                if let Some(last) = last_release {
+                    let hold = (last + period).saturating_duration_since(Instant::now());
+                    std::thread::sleep(hold);
+                }
             }
         }
         // A task that stopped waiting (the run is stopping) takes no turn.
         if waiter.is_closed() {
             continue;
         }
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        while let Some(wait) = take(&limiter, &clock) {
+            std::thread::sleep(wait);
         }
-        let released = Instant::now();
+        last_release = Some(Instant::now());
         let _ = waiter.send(());
-        due = next_due(due, released, spacing);
     }
 }
 
@@ -255,22 +283,26 @@ mod tests {
     }
 
     /// Tickets for `rate` per second to a queue that is never empty, as the pacer
-    /// hands them out: one after the other, 5 µs apart when a ticket is already
-    /// due, else after sleeping until it is due and waking up to `late` after that.
-    fn tickets(rate: u32, late: Duration, seconds: u32) -> Vec<Instant> {
-        let spacing = period(f64::from(rate));
+    /// hands them out, on governor's fake clock: one after the other, 5 µs apart when
+    /// a ticket is already due, else after sleeping as long as governor says and
+    /// waking up to `late` after that.
+    fn tickets(rate: u32, late: Duration, seconds: u32) -> Vec<Duration> {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let (q, _) = quota(f64::from(rate));
+        let limiter: Limiter<governor::clock::FakeRelativeClock> =
+            RateLimiter::direct_with_clock(q, clock.clone());
         let mut rng = fastrand::Rng::with_seed(u64::from(rate));
-        let mut due = Instant::now();
-        let mut times: Vec<Instant> = Vec::new();
+        let start = clock.now();
+        let mut times = Vec::new();
         for _ in 0..rate * seconds {
-            let ready = times.last().map_or(due, |&t| t + Duration::from_micros(5));
-            let released = if due > ready {
-                due + late.mul_f64(rng.f64())
-            } else {
-                ready
-            };
-            times.push(released);
-            due = next_due(due, released, spacing);
+            while let Some(wait) = take(&limiter, &clock) {
+                clock.advance(wait + late.mul_f64(rng.f64()));
+            }
+            times.push(Duration::from(governor::clock::Reference::duration_since(
+                &clock.now(),
+                start,
+            )));
+            clock.advance(Duration::from_micros(5));
         }
         times
     }
@@ -302,7 +334,7 @@ mod tests {
                 let times = tickets(rate, Duration::from_millis(late), 20);
                 let span = (times[times.len() - 1] - times[0]).as_secs_f64();
                 let achieved = (times.len() - 1) as f64 / span;
-                let on_time = 1.0 / period(f64::from(rate)).as_secs_f64();
+                let on_time = 1.0 / quota(f64::from(rate)).1.as_secs_f64();
                 assert!(
                     achieved >= 0.999 * on_time && achieved <= f64::from(rate),
                     "rate {rate}, late up to {late} ms: {achieved:.2}/s, {on_time:.2}/s on time"
@@ -313,7 +345,7 @@ mod tests {
 
     #[test]
     fn the_allowances_cost_at_most_one_percent_at_1000_per_second() {
-        let on_time = 1.0 / period(1000.0).as_secs_f64();
+        let on_time = 1.0 / quota(1000.0).1.as_secs_f64();
         assert!((990.0..1000.0).contains(&on_time), "{on_time:.2}/s");
     }
 
