@@ -632,6 +632,15 @@ fn error_131048_halts_within_the_in_flight_window_and_resumes_only_when_asked() 
         all_output(&refused)
     );
 
+    // Asking to resume without confirming (no terminal, no --yes) lifts nothing.
+    setup.send(&["--resume-halted"]).assert().code(2);
+    setup.send(&["--yes"]).assert().code(3);
+    assert_eq!(
+        server.count(),
+        sent,
+        "an unconfirmed resume lifted the halt"
+    );
+
     server.set_rule(|_| Reply::Accept);
     setup.send(&["--yes", "--resume-halted"]).assert().code(0);
     assert_eq!(accepted_once(&server.log()), all(&setup.phones));
@@ -853,6 +862,16 @@ fn in_doubt_is_held_until_resent(reply: Reply, timeout_ms: u64) {
         all_output(&held).contains("in doubt"),
         "{}",
         all_output(&held)
+    );
+
+    // Asking to resend without confirming (no terminal, no --yes) changes nothing:
+    // the next plain run still holds the message.
+    setup.send(&["--in-doubt", "resend"]).assert().code(2);
+    setup.send(&["--yes"]).assert().code(1);
+    assert_eq!(
+        server.count(),
+        10,
+        "an unconfirmed resend released a held message"
     );
 
     server.set_rule(|_| Reply::Accept);
