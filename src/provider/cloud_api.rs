@@ -4,12 +4,9 @@
 //! the fields that examples on the web often leave out and the schema requires:
 //! `recipient_type: "individual"` and `template.language.policy: "deterministic"`.
 
-use std::time::Duration;
-
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Message, Provider, Response, SendFuture};
+use super::{Message, Provider, Response, SendFuture, http};
 use crate::campaign::{Campaign, MessageKind, ProviderConfig};
 use crate::phone::E164;
 use crate::secret::Secret;
@@ -182,15 +179,8 @@ impl CloudApi {
         else {
             anyhow::bail!("not a cloud_api campaign");
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(*timeout)
-            .pool_max_idle_per_host(campaign.sending.concurrency)
-            .user_agent(concat!("wacampaign/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
         Ok(CloudApi {
-            client,
+            client: http::client(*timeout, campaign.sending.concurrency)?,
             url: format!("{base_url}/{api_version}/{phone_number_id}/messages"),
             authorization: format!("Bearer {}", token.expose()),
             token,
@@ -200,41 +190,17 @@ impl CloudApi {
 
     async fn post(&self, message: &Message) -> Response {
         let body = message_body(&self.campaign, message.phone, &message.values);
-        let sent = self
+        let request = self
             .client
             .post(&self.url)
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .json(&body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(e) => return self.transport_error(&e),
+            .json(&body);
+        let answer = match http::send(request, &self.token).await {
+            Ok(answer) => answer,
+            Err(response) => return response,
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            // The status line arrived, so a 2xx means Meta took the message.
-            Err(e) if (200..300).contains(&status) => {
-                return Response::Accepted {
-                    message_id: None,
-                    wa_id: None,
-                    status: Some(format!(
-                        "accepted; body unreadable: {}",
-                        self.token.redact(&e.to_string())
-                    )),
-                };
-            }
-            Err(e) => return self.transport_error(&e),
-        };
-        if (200..300).contains(&status) {
-            let parsed: Option<SendResponse> = serde_json::from_slice(&bytes).ok();
+        if answer.is_success() {
+            let parsed: Option<SendResponse> = serde_json::from_slice(&answer.body).ok();
             let message = parsed.as_ref().and_then(|p| p.messages.first());
             // Every field is stored and shown: scrub the token from them too, in
             // case the server echoes what it was sent.
@@ -249,7 +215,7 @@ impl CloudApi {
                 status: message.and_then(|m| m.message_status.as_ref()).map(redact),
             };
         }
-        let error = serde_json::from_slice::<ErrorResponse>(&bytes)
+        let error = serde_json::from_slice::<ErrorResponse>(&answer.body)
             .ok()
             .map(|e| e.error);
         let detail = match &error {
@@ -260,27 +226,14 @@ impl CloudApi {
                 }
                 detail
             }
-            None => format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            ),
+            None => answer.snippet(),
         };
         Response::Rejected {
             family: super::Family::Meta,
-            http_status: status,
+            http_status: answer.status,
             code: error.and_then(|e| e.code),
             detail: self.token.redact(&detail),
-            retry_after,
-        }
-    }
-
-    fn transport_error(&self, error: &reqwest::Error) -> Response {
-        // reqwest's messages name the URL, never headers; redact anyway.
-        let detail = self.token.redact(&format!("{error:#}"));
-        if error.is_connect() {
-            Response::NotSent { detail }
-        } else {
-            Response::InDoubt { detail }
+            retry_after: answer.retry_after,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod cloud_api;
+pub mod http;
 pub mod simulator;
 pub mod twilio;
 

@@ -7,12 +7,11 @@
 //! requests at the campaign's rate, which should stay below the sender's.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use super::{Family, Message, Provider, Response, SendFuture};
+use super::{Family, Message, Provider, Response, SendFuture, http};
 use crate::campaign::{Campaign, MessageKind, TwilioConfig, TwilioSender};
 use crate::phone::E164;
 use crate::secret::Secret;
@@ -134,15 +133,8 @@ impl Twilio {
         config: &TwilioConfig,
         credentials: Credentials,
     ) -> anyhow::Result<Twilio> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(config.timeout)
-            .pool_max_idle_per_host(campaign.sending.concurrency)
-            .user_agent(concat!("wacampaign/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
         Ok(Twilio {
-            client,
+            client: http::client(config.timeout, campaign.sending.concurrency)?,
             url: format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
                 config.base_url, credentials.account_sid
@@ -155,71 +147,45 @@ impl Twilio {
 
     async fn post(&self, message: &Message) -> Response {
         let fields = form_fields(&self.campaign, &self.config, message.phone, &message.values);
-        let sent = self
+        let request = self
             .client
             .post(&self.url)
             .basic_auth(
                 &self.credentials.username,
                 Some(self.credentials.password.expose()),
             )
-            .form(&fields)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(e) => return self.transport_error(&e),
+            .form(&fields);
+        let secret = &self.credentials.password;
+        let answer = match http::send(request, secret).await {
+            Ok(answer) => answer,
+            Err(response) => return response,
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            Err(_) if (200..300).contains(&status) => {
-                return Response::Accepted {
-                    message_id: None,
-                    wa_id: None,
-                    status: Some("accepted; body unreadable".to_owned()),
-                };
-            }
-            Err(e) => return self.transport_error(&e),
-        };
-        if (200..300).contains(&status) {
-            let parsed: Option<MessageResource> = serde_json::from_slice(&bytes).ok();
+        if answer.is_success() {
+            let parsed: Option<MessageResource> = serde_json::from_slice(&answer.body).ok();
+            // Every field is stored and shown: scrub the secret from them too, in case
+            // the server echoes what it was sent.
             return Response::Accepted {
-                message_id: parsed.as_ref().and_then(|p| p.sid.clone()),
+                message_id: parsed
+                    .as_ref()
+                    .and_then(|p| p.sid.as_deref())
+                    .map(|s| secret.redact(s)),
                 wa_id: None,
-                status: parsed.and_then(|p| p.status),
+                status: parsed.and_then(|p| p.status).map(|s| secret.redact(&s)),
             };
         }
-        let error: Option<TwilioError> = serde_json::from_slice(&bytes).ok();
+        let error: Option<TwilioError> = serde_json::from_slice(&answer.body).ok();
         let detail = match &error {
             Some(e) => e.message.clone().unwrap_or_default(),
-            None => format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            ),
+            None => answer.snippet(),
         };
         // A 5xx may still have sent the message (Twilio says so): the table treats it
         // as in doubt.
         Response::Rejected {
             family: Family::Twilio,
-            http_status: status,
+            http_status: answer.status,
             code: error.and_then(|e| e.code),
-            detail: self.credentials.password.redact(&detail),
-            retry_after,
-        }
-    }
-
-    fn transport_error(&self, error: &reqwest::Error) -> Response {
-        let detail = self.credentials.password.redact(&format!("{error:#}"));
-        if error.is_connect() {
-            Response::NotSent { detail }
-        } else {
-            Response::InDoubt { detail }
+            detail: secret.redact(&detail),
+            retry_after: answer.retry_after,
         }
     }
 }
