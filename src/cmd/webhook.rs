@@ -16,6 +16,10 @@ use crate::webhook::{self, HEALTH_PATH, META_PATH, OptOutRules, ServerConfig, TW
 
 /// Receive delivery statuses, replies and opt-outs from Meta and Twilio.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  WHATSAPP_APP_SECRET=... WHATSAPP_VERIFY_TOKEN=... wacampaign webhook serve
+  wacampaign --db /var/lib/wacampaign/wacampaign.db webhook serve --listen 127.0.0.1:8088")]
 pub struct Args {
     #[command(subcommand)]
     pub command: WebhookCommand,
