@@ -32,6 +32,10 @@ pub struct CampaignLock {
 impl CampaignLock {
     /// Takes the lock for `campaign` beside the database at `db`, or fails at once.
     pub fn acquire(db: &Path, campaign: &str) -> Result<CampaignLock, LockError> {
+        // Two spellings of one database (a symlink, `./x.db` and `x.db`) must share
+        // one lock.
+        let canonical = db.canonicalize().ok();
+        let db = canonical.as_deref().unwrap_or(db);
         let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(format!(".{campaign}.lock"));
         let path = db.with_file_name(name);
@@ -80,5 +84,19 @@ mod tests {
         CampaignLock::acquire(&db, "other").expect("other campaigns are independent");
         drop(first);
         CampaignLock::acquire(&db, "c1").expect("released on drop");
+    }
+
+    #[test]
+    fn two_spellings_of_one_database_share_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.db");
+        std::fs::write(&db, b"").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let _held = CampaignLock::acquire(&db, "c1").unwrap();
+        assert!(matches!(
+            CampaignLock::acquire(&link, "c1"),
+            Err(LockError::Held { .. })
+        ));
     }
 }

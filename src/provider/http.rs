@@ -56,8 +56,7 @@ pub async fn send(request: reqwest::RequestBuilder, secret: &Secret) -> Result<A
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
     match response.bytes().await {
         Ok(body) => Ok(Answer {
             status,
@@ -77,6 +76,21 @@ pub async fn send(request: reqwest::RequestBuilder, secret: &Secret) -> Result<A
     }
 }
 
+/// `Retry-After` in either form HTTP allows: seconds, or a date (`Wed, 21 Oct 2026
+/// 07:28:00 GMT`), as a wait from `now`.
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
 /// A request that never left (no connection, or one reqwest could not even build)
 /// is safe to retry; any other failure may have delivered it.
 fn transport_error(error: &reqwest::Error, secret: &Secret) -> Response {
@@ -86,5 +100,31 @@ fn transport_error(error: &reqwest::Error, secret: &Secret) -> Response {
         Response::NotSent { detail }
     } else {
         Response::InDoubt { detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_both_forms() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }
