@@ -16,6 +16,9 @@
 //! `0052 55...`, `+52 1 55...`, bare 10 digits), about 1% invalid numbers, about 1%
 //! duplicates written another way, accented names, and a few empty cells.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
@@ -124,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) => n.parse()?,
         None => DEFAULT_RUNS,
     };
-    let binary = release_binary()?;
+    let binary = support::release_binary()?;
     // The data goes in a temporary directory, deleted on exit, unless --dir asks to
     // keep it (to profile, say).
     let temp = tempfile::tempdir()?;
@@ -185,24 +188,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-/// `target/release/wacampaign`: this example is `target/release/examples/bench_check`.
-fn release_binary() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory")?;
-    let binary = profile_dir.join(format!("wacampaign{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        return Err(format!(
-            "{} does not exist; run `cargo build --release` first",
-            binary.display()
-        )
-        .into());
-    }
-    Ok(binary)
 }
 
 #[derive(Default)]
@@ -324,7 +309,7 @@ fn run_check(binary: &Path, dir: &Path) -> Result<Measurement, Box<dyn std::erro
         .stdin(Stdio::null())
         .stdout(File::create(&json_path)?)
         .spawn()?;
-    let (status, usage) = wait_with_rusage(child.id())?;
+    let (status, usage) = support::wait_with_rusage(child.id())?;
     let wall = started.elapsed();
     if status != 0 {
         return Err(format!("wacampaign check exited with status {status}").into());
@@ -346,30 +331,4 @@ fn run_check(binary: &Path, dir: &Path) -> Result<Measurement, Box<dyn std::erro
         peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
         summary,
     })
-}
-
-/// Reaps the child with `wait4`, which returns that child's own resource usage
-/// (peak RSS included), rather than `RUSAGE_CHILDREN`'s maximum over every child.
-fn wait_with_rusage(pid: u32) -> std::io::Result<(i32, libc::rusage)> {
-    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `status` and `usage` are valid for writes for the whole call.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    Ok((code, usage))
 }

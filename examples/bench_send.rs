@@ -27,6 +27,9 @@
 //! server on tokio that answers every request like Meta's Cloud API and keeps only
 //! each request's receive time.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -188,7 +191,7 @@ fn memory(recipients: u64) -> anyhow::Result<()> {
         .arg(dir.path())
         .stdin(Stdio::null())
         .spawn()?;
-    let (status, usage) = wait_with_rusage(&child)?;
+    let (status, usage) = support::wait_with_rusage(child.id())?;
     if status != 0 {
         bail!("the measured run exited with {status}");
     }
@@ -403,31 +406,6 @@ fn timeval(t: libc::timeval) -> Duration {
         + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
 }
 
-/// Reaps the child with `wait4`, which returns that child's own resource usage.
-fn wait_with_rusage(child: &Child) -> std::io::Result<(i32, libc::rusage)> {
-    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `status` and `usage` are valid for writes for the whole call.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    Ok((code, usage))
-}
-
 // ---- the loopback server ----
 
 /// The server child: its port, and a pipe whose closing tells it to stop.
@@ -466,7 +444,7 @@ impl Server {
             .take()
             .context("server stdout")?
             .read_to_string(&mut report)?;
-        let (status, usage) = wait_with_rusage(&self.child)?;
+        let (status, usage) = support::wait_with_rusage(self.child.id())?;
         if status != 0 {
             bail!("the server exited with {status}");
         }

@@ -26,6 +26,9 @@
 //! the whole load, as in production, where campaigns and the webhook server share
 //! the journal.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -58,7 +61,7 @@ fn main() -> Result<(), Error> {
     let total = rate * seconds;
     let messages = total.div_ceil(3);
 
-    let binary = release_binary()?;
+    let binary = support::release_binary()?;
     let scratch = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
@@ -132,7 +135,7 @@ fn main() -> Result<(), Error> {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    let (status, usage) = wait_with_rusage(child.id())?;
+    let (status, usage) = support::wait_with_rusage(child.id())?;
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
 
     let conn = rusqlite::Connection::open(&db)?;
@@ -422,49 +425,6 @@ async fn load(
     Ok(run)
 }
 
-/// `target/release/wacampaign`: this example is `target/release/examples/bench_webhook`.
-fn release_binary() -> Result<PathBuf, Error> {
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory")?;
-    let binary = profile_dir.join(format!("wacampaign{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        return Err(format!(
-            "{} does not exist; run `cargo build --release` first",
-            binary.display()
-        )
-        .into());
-    }
-    Ok(binary)
-}
-
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-/// Reaps the child with `wait4`, which returns that child's own resource usage.
-fn wait_with_rusage(pid: u32) -> std::io::Result<(i32, libc::rusage)> {
-    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `status` and `usage` are valid for writes for the whole call.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    Ok((code, usage))
 }

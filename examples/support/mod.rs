@@ -1,0 +1,50 @@
+//! What the benchmark programs share: finding the release binary and measuring a
+//! child process. Each example includes it with `#[path]`; cargo does not build it
+//! on its own.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// `target/release/wacampaign`, beside `target/release/examples/<this example>`.
+pub fn release_binary() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| std::io::Error::other("cannot locate the target directory"))?;
+    let binary = profile_dir.join(format!("wacampaign{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        return Err(std::io::Error::other(format!(
+            "{} does not exist; run `cargo build --release` first",
+            binary.display()
+        )));
+    }
+    Ok(binary)
+}
+
+/// Reaps the child with `wait4`, which returns that child's own resource usage
+/// (peak RSS included), rather than `RUSAGE_CHILDREN`'s maximum over every child.
+pub fn wait_with_rusage(pid: u32) -> std::io::Result<(i32, libc::rusage)> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `status` and `usage` are valid for writes for the whole call.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, usage))
+}
