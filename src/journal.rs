@@ -511,6 +511,29 @@ fn refresh_consent(
     Ok(())
 }
 
+/// A disposition as the journal row's columns.
+#[derive(Default)]
+struct Columns<'a> {
+    state: &'static str,
+    message_id: Option<&'a str>,
+    wa_id: Option<&'a str>,
+    status: Option<&'a str>,
+    code: Option<i64>,
+    detail: Option<&'a str>,
+    retry_at: Option<String>,
+}
+
+impl<'a> Columns<'a> {
+    fn error(state: &'static str, code: Option<i64>, detail: &'a str) -> Self {
+        Columns {
+            state,
+            code,
+            detail: Some(detail),
+            ..Columns::default()
+        }
+    }
+}
+
 fn record_in(
     conn: &Connection,
     campaign_id: &str,
@@ -525,107 +548,68 @@ fn record_in(
          WHERE campaign_id = ?1 AND contact_key = ?2",
     )?;
     for (key, disposition) in outcomes {
-        let key_sql = *key as i64;
-        match disposition {
+        let none = Columns::default();
+        let c = match disposition {
             Disposition::Accepted {
                 message_id,
                 wa_id,
                 status,
-            } => update.execute(params![
-                campaign_id,
-                key_sql,
-                "accepted",
-                message_id,
-                wa_id,
-                status,
-                None::<i64>,
-                None::<String>,
-                None::<String>,
-                now
-            ])?,
-            Disposition::Failed { code, detail } => update.execute(params![
-                campaign_id,
-                key_sql,
-                "failed",
-                None::<String>,
-                None::<String>,
-                None::<String>,
-                code,
-                detail,
-                None::<String>,
-                now
-            ])?,
+            } => Columns {
+                state: "accepted",
+                message_id: message_id.as_deref(),
+                wa_id: wa_id.as_deref(),
+                status: status.as_deref(),
+                ..none
+            },
+            Disposition::Failed { code, detail } => Columns::error("failed", *code, detail),
             Disposition::Deferred {
                 code,
                 detail,
                 retry_in,
-            } => {
-                let at = retry_at(clock::now(), *retry_in);
-                update.execute(params![
-                    campaign_id,
-                    key_sql,
-                    "deferred",
-                    None::<String>,
-                    None::<String>,
-                    None::<String>,
-                    code,
-                    detail,
-                    at,
-                    now
-                ])?
-            }
-            Disposition::InDoubt { code, detail } => update.execute(params![
-                campaign_id,
-                key_sql,
-                "in_doubt",
-                None::<String>,
-                None::<String>,
-                None::<String>,
-                code,
-                detail,
-                None::<String>,
-                now
-            ])?,
-            Disposition::OptedOut {
-                purpose: stopped,
-                code,
-                detail,
-            } => {
-                update.execute(params![
-                    campaign_id,
-                    key_sql,
-                    "opted_out",
-                    None::<String>,
-                    None::<String>,
-                    None::<String>,
-                    code,
-                    detail,
-                    None::<String>,
-                    now
-                ])?;
-                if let Some(phone) = E164::from_digits(&key.to_string())
-                    && record_opt_outs
-                {
-                    let event = NewEvent {
-                        subject: phone,
-                        purpose: *stopped,
-                        action: Action::OptOut,
-                        occurred_at: now.to_owned(),
-                        method: format!("provider_error_{}", code.unwrap_or_default()),
-                        recorded_via: RecordedVia::Campaign,
-                        source: format!(
-                            "campaign {campaign_id}: send to {phone} refused: {detail}"
-                        ),
-                        evidence: None,
-                        notice: None,
-                        actor: format!("wacampaign send {campaign_id}"),
-                        dedupe_key: Some(format!("campaign:{campaign_id}:{key}:opt_out")),
-                    };
-                    consent::append_in(conn, &event)?;
-                }
-                1
+            } => Columns {
+                retry_at: Some(retry_at(clock::now(), *retry_in)),
+                ..Columns::error("deferred", *code, detail)
+            },
+            Disposition::InDoubt { code, detail } => Columns::error("in_doubt", *code, detail),
+            Disposition::OptedOut { code, detail, .. } => {
+                Columns::error("opted_out", *code, detail)
             }
         };
+        update.execute(params![
+            campaign_id,
+            *key as i64,
+            c.state,
+            c.message_id,
+            c.wa_id,
+            c.status,
+            c.code,
+            c.detail,
+            c.retry_at,
+            now
+        ])?;
+        if let Disposition::OptedOut {
+            purpose,
+            code,
+            detail,
+        } = disposition
+            && record_opt_outs
+            && let Some(phone) = E164::from_digits(&key.to_string())
+        {
+            let event = NewEvent {
+                subject: phone,
+                purpose: *purpose,
+                action: Action::OptOut,
+                occurred_at: now.to_owned(),
+                method: format!("provider_error_{}", code.unwrap_or_default()),
+                recorded_via: RecordedVia::Campaign,
+                source: format!("campaign {campaign_id}: send to {phone} refused: {detail}"),
+                evidence: None,
+                notice: None,
+                actor: format!("wacampaign send {campaign_id}"),
+                dedupe_key: Some(format!("campaign:{campaign_id}:{key}:opt_out")),
+            };
+            consent::append_in(conn, &event)?;
+        }
     }
     Ok(())
 }
