@@ -364,7 +364,7 @@ fn plan_and_send(dir: &Path, rate: Option<u32>, concurrency: u64) -> anyhow::Res
     let options = Options {
         limit: None,
         rate,
-        concurrency: usize::try_from(concurrency)?,
+        window: wacampaign::send::window::Sizing::Fixed(usize::try_from(concurrency)?),
     };
     let progress = Progress::new(Display::Hidden, seq, 0);
     let before = rusage_self();

@@ -23,7 +23,6 @@ pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
 /// Meta's default throughput for a business phone number.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 80;
-pub const DEFAULT_CONCURRENCY: usize = 32;
 /// Meta's highest throughput tier for one number; a higher rate is a typo.
 pub const MAX_RATE_PER_SECOND: u32 = 1000;
 
@@ -224,7 +223,24 @@ pub struct SimulatorConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sending {
     pub rate_per_second: u32,
-    pub concurrency: usize,
+    /// A fixed in-flight window; `None` sizes it from the rate and the latency
+    /// observed, up to [`Sending::in_flight_cap`].
+    pub concurrency: Option<usize>,
+}
+
+/// Without a fixed `concurrency`, the in-flight window may grow to hold the rate
+/// with answers this slow, and no further: it is also the most a crash can leave in
+/// doubt.
+pub const AUTO_WINDOW_LATENCY: std::time::Duration = std::time::Duration::from_millis(1250);
+
+impl Sending {
+    /// The most requests on the wire at once, so the most a crash can leave in doubt.
+    pub fn in_flight_cap(&self) -> usize {
+        self.concurrency.unwrap_or_else(|| {
+            ((f64::from(self.rate_per_second) * AUTO_WINDOW_LATENCY.as_secs_f64()).ceil() as usize)
+                .max(16)
+        })
+    }
 }
 
 /// A validated campaign.
@@ -826,31 +842,46 @@ fn timeout(raw: &RawProvider, at: &Locate<'_>) -> Result<std::time::Duration, Ca
 
 fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignError> {
     let rate_per_second = match &raw.rate_per_second {
-        Some(r) if !(1..=MAX_RATE_PER_SECOND).contains(r.get_ref()) => {
-            return Err(at(
-                r.span(),
-                format!(
-                    "sending.rate_per_second must be between 1 and {MAX_RATE_PER_SECOND} (Meta's highest tier per number)"
-                ),
-            ));
-        }
-        Some(r) => *r.get_ref(),
+        Some(r) => Sending::check_rate(*r.get_ref()).map_err(|e| at(r.span(), e))?,
         None => DEFAULT_RATE_PER_SECOND,
     };
     let concurrency = match &raw.concurrency {
-        Some(c) if !(1..=1024).contains(c.get_ref()) => {
-            return Err(at(
-                c.span(),
-                "sending.concurrency must be between 1 and 1024".into(),
-            ));
-        }
-        Some(c) => *c.get_ref(),
-        None => DEFAULT_CONCURRENCY,
+        Some(c) => Some(Sending::check_concurrency(*c.get_ref()).map_err(|e| at(c.span(), e))?),
+        None => None,
     };
     Ok(Sending {
         rate_per_second,
         concurrency,
     })
+}
+
+/// The largest fixed in-flight window an operator may choose.
+pub const MAX_CONCURRENCY: usize = 4096;
+
+impl Sending {
+    /// A rate, as the campaign file or `--rate` gives it.
+    pub fn check_rate(rate: u32) -> Result<u32, String> {
+        if (1..=MAX_RATE_PER_SECOND).contains(&rate) {
+            Ok(rate)
+        } else {
+            Err(format!(
+                "sending.rate_per_second (--rate) must be between 1 and {MAX_RATE_PER_SECOND} \
+                 (Meta's highest tier per number)"
+            ))
+        }
+    }
+
+    /// A fixed in-flight window, as the campaign file or `--concurrency` gives it.
+    pub fn check_concurrency(concurrency: usize) -> Result<usize, String> {
+        if (1..=MAX_CONCURRENCY).contains(&concurrency) {
+            Ok(concurrency)
+        } else {
+            Err(format!(
+                "sending.concurrency (--concurrency) must be between 1 and {MAX_CONCURRENCY}, \
+                 or left out to size the window from the rate and the answers' latency"
+            ))
+        }
+    }
 }
 
 fn validate_url(url: &Spanned<String>, at: &Locate<'_>) -> Result<String, CampaignError> {

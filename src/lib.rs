@@ -29,6 +29,9 @@ use exit_codes::Exit;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    // Before anything reads the time: a malformed WACAMPAIGN_NOW is an error, not
+    // silently the system clock.
+    clock::init()?;
     let g = &cli.global;
     let ctx = cmd::Context {
         db: g.db.clone(),

@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::campaign::{Campaign, MAX_RATE_PER_SECOND};
+use crate::campaign::{Campaign, Sending};
 use crate::cmd::Context;
 use crate::db::Db;
 use crate::exit_codes::Exit;
@@ -20,6 +20,7 @@ use crate::plan::{PlanItem, PlanStats, Planner};
 use crate::provider;
 use crate::report::{CheckReport, human_duration};
 use crate::send::progress::{Display, Progress, TallySnapshot};
+use crate::send::window::Sizing;
 use crate::send::{self, RunEnd};
 use crate::ui::json_line;
 
@@ -98,16 +99,11 @@ pub struct SendSummary {
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let mut campaign = Campaign::load(&args.campaign)?;
     if let Some(rate) = args.rate {
-        if !(1..=MAX_RATE_PER_SECOND).contains(&rate) {
-            bail!("--rate must be between 1 and {MAX_RATE_PER_SECOND}");
-        }
-        campaign.sending.rate_per_second = rate;
+        campaign.sending.rate_per_second = Sending::check_rate(rate).map_err(anyhow::Error::msg)?;
     }
     if let Some(concurrency) = args.concurrency {
-        if !(1..=1024).contains(&concurrency) {
-            bail!("--concurrency must be between 1 and 1024");
-        }
-        campaign.sending.concurrency = concurrency;
+        campaign.sending.concurrency =
+            Some(Sending::check_concurrency(concurrency).map_err(anyhow::Error::msg)?);
     }
     if args.dry_run {
         return dry_run(ctx, &campaign);
@@ -200,7 +196,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let options = send::Options {
         limit: args.limit,
         rate: Some(campaign.sending.rate_per_second),
-        concurrency: campaign.sending.concurrency,
+        window: Sizing::of(&campaign.sending),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

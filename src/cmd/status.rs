@@ -78,7 +78,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         &db.conn,
         &campaign.id,
         record.plan_run,
-        Some("in_doubt"),
+        Some(journal::State::InDoubt),
         |row| {
             in_doubt.push(row);
             Ok(())
@@ -223,7 +223,7 @@ fn write_csv(
         let cells = [
             row.phone,
             row.line.to_string(),
-            row.state,
+            row.state.to_string(),
             row.attempts.to_string(),
             row.message_id.unwrap_or_default(),
             row.error_code.map(|c| c.to_string()).unwrap_or_default(),

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_send_journal.sql"),
     include_str!("migrations/0003_consent_standing_index.sql"),
     include_str!("migrations/0004_webhooks.sql"),
+    include_str!("migrations/0006_journal_by_person.sql"),
 ];
 
 /// The schema version this build writes.
@@ -119,6 +120,7 @@ impl Db {
             .map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite)?;
+        register_functions(&conn).map_err(sqlite)?;
         let mut db = Db {
             conn,
             path: path.to_path_buf(),
@@ -157,6 +159,23 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// SQL functions the migrations use for rules that live in Rust.
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    // The journal's person key of a number written as E.164 digits (see
+    // journal::key): the same for every spelling WhatsApp produces of it.
+    conn.create_scalar_function(
+        "wa_consent_key",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let digits: i64 = ctx.get(0)?;
+            Ok(crate::phone::E164::from_digits(&digits.to_string())
+                .map_or(digits, crate::journal::key::person_of))
+        },
+    )
 }
 
 /// Puts the database in WAL mode (kept in the file, so usually already done) and
@@ -276,6 +295,81 @@ mod tests {
             .query_row("SELECT count(*) FROM consent_events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(events, 1);
+    }
+
+    /// A journal as version 4 wrote it (keyed by E.164 digits), with the gap the new
+    /// key closes: one Argentine number journaled in two spellings.
+    #[test]
+    fn a_journal_keyed_by_number_migrates_with_every_row_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at, plan_run)
+                 VALUES ('promo', 'f', 't', 'es_AR', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z', 2);
+                 INSERT INTO journal (campaign_id, contact_key, phone, line, seq, plan_run, params, state,
+                     attempts, message_id, updated_at)
+                 VALUES ('promo', 5491123456789, '+5491123456789', 2, 1, 1, '[\"Ana\"]', 'accepted', 1,
+                         'wamid.A', '2026-01-01T00:00:00Z'),
+                        ('promo', 541123456789, '+541123456789', 3, 2, 2, '[\"Ana\"]', 'planned', 0,
+                         NULL, '2026-01-02T00:00:00Z'),
+                        ('promo', 5215512345678, '+5215512345678', 4, 3, 2, '[\"Luis\"]', 'in_doubt', 1,
+                         NULL, '2026-01-02T00:00:00Z');
+                 INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at, provider,
+                     campaign_id, contact_key, received_at)
+                 VALUES ('wamid.A', 'delivered', 2, 1, '2026-01-01T00:00:01Z', 'meta', 'promo',
+                         5491123456789, '2026-01-01T00:00:02Z');",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 4).unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let db = Db::open(&path).unwrap();
+        let rows: Vec<(i64, String, String, String)> = db
+            .conn
+            .prepare("SELECT person_id, occurrence, phone, state FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    541_123_456_789,
+                    String::new(),
+                    "+5491123456789".into(),
+                    "accepted".into()
+                ),
+                (
+                    541_123_456_789,
+                    "legacy:541123456789".into(),
+                    "+541123456789".into(),
+                    "planned".into()
+                ),
+                (
+                    525_512_345_678,
+                    String::new(),
+                    "+5215512345678".into(),
+                    "in_doubt".into()
+                ),
+            ],
+            "every row kept; the sent spelling keeps the person's row"
+        );
+        let status: (i64, String) = db
+            .conn
+            .query_row(
+                "SELECT person_id, occurrence FROM message_statuses WHERE message_id = 'wamid.A'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(status, (541_123_456_789, String::new()));
     }
 
     #[test]

@@ -99,16 +99,10 @@ pub fn message_body<'a>(campaign: &'a Campaign, phone: E164, values: &'a [String
     }
 }
 
-/// What `biz_opaque_callback_data` carries: the campaign and the recipient's journal key.
+/// What `biz_opaque_callback_data` carries: the campaign and the recipient's journal
+/// row (see `journal::key`).
 pub fn callback_data(campaign_id: &str, phone: E164) -> String {
-    format!("wacampaign:{campaign_id}:{}", phone.digits())
-}
-
-/// Reads `biz_opaque_callback_data` back into (campaign id, journal key).
-pub fn parse_callback_data(data: &str) -> Option<(&str, u64)> {
-    let rest = data.strip_prefix("wacampaign:")?;
-    let (campaign, key) = rest.rsplit_once(':')?;
-    Some((campaign, key.parse().ok()?))
+    crate::journal::key::callback_data(campaign_id, &crate::journal::RowKey::for_phone(phone, ""))
 }
 
 /// The request body for one recipient, exactly as it is sent.
@@ -180,7 +174,7 @@ impl CloudApi {
             anyhow::bail!("not a cloud_api campaign");
         };
         Ok(CloudApi {
-            client: http::client(*timeout, campaign.sending.concurrency)?,
+            client: http::client(*timeout, campaign.sending.in_flight_cap())?,
             url: format!("{base_url}/{api_version}/{phone_number_id}/messages"),
             authorization: format!("Bearer {}", token.expose()),
             token,

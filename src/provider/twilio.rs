@@ -134,7 +134,7 @@ impl Twilio {
         credentials: Credentials,
     ) -> anyhow::Result<Twilio> {
         Ok(Twilio {
-            client: http::client(config.timeout, campaign.sending.concurrency)?,
+            client: http::client(config.timeout, campaign.sending.in_flight_cap())?,
             url: format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
                 config.base_url, credentials.account_sid

@@ -1,31 +1,37 @@
-//! The send pipeline: claims journaled rows, paces requests, sends them through a
-//! provider, classifies every outcome once and records it.
+//! The send pipeline: takes pacing tickets, claims that many journaled rows, sends
+//! them through a provider, classifies every outcome once and records it.
 //!
-//! Shape (as oha's client): one dispatcher claims as many rows as there are free
-//! slots (the intent to send is durable before the claim returns), one task per
-//! claimed row waits for its pacing ticket, sends, and hands the outcome to the one
-//! journal writer, a thread that owns the SQLite connection and groups commits.
+//! Shape (as oha's client): one dispatcher loop takes the tickets that are due (a
+//! batch every few milliseconds), has the one journal writer claim that many rows
+//! (the intent to send is durable before the claim returns), and writes their
+//! requests at once, each in a task of its own; each task hands its outcome back to
+//! the writer, a thread that owns the SQLite connection and commits outcomes
+//! together with the next claim. A row is claimed only once its ticket is in hand,
+//! so what a crash leaves in doubt is only what may have reached the provider.
 //! A stop (Ctrl-C, SIGTERM, a halt) stops claiming, lets what is in flight finish,
 //! and records it, so the run can be resumed.
 
 pub mod breaker;
 pub mod progress;
 pub mod rate;
+pub mod window;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::{Claimed, Disposition, Job, Journal};
+use crate::journal::{Claimed, Disposition, Job, Journal, Outcome};
 use crate::provider::{Class, Message, Provider, Response, classify};
 use breaker::Breaker;
 use progress::Progress;
 use rate::{Pacer, backoff};
+use window::{Sizing, Window};
 
 /// Attempts for outcomes that are safe to retry (throttling, maintenance, refused
 /// connections) before the recipient is failed.
@@ -39,7 +45,8 @@ pub struct Options {
     pub limit: Option<u64>,
     /// Messages per second; `None` for no limit (benchmarks).
     pub rate: Option<u32>,
-    pub concurrency: usize,
+    /// How many requests may be on the wire at once.
+    pub window: Sizing,
 }
 
 /// How a run ended.
@@ -60,7 +67,7 @@ enum WriterMsg {
         new_limit: usize,
         reply: oneshot::Sender<anyhow::Result<Claimed>>,
     },
-    Record(u64, Disposition),
+    Record(Outcome),
     /// Persist the halt at once: a kill while in-flight requests finish must not
     /// lose it.
     Halt(String),
@@ -72,6 +79,10 @@ struct Control {
     halt: Mutex<Option<String>>,
     stop: CancellationToken,
     writer: std::sync::mpsc::Sender<WriterMsg>,
+    window: Mutex<Window>,
+    in_flight: AtomicUsize,
+    /// Wakes the dispatcher when a request finishes (a slot in the window frees).
+    finished: Notify,
 }
 
 impl Control {
@@ -87,6 +98,10 @@ impl Control {
 
     fn halted(&self) -> Option<String> {
         self.halt.lock().ok().and_then(|h| h.clone())
+    }
+
+    fn window_size(&self) -> usize {
+        self.window.lock().map_or(1, |w| w.size())
     }
 }
 
@@ -112,9 +127,12 @@ pub async fn run(
         halt: Mutex::new(None),
         stop: interrupt.child_token(),
         writer: writer_tx.clone(),
+        window: Mutex::new(Window::new(options.window, options.rate)),
+        in_flight: AtomicUsize::new(0),
+        finished: Notify::new(),
     });
-    let pacer = Pacer::start(options.rate).context("starting the pacer")?;
-    let ticker = spawn_ticker(&progress, &pacer, &control.stop);
+    let pacer = Pacer::start(options.rate);
+    let ticker = spawn_ticker(&progress, &control.stop);
     let dispatched = dispatch(&writer_tx, &provider, options, &progress, &pacer, &control).await;
 
     ticker.abort();
@@ -146,23 +164,51 @@ async fn dispatch(
     pacer: &Pacer,
     control: &Arc<Control>,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut new_remaining = options.limit.unwrap_or(u64::MAX);
     let mut tasks = JoinSet::new();
     let stop = control.stop.clone();
+    let mut next_claim = tokio::time::Instant::now();
     loop {
-        let first = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => permit.context("slots closed")?,
-            () = stop.cancelled() => break,
-        };
-        let mut permits = vec![first];
-        while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
-            permits.push(permit);
+        while let Some(joined) = tasks.try_join_next() {
+            joined.context("a send task failed")?;
         }
+        if stop.is_cancelled() {
+            break;
+        }
+        let room = control
+            .window_size()
+            .saturating_sub(control.in_flight.load(Ordering::Acquire));
+        if room == 0 {
+            tokio::select! {
+                () = control.finished.notified() => {},
+                () = stop.cancelled() => break,
+            }
+            continue;
+        }
+        // One claim (one durable commit) per batch interval at most.
+        if options.rate.is_some() && tokio::time::Instant::now() < next_claim {
+            tokio::select! {
+                () = tokio::time::sleep_until(next_claim) => {},
+                () = stop.cancelled() => break,
+            }
+        }
+        // As many tickets as are due (a late wake-up catches up), no more than the
+        // window has room for.
+        let tickets = match pacer.take(room) {
+            Ok(n) => n,
+            Err(wait) => {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {},
+                    () = stop.cancelled() => break,
+                }
+                continue;
+            }
+        };
+        next_claim = tokio::time::Instant::now() + rate::BATCH_INTERVAL;
         let (reply, claimed) = oneshot::channel();
         writer
             .send(WriterMsg::Claim {
-                limit: permits.len(),
+                limit: tickets,
                 new_limit: usize::try_from(new_remaining).unwrap_or(usize::MAX),
                 reply,
             })
@@ -170,22 +216,35 @@ async fn dispatch(
         let claimed = match claimed.await {
             Ok(Ok(claimed)) => claimed,
             Ok(Err(e)) => {
+                pacer.sent(tickets, 0);
                 control.halt(format!("the journal could not be written: {e:#}"));
                 break;
             }
             Err(_) => anyhow::bail!("the journal writer stopped"),
         };
-        for _ in 0..claimed.opted_out {
-            progress
-                .tally
-                .opted_out
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            progress.advance(pacer.current_rate());
+        pacer.sent(tickets, claimed.jobs.len());
+        if let Some(reason) = claimed.halted {
+            control.halt(format!("halted from outside this run: {reason}"));
+            break;
         }
+        for _ in 0..claimed.skipped() {
+            progress.advance();
+        }
+        progress
+            .tally
+            .opted_out
+            .fetch_add(claimed.opted_out, Ordering::Relaxed);
+        progress.tally.failed.fetch_add(
+            claimed.window_closed + claimed.unreachable,
+            Ordering::Relaxed,
+        );
+        progress
+            .tally
+            .expired
+            .fetch_add(claimed.expired, Ordering::Relaxed);
         if claimed.jobs.is_empty() {
-            drop(permits);
-            if claimed.opted_out + claimed.window_closed > 0 {
-                // Every candidate was skipped; more rows may wait behind them.
+            if claimed.skipped() > 0 {
+                // Every candidate was settled without sending; more rows may wait.
                 continue;
             }
             let retry_at = claimed
@@ -193,9 +252,9 @@ async fn dispatch(
                 .as_deref()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| {
-                    let wait = (t.with_timezone(&chrono::Utc) - chrono::Utc::now())
-                        .to_std()
-                        .unwrap_or_default();
+                    // The one clock, so a run started at WACAMPAIGN_NOW waits as long
+                    // as the journal's due times say.
+                    let wait = crate::clock::until(t.with_timezone(&chrono::Utc));
                     tokio::time::Instant::now() + wait + Duration::from_millis(50)
                 });
             if tasks.is_empty() && retry_at.is_none() {
@@ -210,21 +269,30 @@ async fn dispatch(
         }
         let fresh = claimed.jobs.iter().filter(|j| j.attempts == 1).count() as u64;
         new_remaining = new_remaining.saturating_sub(fresh);
-        for (job, permit) in claimed.jobs.into_iter().zip(permits) {
+        control
+            .in_flight
+            .fetch_add(claimed.jobs.len(), Ordering::AcqRel);
+        for job in claimed.jobs {
             let provider = Arc::clone(provider);
             let pacer = pacer.clone();
-            let writer = writer.clone();
             let control = Arc::clone(control);
             let progress = progress.clone();
             tasks.spawn(async move {
+                let (phone, key) = (job.phone, job.key.clone());
                 let disposition =
-                    send_one(&job, provider.as_ref(), &pacer, &control, &progress).await;
-                let _ = writer.send(WriterMsg::Record(job.key, disposition));
-                drop(permit);
+                    send_one(job, provider.as_ref(), &pacer, &control, &progress).await;
+                let _ = control.writer.send(WriterMsg::Record(Outcome {
+                    key,
+                    phone,
+                    disposition,
+                }));
+                control.in_flight.fetch_sub(1, Ordering::AcqRel);
+                control.finished.notify_one();
             });
         }
-        while let Some(joined) = tasks.try_join_next() {
-            joined.context("a send task failed")?;
+        if let Ok(window) = control.window.lock() {
+            let rate = pacer.current_rate();
+            progress.pace.set(rate, window.size(), window.limits(rate));
         }
     }
     while let Some(joined) = tasks.join_next().await {
@@ -234,35 +302,43 @@ async fn dispatch(
 }
 
 async fn send_one(
-    job: &Job,
+    job: Job,
     provider: &dyn Provider,
     pacer: &Pacer,
     control: &Control,
     progress: &Progress,
 ) -> Disposition {
-    let unsent = || Disposition::Deferred {
-        code: None,
-        detail: "stopped before sending".to_owned(),
-        retry_in: Duration::ZERO,
-    };
-    tokio::select! {
-        () = pacer.ticket() => {},
-        () = control.stop.cancelled() => return unsent(),
-    }
     if control.stop.is_cancelled() {
-        return unsent();
+        // Claimed but stopped before its request was written: due again at once.
+        return Disposition::Deferred {
+            code: None,
+            detail: "stopped before sending".to_owned(),
+            retry_in: Duration::ZERO,
+        };
     }
+    let attempts = job.attempts;
     let message = Message {
         phone: job.phone,
-        values: job.values.clone(),
+        values: job.values,
     };
-    progress
-        .tally
-        .requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    progress.tally.requests.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
     let response = provider.send(&message).await;
     let class = classify(&response);
-    let (disposition, hard_failure) = decide(job, &response, &class, pacer, control);
+    if let Ok(mut window) = control.window.lock() {
+        match (&response, &class) {
+            (Response::InDoubt { .. }, _) => window.trouble(Instant::now()),
+            (Response::Rejected { http_status, .. }, _) if *http_status >= 500 => {
+                window.trouble(Instant::now());
+            }
+            _ => window.answered(
+                started.elapsed(),
+                Some(pacer.current_rate()).filter(|r| *r > 0.0),
+                Instant::now(),
+            ),
+        }
+    }
+    let (disposition, hard_failure) = decide(attempts, &response, &class, pacer, control);
     let tally = &progress.tally;
     let counter = match &disposition {
         Disposition::Accepted { .. } => Some(&tally.accepted),
@@ -270,15 +346,13 @@ async fn send_one(
         Disposition::InDoubt { .. } => Some(&tally.in_doubt),
         Disposition::OptedOut { .. } => Some(&tally.opted_out),
         Disposition::Deferred { .. } => {
-            tally
-                .retried
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tally.retried.fetch_add(1, Ordering::Relaxed);
             None
         }
     };
     if let Some(counter) = counter {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        progress.advance(pacer.current_rate());
+        counter.fetch_add(1, Ordering::Relaxed);
+        progress.advance();
     }
     if let Some(hard_failure) = hard_failure {
         let tripped = control
@@ -296,7 +370,7 @@ async fn send_one(
 /// Turns a classified response into what the journal records; `Some(hard_failure)`
 /// for outcomes the circuit breaker counts.
 fn decide(
-    job: &Job,
+    attempts: u32,
     response: &Response,
     class: &Class,
     pacer: &Pacer,
@@ -342,11 +416,11 @@ fn decide(
             if *throttled {
                 pacer.throttled(*retry_after);
             }
-            if job.attempts >= MAX_ATTEMPTS {
-                let detail = format!("gave up after {} attempts: {}", job.attempts, describe());
+            if attempts >= MAX_ATTEMPTS {
+                let detail = format!("gave up after {} attempts: {}", attempts, describe());
                 (Disposition::Failed { code, detail }, Some(true))
             } else {
-                let retry_in = backoff(job.attempts, *retry_after);
+                let retry_in = backoff(attempts, *retry_after);
                 (
                     Disposition::Deferred {
                         code,
@@ -358,10 +432,10 @@ fn decide(
             }
         }
         Class::Unknown => {
-            if job.attempts >= MAX_UNKNOWN_ATTEMPTS {
+            if attempts >= MAX_UNKNOWN_ATTEMPTS {
                 let detail = format!(
                     "unknown error, gave up after {} attempts: {}",
-                    job.attempts,
+                    attempts,
                     describe()
                 );
                 (Disposition::Failed { code, detail }, Some(true))
@@ -370,7 +444,7 @@ fn decide(
                     Disposition::Deferred {
                         code,
                         detail: describe(),
-                        retry_in: backoff(job.attempts, None),
+                        retry_in: backoff(attempts, None),
                     },
                     None,
                 )
@@ -413,10 +487,10 @@ fn decide(
     }
 }
 
-/// How long the writer holds outcomes back for a claim to commit them with, when
-/// none is in its inbox: a finished task frees a slot, so a claim usually follows
-/// at once, and one commit (one fsync) instead of two is then enough.
-const RECORD_DELAY: Duration = Duration::from_millis(2);
+/// How long the writer holds outcomes back for a claim to commit them with: claims
+/// come every batch interval while the campaign runs, and one commit (one fsync)
+/// for both is enough. Past this, outcomes are committed on their own.
+const RECORD_DELAY: Duration = Duration::from_millis(25);
 
 /// The journal writer: owns the connection, groups outcome commits, and answers
 /// claims only once their intent (and every outcome before it) is durable.
@@ -426,7 +500,7 @@ fn write_journal(
 ) -> anyhow::Result<Journal> {
     use std::sync::mpsc::RecvTimeoutError;
     const GROUP: usize = 2048;
-    let mut pending: Vec<(u64, Disposition)> = Vec::new();
+    let mut pending: Vec<Outcome> = Vec::new();
     // When the oldest outcome in `pending` arrived.
     let mut pending_since = Instant::now();
     let mut failure: Option<String> = None;
@@ -448,11 +522,11 @@ fn write_journal(
         }
         for msg in batch {
             match msg {
-                WriterMsg::Record(key, disposition) => {
+                WriterMsg::Record(outcome) => {
                     if pending.is_empty() {
                         pending_since = Instant::now();
                     }
-                    pending.push((key, disposition));
+                    pending.push(outcome);
                 }
                 WriterMsg::Halt(reason) => {
                     if failure.is_none() {
@@ -507,24 +581,15 @@ fn write_journal(
     Ok(journal)
 }
 
-fn record(
-    journal: &mut Journal,
-    pending: &mut Vec<(u64, Disposition)>,
-    failure: &mut Option<String>,
-) {
+fn record(journal: &mut Journal, pending: &mut Vec<Outcome>, failure: &mut Option<String>) {
     match journal.record(pending) {
         Ok(()) => pending.clear(),
         Err(e) => *failure = Some(format!("recording outcomes: {e}")),
     }
 }
 
-fn spawn_ticker(
-    progress: &Progress,
-    pacer: &Pacer,
-    stop: &CancellationToken,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_ticker(progress: &Progress, stop: &CancellationToken) -> tokio::task::JoinHandle<()> {
     let progress = progress.clone();
-    let pacer = pacer.clone();
     let stop = stop.clone();
     tokio::spawn(async move {
         if !progress.logs() {
@@ -534,7 +599,7 @@ fn spawn_ticker(
         interval.tick().await;
         loop {
             tokio::select! {
-                _ = interval.tick() => eprintln!("{}", progress.log_line(pacer.current_rate())),
+                _ = interval.tick() => eprintln!("{}", progress.log_line()),
                 () = stop.cancelled() => return,
             }
         }

@@ -2,7 +2,7 @@
 //! otherwise (cron logs), nothing under `--quiet` or `--json`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,6 +11,40 @@ use serde::Serialize;
 /// How often a line is logged when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// The pace in force, as the pipeline last set it: the rate, the in-flight bound
+/// (the most a crash can leave in doubt), and whether that bound holds the rate back.
+#[derive(Debug, Default)]
+pub struct Pace {
+    rate_millis: AtomicU64,
+    window: AtomicU64,
+    limited: AtomicBool,
+}
+
+impl Pace {
+    pub fn set(&self, rate: f64, window: usize, limited: bool) {
+        self.rate_millis
+            .store((rate * 1000.0) as u64, Ordering::Relaxed);
+        self.window.store(window as u64, Ordering::Relaxed);
+        self.limited.store(limited, Ordering::Relaxed);
+    }
+
+    fn describe(&self) -> String {
+        let rate = self.rate_millis.load(Ordering::Relaxed) as f64 / 1000.0;
+        let window = self.window.load(Ordering::Relaxed);
+        let mut text = String::new();
+        if rate > 0.0 {
+            text.push_str(&format!(" · limit {rate:.0}/s"));
+        }
+        if window > 0 {
+            text.push_str(&format!(" · in flight ≤ {window}"));
+        }
+        if self.limited.load(Ordering::Relaxed) {
+            text.push_str(" (holding the rate back: answers are slow for this many)");
+        }
+        text
+    }
+}
+
 /// Outcomes of this run, counted as they happen.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -18,6 +52,7 @@ pub struct Tally {
     pub failed: AtomicU64,
     pub in_doubt: AtomicU64,
     pub opted_out: AtomicU64,
+    pub expired: AtomicU64,
     pub retried: AtomicU64,
     pub requests: AtomicU64,
 }
@@ -28,6 +63,7 @@ pub struct TallySnapshot {
     pub failed: u64,
     pub in_doubt: u64,
     pub opted_out: u64,
+    pub expired: u64,
     pub retried: u64,
     pub requests: u64,
 }
@@ -39,6 +75,7 @@ impl Tally {
             failed: self.failed.load(Ordering::Relaxed),
             in_doubt: self.in_doubt.load(Ordering::Relaxed),
             opted_out: self.opted_out.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
         }
@@ -56,6 +93,7 @@ pub enum Display {
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub tally: Arc<Tally>,
+    pub pace: Arc<Pace>,
     bar: ProgressBar,
     display: Display,
     total: u64,
@@ -82,6 +120,7 @@ impl Progress {
         }
         Progress {
             tally: Arc::new(Tally::default()),
+            pace: Arc::new(Pace::default()),
             bar,
             display,
             total,
@@ -95,20 +134,16 @@ impl Progress {
     }
 
     /// One recipient reached a final state.
-    pub fn advance(&self, rate: f64) {
+    pub fn advance(&self) {
         self.bar.inc(1);
         if self.display == Display::Bar {
-            self.bar.set_message(self.message(rate));
+            self.bar.set_message(self.message());
         }
     }
 
-    fn message(&self, rate: f64) -> String {
+    fn message(&self) -> String {
         let t = self.tally.snapshot();
-        let rate = if rate > 0.0 {
-            format!(" · limit {rate:.0}/s")
-        } else {
-            String::new()
-        };
+        let rate = self.pace.describe();
         format!(
             "sent {} · failed {} · in doubt {} · opted out {} · excluded {}{rate}",
             t.accepted, t.failed, t.in_doubt, t.opted_out, self.excluded
@@ -116,7 +151,7 @@ impl Progress {
     }
 
     /// The periodic line for logs.
-    pub fn log_line(&self, rate: f64) -> String {
+    pub fn log_line(&self) -> String {
         let done = self.bar.position();
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let speed = done as f64 / elapsed;
@@ -133,7 +168,7 @@ impl Progress {
             } else {
                 done as f64 * 100.0 / self.total as f64
             },
-            self.message(rate)
+            self.message()
         )
     }
 

@@ -1,14 +1,12 @@
 //! Reading what the webhook server recorded: the status history of a message,
-//! delivery figures for `status`, rows held in doubt that a status resolves, and
-//! where a number moved.
+//! delivery figures for `status`, and where a number moved.
 
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::store::{self, RowKey, Settled};
-use crate::clock;
+use crate::journal;
 use crate::phone::E164;
 
 /// One recorded status of a message.
@@ -88,22 +86,13 @@ pub fn delivery_counts(
     since: &str,
 ) -> rusqlite::Result<DeliveryCounts> {
     let mut counts = DeliveryCounts::default();
-    let (accepted, with_status, delivered, read, failed): (i64, i64, i64, i64, i64) = conn
-        .prepare_cached(
-            "SELECT count(*), count(best), coalesce(sum(best IN (2, 3)), 0),
-                    coalesce(sum(best = 3), 0), coalesce(sum(best = 4), 0)
-             FROM (SELECT (SELECT max(s.rank) FROM message_statuses s
-                           WHERE s.message_id = j.message_id) AS best
-                   FROM journal j WHERE j.campaign_id = ?1 AND j.state = 'accepted')",
-        )?
-        .query_row(params![campaign_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?;
-    counts.accepted = accepted as u64;
-    counts.delivered = delivered as u64;
-    counts.read = read as u64;
-    counts.failed_after_accept = failed as u64;
-    counts.no_status = (accepted - with_status) as u64;
+    let (accepted, with_status, delivered, read, failed) =
+        journal::query::accepted_by_best_status(conn, campaign_id)?;
+    counts.accepted = accepted;
+    counts.delivered = delivered;
+    counts.read = read;
+    counts.failed_after_accept = failed;
+    counts.no_status = accepted - with_status;
     let rate = |n: u64| (accepted > 0).then(|| n as f64 / accepted as f64);
     counts.delivered_rate = rate(counts.delivered);
     counts.read_rate = rate(counts.read);
@@ -128,59 +117,10 @@ pub fn delivery_counts(
     if by_sender.is_empty() {
         return Ok(counts);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT contact_key FROM journal WHERE campaign_id = ?1
-           AND state IN ('accepted', 'in_doubt', 'failed', 'opted_out')",
-    )?;
-    let mut rows = stmt.query(params![campaign_id])?;
-    while let Some(row) = rows.next()? {
-        let key: i64 = row.get(0)?;
-        let Some(phone) = E164::from_digits(&key.to_string()) else {
-            continue;
-        };
-        if let Some(n) = by_sender.remove(&phone.consent_key()) {
-            counts.replies += n;
-            counts.replied += 1;
-        }
-    }
+    let (replies, replied) = journal::query::replies_from_recipients(conn, campaign_id, by_sender)?;
+    counts.replies = replies;
+    counts.replied = replied;
     Ok(counts)
-}
-
-/// Resolves a campaign's rows held in doubt whose message the provider has since
-/// reported on (matched by message id or by the callback data the send put on it):
-/// they were sent, so they become `accepted`. Returns how many were resolved.
-///
-/// The webhook server does this as statuses arrive; call it before deciding what
-/// to resend, to catch statuses that arrived while the row was still in flight.
-pub fn resolve_in_doubt(conn: &Connection, campaign_id: &str) -> rusqlite::Result<u64> {
-    let keys: Vec<i64> = {
-        let mut stmt = conn.prepare(
-            "SELECT contact_key FROM journal j
-             WHERE campaign_id = ?1 AND state = 'in_doubt'
-               AND (EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = j.message_id)
-                    OR EXISTS (SELECT 1 FROM message_statuses s
-                               WHERE s.campaign_id = j.campaign_id AND s.contact_key = j.contact_key))",
-        )?;
-        stmt.query_map(params![campaign_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    if keys.is_empty() {
-        return Ok(0);
-    }
-    let now = clock::now_string();
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    let mut resolved = 0;
-    for key in keys {
-        let row = RowKey {
-            campaign_id: campaign_id.to_owned(),
-            contact_key: key as u64,
-        };
-        if store::settle(&tx, &row, None, &now)? == Settled::Resolved {
-            resolved += 1;
-        }
-    }
-    tx.commit()?;
-    Ok(resolved)
 }
 
 /// Where a number moved: follows `user_changed_number` links to the latest number

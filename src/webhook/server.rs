@@ -21,12 +21,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::store::{self, Followups, Recorded, RowKey, Settled};
+use super::store::{self, Followups, Recorded};
 use super::{
     Delivery, HEALTH_PATH, MAX_BODY_BYTES, META_PATH, OptOutRules, TWILIO_PATH, meta, twilio,
 };
 use crate::clock;
 use crate::db::Db;
+use crate::journal::settle::{RowRef, Settled, settle};
 use crate::secret::Secret;
 use crate::ui::Ui;
 
@@ -362,7 +363,7 @@ fn write_deliveries(
     ui: &Ui,
     keep_bodies: Option<chrono::Duration>,
 ) -> anyhow::Result<()> {
-    let mut in_flight: Vec<(RowKey, Instant)> = Vec::new();
+    let mut in_flight: Vec<(RowRef, Instant)> = Vec::new();
     let mut last_recheck = Instant::now();
     let mut last_prune: Option<Instant> = None;
     loop {
@@ -476,13 +477,13 @@ fn record_group(
 
 /// Settles rows a status found in flight, now that their send may have recorded an
 /// outcome; keeps those still in flight for a while. Returns how many were resolved.
-fn recheck(conn: &Connection, rows: &mut Vec<(RowKey, Instant)>) -> rusqlite::Result<u64> {
+fn recheck(conn: &Connection, rows: &mut Vec<(RowRef, Instant)>) -> rusqlite::Result<u64> {
     let now = clock::now_string();
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let mut resolved = 0;
     let mut keep = Vec::new();
     for (row, since) in rows.iter() {
-        match store::settle(&tx, row, None, &now)? {
+        match settle(&tx, row, None, &now)? {
             Settled::InFlight if since.elapsed() < RECHECK_FOR => keep.push((row.clone(), *since)),
             Settled::Resolved => resolved += 1,
             _ => {}

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::clock;
 use crate::consent::{self, Action, Ledger, NewEvent, Purpose, RecordedVia, Standing};
+use crate::journal::settle::{RowRef, Settled, find_row, settle, status_rank};
 use crate::phone::E164;
-use crate::provider::cloud_api::parse_callback_data;
 
 /// Meta's error for a message not delivered because the person stopped marketing
 /// messages from this business.
@@ -40,29 +40,11 @@ pub enum Recorded {
     Failed(String),
 }
 
-/// A journal row, as a status finds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowKey {
-    pub campaign_id: String,
-    pub contact_key: u64,
-}
-
 /// Work left for after the transaction: rows a status matched while their send was
 /// still in flight, to resolve once the send pipeline records its outcome.
 #[derive(Debug, Default)]
 pub struct Followups {
-    pub in_flight: Vec<RowKey>,
-}
-
-/// How a status's rank orders it: the highest is a message's latest status.
-pub fn status_rank(status: &str) -> i64 {
-    match status {
-        "failed" | "undelivered" | "canceled" => 4,
-        "read" => 3,
-        "delivered" => 2,
-        "sent" => 1,
-        _ => 0,
-    }
+    pub in_flight: Vec<RowRef>,
 }
 
 /// Records a delivery (inside the caller's IMMEDIATE transaction).
@@ -152,8 +134,9 @@ fn apply_status(
     let row = find_row(conn, &status.message_id, status.callback.as_deref())?;
     conn.prepare_cached(
         "INSERT OR IGNORE INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
-             provider, recipient, error_code, error_detail, campaign_id, contact_key, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             provider, recipient, error_code, error_detail, campaign_id, person_id, occurrence,
+             received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         status.message_id,
@@ -166,7 +149,8 @@ fn apply_status(
         status.error_code,
         status.error_detail,
         row.as_ref().map(|r| &r.0.campaign_id),
-        row.as_ref().map(|r| r.0.contact_key as i64),
+        row.as_ref().map(|r| r.0.key.person),
+        row.as_ref().map(|r| &r.0.key.occurrence),
         now
     ])?;
     let mut subject = status.recipient.as_deref().and_then(recipient_number);
@@ -216,165 +200,6 @@ fn apply_status(
 /// A number as a provider names a recipient: `525512345678` or `whatsapp:+52...`.
 fn recipient_number(text: &str) -> Option<E164> {
     E164::from_digits(text.trim().trim_start_matches("whatsapp:"))
-}
-
-/// The journal row a status belongs to: by message id, else by the callback data
-/// the send put on the message. Returns the row and its phone.
-fn find_row(
-    conn: &Connection,
-    message_id: &str,
-    callback: Option<&str>,
-) -> rusqlite::Result<Option<(RowKey, String)>> {
-    let to_row = |r: &rusqlite::Row<'_>| {
-        Ok((
-            RowKey {
-                campaign_id: r.get(0)?,
-                contact_key: r.get::<_, i64>(1)? as u64,
-            },
-            r.get(2)?,
-        ))
-    };
-    let by_id = conn
-        .prepare_cached(
-            "SELECT campaign_id, contact_key, phone FROM journal WHERE message_id = ?1 LIMIT 1",
-        )?
-        .query_row(params![message_id], to_row)
-        .optional()?;
-    if by_id.is_some() {
-        return Ok(by_id);
-    }
-    let Some((campaign_id, key)) = callback.and_then(parse_callback_data) else {
-        return Ok(None);
-    };
-    conn.prepare_cached(
-        "SELECT campaign_id, contact_key, phone FROM journal
-         WHERE campaign_id = ?1 AND contact_key = ?2",
-    )?
-    .query_row(params![campaign_id, key as i64], to_row)
-    .optional()
-}
-
-/// What [`settle`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settled {
-    /// The row's send is still in flight: settle it again once its outcome is in.
-    InFlight,
-    /// The row was held in doubt (or waiting for a retry) and a status proves it
-    /// was sent: it is now accepted.
-    Resolved,
-    Unchanged,
-}
-
-/// Brings a journal row in line with the statuses recorded for it: a row held in
-/// doubt (or waiting to be retried after an attempt) whose message has a status was
-/// sent, so it becomes `accepted` with the message id; an accepted row whose message
-/// failed afterwards gets the error. Idempotent.
-pub fn settle(
-    conn: &Connection,
-    row: &RowKey,
-    message_id: Option<&str>,
-    now: &str,
-) -> rusqlite::Result<Settled> {
-    let key = row.contact_key as i64;
-    let current: Option<(String, i64, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT state, attempts, message_id FROM journal WHERE campaign_id = ?1 AND contact_key = ?2",
-        )?
-        .query_row(params![row.campaign_id, key], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    let Some((state, attempts, row_message_id)) = current else {
-        return Ok(Settled::Unchanged);
-    };
-    let lookup_id = row_message_id.as_deref().or(message_id);
-    // The most advanced status of this row's message (or of any attempt of it
-    // that named the row in its callback data).
-    let best: Option<BestStatus> = conn
-        .prepare_cached(
-            "SELECT message_id, status, occurred_at, error_code, error_detail, recipient, rank
-             FROM message_statuses
-             WHERE message_id = ?3 OR (campaign_id = ?1 AND contact_key = ?2)
-             ORDER BY rank DESC, timestamp DESC, id DESC LIMIT 1",
-        )?
-        .query_row(params![row.campaign_id, key, lookup_id], |r| {
-            Ok(BestStatus {
-                message_id: r.get(0)?,
-                status: r.get(1)?,
-                occurred_at: r.get(2)?,
-                error_code: r.get(3)?,
-                error_detail: r.get(4)?,
-                recipient: r.get(5)?,
-                rank: r.get(6)?,
-            })
-        })
-        .optional()?;
-    let Some(best) = best else {
-        return Ok(Settled::Unchanged);
-    };
-    let wa_id = best
-        .recipient
-        .as_deref()
-        .and_then(recipient_number)
-        .map(|p| p.digits().to_string());
-    let mut settled = Settled::Unchanged;
-    match state.as_str() {
-        "in_flight" => {
-            // The send pipeline records the outcome; keep the id so a timeout that
-            // leaves the row in doubt still finds its statuses.
-            conn.prepare_cached(
-                "UPDATE journal SET message_id = ?3 WHERE campaign_id = ?1 AND contact_key = ?2
-                   AND message_id IS NULL",
-            )?
-            .execute(params![row.campaign_id, key, best.message_id])?;
-            return Ok(Settled::InFlight);
-        }
-        "in_doubt" | "deferred" | "planned" if attempts > 0 => {
-            conn.prepare_cached(
-                "UPDATE journal SET state = 'accepted', message_id = ?3, wa_id = coalesce(wa_id, ?4),
-                     error_code = NULL, error_detail = ?5, retry_at = NULL, outcome_at = ?6,
-                     updated_at = ?6
-                 WHERE campaign_id = ?1 AND contact_key = ?2",
-            )?
-            .execute(params![
-                row.campaign_id,
-                key,
-                best.message_id,
-                wa_id,
-                format!(
-                    "was {state}; sent after all: the provider reported it {} on {}",
-                    best.status, best.occurred_at
-                ),
-                now
-            ])?;
-            settled = Settled::Resolved;
-        }
-        _ => {}
-    }
-    if best.rank == status_rank("failed") {
-        let detail = format!(
-            "{} after it was accepted: {}",
-            best.status,
-            best.error_detail.as_deref().unwrap_or("no detail")
-        );
-        conn.prepare_cached(
-            "UPDATE journal SET error_code = ?3, error_detail = ?4, updated_at = ?5
-             WHERE campaign_id = ?1 AND contact_key = ?2 AND state = 'accepted'
-               AND (error_code IS NOT ?3 OR error_detail IS NOT ?4)",
-        )?
-        .execute(params![row.campaign_id, key, best.error_code, detail, now])?;
-    }
-    Ok(settled)
-}
-
-struct BestStatus {
-    message_id: String,
-    status: String,
-    occurred_at: String,
-    error_code: Option<i64>,
-    error_detail: Option<String>,
-    recipient: Option<String>,
-    rank: i64,
 }
 
 fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqlite::Result<()> {
@@ -560,7 +385,7 @@ mod tests {
         )
         .unwrap();
         conn.execute(
-            "INSERT INTO journal (campaign_id, contact_key, phone, line, seq, plan_run, params, state,
+            "INSERT INTO journal (campaign_id, person_id, phone, line, seq, plan_run, params, state,
                  attempts, message_id, updated_at)
              VALUES ('promo', ?1, ?2, 2, 1, 1, '[]', ?3, 1, ?4, '2026-01-01T00:00:00Z')",
             params![PHONE.parse::<i64>().unwrap(), format!("+{PHONE}"), state, message_id],
@@ -698,7 +523,7 @@ mod tests {
         db.conn
             .execute("UPDATE journal SET state = 'in_doubt'", [])
             .unwrap();
-        let resolved = crate::webhook::history::resolve_in_doubt(&db.conn, "promo").unwrap();
+        let resolved = crate::journal::settle::resolve_in_doubt(&db.conn, "promo").unwrap();
         assert_eq!(resolved, 1);
         assert_eq!(row(&db.conn).0, "accepted");
     }

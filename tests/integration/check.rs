@@ -575,3 +575,18 @@ fn promotion_report() {
     insta::assert_snapshot!("promotion_report", report);
     insta::assert_snapshot!("promotion_excluded", excluded);
 }
+
+#[test]
+fn a_malformed_clock_override_is_refused_before_anything_runs() {
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("wacampaign"))
+        .args(["check", "campaigns/demo.toml"])
+        .env("WACAMPAIGN_NOW", "next tuesday")
+        .output()
+        .expect("running wacampaign");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WACAMPAIGN_NOW=`next tuesday` is not an RFC 3339 instant"),
+        "{stderr}"
+    );
+}

@@ -1,17 +1,24 @@
-//! The send journal: one row per (campaign, recipient) in SQLite, so a crash, a kill
-//! or a re-run never messages anyone twice.
+//! The send journal: one row per (campaign, person, occurrence) in SQLite, so a
+//! crash, a kill or a re-run never messages anyone twice.
 //!
-//! A row is `planned` when the plan is written, `in_flight` once the intent to send
-//! it is durable (before the request is made), then `accepted`, `failed`,
-//! `opted_out`, `deferred` (retry later) or `in_doubt` (the request may have gone
-//! out). Rows left `in_flight` by a crash become `in_doubt` on the next run and are
-//! held until the operator decides.
+//! Every state change of a row happens in this module ([`state`] lists the states
+//! and the transitions): the send pipeline plans, claims and records through
+//! [`Journal`]; the webhook server and `send`'s preparation settle rows through
+//! [`settle`]; reports read through [`query`].
+//!
+//! A row is `planned` when the plan is written and `in_flight` once the intent to
+//! send it is durable, committed just before its request is written to a socket.
+//! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
+//! until the operator decides or a delivery status settles them.
 
-use std::collections::BTreeMap;
+pub mod key;
+pub mod query;
+pub mod settle;
+pub mod state;
+
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
 use thiserror::Error;
 
 use crate::campaign::Campaign;
@@ -20,6 +27,12 @@ use crate::consent::{self, Action, ConsentIndex, NewEvent, Purpose, RecordedVia}
 use crate::gate::Gate;
 use crate::phone::E164;
 use crate::plan::{ConsentGate, Recipient};
+
+pub use key::RowKey;
+pub use query::{
+    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code, rows,
+};
+pub use state::State;
 
 /// Why a campaign cannot be sent (again) as it is.
 #[derive(Debug, Error)]
@@ -47,7 +60,7 @@ pub enum JournalError {
 /// A row claimed for sending: its intent is durable.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub key: u64,
+    pub key: RowKey,
     pub phone: E164,
     pub values: Vec<String>,
     pub attempts: u32,
@@ -85,6 +98,14 @@ pub enum Disposition {
     },
 }
 
+/// One outcome for the journal writer: the row, where it went, what happened.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub key: RowKey,
+    pub phone: E164,
+    pub disposition: Disposition,
+}
+
 /// Rows claimed by [`Journal::claim`], and what else it found.
 #[derive(Debug, Default)]
 pub struct Claimed {
@@ -93,61 +114,21 @@ pub struct Claimed {
     pub opted_out: u64,
     /// Rows of a session campaign whose window closed before their turn: failed.
     pub window_closed: u64,
+    /// Rows whose send-by time passed before their turn: expired, never sent.
+    pub expired: u64,
+    /// Rows with no address this provider can send to: failed.
+    pub unreachable: u64,
     /// Nothing is ready now, but deferred rows become ready at this time.
     pub next_retry_at: Option<String>,
+    /// The campaign was halted from outside this run (a webhook, an operator).
+    pub halted: Option<String>,
 }
 
-/// Rows by state for a campaign: every row that was ever sent or settled, and the
-/// rows still to send in its current plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub planned: u64,
-    pub in_flight: u64,
-    pub accepted: u64,
-    pub failed: u64,
-    pub in_doubt: u64,
-    pub deferred: u64,
-    pub opted_out: u64,
-}
-
-impl Counts {
-    pub fn total(&self) -> u64 {
-        self.planned
-            + self.in_flight
-            + self.accepted
-            + self.failed
-            + self.in_doubt
-            + self.deferred
-            + self.opted_out
+impl Claimed {
+    /// Rows the claim settled without sending.
+    pub fn skipped(&self) -> u64 {
+        self.opted_out + self.window_closed + self.expired + self.unreachable
     }
-
-    /// Rows a run would still send.
-    pub fn remaining(&self) -> u64 {
-        self.planned + self.deferred
-    }
-}
-
-/// The campaign as the journal knows it.
-#[derive(Debug, Clone)]
-pub struct CampaignRecord {
-    pub id: String,
-    pub plan_run: i64,
-    pub created_at: String,
-}
-
-/// One journal row, for `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct JournalRow {
-    pub phone: String,
-    pub line: i64,
-    pub state: String,
-    pub attempts: i64,
-    pub message_id: Option<String>,
-    pub error_code: Option<i64>,
-    pub error_detail: Option<String>,
-    pub intent_at: Option<String>,
-    pub outcome_at: Option<String>,
-    pub updated_at: String,
 }
 
 /// The journal over an open database connection.
@@ -287,12 +268,14 @@ impl Journal {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (campaign_id, contact_key, phone, line, seq, plan_run, params, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'planned', ?8)
-                 ON CONFLICT (campaign_id, contact_key) DO UPDATE SET
+                "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
+                     params, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9)
+                 ON CONFLICT (campaign_id, person_id, occurrence) DO UPDATE SET
                      plan_run = excluded.plan_run,
                      line = excluded.line,
                      seq = excluded.seq,
+                     phone = CASE WHEN state IN ('planned', 'deferred') THEN excluded.phone ELSE phone END,
                      params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END",
             )?;
             for (seq, recipient) in batch {
@@ -300,7 +283,8 @@ impl Journal {
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 insert.execute(params![
                     self.campaign_id,
-                    recipient.phone.digits() as i64,
+                    key::person_of(recipient.phone),
+                    "",
                     recipient.phone.to_string(),
                     recipient.line as i64,
                     *seq as i64,
@@ -325,7 +309,7 @@ impl Journal {
     /// Settles rows held in doubt that a delivery status has since reported on: they
     /// were sent. Returns how many.
     pub fn settle_in_doubt_from_statuses(&mut self) -> rusqlite::Result<u64> {
-        crate::webhook::history::resolve_in_doubt(&self.conn, &self.campaign_id)
+        settle::resolve_in_doubt(&self.conn, &self.campaign_id)
     }
 
     /// Puts rows held in doubt back in the plan: the operator chose to resend them.
@@ -344,30 +328,43 @@ impl Journal {
     /// Claims up to `limit` rows for sending (due retries first, then planned rows,
     /// of which at most `new_limit`), re-checking consent, and records the intent
     /// durably, together with `pending` outcomes, in one transaction.
+    ///
+    /// The caller holds a pacing ticket for each of `limit` rows and writes every
+    /// claimed request at once: a row is in flight only from just before its request
+    /// leaves, so a crash holds in doubt only messages that may have gone out.
     pub fn claim(
         &mut self,
         limit: usize,
         new_limit: usize,
-        pending: &[(u64, Disposition)],
+        pending: &[Outcome],
     ) -> rusqlite::Result<Claimed> {
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         record_in(&tx, &self.campaign_id, self.record_opt_outs, pending, &now)?;
-        refresh_consent(&tx, &mut self.consent, &mut self.consent_seen)?;
         let mut claimed = Claimed::default();
-        let mut candidates = Vec::new();
-        {
-            // INDEXED BY: left to itself, SQLite walks every row of the campaign by
-            // primary key to sort by retry_at, on every claim (a million-row scan
-            // per claim on a million-recipient campaign). Deferred rows are few.
+        // A halt ordered from outside this run (a webhook, another command) stops it
+        // before another message leaves.
+        let halt: Option<(Option<String>, Option<String>)> = tx
+            .prepare_cached("SELECT halted_at, halt_reason FROM campaigns WHERE id = ?1")?
+            .query_row(params![self.campaign_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((Some(_), reason)) = halt {
+            claimed.halted = Some(reason.unwrap_or_default());
+            tx.commit()?;
+            return Ok(claimed);
+        }
+        refresh_consent(&tx, &mut self.consent, &mut self.consent_seen)?;
+        let mut candidates = Vec::with_capacity(limit);
+        if limit > 0 {
             let mut due = tx.prepare_cached(
-                "SELECT contact_key, params, attempts FROM journal INDEXED BY journal_by_state
-                 WHERE campaign_id = ?1 AND state = 'deferred' AND plan_run = ?2 AND retry_at <= ?3
-                 ORDER BY retry_at, seq LIMIT ?4",
+                "SELECT person_id, occurrence, phone, params, attempts, send_by
+                 FROM journal INDEXED BY journal_due
+                 WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred' AND retry_at <= ?3
+                 ORDER BY retry_at LIMIT ?4",
             )?;
             let rows = due.query_map(
                 params![self.campaign_id, self.plan_run, now, limit as i64],
-                job_columns,
+                candidate,
             )?;
             for row in rows {
                 candidates.push(row?);
@@ -375,13 +372,14 @@ impl Journal {
             let room = limit.saturating_sub(candidates.len()).min(new_limit);
             if room > 0 {
                 let mut planned = tx.prepare_cached(
-                    "SELECT contact_key, params, attempts FROM journal
+                    "SELECT person_id, occurrence, phone, params, attempts, send_by
+                     FROM journal INDEXED BY journal_by_state
                      WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
                      ORDER BY seq LIMIT ?3",
                 )?;
                 let rows = planned.query_map(
                     params![self.campaign_id, self.plan_run, room as i64],
-                    job_columns,
+                    candidate,
                 )?;
                 for row in rows {
                     candidates.push(row?);
@@ -390,56 +388,84 @@ impl Journal {
         }
         {
             let mut in_flight = tx.prepare_cached(
-                "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?3,
-                     updated_at = ?3, retry_at = NULL
-                 WHERE campaign_id = ?1 AND contact_key = ?2",
+                "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?4,
+                     updated_at = ?4, retry_at = NULL
+                 WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
             )?;
-            let mut blocked = tx.prepare_cached(
-                "UPDATE journal SET state = 'opted_out', error_detail = ?3, updated_at = ?4
-                 WHERE campaign_id = ?1 AND contact_key = ?2",
+            let mut settled = tx.prepare_cached(
+                "UPDATE journal SET state = ?4, error_detail = ?5, outcome_at = ?6, updated_at = ?6,
+                     retry_at = NULL
+                 WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
             )?;
-            let mut closed = tx.prepare_cached(
-                "UPDATE journal SET state = 'failed', error_detail = ?3, outcome_at = ?4, updated_at = ?4
-                 WHERE campaign_id = ?1 AND contact_key = ?2",
-            )?;
-            for (key, values, attempts) in candidates {
-                let Some(phone) = E164::from_digits(&key.to_string()) else {
-                    continue;
-                };
-                if let Err(reason) = self.consent.check(phone) {
-                    blocked.execute(params![
-                        self.campaign_id,
-                        key as i64,
-                        format!("{reason} (recorded after the plan was made)"),
-                        now
-                    ])?;
+            let now_instant = clock::now();
+            for c in candidates {
+                let skip = if c.send_by.as_deref().is_some_and(|by| by <= now.as_str()) {
+                    claimed.expired += 1;
+                    Some((
+                        State::Expired,
+                        format!(
+                            "its send-by time {} passed before it could be sent",
+                            c.send_by.as_deref().unwrap_or_default()
+                        ),
+                    ))
+                } else if let Some(phone) = c.phone
+                    && let Err(reason) = self.consent.check(phone)
+                {
                     claimed.opted_out += 1;
-                    continue;
-                }
-                if self.session && !crate::webhook::window::window_open(&tx, phone, clock::now())? {
-                    closed.execute(params![
+                    Some((
+                        State::OptedOut,
+                        format!("{reason} (recorded after the plan was made)"),
+                    ))
+                } else if let Some(phone) = c.phone
+                    && self.session
+                    && !crate::webhook::window::window_open(&tx, phone, now_instant)?
+                {
+                    claimed.window_closed += 1;
+                    Some((
+                        State::Failed,
+                        "no open customer-service window: it closed before this message's turn"
+                            .to_owned(),
+                    ))
+                } else if c.phone.is_none() {
+                    claimed.unreachable += 1;
+                    Some((
+                        State::Failed,
+                        "no phone number to send to (only a business-scoped user ID)".to_owned(),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((state, detail)) = skip {
+                    settled.execute(params![
                         self.campaign_id,
-                        key as i64,
-                        "no open customer-service window: it closed before this message's turn",
+                        c.key.person,
+                        c.key.occurrence,
+                        state,
+                        detail,
                         now
                     ])?;
-                    claimed.window_closed += 1;
                     continue;
                 }
-                in_flight.execute(params![self.campaign_id, key as i64, now])?;
+                let Some(phone) = c.phone else { continue };
+                in_flight.execute(params![
+                    self.campaign_id,
+                    c.key.person,
+                    c.key.occurrence,
+                    now
+                ])?;
                 claimed.jobs.push(Job {
-                    key,
+                    key: c.key,
                     phone,
-                    values,
-                    attempts: attempts + 1,
+                    values: c.values,
+                    attempts: c.attempts + 1,
                 });
             }
         }
         if claimed.jobs.is_empty() {
             claimed.next_retry_at = tx
                 .prepare_cached(
-                    "SELECT min(retry_at) FROM journal INDEXED BY journal_by_state
-                     WHERE campaign_id = ?1 AND state = 'deferred' AND plan_run = ?2",
+                    "SELECT min(retry_at) FROM journal INDEXED BY journal_due
+                     WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'",
                 )?
                 .query_row(params![self.campaign_id, self.plan_run], |r| r.get(0))?;
         }
@@ -448,7 +474,7 @@ impl Journal {
     }
 
     /// Records outcomes durably.
-    pub fn record(&mut self, outcomes: &[(u64, Disposition)]) -> rusqlite::Result<()> {
+    pub fn record(&mut self, outcomes: &[Outcome]) -> rusqlite::Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -461,26 +487,42 @@ impl Journal {
     /// Marks the campaign halted: later runs refuse until `--resume-halted`.
     pub fn halt(&mut self, reason: &str) -> rusqlite::Result<()> {
         self.conn.execute(
-            "UPDATE campaigns SET halted_at = ?2, halt_reason = ?3 WHERE id = ?1",
+            "UPDATE campaigns SET halted_at = coalesce(halted_at, ?2),
+                 halt_reason = coalesce(halt_reason, ?3) WHERE id = ?1",
             params![self.campaign_id, clock::now_string(), reason],
         )?;
         Ok(())
     }
 }
 
-type Candidate = (u64, Vec<String>, u32);
+/// A row a claim may send.
+struct Candidate {
+    key: RowKey,
+    phone: Option<E164>,
+    values: Vec<String>,
+    attempts: u32,
+    send_by: Option<String>,
+}
+
 /// fingerprint, created_at, plan_run, halted_at, halt_reason
 type PriorRun = (String, String, i64, Option<String>, Option<String>);
-/// When and why a campaign halted.
-pub type HaltRecord = (String, String);
 
-fn job_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
-    let key: i64 = row.get(0)?;
-    let params: String = row.get(1)?;
+fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+    let phone: Option<String> = row.get(2)?;
+    let params: String = row.get(3)?;
     let values: Vec<String> = serde_json::from_str(&params).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
     })?;
-    Ok((key as u64, values, row.get(2)?))
+    Ok(Candidate {
+        key: RowKey {
+            person: row.get(0)?,
+            occurrence: row.get(1)?,
+        },
+        phone: phone.as_deref().and_then(E164::from_digits),
+        values,
+        attempts: row.get(4)?,
+        send_by: row.get(5)?,
+    })
 }
 
 /// Brings the in-memory consent index up to date with events recorded since it was
@@ -514,7 +556,7 @@ fn refresh_consent(
 /// A disposition as the journal row's columns.
 #[derive(Default)]
 struct Columns<'a> {
-    state: &'static str,
+    state: Option<State>,
     message_id: Option<&'a str>,
     wa_id: Option<&'a str>,
     status: Option<&'a str>,
@@ -524,9 +566,9 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn error(state: &'static str, code: Option<i64>, detail: &'a str) -> Self {
+    fn error(state: State, code: Option<i64>, detail: &'a str) -> Self {
         Columns {
-            state,
+            state: Some(state),
             code,
             detail: Some(detail),
             ..Columns::default()
@@ -538,46 +580,55 @@ fn record_in(
     conn: &Connection,
     campaign_id: &str,
     record_opt_outs: bool,
-    outcomes: &[(u64, Disposition)],
+    outcomes: &[Outcome],
     now: &str,
 ) -> rusqlite::Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
     let mut update = conn.prepare_cached(
-        "UPDATE journal SET state = ?3, message_id = coalesce(?4, message_id), wa_id = coalesce(?5, wa_id),
-             message_status = coalesce(?6, message_status), error_code = ?7, error_detail = ?8,
-             retry_at = ?9, outcome_at = ?10, updated_at = ?10
-         WHERE campaign_id = ?1 AND contact_key = ?2",
+        "UPDATE journal SET state = ?4, message_id = coalesce(?5, message_id), wa_id = coalesce(?6, wa_id),
+             message_status = coalesce(?7, message_status), error_code = ?8, error_detail = ?9,
+             retry_at = ?10, outcome_at = ?11, updated_at = ?11
+         WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
     )?;
-    for (key, disposition) in outcomes {
-        let none = Columns::default();
+    let now_instant = clock::now();
+    for Outcome {
+        key,
+        phone,
+        disposition,
+    } in outcomes
+    {
         let c = match disposition {
             Disposition::Accepted {
                 message_id,
                 wa_id,
                 status,
             } => Columns {
-                state: "accepted",
+                state: Some(State::Accepted),
                 message_id: message_id.as_deref(),
                 wa_id: wa_id.as_deref(),
                 status: status.as_deref(),
-                ..none
+                ..Columns::default()
             },
-            Disposition::Failed { code, detail } => Columns::error("failed", *code, detail),
+            Disposition::Failed { code, detail } => Columns::error(State::Failed, *code, detail),
             Disposition::Deferred {
                 code,
                 detail,
                 retry_in,
             } => Columns {
-                retry_at: Some(retry_at(clock::now(), *retry_in)),
-                ..Columns::error("deferred", *code, detail)
+                retry_at: Some(retry_at(now_instant, *retry_in)),
+                ..Columns::error(State::Deferred, *code, detail)
             },
-            Disposition::InDoubt { code, detail } => Columns::error("in_doubt", *code, detail),
+            Disposition::InDoubt { code, detail } => Columns::error(State::InDoubt, *code, detail),
             Disposition::OptedOut { code, detail, .. } => {
-                Columns::error("opted_out", *code, detail)
+                Columns::error(State::OptedOut, *code, detail)
             }
         };
         update.execute(params![
             campaign_id,
-            *key as i64,
+            key.person,
+            key.occurrence,
             c.state,
             c.message_id,
             c.wa_id,
@@ -593,10 +644,9 @@ fn record_in(
             detail,
         } = disposition
             && record_opt_outs
-            && let Some(phone) = E164::from_digits(&key.to_string())
         {
             let event = NewEvent {
-                subject: phone,
+                subject: *phone,
                 purpose: *purpose,
                 action: Action::OptOut,
                 occurred_at: now.to_owned(),
@@ -606,7 +656,16 @@ fn record_in(
                 evidence: None,
                 notice: None,
                 actor: format!("wacampaign send {campaign_id}"),
-                dedupe_key: Some(format!("campaign:{campaign_id}:{key}:opt_out")),
+                // The same key as before occurrences, for one message per person.
+                dedupe_key: Some(if key.occurrence.is_empty() {
+                    format!("campaign:{campaign_id}:{}:opt_out", phone.digits())
+                } else {
+                    format!(
+                        "campaign:{campaign_id}:{}:{}:opt_out",
+                        phone.digits(),
+                        key.occurrence
+                    )
+                }),
             };
             consent::append_in(conn, &event)?;
         }
@@ -633,115 +692,116 @@ fn retry_at(now: chrono::DateTime<chrono::Utc>, retry_in: Duration) -> String {
     })
 }
 
-/// Rows by state for a campaign (its current plan only when `plan_run` is given).
-pub fn counts(
-    conn: &Connection,
-    campaign_id: &str,
-    plan_run: Option<i64>,
-) -> rusqlite::Result<Counts> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT state, count(*) FROM journal WHERE campaign_id = ?1
-           AND (?2 IS NULL OR plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
-         GROUP BY state",
-    )?;
-    let mut counts = Counts::default();
-    let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    for row in rows {
-        let (state, n) = row?;
-        match state.as_str() {
-            "planned" => counts.planned = n,
-            "in_flight" => counts.in_flight = n,
-            "accepted" => counts.accepted = n,
-            "failed" => counts.failed = n,
-            "in_doubt" => counts.in_doubt = n,
-            "deferred" => counts.deferred = n,
-            "opted_out" => counts.opted_out = n,
-            _ => {}
-        }
-    }
-    Ok(counts)
-}
-
-/// The campaign's record, if it was ever sent.
-pub fn campaign_record(
-    conn: &Connection,
-    campaign_id: &str,
-) -> rusqlite::Result<Option<(CampaignRecord, Option<HaltRecord>)>> {
-    conn.query_row(
-        "SELECT id, plan_run, created_at, halted_at, halt_reason FROM campaigns WHERE id = ?1",
-        params![campaign_id],
-        |r| {
-            let halted: Option<String> = r.get(3)?;
-            let reason: Option<String> = r.get(4)?;
-            Ok((
-                CampaignRecord {
-                    id: r.get(0)?,
-                    plan_run: r.get(1)?,
-                    created_at: r.get(2)?,
-                },
-                halted.map(|at| (at, reason.unwrap_or_default())),
-            ))
-        },
-    )
-    .optional()
-}
-
-/// Failed rows by error code.
-pub fn failures_by_code(
-    conn: &Connection,
-    campaign_id: &str,
-    plan_run: i64,
-) -> rusqlite::Result<BTreeMap<String, u64>> {
-    let mut stmt = conn.prepare(
-        "SELECT coalesce(CAST(error_code AS TEXT), 'none'), count(*) FROM journal
-         WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
-           AND state IN ('failed', 'opted_out', 'deferred')
-           AND (error_code IS NOT NULL OR state = 'failed')
-         GROUP BY 1 ORDER BY 2 DESC",
-    )?;
-    let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
-        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    rows.collect()
-}
-
-/// Every row of a campaign's current plan (or only those in `state`), in plan order.
-pub fn rows(
-    conn: &Connection,
-    campaign_id: &str,
-    plan_run: i64,
-    state: Option<&str>,
-    mut each: impl FnMut(JournalRow) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT phone, line, state, attempts, message_id, error_code, error_detail, intent_at, outcome_at, updated_at
-         FROM journal WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
-           AND (?3 IS NULL OR state = ?3)
-         ORDER BY seq",
-    )?;
-    let mut rows = stmt.query(params![campaign_id, plan_run, state])?;
-    while let Some(r) = rows.next()? {
-        each(JournalRow {
-            phone: r.get(0)?,
-            line: r.get(1)?,
-            state: r.get(2)?,
-            attempts: r.get(3)?,
-            message_id: r.get(4)?,
-            error_code: r.get(5)?,
-            error_detail: r.get(6)?,
-            intent_at: r.get(7)?,
-            outcome_at: r.get(8)?,
-            updated_at: r.get(9)?,
-        })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::Db;
+
+    /// A database with one campaign and rows in the given states, keyed by phone.
+    fn journal_with(rows: &[(&str, &str, Option<&str>)]) -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db")).unwrap();
+        db.conn
+            .execute(
+                "INSERT INTO campaigns (id, fingerprint, template, language, category, provider,
+                     created_at, plan_run)
+                 VALUES ('c', 'f', 't', 'es_MX', 'utility', 'cloud_api', '2026-01-01T00:00:00Z', 1)",
+                [],
+            )
+            .unwrap();
+        for (seq, (phone, state, send_by)) in rows.iter().enumerate() {
+            let e164 = E164::from_digits(phone).unwrap();
+            db.conn
+                .execute(
+                    "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
+                         params, state, attempts, retry_at, send_by, updated_at)
+                     VALUES ('c', ?1, 'appt-1', ?2, 2, ?3, 1, '[]', ?4, 0, '2026-01-01T00:00:00Z', ?5,
+                             '2026-01-01T00:00:00Z')",
+                    params![key::person_of(e164), e164.to_string(), seq as i64, state, send_by],
+                )
+                .unwrap();
+        }
+        (dir, db)
+    }
+
+    fn state_of(db: &Db, phone: &str) -> State {
+        db.conn
+            .query_row(
+                "SELECT state FROM journal WHERE person_id = ?1",
+                params![key::person_of(E164::from_digits(phone).unwrap())],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn an_accepted_message_refused_later_is_deferred_once() {
+        let (_dir, db) = journal_with(&[("525512345678", "accepted", None)]);
+        let row = settle::RowRef {
+            campaign_id: "c".into(),
+            key: RowKey::for_phone(E164::from_digits("525512345678").unwrap(), "appt-1"),
+        };
+        let now = "2026-01-02T00:00:00Z";
+        let until = "2026-01-03T00:00:00Z";
+        assert!(
+            settle::defer_accepted(&db.conn, &row, until, Some(131_049), "limit", now).unwrap()
+        );
+        assert!(
+            !settle::defer_accepted(&db.conn, &row, until, Some(131_049), "limit", now).unwrap(),
+            "the same status again changes nothing"
+        );
+        let (state, retry_at, deferrals): (State, String, i64) = db
+            .conn
+            .query_row("SELECT state, retry_at, deferrals FROM journal", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (state, retry_at.as_str(), deferrals),
+            (State::Deferred, until, 1)
+        );
+    }
+
+    #[test]
+    fn a_claim_expires_what_is_past_its_send_by_and_stops_on_an_outside_halt() {
+        let (_dir, db) = journal_with(&[
+            ("525512345678", "deferred", Some("2000-01-01T00:00:00Z")),
+            ("525512345679", "deferred", Some("2999-01-01T00:00:00Z")),
+        ]);
+        let path = db.path().to_owned();
+        let mut consent = ConsentIndex::empty(Purpose::Utility);
+        for phone in ["525512345678", "525512345679"] {
+            consent.set(
+                E164::from_digits(phone).unwrap(),
+                consent::Standing::OptedIn {
+                    since: "2026-01-01T00:00:00Z".into(),
+                    method: "web_form".into(),
+                },
+            );
+        }
+        let mut journal = Journal {
+            conn: db.conn,
+            campaign_id: "c".into(),
+            plan_run: 1,
+            consent,
+            consent_seen: i64::MAX,
+            session: false,
+            record_opt_outs: false,
+        };
+        let claimed = journal.claim(10, 10, &[]).unwrap();
+        assert_eq!(claimed.expired, 1);
+        assert_eq!(claimed.jobs.len(), 1, "the other is sent");
+        let other = Db::open(&path).unwrap();
+        assert_eq!(state_of(&other, "525512345678"), State::Expired);
+        assert_eq!(state_of(&other, "525512345679"), State::InFlight);
+        assert!(
+            settle::halt_campaign(&other.conn, "c", "template paused", "2026-01-01T00:00:00Z")
+                .unwrap()
+        );
+        let claimed = journal.claim(10, 10, &[]).unwrap();
+        assert_eq!(claimed.halted.as_deref(), Some("template paused"));
+        assert!(claimed.jobs.is_empty());
+    }
 
     #[test]
     fn a_retry_is_never_due_before_its_wait_is_over() {

@@ -1,0 +1,228 @@
+//! What the journal tells `status`, `send`'s summary and the reports. Read-only.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::State;
+
+/// Rows by state for a campaign: every row that was ever sent or settled, and the
+/// rows still to send in its current plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub planned: u64,
+    pub in_flight: u64,
+    pub accepted: u64,
+    pub failed: u64,
+    pub in_doubt: u64,
+    pub deferred: u64,
+    pub opted_out: u64,
+    pub expired: u64,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        State::ALL.into_iter().map(|s| self.get(s)).sum()
+    }
+
+    /// Rows a run would still send.
+    pub fn remaining(&self) -> u64 {
+        self.planned + self.deferred
+    }
+
+    pub fn get(&self, state: State) -> u64 {
+        match state {
+            State::Planned => self.planned,
+            State::InFlight => self.in_flight,
+            State::Accepted => self.accepted,
+            State::Failed => self.failed,
+            State::InDoubt => self.in_doubt,
+            State::Deferred => self.deferred,
+            State::OptedOut => self.opted_out,
+            State::Expired => self.expired,
+        }
+    }
+
+    fn slot(&mut self, state: State) -> &mut u64 {
+        match state {
+            State::Planned => &mut self.planned,
+            State::InFlight => &mut self.in_flight,
+            State::Accepted => &mut self.accepted,
+            State::Failed => &mut self.failed,
+            State::InDoubt => &mut self.in_doubt,
+            State::Deferred => &mut self.deferred,
+            State::OptedOut => &mut self.opted_out,
+            State::Expired => &mut self.expired,
+        }
+    }
+}
+
+/// The campaign as the journal knows it.
+#[derive(Debug, Clone)]
+pub struct CampaignRecord {
+    pub id: String,
+    pub plan_run: i64,
+    pub created_at: String,
+}
+
+/// When and why a campaign halted.
+pub type HaltRecord = (String, String);
+
+/// One journal row, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalRow {
+    pub phone: String,
+    pub occurrence: String,
+    pub line: i64,
+    pub state: State,
+    pub attempts: i64,
+    pub message_id: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_detail: Option<String>,
+    pub intent_at: Option<String>,
+    pub outcome_at: Option<String>,
+    pub updated_at: String,
+}
+
+/// Rows by state for a campaign (its current plan only when `plan_run` is given).
+pub fn counts(
+    conn: &Connection,
+    campaign_id: &str,
+    plan_run: Option<i64>,
+) -> rusqlite::Result<Counts> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, count(*) FROM journal WHERE campaign_id = ?1
+           AND (?2 IS NULL OR plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
+         GROUP BY state",
+    )?;
+    let mut counts = Counts::default();
+    let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
+        Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        *counts.slot(state) = n;
+    }
+    Ok(counts)
+}
+
+/// The campaign's record, if it was ever sent.
+pub fn campaign_record(
+    conn: &Connection,
+    campaign_id: &str,
+) -> rusqlite::Result<Option<(CampaignRecord, Option<HaltRecord>)>> {
+    conn.query_row(
+        "SELECT id, plan_run, created_at, halted_at, halt_reason FROM campaigns WHERE id = ?1",
+        params![campaign_id],
+        |r| {
+            let halted: Option<String> = r.get(3)?;
+            let reason: Option<String> = r.get(4)?;
+            Ok((
+                CampaignRecord {
+                    id: r.get(0)?,
+                    plan_run: r.get(1)?,
+                    created_at: r.get(2)?,
+                },
+                halted.map(|at| (at, reason.unwrap_or_default())),
+            ))
+        },
+    )
+    .optional()
+}
+
+/// Failed (or refused) rows by error code.
+pub fn failures_by_code(
+    conn: &Connection,
+    campaign_id: &str,
+    plan_run: i64,
+) -> rusqlite::Result<BTreeMap<String, u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT coalesce(CAST(error_code AS TEXT), 'none'), count(*) FROM journal
+         WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
+           AND state IN ('failed', 'opted_out', 'deferred', 'expired')
+           AND (error_code IS NOT NULL OR state = 'failed')
+         GROUP BY 1 ORDER BY 2 DESC",
+    )?;
+    let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    rows.collect()
+}
+
+/// Every row of a campaign's current plan (or only those in `state`), in plan order.
+pub fn rows(
+    conn: &Connection,
+    campaign_id: &str,
+    plan_run: i64,
+    state: Option<State>,
+    mut each: impl FnMut(JournalRow) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT coalesce(phone, bsuid), occurrence, line, state, attempts, message_id, error_code,
+                error_detail, intent_at, outcome_at, updated_at
+         FROM journal WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
+           AND (?3 IS NULL OR state = ?3)
+         ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![campaign_id, plan_run, state])?;
+    while let Some(r) = rows.next()? {
+        each(JournalRow {
+            phone: r.get(0)?,
+            occurrence: r.get(1)?,
+            line: r.get(2)?,
+            state: r.get(3)?,
+            attempts: r.get(4)?,
+            message_id: r.get(5)?,
+            error_code: r.get(6)?,
+            error_detail: r.get(7)?,
+            intent_at: r.get(8)?,
+            outcome_at: r.get(9)?,
+            updated_at: r.get(10)?,
+        })?;
+    }
+    Ok(())
+}
+
+/// Delivery progress of a campaign's accepted messages, by the best status each
+/// reached: (accepted, with any status, delivered, read, failed after acceptance).
+pub fn accepted_by_best_status(
+    conn: &Connection,
+    campaign_id: &str,
+) -> rusqlite::Result<(u64, u64, u64, u64, u64)> {
+    conn.prepare_cached(
+        "SELECT count(*), count(best), coalesce(sum(best IN (2, 3)), 0),
+                coalesce(sum(best = 3), 0), coalesce(sum(best = 4), 0)
+         FROM (SELECT (SELECT max(s.rank) FROM message_statuses s
+                       WHERE s.message_id = j.message_id) AS best
+               FROM journal j WHERE j.campaign_id = ?1 AND j.state = 'accepted')",
+    )?
+    .query_row(params![campaign_id], |r| {
+        let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+        Ok((n(0)?, n(1)?, n(2)?, n(3)?, n(4)?))
+    })
+}
+
+/// Replies from the people a campaign messaged (a message may have reached them),
+/// given inbound message counts by sender's consent key: (replies, people who
+/// replied).
+pub fn replies_from_recipients(
+    conn: &Connection,
+    campaign_id: &str,
+    mut by_sender: HashMap<u64, u64>,
+) -> rusqlite::Result<(u64, u64)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT person_id FROM journal WHERE campaign_id = ?1
+           AND state IN ('accepted', 'in_doubt', 'failed', 'opted_out') AND person_id > 0",
+    )?;
+    let mut rows = stmt.query(params![campaign_id])?;
+    let (mut replies, mut replied) = (0, 0);
+    while let Some(row) = rows.next()? {
+        let person: i64 = row.get(0)?;
+        if let Some(n) = by_sender.remove(&(person as u64)) {
+            replies += n;
+            replied += 1;
+        }
+    }
+    Ok((replies, replied))
+}

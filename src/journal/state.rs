@@ -1,0 +1,156 @@
+//! The states of a journal row, and which may follow which.
+//!
+//! ```text
+//!             claim                  answer
+//! planned ───────────► in_flight ───────────► accepted ──(failed status 131049)──► deferred
+//!    ▲                    │  │                                                      │
+//!    │ --in-doubt resend  │  └─► failed | opted_out | deferred ◄────────────────────┘
+//!    │                    ▼                    │ (send-by passed, or given up)
+//! in_doubt ◄── crash / no answer               └──────────────► expired
+//! ```
+//!
+//! `in_doubt` is settled to `accepted` when a delivery status proves the message
+//! went out. Only this module spells the states' names; SQL elsewhere asks it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// In the current plan, not yet sent.
+    Planned,
+    /// The intent to send is durable; the request is being (or about to be) written.
+    InFlight,
+    /// The provider took the message.
+    Accepted,
+    /// This recipient cannot get this message.
+    Failed,
+    /// The request may have gone out; held until the operator or a status decides.
+    InDoubt,
+    /// Not sent yet; due again at `retry_at`.
+    Deferred,
+    /// The person stopped these messages.
+    OptedOut,
+    /// Its send-by time passed before it could be sent: never sent.
+    Expired,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::Planned,
+        State::InFlight,
+        State::Accepted,
+        State::Failed,
+        State::InDoubt,
+        State::Deferred,
+        State::OptedOut,
+        State::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Planned => "planned",
+            State::InFlight => "in_flight",
+            State::Accepted => "accepted",
+            State::Failed => "failed",
+            State::InDoubt => "in_doubt",
+            State::Deferred => "deferred",
+            State::OptedOut => "opted_out",
+            State::Expired => "expired",
+        }
+    }
+
+    /// Rows that a later run may still send: they belong to the plan that made them.
+    pub fn is_pending(self) -> bool {
+        matches!(self, State::Planned | State::Deferred)
+    }
+
+    /// Whether a message may have reached the person in this state.
+    pub fn may_have_reached(self) -> bool {
+        matches!(self, State::InFlight | State::Accepted | State::InDoubt)
+    }
+
+    /// Whether `self → to` is a transition the journal makes.
+    pub fn may_become(self, to: State) -> bool {
+        use State::*;
+        match (self, to) {
+            (Planned | Deferred, InFlight | OptedOut | Failed | Expired) => true,
+            (InFlight, Accepted | Failed | InDoubt | Deferred | OptedOut) => true,
+            // A status proves an attempt went out.
+            (InDoubt | Deferred, Accepted) => true,
+            // The operator resends, or a halt returns an unsent row.
+            (InDoubt, Planned) => true,
+            // Meta reports some refusals (131049) only in a status, after accepting.
+            (Accepted, Deferred | Failed | OptedOut) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<State, String> {
+        State::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a journal state"))
+    }
+}
+
+impl rusqlite::ToSql for State {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for State {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        text.parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_round_trips_through_its_name() {
+        for state in State::ALL {
+            assert_eq!(state.as_str().parse::<State>(), Ok(state));
+        }
+        assert!("sent".parse::<State>().is_err());
+    }
+
+    #[test]
+    fn the_schema_allows_exactly_these_states() {
+        let schema = include_str!("../db/migrations/0006_journal_by_person.sql");
+        for state in State::ALL {
+            assert!(
+                schema.contains(&format!("'{}'", state.as_str())),
+                "{state} missing from the CHECK constraint"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_leaves_a_final_state_except_by_a_status_or_the_operator() {
+        assert!(!State::Failed.may_become(State::Planned));
+        assert!(!State::OptedOut.may_become(State::InFlight));
+        assert!(!State::Expired.may_become(State::InFlight));
+        assert!(!State::Accepted.may_become(State::InFlight));
+        assert!(State::InDoubt.may_become(State::Accepted));
+        assert!(State::Accepted.may_become(State::Deferred));
+    }
+}
