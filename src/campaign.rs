@@ -15,6 +15,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::consent::Purpose;
+pub use crate::contacts::{ContactsSource, Encoding};
 use crate::phone::DefaultRegion;
 use crate::template::{PlaceholderKey, Template};
 
@@ -103,17 +104,6 @@ impl MessageKind {
     }
 }
 
-/// The text encoding of the contacts file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum Encoding {
-    #[default]
-    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
-    Utf8,
-    /// What Excel writes for "CSV" in most Western locales.
-    #[serde(rename = "windows-1252", alias = "cp1252", alias = "latin1")]
-    Windows1252,
-}
-
 /// Where a placeholder's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueSource {
@@ -124,17 +114,6 @@ pub enum ValueSource {
     },
     /// The same value for every contact.
     Fixed(String),
-}
-
-/// The contacts file and how to read it.
-#[derive(Debug, Clone)]
-pub struct ContactsSource {
-    pub path: PathBuf,
-    pub phone_column: String,
-    /// `None`: detect `,` `;` or tab from the header line.
-    pub delimiter: Option<u8>,
-    pub encoding: Encoding,
-    pub default_region: Option<DefaultRegion>,
 }
 
 /// The approved template and how each placeholder is filled.

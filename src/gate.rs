@@ -5,8 +5,8 @@ use rusqlite::Connection;
 
 use crate::campaign::{Campaign, MessageKind};
 use crate::consent::ConsentIndex;
+use crate::exclusion::{ConsentGate, Exclusion};
 use crate::phone::E164;
-use crate::plan::{ConsentGate, Exclusion};
 use crate::webhook::window::OpenWindows;
 
 /// The ledger and the windows, loaded once for a whole plan.

@@ -7,12 +7,12 @@ use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::campaign::Encoding;
 use crate::clock;
 use crate::cmd::Context;
 use crate::consent::{
     self, Action, Appended, ImportOptions, Ledger, NewEvent, Purpose, RecordedVia,
 };
+use crate::contacts::Encoding;
 use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::phone::{DefaultRegion, E164, PhoneError};

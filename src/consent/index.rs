@@ -7,8 +7,8 @@ use rusqlite::{Connection, params};
 
 use super::ledger::HAS_EVIDENCE;
 use super::{Fact, Purpose, Standing, StandingFold};
+use crate::exclusion::{ConsentGate, Exclusion};
 use crate::phone::E164;
-use crate::plan::{ConsentGate, Exclusion};
 
 /// A standing, small enough to hold a million of.
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ pub use index::ConsentIndex;
 pub use ledger::{Appended, Ledger, LedgerStats, VerifyReport, append_in, hash_event, standing_of};
 
 use crate::clock;
-use crate::plan::Exclusion;
+use crate::exclusion::Exclusion;
 
 /// What the consent is for. An opt-out may also be for [`Purpose::All`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
