@@ -618,15 +618,7 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let head_found = match &args.expect_head {
         None => true,
         Some(expected) => {
-            expected == &report.head
-                || db
-                    .conn
-                    .query_row(
-                        "SELECT 1 FROM consent_events WHERE hash = ?1",
-                        [expected],
-                        |_| Ok(()),
-                    )
-                    .is_ok()
+            expected == &report.head || ledger.contains_hash(expected).unwrap_or(false)
         }
     };
     let intact = report.intact() && head_found;

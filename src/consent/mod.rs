@@ -15,7 +15,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub use import::{ImportOptions, ImportSummary, import_file};
-pub use index::ConsentIndex;
+pub use index::{ConsentIndex, changes_since};
 pub use ledger::{Appended, Ledger, LedgerStats, VerifyReport, append_in, hash_event, standing_of};
 
 use crate::clock;
