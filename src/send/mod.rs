@@ -357,6 +357,16 @@ fn decide(
                 )
             }
         }
+        // Too many messages to this one person (Meta's pair rate limit): only their
+        // row waits; neither the pace nor the breaker counts it.
+        Class::BackOffRecipient { retry_after } => (
+            Disposition::Deferred {
+                code,
+                detail: describe(),
+                retry_in: backoff(job.attempts, *retry_after),
+            },
+            None,
+        ),
         Class::Unknown => {
             if job.attempts >= MAX_UNKNOWN_ATTEMPTS {
                 let detail = format!(
