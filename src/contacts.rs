@@ -15,7 +15,29 @@ use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
-use crate::campaign::{ContactsSource, Encoding};
+// What the campaign file says about its contacts file is the reader's vocabulary: it
+// lives here, and the campaign imports it.
+/// The text encoding of the contacts file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum Encoding {
+    #[default]
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    /// What Excel writes for "CSV" in most Western locales.
+    #[serde(rename = "windows-1252", alias = "cp1252", alias = "latin1")]
+    Windows1252,
+}
+
+/// The contacts file and how to read it.
+#[derive(Debug, Clone)]
+pub struct ContactsSource {
+    pub path: std::path::PathBuf,
+    pub phone_column: String,
+    /// `None`: detect `,` `;` or tab from the header line.
+    pub delimiter: Option<u8>,
+    pub encoding: Encoding,
+    pub default_region: Option<crate::phone::DefaultRegion>,
+}
 
 /// The longest record (all its fields and line breaks) the reader accepts.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;

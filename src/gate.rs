@@ -4,9 +4,9 @@
 use rusqlite::Connection;
 
 use crate::campaign::{Campaign, MessageKind};
-use crate::consent::ConsentIndex;
+use crate::consent::{ConsentIndex, Ledger};
+use crate::exclusion::{ConsentGate, Exclusion};
 use crate::phone::E164;
-use crate::plan::{ConsentGate, Exclusion};
 use crate::webhook::window::OpenWindows;
 
 /// The ledger and the windows, loaded once for a whole plan.
@@ -29,11 +29,7 @@ impl Gate {
         // Read the high-water mark first: an event written during the load is then
         // re-applied later rather than missed.
         let consent_seen = match conn {
-            Some(conn) => {
-                conn.query_row("SELECT coalesce(max(id), 0) FROM consent_events", [], |r| {
-                    r.get(0)
-                })?
-            }
+            Some(conn) => Ledger::new(conn).head_id()?,
             None => 0,
         };
         let consent = match conn {

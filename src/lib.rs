@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod consent;
 pub mod contacts;
 pub mod db;
+pub mod exclusion;
 pub mod exit_codes;
 pub mod gate;
 pub mod journal;

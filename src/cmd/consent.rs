@@ -7,12 +7,12 @@ use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::campaign::Encoding;
 use crate::clock;
 use crate::cmd::Context;
 use crate::consent::{
     self, Action, Appended, ImportOptions, Ledger, NewEvent, Purpose, RecordedVia,
 };
+use crate::contacts::Encoding;
 use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::phone::{DefaultRegion, E164, PhoneError};
@@ -618,15 +618,7 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let head_found = match &args.expect_head {
         None => true,
         Some(expected) => {
-            expected == &report.head
-                || db
-                    .conn
-                    .query_row(
-                        "SELECT 1 FROM consent_events WHERE hash = ?1",
-                        [expected],
-                        |_| Ok(()),
-                    )
-                    .is_ok()
+            expected == &report.head || ledger.contains_hash(expected).unwrap_or(false)
         }
     };
     let intact = report.intact() && head_found;

@@ -11,11 +11,10 @@ use sha2::{Digest, Sha256};
 
 use super::ledger::{Appended, append_in};
 use super::{Action, ConsentIndex, NewEvent, Purpose, RecordedVia};
-use crate::campaign::Encoding;
 use crate::clock;
-use crate::contacts::{ContactReader, ContactsError, Row};
+use crate::contacts::{ContactReader, ContactsError, Encoding, Row};
+use crate::exclusion::ConsentGate;
 use crate::phone::{DefaultRegion, E164};
-use crate::plan::ConsentGate;
 
 #[derive(Debug, Clone)]
 pub struct ImportOptions {

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
-use super::ledger::HAS_EVIDENCE;
+use super::ledger::{HAS_EVIDENCE, Ledger};
 use super::{Fact, Purpose, Standing, StandingFold};
+use crate::exclusion::{ConsentGate, Exclusion};
 use crate::phone::E164;
-use crate::plan::{ConsentGate, Exclusion};
 
 /// A standing, small enough to hold a million of.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +126,29 @@ impl ConsentIndex {
     }
 }
 
+/// Brings `index` up to date with the events recorded after `seen_id` (by the
+/// webhook server, an operator, or a running campaign) and returns the id of the
+/// last event it now reflects, to pass as `seen_id` next time. Call it inside the
+/// transaction that acts on the index, so no event can fall between the two reads.
+pub fn changes_since(
+    conn: &Connection,
+    seen_id: i64,
+    index: &mut ConsentIndex,
+) -> rusqlite::Result<i64> {
+    let ledger = Ledger::new(conn);
+    let subjects = ledger.subjects_since(seen_id)?;
+    if subjects.is_empty() {
+        return Ok(seen_id);
+    }
+    for subject in subjects {
+        if let Some(phone) = E164::from_digits(&subject) {
+            let standing = ledger.standing(phone, index.purpose())?;
+            index.set(phone, standing);
+        }
+    }
+    ledger.head_id()
+}
+
 /// Every event of a purpose (`?1`) or `all`, in the order [`StandingFold`] needs:
 /// answered from the covering index `consent_events_standing` alone.
 fn standings_sql() -> String {
@@ -158,7 +181,66 @@ impl ConsentGate for ConsentIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consent::{Action, NewEvent, RecordedVia};
     use crate::db::Db;
+    use crate::exclusion::Exclusion;
+
+    fn event(subject: &str, purpose: Purpose, action: Action) -> NewEvent {
+        NewEvent {
+            subject: E164::from_digits(subject).unwrap(),
+            purpose,
+            action,
+            occurred_at: crate::clock::now_string(),
+            method: "operator".into(),
+            recorded_via: RecordedVia::Command,
+            source: "ticket 1".into(),
+            evidence: None,
+            notice: None,
+            actor: "test".into(),
+            dedupe_key: None,
+        }
+    }
+
+    #[test]
+    fn changes_since_applies_events_another_connection_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let reader = Db::open(&path).unwrap();
+        // A second connection to the same file, as the webhook server or an operator's
+        // `consent opt-out` would be.
+        let writer = Db::open(&path).unwrap();
+        let ledger = Ledger::new(&writer.conn);
+        let (a, b) = ("5215512345678", "5215587654321");
+        let phone = |d| E164::from_digits(d).unwrap();
+
+        ledger
+            .append(&event(a, Purpose::Marketing, Action::OptIn))
+            .unwrap();
+        let mut index = ConsentIndex::load(&reader.conn, Purpose::Marketing).unwrap();
+        let seen = Ledger::new(&reader.conn).head_id().unwrap();
+        assert_eq!(seen, 1);
+        assert_eq!(changes_since(&reader.conn, seen, &mut index).unwrap(), seen);
+        assert_eq!(index.check(phone(a)), Ok(()));
+
+        ledger
+            .append(&event(a, Purpose::All, Action::OptOut))
+            .unwrap();
+        ledger
+            .append(&event(b, Purpose::Marketing, Action::OptIn))
+            .unwrap();
+        ledger
+            .append(&event(b, Purpose::Utility, Action::OptOut))
+            .unwrap();
+        let seen = changes_since(&reader.conn, seen, &mut index).unwrap();
+        assert_eq!(seen, 4);
+        assert!(matches!(
+            index.check(phone(a)),
+            Err(Exclusion::OptedOut { .. })
+        ));
+        // An opt-out of another purpose leaves this one's opt-in standing.
+        assert_eq!(index.check(phone(b)), Ok(()));
+        assert_eq!(changes_since(&reader.conn, seen, &mut index).unwrap(), seen);
+    }
 
     #[test]
     fn loading_reads_the_covering_index_alone() {

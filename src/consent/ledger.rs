@@ -124,6 +124,31 @@ impl<'c> Ledger<'c> {
         Ok(standing_of(&history, purpose))
     }
 
+    /// The id of the last event recorded, 0 for an empty ledger: the mark up to which
+    /// an index loaded now is complete.
+    pub fn head_id(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM consent_events")?
+            .query_row([], |r| r.get(0))
+    }
+
+    /// Whether an event with this hash is in the chain (a head noted earlier, say).
+    pub fn contains_hash(&self, hash: &str) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM consent_events WHERE hash = ?1")?
+            .query_row(params![hash], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+    }
+
+    /// The numbers (as stored, in E.164) with events recorded after `id`.
+    pub fn subjects_since(&self, id: i64) -> rusqlite::Result<Vec<String>> {
+        self.conn
+            .prepare_cached("SELECT DISTINCT subject FROM consent_events WHERE id > ?1")?
+            .query_map(params![id], |r| r.get(0))?
+            .collect()
+    }
+
     /// Every event (of one number, or all), in id order, for export.
     pub fn for_each_event(
         &self,
@@ -478,4 +503,41 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         prev_hash: row.get(13)?,
         hash: row.get(14)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::{Action, RecordedVia};
+    use crate::db::Db;
+
+    #[test]
+    fn head_id_and_contains_hash_read_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db")).unwrap();
+        let ledger = Ledger::new(&db.conn);
+        assert_eq!(ledger.head_id().unwrap(), 0);
+        let event = NewEvent {
+            subject: E164::from_digits("5215512345678").unwrap(),
+            purpose: Purpose::Marketing,
+            action: Action::OptIn,
+            occurred_at: clock::now_string(),
+            method: "operator".into(),
+            recorded_via: RecordedVia::Command,
+            source: "ticket 1".into(),
+            evidence: None,
+            notice: None,
+            actor: "test".into(),
+            dedupe_key: None,
+        };
+        let Appended::Recorded(id) = ledger.append(&event).unwrap() else {
+            panic!("a new event is recorded")
+        };
+        assert_eq!(ledger.head_id().unwrap(), id);
+        let head = ledger.verify().unwrap().head;
+        assert!(ledger.contains_hash(&head).unwrap());
+        assert!(!ledger.contains_hash(GENESIS).unwrap());
+        assert_eq!(ledger.subjects_since(0).unwrap(), ["+5215512345678"]);
+        assert!(ledger.subjects_since(id).unwrap().is_empty());
+    }
 }

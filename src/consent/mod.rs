@@ -15,11 +15,11 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub use import::{ImportOptions, ImportSummary, import_file};
-pub use index::ConsentIndex;
+pub use index::{ConsentIndex, changes_since};
 pub use ledger::{Appended, Ledger, LedgerStats, VerifyReport, append_in, hash_event, standing_of};
 
 use crate::clock;
-use crate::plan::Exclusion;
+use crate::exclusion::Exclusion;
 
 /// What the consent is for. An opt-out may also be for [`Purpose::All`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]

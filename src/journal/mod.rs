@@ -353,7 +353,9 @@ impl Journal {
             tx.commit()?;
             return Ok(claimed);
         }
-        refresh_consent(&tx, &mut self.consent, &mut self.consent_seen)?;
+        // Opt-outs recorded since the last claim (by the webhook server, an operator)
+        // win over the plan.
+        self.consent_seen = consent::changes_since(&tx, self.consent_seen, &mut self.consent)?;
         let mut candidates = Vec::with_capacity(limit);
         if limit > 0 {
             let mut due = tx.prepare_cached(
@@ -523,34 +525,6 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
         attempts: row.get(4)?,
         send_by: row.get(5)?,
     })
-}
-
-/// Brings the in-memory consent index up to date with events recorded since it was
-/// loaded (by the webhook server, an operator, or this campaign).
-fn refresh_consent(
-    conn: &Connection,
-    index: &mut ConsentIndex,
-    seen: &mut i64,
-) -> rusqlite::Result<()> {
-    let mut stmt =
-        conn.prepare_cached("SELECT DISTINCT subject FROM consent_events WHERE id > ?1")?;
-    let subjects: Vec<String> = stmt
-        .query_map(params![*seen], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if subjects.is_empty() {
-        return Ok(());
-    }
-    let ledger = consent::Ledger::new(conn);
-    for subject in subjects {
-        if let Some(phone) = E164::from_digits(&subject) {
-            let standing = ledger.standing(phone, index.purpose())?;
-            index.set(phone, standing);
-        }
-    }
-    *seen = conn.query_row("SELECT coalesce(max(id), 0) FROM consent_events", [], |r| {
-        r.get(0)
-    })?;
-    Ok(())
 }
 
 /// A disposition as the journal row's columns.

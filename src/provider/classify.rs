@@ -2,7 +2,9 @@
 //!
 //! Meta documents that clients must act on `error.code`, not on the HTTP status; the
 //! HTTP status decides only when there is no code (or one the table does not know).
-//! Twilio's codes sit in the same table, marked as Twilio's.
+//! Twilio's codes sit in the same table, marked as Twilio's. A code means the same
+//! whether it comes in a send's answer ([`classify`]) or in a status webhook
+//! ([`code_class`]), so the webhook asks this table too.
 
 use std::time::Duration;
 
@@ -19,6 +21,12 @@ pub enum Class {
     /// Not sent; safe to try again later. `throttled` also slows the whole campaign.
     RetryLater {
         throttled: bool,
+        #[serde(skip)]
+        retry_after: Option<Duration>,
+    },
+    /// Too many messages to this one recipient: only their message waits, the
+    /// campaign's pace is untouched.
+    BackOffRecipient {
         #[serde(skip)]
         retry_after: Option<Duration>,
     },
@@ -179,8 +187,8 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
         Family::Meta,
         131056,
         131056,
-        Kind::Halt,
-        "pair rate limit: the same recipient twice, which a campaign never does",
+        Kind::BackOffRecipient,
+        "pair rate limit: too many messages to this recipient",
     ),
     (
         Family::Meta,
@@ -296,10 +304,16 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
     ),
 ];
 
+/// How long Meta's pair rate limit asks between two messages to the same person
+/// (one every 6 seconds), when the answer carries no `Retry-After`.
+pub const PAIR_RATE_WAIT: Duration = Duration::from_secs(6);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Throttle,
     Retry,
+    /// Another sender (or a burst) used up this recipient's allowance.
+    BackOffRecipient,
     Fail,
     /// WhatsApp's own "stop marketing messages".
     OptOutMarketing,
@@ -323,6 +337,9 @@ pub fn lookup(family: Family, code: i64) -> Option<(Class, &'static str)> {
                     throttled: false,
                     retry_after: None,
                 },
+                Kind::BackOffRecipient => Class::BackOffRecipient {
+                    retry_after: Some(PAIR_RATE_WAIT),
+                },
                 Kind::Fail => Class::FailRecipient,
                 Kind::OptOutMarketing => Class::OptOut {
                     purpose: Purpose::Marketing,
@@ -334,6 +351,12 @@ pub fn lookup(family: Family, code: i64) -> Option<(Class, &'static str)> {
             };
             (class, *meaning)
         })
+}
+
+/// What a provider's error code means, wherever it arrived: `None` when the table
+/// does not know it.
+pub fn code_class(family: Family, code: i64) -> Option<Class> {
+    lookup(family, code).map(|(class, _)| class)
 }
 
 /// Classifies a provider's response.
@@ -352,11 +375,15 @@ pub fn classify(response: &Response) -> Class {
             retry_after,
             ..
         } => {
-            if let Some((class, _)) = code.and_then(|code| lookup(*family, code)) {
+            if let Some(class) = code.and_then(|code| code_class(*family, code)) {
+                // The answer's own Retry-After, when it has one, says best how long.
                 return match class {
                     Class::RetryLater { throttled, .. } => Class::RetryLater {
                         throttled,
                         retry_after: *retry_after,
+                    },
+                    Class::BackOffRecipient { retry_after: wait } => Class::BackOffRecipient {
+                        retry_after: retry_after.or(wait),
                     },
                     other => other,
                 };
@@ -453,6 +480,46 @@ mod tests {
         assert_eq!(classify(&twilio(400, 21211)), Class::FailRecipient);
         // A Meta code number means nothing from Twilio.
         assert_eq!(classify(&twilio(400, 131048)), Class::Unknown);
+    }
+
+    #[test]
+    fn a_pair_rate_limit_backs_off_that_recipient_only() {
+        let expected = Class::BackOffRecipient {
+            retry_after: Some(PAIR_RATE_WAIT),
+        };
+        assert_eq!(classify(&rejected(400, Some(131056))), expected);
+        assert_eq!(code_class(Family::Meta, 131056), Some(expected));
+        let with_header = Response::Rejected {
+            family: Family::Meta,
+            http_status: 400,
+            code: Some(131056),
+            detail: String::new(),
+            retry_after: Some(Duration::from_secs(20)),
+        };
+        assert_eq!(
+            classify(&with_header),
+            Class::BackOffRecipient {
+                retry_after: Some(Duration::from_secs(20))
+            }
+        );
+    }
+
+    #[test]
+    fn a_code_means_the_same_in_an_answer_and_in_a_status() {
+        let all = Some(Class::OptOut {
+            purpose: Purpose::All,
+        });
+        assert_eq!(code_class(Family::Twilio, 63014), all);
+        assert_eq!(code_class(Family::Twilio, 21610), all);
+        assert_eq!(
+            code_class(Family::Meta, 131050),
+            Some(Class::OptOut {
+                purpose: Purpose::Marketing
+            })
+        );
+        assert_eq!(code_class(Family::Meta, 131026), Some(Class::FailRecipient));
+        assert_eq!(code_class(Family::Meta, 63014), None);
+        assert_eq!(code_class(Family::Twilio, 999_999), None);
     }
 
     #[test]

@@ -431,6 +431,23 @@ fn decide(
                 )
             }
         }
+        // Too many messages to this one person (Meta's pair rate limit): only their
+        // row waits; neither the pace nor the breaker counts it.
+        Class::BackOffRecipient { retry_after } if attempts < MAX_ATTEMPTS => (
+            Disposition::Deferred {
+                code,
+                detail: describe(),
+                retry_in: backoff(attempts, *retry_after),
+            },
+            None,
+        ),
+        Class::BackOffRecipient { .. } => (
+            Disposition::Failed {
+                code,
+                detail: format!("gave up after {attempts} attempts: {}", describe()),
+            },
+            None,
+        ),
         Class::Unknown => {
             if attempts >= MAX_UNKNOWN_ATTEMPTS {
                 let detail = format!(

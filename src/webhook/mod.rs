@@ -7,8 +7,9 @@
 //!
 //! - delivery statuses, kept as a history per message ([`history`]); a status for a
 //!   message held in doubt resolves it (it was sent);
-//! - a failure that says the person stopped marketing messages (131050) and a reply
-//!   that is an opt-out keyword, as opt-outs in the consent ledger;
+//! - a failure whose code the provider table ([`crate::provider::classify`]) classes
+//!   as an opt-out (131050, Twilio's 21610 and 63014) and a reply that is an opt-out
+//!   keyword, as opt-outs in the consent ledger;
 //! - Meta's `user_preferences` (stop / resume marketing messages);
 //! - every message a person sends, which opens WhatsApp's 24-hour customer-service
 //!   window ([`window`]);
@@ -31,6 +32,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::phone::E164;
+use crate::provider::Family;
 
 pub use optout::OptOutRules;
 pub use server::{ServerConfig, serve};
@@ -56,6 +58,15 @@ impl Source {
         match self {
             Source::Meta => "meta",
             Source::Twilio => "twilio",
+        }
+    }
+
+    /// Whose error codes its statuses carry: the table that classifies a send's
+    /// answer classifies them too.
+    pub fn family(self) -> Family {
+        match self {
+            Source::Meta => Family::Meta,
+            Source::Twilio => Family::Twilio,
         }
     }
 }

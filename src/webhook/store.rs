@@ -9,18 +9,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Delivery, Event, InboundEvent, NumberChange, Preference, PreferenceEvent, Source, StatusEvent,
+    Delivery, Event, InboundEvent, NumberChange, Preference, PreferenceEvent, StatusEvent,
 };
 use crate::clock;
 use crate::consent::{self, Action, Ledger, NewEvent, Purpose, RecordedVia, Standing};
 use crate::journal::settle::{RowRef, Settled, find_row, settle, status_rank};
 use crate::phone::E164;
-
-/// Meta's error for a message not delivered because the person stopped marketing
-/// messages from this business.
-pub const META_MARKETING_OPT_OUT: i64 = 131_050;
-/// Twilio's error for a message to a number that replied STOP.
-pub const TWILIO_UNSUBSCRIBED: i64 = 21_610;
+use crate::provider::classify::{self, Class};
 
 /// Who the ledger says recorded webhook events.
 pub const ACTOR: &str = "wacampaign webhook";
@@ -160,9 +155,13 @@ fn apply_status(
         }
         subject = E164::from_digits(phone).or(subject);
     }
-    let opt_out = match (status.source, status.error_code) {
-        (Source::Meta, Some(META_MARKETING_OPT_OUT)) => Some(Purpose::Marketing),
-        (Source::Twilio, Some(TWILIO_UNSUBSCRIBED)) => Some(Purpose::All),
+    // The same table as a send's answer: a code that records an opt-out there records
+    // one here. The other classes only describe the failure the row already shows.
+    let opt_out = match status
+        .error_code
+        .and_then(|code| classify::code_class(status.source.family(), code))
+    {
+        Some(Class::OptOut { purpose }) => Some(purpose),
         _ => None,
     };
     if let (Some(purpose), Some(subject)) = (opt_out, subject) {
@@ -507,6 +506,32 @@ mod tests {
             .query_row("SELECT source FROM consent_events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(source, "wamid.Y");
+    }
+
+    #[test]
+    fn a_twilio_block_in_a_status_callback_opts_out_as_in_a_send_answer() {
+        let (_dir, db) = db();
+        seed(&db.conn, "accepted", Some("SM0001"));
+        let twilio = |id: &str, code| {
+            let Event::Status(mut status) = status(id, "undelivered", 0, Some(code)) else {
+                unreachable!()
+            };
+            status.source = Source::Twilio;
+            status.recipient = Some(format!("whatsapp:+{PHONE}"));
+            Event::Status(status)
+        };
+        // 63016 (outside the window) is a failure, not an opt-out.
+        deliver(&db.conn, "a", vec![twilio("SM0001", 63_016)]);
+        assert_eq!(count(&db.conn, "consent_events"), 0);
+        deliver(&db.conn, "b", vec![twilio("SM0002", 63_014)]);
+        let Standing::OptedOut { method, .. } = standing(&db.conn, PHONE, Purpose::Utility) else {
+            panic!("63014 (blocked by the user) is an opt-out of everything")
+        };
+        assert_eq!(method, "provider_error_63014");
+        assert!(matches!(
+            standing(&db.conn, PHONE, Purpose::Marketing),
+            Standing::OptedOut { .. }
+        ));
     }
 
     #[test]

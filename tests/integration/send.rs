@@ -794,6 +794,58 @@ fn retry_after_on_maintenance_mode_is_honoured() {
     );
 }
 
+/// Meta's pair rate limit (131056, too many messages to one person) holds back that
+/// person's message for at least the 6 s the limit asks, while everyone else goes out
+/// at the campaign's pace: no halt, no slowdown.
+#[test]
+fn a_pair_rate_limit_defers_that_recipient_only() {
+    let server = MockServer::start();
+    let setup = Setup::new(
+        30,
+        &server.base_url(),
+        Sending {
+            rate: 100,
+            concurrency: 4,
+            ..Sending::default()
+        },
+    );
+    let target = setup.phones[10].clone();
+    let answer = target.clone();
+    server.set_rule(move |r| {
+        if r.to == answer && r.earlier_for_recipient == 0 {
+            Reply::graph(
+                131056,
+                "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+            )
+        } else {
+            Reply::Accept
+        }
+    });
+    setup.send(&["--yes"]).assert().code(0);
+    let log = server.log();
+    let tries: Vec<&Received> = log.iter().filter(|r| r.to == target).collect();
+    assert_eq!(tries.len(), 2, "one refusal, one retry");
+    let waited = tries[1].at - tries[0].at;
+    assert!(
+        waited >= Duration::from_secs(6),
+        "retried after {waited:?}, sooner than the pair rate limit allows"
+    );
+    let others_done = log
+        .iter()
+        .filter(|r| r.to != target)
+        .map(|r| r.at)
+        .max()
+        .unwrap();
+    assert!(
+        others_done < tries[0].at + Duration::from_secs(2),
+        "the others waited: the last went out {:?} after the refusal",
+        others_done.saturating_sub(tries[0].at)
+    );
+    assert_eq!(accepted_once(&log), all(&setup.phones));
+    assert_eq!(setup.count("accepted"), 30);
+    assert_eq!(setup.count("failed"), 0);
+}
+
 /// A `Retry-After` too long to honour is capped; the run waits, and stops cleanly on
 /// SIGTERM, leaving the messages to retry, not in doubt.
 #[test]

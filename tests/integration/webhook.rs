@@ -416,6 +416,68 @@ fn a_stop_reply_excludes_the_contact_from_the_next_check() {
     }
 }
 
+#[test]
+fn a_twilio_status_callback_carrying_63014_opts_out_as_a_send_answer_does() {
+    let ws = Workspace::new();
+    ws.write("campaign.toml", CAMPAIGN);
+    ws.write(
+        "contacts.csv",
+        "name,phone,date\nAna,5512345678,lunes\nBeto,5587654321,martes\n",
+    );
+    opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    let server = Server::start(&ws, &[]);
+    // 63014: the person blocked the sender. In a send's answer it has always
+    // recorded an opt-out; a status callback must mean the same.
+    for (sid, to, code) in [
+        (
+            "SM22222222222222222222222222222222",
+            "whatsapp:+525512345678",
+            "63014",
+        ),
+        // A failure that is not an opt-out leaves Beto in the campaign.
+        (
+            "SM33333333333333333333333333333333",
+            "whatsapp:+525587654321",
+            "63016",
+        ),
+    ] {
+        let reply = server.post_twilio_signed(&[
+            ("MessageSid", sid),
+            ("SmsSid", sid),
+            ("MessageStatus", "undelivered"),
+            ("SmsStatus", "undelivered"),
+            ("AccountSid", "AC00000000000000000000000000000000"),
+            ("From", "whatsapp:+14155238886"),
+            ("To", to),
+            ("ErrorCode", code),
+            ("ApiVersion", "2010-04-01"),
+            ("ChannelPrefix", "whatsapp"),
+        ]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let Standing::OptedOut { method, .. } = standing(&ws, "525512345678", Purpose::Marketing)
+    else {
+        panic!("63014 in a status callback opts out")
+    };
+    assert_eq!(method, "provider_error_63014");
+    assert!(matches!(
+        standing(&ws, "525512345678", Purpose::Utility),
+        Standing::OptedOut { .. }
+    ));
+    ws.wacampaign()
+        .args(["check", "campaign.toml", "--excluded", "excluded.csv"])
+        .assert()
+        .code(0);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("excluded.csv")).unwrap(),
+        format!(
+            "line,phone,reason_code,reason\n\
+             2,5512345678,opted_out,opted out on {} via provider_error_63014\n",
+            date_of(now())
+        )
+    );
+}
+
 /// A Cloud API stand-in that reads each request and never answers, so every send
 /// times out after the request went out: in doubt.
 fn silent_graph_api() -> u16 {

@@ -5,48 +5,33 @@
 //! line and column), then [`Campaign::load`] turns them into a validated [`Campaign`]
 //! whose every remaining problem is reported before anything is read or sent.
 
+mod error;
+mod provider;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use thiserror::Error;
 use toml::Spanned;
 
+pub use self::error::CampaignError;
+use self::error::Locate;
+pub use self::provider::{
+    DEFAULT_API_VERSION, DEFAULT_GRAPH_URL, DEFAULT_TWILIO_URL, ProviderConfig, SecretRef,
+    SimulatorConfig, TwilioConfig, TwilioSender,
+};
+use self::provider::{RawProvider, build_provider, sid};
 use crate::consent::Purpose;
+pub use crate::contacts::{ContactsSource, Encoding};
 use crate::phone::DefaultRegion;
 use crate::template::{PlaceholderKey, Template};
 
-pub const DEFAULT_API_VERSION: &str = "v23.0";
-pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
-pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
 /// Meta's default throughput for a business phone number.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 80;
 /// Meta's highest throughput tier for one number; a higher rate is a typo.
 pub const MAX_RATE_PER_SECOND: u32 = 1000;
-
-/// A problem in the campaign file, located where the file allows it.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum CampaignError {
-    #[error("cannot read campaign file {path}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    /// Malformed TOML, an unknown key, a wrong type or a missing key; toml's message
-    /// already names the line, the column and what was expected.
-    #[error("{path}: {message}")]
-    Syntax { path: String, message: String },
-    #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-}
 
 /// What the messages are for; it is also the consent purpose they need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -102,17 +87,6 @@ impl MessageKind {
     }
 }
 
-/// The text encoding of the contacts file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum Encoding {
-    #[default]
-    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
-    Utf8,
-    /// What Excel writes for "CSV" in most Western locales.
-    #[serde(rename = "windows-1252", alias = "cp1252", alias = "latin1")]
-    Windows1252,
-}
-
 /// Where a placeholder's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueSource {
@@ -125,17 +99,6 @@ pub enum ValueSource {
     Fixed(String),
 }
 
-/// The contacts file and how to read it.
-#[derive(Debug, Clone)]
-pub struct ContactsSource {
-    pub path: PathBuf,
-    pub phone_column: String,
-    /// `None`: detect `,` `;` or tab from the header line.
-    pub delimiter: Option<u8>,
-    pub encoding: Encoding,
-    pub default_region: Option<DefaultRegion>,
-}
-
 /// The approved template and how each placeholder is filled.
 #[derive(Debug, Clone)]
 pub struct TemplateSpec {
@@ -146,78 +109,6 @@ pub struct TemplateSpec {
     pub sources: Vec<ValueSource>,
     /// Twilio's Content Template SID (`HX...`) for the approved template.
     pub content_sid: Option<String>,
-}
-
-/// Credentials: never a literal, always where to find one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRef {
-    /// The environment variable holding the secret.
-    pub env: String,
-    /// A file holding the secret, readable by its owner only; used when set.
-    pub file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub enum ProviderConfig {
-    CloudApi {
-        phone_number_id: String,
-        api_version: String,
-        base_url: String,
-        token: SecretRef,
-        /// How long one request may take before its outcome is in doubt.
-        timeout: std::time::Duration,
-    },
-    Twilio(TwilioConfig),
-    Simulator(SimulatorConfig),
-}
-
-impl ProviderConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ProviderConfig::CloudApi { .. } => "cloud_api",
-            ProviderConfig::Twilio(_) => "twilio",
-            ProviderConfig::Simulator(_) => "simulator",
-        }
-    }
-}
-
-/// Twilio's Messages API for WhatsApp.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TwilioConfig {
-    /// The account SID (`AC...`) when the file gives it; it is an identifier, not a secret.
-    pub account_sid: Option<String>,
-    /// The environment variable with the account SID otherwise.
-    pub account_sid_env: String,
-    pub auth_token_env: String,
-    pub api_key_sid_env: String,
-    pub api_key_secret_env: String,
-    pub sender: TwilioSender,
-    pub base_url: String,
-    pub timeout: std::time::Duration,
-    pub status_callback: Option<String>,
-}
-
-/// Who the messages come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TwilioSender {
-    /// The WhatsApp sender's number.
-    From(crate::phone::E164),
-    /// A Messaging Service (`MG...`) that picks the sender.
-    MessagingService(String),
-}
-
-/// The built-in simulator's behaviour: seeded, so a run is repeatable.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimulatorConfig {
-    pub seed: u64,
-    /// Typical answer time; each reply varies around it.
-    pub latency_ms: u64,
-    /// Share of recipients whose number is not on WhatsApp (131026).
-    pub undeliverable_rate: f64,
-    /// Share of recipients who stopped marketing messages (131050).
-    pub opt_out_rate: f64,
-    /// Answer 429 to this many requests in a row once, to show throttling.
-    pub throttle_burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,38 +193,6 @@ struct RawVariable {
     column: Option<String>,
     value: Option<String>,
     default: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    kind: Spanned<String>,
-    phone_number_id: Option<Spanned<String>>,
-    api_version: Option<String>,
-    base_url: Option<Spanned<String>>,
-    token_env: Option<String>,
-    token_file: Option<String>,
-    timeout_ms: Option<Spanned<u64>>,
-    // twilio
-    account_sid: Option<Spanned<String>>,
-    account_sid_env: Option<String>,
-    auth_token_env: Option<String>,
-    api_key_sid_env: Option<String>,
-    api_key_secret_env: Option<String>,
-    from: Option<Spanned<String>>,
-    messaging_service_sid: Option<Spanned<String>>,
-    status_callback: Option<Spanned<String>>,
-    // Declared only so a secret pasted into the file gets a tailored error.
-    token: Option<Spanned<toml::Value>>,
-    access_token: Option<Spanned<toml::Value>>,
-    auth_token: Option<Spanned<toml::Value>>,
-    api_key_secret: Option<Spanned<toml::Value>>,
-    // simulator
-    seed: Option<u64>,
-    latency_ms: Option<u64>,
-    undeliverable_rate: Option<Spanned<f64>>,
-    opt_out_rate: Option<Spanned<f64>>,
-    throttle_burst: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -521,8 +380,6 @@ impl Campaign {
     }
 }
 
-type Locate<'a> = dyn Fn(std::ops::Range<usize>, String) -> CampaignError + 'a;
-
 fn build_template(
     raw: &RawTemplate,
     kind: MessageKind,
@@ -651,195 +508,6 @@ fn value_sources(
     Ok(sources)
 }
 
-fn build_provider(
-    raw: &RawProvider,
-    base_dir: &Path,
-    at: &Locate<'_>,
-) -> Result<ProviderConfig, CampaignError> {
-    if let Some(secret) = raw.auth_token.as_ref().or(raw.api_key_secret.as_ref()) {
-        return Err(at(
-            secret.span(),
-            "Twilio credentials do not belong in the campaign file; put them in the environment \
-             variables TWILIO_AUTH_TOKEN (with TWILIO_ACCOUNT_SID) or TWILIO_API_KEY_SID and \
-             TWILIO_API_KEY_SECRET, or name others with provider.auth_token_env, \
-             provider.api_key_sid_env and provider.api_key_secret_env"
-                .into(),
-        ));
-    }
-    if let Some(secret) = raw.token.as_ref().or(raw.access_token.as_ref()) {
-        return Err(at(
-            secret.span(),
-            "a token does not belong in the campaign file (it would end up in version control \
-             and backups); put it in the environment variable named by provider.token_env \
-             (default WHATSAPP_TOKEN) or in a file readable only by you, named by provider.token_file"
-                .into(),
-        ));
-    }
-    let secret = |default_env: &str| SecretRef {
-        env: raw
-            .token_env
-            .clone()
-            .unwrap_or_else(|| default_env.to_owned()),
-        file: raw.token_file.as_ref().map(|f| base_dir.join(f)),
-    };
-    match raw.kind.get_ref().as_str() {
-        "cloud_api" => {
-            let phone_number_id = raw.phone_number_id.as_ref().ok_or_else(|| {
-                at(
-                    raw.kind.span(),
-                    "provider.phone_number_id is required for cloud_api: the ID of your business \
-                     phone number in WhatsApp Manager (not the phone number itself)"
-                        .into(),
-                )
-            })?;
-            let id = phone_number_id.get_ref().trim();
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(at(
-                    phone_number_id.span(),
-                    format!(
-                        "provider.phone_number_id `{id}`: expected the numeric phone number ID from WhatsApp Manager"
-                    ),
-                ));
-            }
-            let base_url = match &raw.base_url {
-                Some(url) => validate_url(url, at)?,
-                None => DEFAULT_GRAPH_URL.to_owned(),
-            };
-            Ok(ProviderConfig::CloudApi {
-                timeout: timeout(raw, at)?,
-                phone_number_id: id.to_owned(),
-                api_version: raw
-                    .api_version
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned()),
-                base_url,
-                token: secret("WHATSAPP_TOKEN"),
-            })
-        }
-        "twilio" => build_twilio(raw, at),
-        "simulator" => {
-            let rate = |r: &Option<Spanned<f64>>, name: &str, default: f64| match r {
-                Some(r) if !(0.0..=1.0).contains(r.get_ref()) => Err(at(
-                    r.span(),
-                    format!("provider.{name} must be a share between 0.0 and 1.0"),
-                )),
-                Some(r) => Ok(*r.get_ref()),
-                None => Ok(default),
-            };
-            Ok(ProviderConfig::Simulator(SimulatorConfig {
-                seed: raw.seed.unwrap_or(42),
-                latency_ms: raw.latency_ms.unwrap_or(120),
-                undeliverable_rate: rate(&raw.undeliverable_rate, "undeliverable_rate", 0.02)?,
-                opt_out_rate: rate(&raw.opt_out_rate, "opt_out_rate", 0.01)?,
-                throttle_burst: raw.throttle_burst.unwrap_or(0),
-            }))
-        }
-        other => Err(at(
-            raw.kind.span(),
-            format!("provider.kind `{other}`: expected \"cloud_api\", \"twilio\" or \"simulator\""),
-        )),
-    }
-}
-
-fn sid(
-    value: &Spanned<String>,
-    prefix: &str,
-    key: &str,
-    at: &Locate<'_>,
-) -> Result<String, CampaignError> {
-    let text = value.get_ref().trim();
-    let valid = text.len() == 34
-        && text.starts_with(prefix)
-        && text[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    if valid {
-        Ok(text.to_owned())
-    } else {
-        Err(at(
-            value.span(),
-            format!(
-                "{key} `{text}`: expected {prefix} followed by 32 hexadecimal digits, as the Twilio Console shows it"
-            ),
-        ))
-    }
-}
-
-fn build_twilio(raw: &RawProvider, at: &Locate<'_>) -> Result<ProviderConfig, CampaignError> {
-    let account_sid = raw
-        .account_sid
-        .as_ref()
-        .map(|s| sid(s, "AC", "provider.account_sid", at))
-        .transpose()?;
-    let sender = match (&raw.from, &raw.messaging_service_sid) {
-        (Some(from), None) => {
-            let text = from.get_ref().trim();
-            let number = text.strip_prefix("whatsapp:").unwrap_or(text);
-            let phone = crate::phone::E164::normalize(number, None).map_err(|e| {
-                at(
-                    from.span(),
-                    format!("provider.from: {e}; write the WhatsApp sender in E.164, e.g. \"+14155238886\""),
-                )
-            })?;
-            TwilioSender::From(phone)
-        }
-        (None, Some(service)) => TwilioSender::MessagingService(sid(
-            service,
-            "MG",
-            "provider.messaging_service_sid",
-            at,
-        )?),
-        _ => {
-            return Err(at(
-                raw.kind.span(),
-                "twilio needs exactly one sender: provider.from (the WhatsApp sender's number) or \
-                 provider.messaging_service_sid (MG...)"
-                    .into(),
-            ));
-        }
-    };
-    let base_url = match &raw.base_url {
-        Some(url) => validate_url(url, at)?,
-        None => DEFAULT_TWILIO_URL.to_owned(),
-    };
-    let status_callback = match &raw.status_callback {
-        Some(url) => Some(validate_url(url, at)?),
-        None => None,
-    };
-    Ok(ProviderConfig::Twilio(TwilioConfig {
-        account_sid,
-        account_sid_env: raw
-            .account_sid_env
-            .clone()
-            .unwrap_or_else(|| "TWILIO_ACCOUNT_SID".to_owned()),
-        auth_token_env: raw
-            .auth_token_env
-            .clone()
-            .unwrap_or_else(|| "TWILIO_AUTH_TOKEN".to_owned()),
-        api_key_sid_env: raw
-            .api_key_sid_env
-            .clone()
-            .unwrap_or_else(|| "TWILIO_API_KEY_SID".to_owned()),
-        api_key_secret_env: raw
-            .api_key_secret_env
-            .clone()
-            .unwrap_or_else(|| "TWILIO_API_KEY_SECRET".to_owned()),
-        sender,
-        base_url,
-        timeout: timeout(raw, at)?,
-        status_callback,
-    }))
-}
-
-fn timeout(raw: &RawProvider, at: &Locate<'_>) -> Result<std::time::Duration, CampaignError> {
-    match &raw.timeout_ms {
-        Some(t) if !(100..=300_000).contains(t.get_ref()) => Err(at(
-            t.span(),
-            "provider.timeout_ms must be between 100 and 300000".into(),
-        )),
-        Some(t) => Ok(std::time::Duration::from_millis(*t.get_ref())),
-        None => Ok(std::time::Duration::from_secs(30)),
-    }
-}
-
 fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignError> {
     let rate_per_second = match &raw.rate_per_second {
         Some(r) => Sending::check_rate(*r.get_ref()).map_err(|e| at(r.span(), e))?,
@@ -882,23 +550,6 @@ impl Sending {
             ))
         }
     }
-}
-
-fn validate_url(url: &Spanned<String>, at: &Locate<'_>) -> Result<String, CampaignError> {
-    let value = url.get_ref().trim().trim_end_matches('/');
-    let parsed = reqwest::Url::parse(value).map_err(|e| {
-        at(
-            url.span(),
-            format!("provider.base_url `{value}` is not a URL: {e}"),
-        )
-    })?;
-    if !matches!(parsed.scheme(), "https" | "http") {
-        return Err(at(
-            url.span(),
-            format!("provider.base_url `{value}`: use an https:// URL"),
-        ));
-    }
-    Ok(value.to_owned())
 }
 
 fn validate_id(id: &str) -> Result<(), String> {

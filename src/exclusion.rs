@@ -1,0 +1,114 @@
+//! Why a contact is left out of a campaign, and the gate that decides it.
+//!
+//! The plan reports these reasons and the consent ledger produces some of them, so
+//! they live here, below both: the ledger need not know about plans.
+
+use std::fmt;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::phone::{E164, PhoneError};
+use crate::template::ValueError;
+
+/// Why a contact is left out. [`Exclusion::kind`] is the stable key reports count by.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Exclusion {
+    #[error("invalid number: {0}")]
+    InvalidNumber(PhoneError),
+    #[error("duplicate of row {first_line}")]
+    Duplicate { first_line: u64 },
+    #[error("missing value: {0}")]
+    MissingValue(ValueError),
+    #[error("invalid value: {0}")]
+    InvalidValue(ValueError),
+    #[error("malformed row: {fields} fields where the header has {expected}")]
+    MalformedRow { fields: usize, expected: usize },
+    #[error("no opt-in for {purpose}")]
+    NoOptIn { purpose: String },
+    #[error("opted out on {date} via {method}")]
+    OptedOut { date: String, method: String },
+    #[error("no open customer-service window")]
+    NoWindow,
+}
+
+impl Exclusion {
+    pub fn kind(&self) -> ExclusionKind {
+        match self {
+            Exclusion::InvalidNumber(_) => ExclusionKind::InvalidNumber,
+            Exclusion::Duplicate { .. } => ExclusionKind::Duplicate,
+            Exclusion::MissingValue(_) => ExclusionKind::MissingValue,
+            Exclusion::InvalidValue(_) => ExclusionKind::InvalidValue,
+            Exclusion::MalformedRow { .. } => ExclusionKind::MalformedRow,
+            Exclusion::NoOptIn { .. } => ExclusionKind::NoOptIn,
+            Exclusion::OptedOut { .. } => ExclusionKind::OptedOut,
+            Exclusion::NoWindow => ExclusionKind::NoWindow,
+        }
+    }
+}
+
+/// The reasons a report counts by, in the order it lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExclusionKind {
+    InvalidNumber,
+    Duplicate,
+    MalformedRow,
+    MissingValue,
+    InvalidValue,
+    NoOptIn,
+    OptedOut,
+    NoWindow,
+}
+
+impl ExclusionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExclusionKind::InvalidNumber => "invalid_number",
+            ExclusionKind::Duplicate => "duplicate",
+            ExclusionKind::MalformedRow => "malformed_row",
+            ExclusionKind::MissingValue => "missing_value",
+            ExclusionKind::InvalidValue => "invalid_value",
+            ExclusionKind::NoOptIn => "no_opt_in",
+            ExclusionKind::OptedOut => "opted_out",
+            ExclusionKind::NoWindow => "no_window",
+        }
+    }
+
+    /// How a person reads it in a report.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExclusionKind::InvalidNumber => "invalid number",
+            ExclusionKind::Duplicate => "duplicate",
+            ExclusionKind::MalformedRow => "malformed row",
+            ExclusionKind::MissingValue => "missing value",
+            ExclusionKind::InvalidValue => "invalid value",
+            ExclusionKind::NoOptIn => "no opt-in",
+            ExclusionKind::OptedOut => "opted out",
+            ExclusionKind::NoWindow => "no open window",
+        }
+    }
+}
+
+impl fmt::Display for ExclusionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Decides whether a number may receive the campaign. The consent ledger is the
+/// real gate; tests and benchmarks may pass their own.
+pub trait ConsentGate {
+    fn check(&self, phone: E164) -> Result<(), Exclusion>;
+}
+
+/// Lets everyone through: for tools and tests that look at the contacts file alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGate;
+
+impl ConsentGate for NoGate {
+    fn check(&self, _phone: E164) -> Result<(), Exclusion> {
+        Ok(())
+    }
+}
