@@ -1622,6 +1622,73 @@ fn an_import_that_is_not_utf8_says_how_to_read_it_and_records_nothing() {
         .stdout(predicates::str::contains("  recorded              2\n"));
 }
 
+/// A stray quote on line 3 of a thousand-row file: the import used to record two
+/// opt-ins and exit 0, the rest swallowed into one cell.
+#[test]
+fn an_import_with_an_unclosed_quote_names_its_line_and_records_nothing() {
+    let l = Ledger::new();
+    let mut csv = String::from("phone,name\n+52 55 1234 5678,Ana\n+52 55 2222 3333,\"Beto\n");
+    for n in 0..1000 {
+        csv.push_str(&format!("+52 55 3{n:03} {n:04},Row {n}\n"));
+    }
+    l.write("optins.csv", csv);
+    l.consent(&[
+        "import",
+        "optins.csv",
+        "--purpose",
+        "marketing",
+        "--method",
+        "paper",
+    ])
+    .assert()
+    .code(2)
+    .stdout("")
+    .stderr(
+        "error: optins.csv line 3: a quote (\") opens a cell here and is never closed, so \
+         every line after it would be read as part of that one cell; close the quote (or \
+         remove it) and run again\n",
+    );
+    l.consent(&["stats", "--json"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("\"events\":0,"));
+}
+
+/// A 2 GB sparse file is refused from its first mebibyte, before it is hashed.
+#[test]
+fn an_import_of_a_sparse_file_is_refused_before_hashing_it() {
+    let l = Ledger::new();
+    let path = l.write("optins.csv", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let started = std::time::Instant::now();
+    l.consent(&[
+        "import",
+        "optins.csv",
+        "--purpose",
+        "marketing",
+        "--method",
+        "paper",
+    ])
+    .assert()
+    .code(2)
+    .stdout("")
+    .stderr(
+        "error: optins.csv: 100% NUL bytes in the first MiB: not a text file; check that \
+         this is the CSV you meant (a damaged, truncated or preallocated file is mostly \
+         zeros)\n",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "refused without hashing 2 GB: {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_file_that_is_not_a_ledger_is_refused_with_its_cause_once() {
     let l = Ledger::new();
