@@ -1112,3 +1112,67 @@ fn requests_are_well_formed_cloud_api_calls() {
         assert!(setup.phones.contains(&r.to));
     }
 }
+
+// ---- reports ----
+
+/// Every report that holds phone numbers replaces an existing file with one only its
+/// owner can read: opening the old file kept its mode, so a 0644 report stayed
+/// world-readable. A run that fails leaves the old file as it was, and no temporary
+/// file behind.
+#[test]
+fn reports_replace_a_world_readable_file_with_a_private_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = MockServer::start();
+    server.set_rule(|_| Reply::Accept);
+    let setup = Setup::new(3, &server.base_url(), Sending::default());
+    setup.send(&["--yes"]).assert().code(0);
+
+    let reports = ["excluded.csv", "status.csv", "ledger.csv", "ledger.jsonl"];
+    for name in reports {
+        let path = setup.dir.join(name);
+        std::fs::write(&path, "old report\n").expect("writing an old report");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod 644");
+    }
+    for args in [
+        &["check", "campaign.toml", "--excluded", "excluded.csv"][..],
+        &["status", "campaign.toml", "--csv", "status.csv"][..],
+        &["consent", "export", "--format", "csv", "--output", "ledger.csv"][..],
+        &["consent", "export", "--output", "ledger.jsonl"][..],
+    ] {
+        setup.cmd().args(args).assert().success();
+    }
+    for name in reports {
+        let path = setup.dir.join(name);
+        let mode = std::fs::metadata(&path).expect(name).permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} holds customers' phone numbers");
+        let text = std::fs::read_to_string(&path).expect(name);
+        assert!(!text.contains("old report"), "{name} was not rewritten: {text}");
+    }
+    let status = std::fs::read_to_string(setup.dir.join("status.csv")).expect("status.csv");
+    assert!(status.contains(&setup.phones[0]), "{status}");
+
+    // A check that fails partway (an unclosed quote after an excluded row) keeps the
+    // previous report whole.
+    std::fs::write(setup.dir.join("excluded.csv"), "old report\n").expect("writing");
+    std::fs::write(
+        setup.dir.join("contacts.csv"),
+        "name,phone,date\nAna,55-CALL-NOW,lunes\n\"Luis,5523456789,martes\n",
+    )
+    .expect("writing contacts.csv");
+    setup
+        .cmd()
+        .args(["check", "campaign.toml", "--excluded", "excluded.csv"])
+        .assert()
+        .code(2);
+    assert_eq!(
+        std::fs::read_to_string(setup.dir.join("excluded.csv")).expect("excluded.csv"),
+        "old report\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&setup.dir)
+        .expect("listing the directory")
+        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
