@@ -23,6 +23,10 @@ const TRIGGERS: &[&str] = &[
     "consent_events_append_only_delete",
     "consent_notices_append_only_update",
     "consent_notices_append_only_delete",
+    // An INSERT OR REPLACE deletes the row it collides with without firing the
+    // delete triggers: these refuse the collision (migration 0005).
+    "consent_events_append_only_insert",
+    "consent_notices_append_only_insert",
 ];
 
 /// What an append did.

@@ -517,6 +517,22 @@ fn update_and_delete_through_sqlite3_are_refused() {
     .arg(&notice)
     .assert()
     .success();
+    // An imported event, the one kind with a dedupe key.
+    l.write("optins.csv", format!("phone\n{CARLA}\n"));
+    l.consent(&[
+        "import",
+        "optins.csv",
+        "--purpose",
+        "utility",
+        "--method",
+        "paper",
+    ])
+    .assert()
+    .success();
+    assert_eq!(
+        l.query("SELECT count(*) FROM consent_events WHERE dedupe_key IS NOT NULL"),
+        "1\n"
+    );
     let all_rows = "SELECT * FROM consent_events ORDER BY id; SELECT * FROM consent_notices;";
     let before = l.query(all_rows);
 
@@ -537,11 +553,69 @@ fn update_and_delete_through_sqlite3_are_refused() {
             "DELETE FROM consent_notices",
             "consent_notices is append-only",
         ),
+        // REPLACE's hidden delete fires no DELETE trigger: each of these edited
+        // event 2 or the notice in place before migration 0005.
+        (
+            "REPLACE INTO consent_events SELECT id, subject, subject_key, purpose, 'opt_in', \
+             occurred_at, recorded_at, method, recorded_via, source, evidence, notice_hash, \
+             actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+            "consent_events is append-only",
+        ),
+        (
+            "INSERT OR REPLACE INTO consent_events SELECT id, subject, subject_key, 'utility', \
+             action, occurred_at, recorded_at, method, recorded_via, source, evidence, \
+             notice_hash, actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+            "consent_events is append-only",
+        ),
+        (
+            "INSERT INTO consent_events SELECT * FROM consent_events WHERE id = 2 \
+             ON CONFLICT (id) DO UPDATE SET action = 'opt_in'",
+            "consent_events is append-only",
+        ),
+        (
+            "INSERT INTO consent_events SELECT * FROM consent_events WHERE id = 2",
+            "consent_events is append-only",
+        ),
+        // A new id under an existing dedupe key: REPLACE would delete the imported event.
+        (
+            "INSERT OR REPLACE INTO consent_events (id, subject, subject_key, purpose, action, \
+             occurred_at, recorded_at, method, recorded_via, source, evidence, notice_hash, \
+             actor, dedupe_key, prev_hash, hash) SELECT 99, subject, subject_key, purpose, \
+             'opt_in', occurred_at, recorded_at, method, recorded_via, source, evidence, \
+             notice_hash, actor, dedupe_key, prev_hash, hash FROM consent_events \
+             WHERE dedupe_key IS NOT NULL",
+            "consent_events is append-only",
+        ),
+        (
+            "REPLACE INTO consent_notices SELECT hash, 'Acepto todo.', recorded_at \
+             FROM consent_notices",
+            "consent_notices is append-only",
+        ),
+        (
+            "INSERT OR REPLACE INTO consent_notices SELECT hash, 'Acepto todo.', recorded_at \
+             FROM consent_notices",
+            "consent_notices is append-only",
+        ),
+        (
+            "INSERT INTO consent_notices SELECT hash, 'Acepto todo.', recorded_at \
+             FROM consent_notices WHERE true ON CONFLICT (hash) DO UPDATE SET text = excluded.text",
+            "consent_notices is append-only",
+        ),
     ] {
         let out = l.sqlite3(sql);
         assert!(!out.status.success(), "{sql} succeeded");
         let stderr = text(&out.stderr);
         assert!(stderr.contains(message), "{sql}: {stderr}");
+        assert_eq!(l.query(all_rows), before, "{sql} changed a row");
+    }
+    // The same notice text again is skipped, not refused (the ledger cites a notice
+    // with INSERT OR IGNORE), and changes nothing either.
+    for sql in [
+        "INSERT OR IGNORE INTO consent_notices SELECT hash, text, 'later' FROM consent_notices",
+        "INSERT OR REPLACE INTO consent_notices SELECT hash, text, 'later' FROM consent_notices",
+    ] {
+        let out = l.sqlite3(sql);
+        assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
     }
     assert_eq!(l.query(all_rows), before, "no row changed");
     assert_eq!(
@@ -552,7 +626,7 @@ fn update_and_delete_through_sqlite3_are_refused() {
         .assert()
         .success()
         .stdout(predicates::str::starts_with(
-            "ledger intact: 3 events, head ",
+            "ledger intact: 4 events, head ",
         ));
 }
 
@@ -712,7 +786,8 @@ fn a_deleted_event_is_found_even_when_the_gap_and_triggers_are_restored() {
     four_events(&l, "signup form v3, submission 2");
     // A careful attacker renumbers the later events and puts the triggers back.
     let triggers = l.query(
-        "SELECT sql || ';' FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'consent_events'",
+        "SELECT sql || ';' FROM sqlite_master WHERE type = 'trigger' AND name IN \
+         ('consent_events_append_only_delete', 'consent_events_append_only_update')",
     );
     l.query(&format!(
         "DROP TRIGGER consent_events_append_only_delete;
