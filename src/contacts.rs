@@ -149,8 +149,7 @@ impl ContactReader {
                 percent,
             });
         }
-        let mut buffered =
-            BufReader::with_capacity(64 * 1024, io::Cursor::new(first).chain(file));
+        let mut buffered = BufReader::with_capacity(64 * 1024, io::Cursor::new(first).chain(file));
         let head = buffered.fill_buf().map_err(|source| ContactsError::Io {
             path: shown.clone(),
             source,

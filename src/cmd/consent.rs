@@ -638,14 +638,9 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         None => true,
         Some(expected) => {
             expected == &report.head
-                || db
-                    .conn
-                    .query_row(
-                        "SELECT 1 FROM consent_events WHERE hash = ?1",
-                        [expected],
-                        |_| Ok(()),
-                    )
-                    .is_ok()
+                || ledger.contains_hash(expected).with_context(|| {
+                    format!("looking up the expected head in {}", ctx.db.display())
+                })?
         }
     };
     let intact = report.intact() && head_found;

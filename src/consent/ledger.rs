@@ -163,6 +163,20 @@ impl<'c> Ledger<'c> {
         rows.collect()
     }
 
+    /// Whether an event with this hash is in the ledger. A database error is an
+    /// error, not "absent": `verify --expect-head` would otherwise report a truncated
+    /// ledger over what was a locked or unreadable file.
+    pub fn contains_hash(&self, hash: &str) -> rusqlite::Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM consent_events WHERE hash = ?1",
+                params![hash],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+    }
+
     /// Recomputes the hash chain and checks the append-only triggers.
     pub fn verify(&self) -> rusqlite::Result<VerifyReport> {
         let mut missing_triggers = Vec::new();
@@ -482,4 +496,25 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         prev_hash: row.get(13)?,
         hash: row.get(14)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_error_is_not_a_missing_hash() {
+        let conn = Connection::open_in_memory().unwrap();
+        let ledger = Ledger::new(&conn);
+        assert!(
+            ledger.contains_hash("ab").is_err(),
+            "no table is an error, not `false`"
+        );
+        conn.execute_batch("CREATE TABLE consent_events (hash TEXT)")
+            .unwrap();
+        conn.execute("INSERT INTO consent_events VALUES ('ab')", [])
+            .unwrap();
+        assert!(ledger.contains_hash("ab").unwrap());
+        assert!(!ledger.contains_hash("cd").unwrap());
+    }
 }

@@ -395,15 +395,11 @@ fn a_sparse_file_is_refused_as_not_text() {
         .set_len(2 << 30)
         .unwrap();
     let started = std::time::Instant::now();
-    fx.check(&[])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(
-            "error: contacts.csv: 100% NUL bytes in the first MiB: not a text file; check \
+    fx.check(&[]).assert().code(2).stdout("").stderr(
+        "error: contacts.csv: 100% NUL bytes in the first MiB: not a text file; check \
              that this is the CSV you meant (a damaged, truncated or preallocated file is \
              mostly zeros)\n",
-        );
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(3),
         "refused without reading the whole file: {:?}",

@@ -1131,13 +1131,19 @@ fn reports_replace_a_world_readable_file_with_a_private_one() {
     for name in reports {
         let path = setup.dir.join(name);
         std::fs::write(&path, "old report\n").expect("writing an old report");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            .expect("chmod 644");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
     }
     for args in [
         &["check", "campaign.toml", "--excluded", "excluded.csv"][..],
         &["status", "campaign.toml", "--csv", "status.csv"][..],
-        &["consent", "export", "--format", "csv", "--output", "ledger.csv"][..],
+        &[
+            "consent",
+            "export",
+            "--format",
+            "csv",
+            "--output",
+            "ledger.csv",
+        ][..],
         &["consent", "export", "--output", "ledger.jsonl"][..],
     ] {
         setup.cmd().args(args).assert().success();
@@ -1147,7 +1153,10 @@ fn reports_replace_a_world_readable_file_with_a_private_one() {
         let mode = std::fs::metadata(&path).expect(name).permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{name} holds customers' phone numbers");
         let text = std::fs::read_to_string(&path).expect(name);
-        assert!(!text.contains("old report"), "{name} was not rewritten: {text}");
+        assert!(
+            !text.contains("old report"),
+            "{name} was not rewritten: {text}"
+        );
     }
     let status = std::fs::read_to_string(setup.dir.join("status.csv")).expect("status.csv");
     assert!(status.contains(&setup.phones[0]), "{status}");
@@ -1171,7 +1180,12 @@ fn reports_replace_a_world_readable_file_with_a_private_one() {
     );
     let leftovers: Vec<_> = std::fs::read_dir(&setup.dir)
         .expect("listing the directory")
-        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
