@@ -1190,3 +1190,59 @@ fn reports_replace_a_world_readable_file_with_a_private_one() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+/// Each in-doubt row says what happened: a 5xx with its status once (it read
+/// "HTTP 500: HTTP 500: ..."), a dropped connection, a read timeout with how long
+/// was waited (both read "error sending request for url (...)").
+#[test]
+fn in_doubt_rows_say_what_happened() {
+    let server = MockServer::start();
+    let setup = Setup::new(
+        4,
+        &server.base_url(),
+        Sending {
+            concurrency: 4,
+            timeout_ms: 300,
+            ..Sending::default()
+        },
+    );
+    let phones = setup.phones.clone();
+    server.set_rule(move |r| {
+        if r.to == phones[0] {
+            Reply::Status(500)
+        } else if r.to == phones[1] {
+            Reply::Drop
+        } else if r.to == phones[2] {
+            Reply::Slow(Duration::from_millis(1500))
+        } else {
+            Reply::Accept
+        }
+    });
+    setup.send(&["--yes"]).assert().code(1);
+    setup
+        .cmd()
+        .args(["status", "campaign.toml", "--csv", "status.csv"])
+        .assert()
+        .success();
+    let mut reader = csv::Reader::from_path(setup.dir.join("status.csv")).expect("status.csv");
+    let details: HashMap<String, String> = reader
+        .records()
+        .map(|r| {
+            let r = r.expect("a row");
+            (r[0].trim_start_matches('\'').to_owned(), r[6].to_owned())
+        })
+        .collect();
+    assert_eq!(
+        details[&setup.phones[0]],
+        "HTTP 500: <html><body><h1>500</h1>upstream error</body></html>"
+    );
+    assert_eq!(
+        details[&setup.phones[1]],
+        "connection closed by the server before an answer"
+    );
+    assert_eq!(
+        details[&setup.phones[2]],
+        "read timeout: no answer within 0.3 s"
+    );
+    assert_eq!(details[&setup.phones[3]], "");
+}
