@@ -438,12 +438,12 @@ fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
 // ---- secrets ----
 
 /// Runs `child` to its end, reading `files` again and again while it runs (the WAL
-/// exists only while the journal is open), and fails if any copy holds `canary`.
-/// Returns the process's output and how many non-empty WAL reads were made.
+/// exists only while the journal is open), and fails if any copy holds one of
+/// `canaries`. Returns the process's output and how many non-empty WAL reads were made.
 fn run_watching(
     mut child: Child,
     files: &[PathBuf],
-    canary: &str,
+    canaries: &[String],
 ) -> (std::process::Output, usize) {
     let mut wal_reads = 0;
     let deadline = Instant::now() + COMMAND_TIMEOUT;
@@ -463,7 +463,9 @@ fn run_watching(
     let status = loop {
         for file in files {
             if let Ok(bytes) = std::fs::read(file) {
-                assert_no_canary(&bytes, canary, &file.display().to_string());
+                for canary in canaries {
+                    assert_no_canary(&bytes, canary, &file.display().to_string());
+                }
                 if file.to_string_lossy().ends_with("-wal") && !bytes.is_empty() {
                     wal_reads += 1;
                 }
@@ -520,7 +522,11 @@ fn token_never_leaks(reply: Reply, timeout_ms: u64, expected_exit: i32) {
         &["--yes"][..],
         &["--yes", "--json", "--resume-halted", "--in-doubt", "resend"][..],
     ] {
-        let (output, reads) = run_watching(setup.spawn_send(args, true), &files, &token);
+        let (output, reads) = run_watching(
+            setup.spawn_send(args, true),
+            &files,
+            std::slice::from_ref(&token),
+        );
         assert_eq!(
             output.status.code(),
             Some(expected_exit),
@@ -579,6 +585,142 @@ fn the_token_never_leaks_when_an_acceptance_echoes_it() {
 #[test]
 fn the_token_never_leaks_on_a_timeout() {
     token_never_leaks(Reply::Slow(Duration::from_millis(1500)), 300, 1);
+}
+
+/// The ways a server or proxy may echo `secret` back: cased, URL- and form-encoded,
+/// and inside the base64 of a Basic `Authorization` header for `user`.
+fn spellings(secret: &str, user: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let percent: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    vec![
+        secret.to_owned(),
+        secret.to_lowercase(),
+        secret.to_uppercase(),
+        percent.clone(),
+        percent.to_lowercase(),
+        form,
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    ]
+}
+
+/// A server that echoes the secret in every spelling, in a 401 and in a 500 body,
+/// for the Cloud API and for Twilio: no spelling reaches stdout, stderr, the
+/// database, its WAL or `status --csv`. Only the exact spelling used to be redacted.
+#[test]
+fn no_spelling_of_the_secret_leaks_when_a_server_echoes_it() {
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+    for provider in ["cloud_api", "twilio"] {
+        for status in [401, 500] {
+            let mut rng = fastrand::Rng::new();
+            let tail: String = (0..32).map(|_| rng.alphanumeric()).collect();
+            // Characters that URL and form encoding change, so those spellings differ.
+            let secret = format!("EAAG/canary+{tail}= x");
+            let user = if provider == "twilio" { SID } else { "" };
+            let variants = spellings(&secret, user);
+            let echoed = variants.join(" | ");
+            let body = match (provider, status) {
+                ("cloud_api", 401) => serde_json::json!({"error": {
+                    "message": format!("Invalid OAuth access token: {echoed}"),
+                    "type": "OAuthException", "code": 190}})
+                .to_string(),
+                ("twilio", 401) => serde_json::json!({
+                    "code": 20003, "message": format!("Authenticate: {echoed}"), "status": 401})
+                .to_string(),
+                _ => format!("<html>proxy error; you sent {echoed}</html>"),
+            };
+            let server = MockServer::start();
+            server.set_rule(move |_| Reply::Raw {
+                status,
+                body: body.clone(),
+            });
+            let setup = Setup::with_token(2, &server.base_url(), Sending::default(), &secret);
+            if provider == "twilio" {
+                let text = setup.campaign_text();
+                let text = edit(
+                    &text,
+                    "[provider]\nkind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+                    &format!(
+                        "[provider]\nkind = \"twilio\"\nfrom = \"+14155238886\"\naccount_sid = \"{SID}\"\n"
+                    ),
+                );
+                let text = edit(
+                    &text,
+                    "[template.variables]",
+                    "content_sid = \"HX0123456789abcdef0123456789abcdef\"\n\n[template.variables]",
+                );
+                setup.rewrite_campaign(&text);
+            }
+            let db = setup.db();
+            let files = [db.clone(), PathBuf::from(format!("{}-wal", db.display()))];
+            let mut outputs = Vec::new();
+            for args in [&["--yes"][..], &["--yes", "--json", "--resume-halted"][..]] {
+                let child = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+                    .current_dir(&setup.dir)
+                    .env("NO_COLOR", "1")
+                    .env("WHATSAPP_TOKEN", &secret)
+                    .env("TWILIO_AUTH_TOKEN", &secret)
+                    .env_remove("TWILIO_API_KEY_SID")
+                    .env_remove("TWILIO_API_KEY_SECRET")
+                    .env_remove("WACAMPAIGN_DB")
+                    .args(["--color", "never", "--db"])
+                    .arg(&db)
+                    .args(["send", "campaign.toml"])
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("starting wacampaign send");
+                let (output, _) = run_watching(child, &files, &variants);
+                outputs.push(output.stdout);
+                outputs.push(output.stderr);
+            }
+            for args in [
+                &["status", "campaign.toml"][..],
+                &["--json", "status", "campaign.toml"][..],
+                &["status", "campaign.toml", "--csv", "status.csv"][..],
+            ] {
+                let out = setup
+                    .cmd()
+                    .env("TWILIO_AUTH_TOKEN", &secret)
+                    .args(args)
+                    .output()
+                    .expect("running wacampaign");
+                outputs.push(out.stdout);
+                outputs.push(out.stderr);
+            }
+            let csv = std::fs::read(setup.dir.join("status.csv")).expect("status.csv");
+            let what = format!("{provider} {status}");
+            assert!(
+                String::from_utf8_lossy(&csv).contains("[redacted]"),
+                "{what}: the echo was not recorded: {}",
+                String::from_utf8_lossy(&csv)
+            );
+            for variant in &variants {
+                for (i, output) in outputs.iter().enumerate() {
+                    assert_no_canary(output, variant, &format!("{what} output {i} ({variant})"));
+                }
+                assert_no_canary(&csv, variant, &format!("{what} status.csv ({variant})"));
+                for file in &files {
+                    if let Ok(bytes) = std::fs::read(file) {
+                        assert_no_canary(&bytes, variant, &format!("{what} {}", file.display()));
+                    }
+                }
+            }
+            assert!(!server.log().is_empty(), "{what}: nothing was sent");
+        }
+    }
 }
 
 // ---- halts and the circuit breaker ----
