@@ -67,6 +67,17 @@ pub enum ContactsError {
         limit = MAX_RECORD_BYTES
     )]
     RecordTooLong { path: String, line: u64 },
+    #[error(
+        "{path} line {line}: a quote (\") opens a cell here and is never closed, so every \
+         line after it would be read as part of that one cell; close the quote (or remove \
+         it) and run again"
+    )]
+    UnclosedQuote { path: String, line: u64 },
+    #[error(
+        "{path}: {percent}% NUL bytes in the first MiB: not a text file; check that this \
+         is the CSV you meant (a damaged, truncated or preallocated file is mostly zeros)"
+    )]
+    NotText { path: String, percent: u64 },
     #[error("{path}: the header has {count} columns; at most {MAX_COLUMNS} are supported")]
     TooManyColumns { path: String, count: usize },
     #[error("{path}: no column `{column}` ({role}); the header has: {available}")]
@@ -140,14 +151,31 @@ impl ContactReader {
             path: shown.clone(),
             source,
         })?;
-        let mut buffered = BufReader::with_capacity(64 * 1024, file);
+        // The first mebibyte is read ahead and put back in front of the rest, so a
+        // file that is not text is refused before anything reads (or hashes) it all.
+        let mut first = Vec::with_capacity(64 * 1024);
+        let mut file = file;
+        (&mut file)
+            .take(NUL_WINDOW as u64)
+            .read_to_end(&mut first)
+            .map_err(|source| ContactsError::Io {
+                path: shown.clone(),
+                source,
+            })?;
+        if first.starts_with(&[0xFF, 0xFE]) || first.starts_with(&[0xFE, 0xFF]) {
+            return Err(ContactsError::Utf16 { path: shown });
+        }
+        if let Some(percent) = mostly_nul(&first) {
+            return Err(ContactsError::NotText {
+                path: shown,
+                percent,
+            });
+        }
+        let mut buffered = BufReader::with_capacity(64 * 1024, io::Cursor::new(first).chain(file));
         let head = buffered.fill_buf().map_err(|source| ContactsError::Io {
             path: shown.clone(),
             source,
         })?;
-        if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
-            return Err(ContactsError::Utf16 { path: shown });
-        }
         // UTF-16 without a BOM: every other byte of ASCII text is NUL.
         if head.len() >= 4
             && head.iter().take(512).filter(|b| **b == 0).count() * 4 > head.len().min(512)
@@ -293,14 +321,14 @@ fn map_csv_error(path: &str, error: csv::Error, record_line: Option<u64>) -> Con
             line: record_line.unwrap_or_else(|| pos.map_or(line, |p| p.line())),
         },
         csv::ErrorKind::Io(source) => {
-            let too_long = source
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<RecordTooLong>())
-                .map(|t| t.line);
-            match too_long {
-                Some(line) => ContactsError::RecordTooLong { path, line },
-                None => ContactsError::Io { path, source },
+            let guard = source.get_ref();
+            if let Some(t) = guard.and_then(|inner| inner.downcast_ref::<RecordTooLong>()) {
+                return ContactsError::RecordTooLong { path, line: t.line };
             }
+            if let Some(q) = guard.and_then(|inner| inner.downcast_ref::<UnclosedQuote>()) {
+                return ContactsError::UnclosedQuote { path, line: q.line };
+            }
+            ContactsError::Io { path, source }
         }
         other => ContactsError::Malformed {
             path,
@@ -308,6 +336,21 @@ fn map_csv_error(path: &str, error: csv::Error, record_line: Option<u64>) -> Con
             message: format!("{other:?}"),
         },
     }
+}
+
+/// How much of the start of a file is looked at for NUL bytes.
+const NUL_WINDOW: usize = 1 << 20;
+
+/// The share of NUL bytes in `head`, in percent, when it is more than UTF-16 text
+/// could have (at most half its bytes, for plain ASCII): a sparse, preallocated or
+/// zero-filled file, or a binary one. CSV text has none at all.
+fn mostly_nul(head: &[u8]) -> Option<u64> {
+    if head.len() < 4 {
+        return None;
+    }
+    let nul = head.iter().filter(|b| **b == 0).count();
+    // More than 60%: UTF-16 keeps its own, clearer message.
+    (nul * 10 > head.len() * 6).then(|| (nul * 100 / head.len()) as u64)
 }
 
 /// Picks the delimiter that occurs most often, outside quotes, in the header line.
@@ -350,6 +393,25 @@ impl std::fmt::Display for RecordTooLong {
 
 impl std::error::Error for RecordTooLong {}
 
+/// The end of the file came inside a quoted cell. The csv crate would hand back
+/// everything from the quote to the end as one cell of one record: a file of a
+/// thousand rows with a stray quote on line 3 reads as two contacts, and a campaign
+/// (or a consent import) goes to a fraction of the list with exit 0. Excluding that
+/// one row and going on is no better, since the rows it swallowed are not there to
+/// go on with; so the read fails, naming the line where the quote opened.
+#[derive(Debug)]
+struct UnclosedQuote {
+    line: u64,
+}
+
+impl std::fmt::Display for UnclosedQuote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "quote opened at line {} is never closed", self.line)
+    }
+}
+
+impl std::error::Error for UnclosedQuote {}
+
 /// The line each record starts on, in order, from [`RecordGuard`] (which sees every
 /// byte) to the reader (which takes one per record). The csv crate's own line counter
 /// skips blank lines and CRLF breaks, so lines are counted here instead.
@@ -376,6 +438,8 @@ struct RecordGuard<R> {
     between_records: bool,
     record_bytes: usize,
     record_start_line: u64,
+    /// Where the quoted cell being read (if any) opened.
+    quote_line: u64,
     line: u64,
     starts: RecordStarts,
 }
@@ -389,6 +453,7 @@ impl<R> RecordGuard<R> {
             between_records: true,
             record_bytes: 0,
             record_start_line: 1,
+            quote_line: 1,
             line: 1,
             starts,
         }
@@ -399,6 +464,11 @@ impl<R: Read> Read for RecordGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use QuoteState::{FieldStart, QuoteInQuoted, Quoted, Unquoted};
         let n = self.inner.read(buf)?;
+        if n == 0 && self.state == Quoted && !buf.is_empty() {
+            return Err(io::Error::other(UnclosedQuote {
+                line: self.quote_line,
+            }));
+        }
         let mut starts = self
             .starts
             .lock()
@@ -420,6 +490,9 @@ impl<R: Read> Read for RecordGuard<R> {
                 self.state = FieldStart;
                 self.between_records = true;
                 continue;
+            }
+            if self.state == FieldStart && b == b'"' {
+                self.quote_line = self.line;
             }
             self.state = match (self.state, b) {
                 (Quoted, b'"') => QuoteInQuoted,

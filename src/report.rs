@@ -2,7 +2,8 @@
 //! text for a person and as JSON for a script, and spreadsheet-safe CSV output.
 
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -124,28 +125,64 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Creates (or truncates) a report file readable by its owner only: like the
-/// database, reports hold customers' phone numbers.
-pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+/// A report file being written: a temporary file in the target's directory, readable
+/// by its owner only (like the database, reports hold customers' phone numbers), that
+/// [`PrivateFile::commit`] renames over the target. Opening the target itself would
+/// keep an existing file's mode (a 0644 report stays world-readable) and would leave
+/// it half written if the run failed; dropped uncommitted, the temporary file is
+/// removed and the old report is left as it was.
+pub struct PrivateFile {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+impl PrivateFile {
+    pub fn create(path: &Path) -> std::io::Result<PrivateFile> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        // tempfile creates with mode 0600 on Unix; set it anyway, since that is the point.
+        let temp = tempfile::Builder::new()
+            .prefix(".wacampaign-report-")
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o600))
+            .tempfile_in(dir)?;
+        Ok(PrivateFile {
+            temp,
+            target: path.to_owned(),
+        })
+    }
+
+    /// Flushes the report to disk and renames it over the target.
+    pub fn commit(self) -> std::io::Result<()> {
+        self.temp.as_file().sync_all()?;
+        self.temp
+            .persist(&self.target)
+            .map(drop)
+            .map_err(|e| e.error)
+    }
+}
+
+impl Write for PrivateFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.temp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.temp.flush()
+    }
 }
 
 /// Writes excluded rows as CSV: `line,phone,reason_code,reason`.
 pub struct ExcludedWriter {
-    writer: csv::Writer<Box<dyn Write>>,
+    writer: csv::Writer<std::io::BufWriter<PrivateFile>>,
 }
 
 impl ExcludedWriter {
     pub fn create(path: &Path) -> std::io::Result<ExcludedWriter> {
-        let file = create_private(path)?;
-        let mut writer =
-            csv::Writer::from_writer(Box::new(std::io::BufWriter::new(file)) as Box<dyn Write>);
+        let file = PrivateFile::create(path)?;
+        let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
         writer.write_record(["line", "phone", "reason_code", "reason"])?;
         Ok(ExcludedWriter { writer })
     }
@@ -162,9 +199,20 @@ impl ExcludedWriter {
         Ok(())
     }
 
-    pub fn finish(mut self) -> std::io::Result<()> {
-        self.writer.flush()
+    /// Writes out what is buffered and puts the file in place.
+    pub fn finish(self) -> std::io::Result<()> {
+        finish_csv(self.writer)
     }
+}
+
+/// Flushes a CSV report and renames it over its target.
+pub fn finish_csv(writer: csv::Writer<std::io::BufWriter<PrivateFile>>) -> std::io::Result<()> {
+    writer
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?
+        .commit()
 }
 
 #[cfg(test)]

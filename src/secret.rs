@@ -4,13 +4,16 @@
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use base64::Engine as _;
 
 use anyhow::{Context as _, bail};
 
 use crate::campaign::SecretRef;
 
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret(String, Arc<Spellings>);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,19 +56,203 @@ impl Secret {
         if value.is_empty() {
             bail!("{origin} is empty");
         }
-        Ok(Secret(value.to_owned()))
+        Ok(Secret(value.to_owned(), Arc::new(Spellings::of(value))))
     }
 
     pub fn expose(&self) -> &str {
         &self.0
     }
 
-    /// `text` with every occurrence of the secret replaced.
+    /// `text` with every occurrence of the secret replaced, in any spelling a
+    /// server or proxy might echo it in (see [`Spellings`]).
     pub fn redact(&self, text: &str) -> String {
-        if self.0.len() >= 4 && text.contains(&self.0) {
-            text.replace(&self.0, "[redacted]")
-        } else {
-            text.to_owned()
+        self.1.redact(text)
+    }
+}
+
+/// Every spelling of a secret worth looking for, built once when it is loaded: a
+/// server or proxy that echoes a request back may have lower- or upper-cased it,
+/// URL-encoded it (with `%20` or `+` for a space, `%2f` or `%2F`), or show the
+/// `Authorization` header it got, where Basic auth is base64 of `user:secret`.
+struct Spellings {
+    /// Matched ignoring ASCII case: the secret, and its URL and form encodings.
+    folded: Vec<String>,
+    /// Matched exactly: what the secret looks like inside base64 text at each of
+    /// the three alignments it can have there (so inside `SID:secret` too).
+    exact: Vec<String>,
+}
+
+impl Spellings {
+    /// Secrets shorter than this are not looked for: they would match by chance.
+    const MIN_LEN: usize = 4;
+
+    fn of(secret: &str) -> Spellings {
+        if secret.len() < Self::MIN_LEN {
+            return Spellings {
+                folded: Vec::new(),
+                exact: Vec::new(),
+            };
         }
+        let mut folded = vec![
+            secret.to_ascii_lowercase(),
+            percent_encoded(secret).to_ascii_lowercase(),
+            form_urlencoded::byte_serialize(secret.as_bytes())
+                .collect::<String>()
+                .to_ascii_lowercase(),
+        ];
+        folded.sort();
+        folded.dedup();
+        let mut exact = Vec::new();
+        for offset in 0..3 {
+            for engine in [
+                &base64::engine::general_purpose::STANDARD,
+                &base64::engine::general_purpose::URL_SAFE,
+            ] {
+                if let Some(core) = base64_core(engine, secret.as_bytes(), offset)
+                    && core.len() >= Self::MIN_LEN
+                {
+                    exact.push(core);
+                }
+            }
+        }
+        exact.sort();
+        exact.dedup();
+        Spellings { folded, exact }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        if !self.folded.is_empty() {
+            // ASCII lower-casing keeps every byte where it was, so positions found
+            // in the folded text are positions in `text`.
+            let lowered = text.to_ascii_lowercase();
+            for pattern in &self.folded {
+                hits.extend(
+                    lowered
+                        .match_indices(pattern.as_str())
+                        .map(|(at, m)| (at, at + m.len())),
+                );
+            }
+        }
+        for pattern in &self.exact {
+            hits.extend(
+                text.match_indices(pattern.as_str())
+                    .map(|(at, m)| (at, at + m.len())),
+            );
+        }
+        if hits.is_empty() {
+            return text.to_owned();
+        }
+        hits.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut spans = hits.into_iter().peekable();
+        while let Some((start, mut end)) = spans.next() {
+            // Overlapping or touching matches are one redaction.
+            while let Some(&(next_start, next_end)) = spans.peek() {
+                if next_start > end {
+                    break;
+                }
+                end = end.max(next_end);
+                spans.next();
+            }
+            if end <= copied {
+                continue;
+            }
+            out.push_str(&text[copied..start.max(copied)]);
+            out.push_str("[redacted]");
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+}
+
+/// Every byte but RFC 3986's unreserved characters as `%XX`.
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The base64 characters that depend only on `secret`'s bytes when it starts
+/// `offset` bytes into the encoded data: whatever comes before and after it, these
+/// appear in the encoding.
+fn base64_core(
+    engine: &base64::engine::GeneralPurpose,
+    secret: &[u8],
+    offset: usize,
+) -> Option<String> {
+    let mut padded = vec![0u8; offset];
+    padded.extend_from_slice(secret);
+    let encoded = engine.encode(&padded);
+    // Characters are 6 bits each: the first whole one after the `offset` bytes, up
+    // to the last whole one before the secret ends.
+    let start = (offset * 8).div_ceil(6);
+    let end = ((offset + secret.len()) * 8) / 6;
+    encoded.get(start..end).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(value: &str) -> Secret {
+        Secret::new(value, "test").unwrap()
+    }
+
+    #[test]
+    fn every_spelling_is_redacted() {
+        let s = secret("AbC/de f+gh12");
+        for echoed in [
+            "AbC/de f+gh12",
+            "abc/de f+gh12",
+            "ABC/DE F+GH12",
+            "AbC%2Fde%20f%2Bgh12",
+            "abc%2fde%20f%2bgh12",
+            "AbC%2Fde+f%2Bgh12",
+        ] {
+            assert_eq!(
+                s.redact(&format!("token={echoed}; end")),
+                "token=[redacted]; end",
+                "{echoed}"
+            );
+        }
+    }
+
+    #[test]
+    fn basic_auth_is_redacted_at_any_alignment() {
+        let s = secret("0123456789abcdef0123456789abcdef");
+        for user in ["AC1", "AC12", "AC123", "SK0123456789abcdef0123456789abcdef"] {
+            let header = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:0123456789abcdef0123456789abcdef"));
+            let redacted = s.redact(&format!("Basic {header}"));
+            assert!(redacted.contains("[redacted]"), "{user}: {redacted}");
+            // What is left cannot be decoded back into the secret.
+            assert!(
+                redacted.len() < header.len(),
+                "{user}: {redacted} vs {header}"
+            );
+        }
+        let bare =
+            base64::engine::general_purpose::STANDARD.encode("0123456789abcdef0123456789abcdef");
+        assert!(s.redact(&bare).contains("[redacted]"));
+    }
+
+    #[test]
+    fn other_text_is_left_alone() {
+        let s = secret("EAAGsecret0token");
+        assert_eq!(s.redact("nothing here"), "nothing here");
+        assert_eq!(
+            s.redact("a EAAGSECRET0TOKEN b eaagsecret0token c"),
+            "a [redacted] b [redacted] c"
+        );
+        assert_eq!(secret("abc").redact("abc"), "abc", "too short to look for");
     }
 }

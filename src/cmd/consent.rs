@@ -484,19 +484,38 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
         bail!("no consent ledger at {}", ctx.db.display());
     };
     let ledger = Ledger::new(&db.conn);
-    let sink: Box<dyn Write> = match &args.output {
-        // Like the database, the export holds customers' phone numbers: a new file is
-        // readable by its owner only.
-        Some(path) => Box::new(std::io::BufWriter::new(
-            crate::report::create_private(path)
-                .with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    match &args.output {
+        // Like the database, the export holds customers' phone numbers: it is written
+        // to a file readable by its owner only, put in place once complete.
+        Some(path) => {
+            let mut sink = std::io::BufWriter::new(
+                crate::report::PrivateFile::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            );
+            write_export(&ledger, subject, args.format, &mut sink)?;
+            sink.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)
+                .and_then(crate::report::PrivateFile::commit)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let mut sink = std::io::BufWriter::new(std::io::stdout().lock());
+            write_export(&ledger, subject, args.format, &mut sink)?;
+            sink.flush()?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn write_export(
+    ledger: &Ledger,
+    subject: Option<E164>,
+    format: ExportFormat,
+    mut sink: &mut dyn Write,
+) -> anyhow::Result<()> {
     let notices = ledger.notices(subject)?;
-    match args.format {
+    match format {
         ExportFormat::Json => {
-            let mut sink = sink;
             ledger.for_each_event(subject, |event| {
                 serde_json::to_writer(
                     &mut sink,
@@ -566,7 +585,7 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
             csv.flush()?;
         }
     }
-    Ok(Exit::Success)
+    Ok(())
 }
 
 fn stats(ctx: &Context, args: &StatsArgs) -> anyhow::Result<Exit> {
@@ -618,7 +637,10 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let head_found = match &args.expect_head {
         None => true,
         Some(expected) => {
-            expected == &report.head || ledger.contains_hash(expected).unwrap_or(false)
+            expected == &report.head
+                || ledger.contains_hash(expected).with_context(|| {
+                    format!("looking up the expected head in {}", ctx.db.display())
+                })?
         }
     };
     let intact = report.intact() && head_found;

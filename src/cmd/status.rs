@@ -200,7 +200,8 @@ fn write_csv(
     plan_run: i64,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let file = crate::report::create_private(path)?;
+    let file = crate::report::PrivateFile::create(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
     csv.write_record([
         "phone",
@@ -236,6 +237,6 @@ fn write_csv(
         csv.write_record(cells.iter().map(|c| spreadsheet_safe(c).into_owned()))?;
         Ok(())
     })?;
-    csv.flush()?;
+    crate::report::finish_csv(csv).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

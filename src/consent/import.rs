@@ -57,14 +57,16 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
         bail!("an opt-in is for one purpose: use --purpose marketing or --purpose utility");
     }
     let shown = options.file.display().to_string();
+    // Opened before it is hashed: opening refuses a file that is not text from its
+    // first mebibyte, where hashing would read every byte of it first.
+    let mut reader = ContactReader::open_path(&options.file, options.delimiter, options.encoding)
+        .map_err(for_import)?;
     let sha256 = file_sha256(&options.file).with_context(|| format!("reading {shown}"))?;
     let file_name = options
         .file
         .file_name()
         .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
 
-    let mut reader = ContactReader::open_path(&options.file, options.delimiter, options.encoding)
-        .map_err(for_import)?;
     let phone_index = reader.column_index(&options.phone_column, "--phone-column")?;
     let occurred_index = options
         .occurred_column

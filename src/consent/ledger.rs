@@ -23,6 +23,10 @@ const TRIGGERS: &[&str] = &[
     "consent_events_append_only_delete",
     "consent_notices_append_only_update",
     "consent_notices_append_only_delete",
+    // An INSERT OR REPLACE deletes the row it collides with without firing the
+    // delete triggers: these refuse the collision (migration 0005).
+    "consent_events_append_only_insert",
+    "consent_notices_append_only_insert",
 ];
 
 /// What an append did.
@@ -132,15 +136,6 @@ impl<'c> Ledger<'c> {
             .query_row([], |r| r.get(0))
     }
 
-    /// Whether an event with this hash is in the chain (a head noted earlier, say).
-    pub fn contains_hash(&self, hash: &str) -> rusqlite::Result<bool> {
-        self.conn
-            .prepare_cached("SELECT 1 FROM consent_events WHERE hash = ?1")?
-            .query_row(params![hash], |_| Ok(()))
-            .optional()
-            .map(|found| found.is_some())
-    }
-
     /// The numbers (as stored, in E.164) with events recorded after `id`.
     pub fn subjects_since(&self, id: i64) -> rusqlite::Result<Vec<String>> {
         self.conn
@@ -182,6 +177,20 @@ impl<'c> Ledger<'c> {
         let key = subject.map(|s| s.consent_key() as i64);
         let rows = stmt.query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect()
+    }
+
+    /// Whether an event with this hash is in the ledger. A database error is an
+    /// error, not "absent": `verify --expect-head` would otherwise report a truncated
+    /// ledger over what was a locked or unreadable file.
+    pub fn contains_hash(&self, hash: &str) -> rusqlite::Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM consent_events WHERE hash = ?1",
+                params![hash],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
     }
 
     /// Recomputes the hash chain and checks the append-only triggers.
@@ -539,5 +548,21 @@ mod tests {
         assert!(!ledger.contains_hash(GENESIS).unwrap());
         assert_eq!(ledger.subjects_since(0).unwrap(), ["+5215512345678"]);
         assert!(ledger.subjects_since(id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_error_is_not_a_missing_hash() {
+        let conn = Connection::open_in_memory().unwrap();
+        let ledger = Ledger::new(&conn);
+        assert!(
+            ledger.contains_hash("ab").is_err(),
+            "no table is an error, not `false`"
+        );
+        conn.execute_batch("CREATE TABLE consent_events (hash TEXT)")
+            .unwrap();
+        conn.execute("INSERT INTO consent_events VALUES ('ab')", [])
+            .unwrap();
+        assert!(ledger.contains_hash("ab").unwrap());
+        assert!(!ledger.contains_hash("cd").unwrap());
     }
 }

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_send_journal.sql"),
     include_str!("migrations/0003_consent_standing_index.sql"),
     include_str!("migrations/0004_webhooks.sql"),
+    include_str!("migrations/0005_ledger_refuses_replace.sql"),
     include_str!("migrations/0006_journal_by_person.sql"),
 ];
 

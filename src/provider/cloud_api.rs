@@ -158,6 +158,7 @@ pub struct CloudApi {
     url: String,
     token: Secret,
     authorization: String,
+    timeout: std::time::Duration,
     campaign: Campaign,
 }
 
@@ -178,6 +179,7 @@ impl CloudApi {
             url: format!("{base_url}/{api_version}/{phone_number_id}/messages"),
             authorization: format!("Bearer {}", token.expose()),
             token,
+            timeout: *timeout,
             campaign: campaign.clone(),
         })
     }
@@ -189,7 +191,7 @@ impl CloudApi {
             .post(&self.url)
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
             .json(&body);
-        let answer = match http::send(request, &self.token).await {
+        let answer = match http::send(request, &self.token, self.timeout).await {
             Ok(answer) => answer,
             Err(response) => return response,
         };

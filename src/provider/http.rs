@@ -10,15 +10,22 @@ use bytes::Bytes;
 use super::Response;
 use crate::secret::Secret;
 
+/// How long a connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The client a provider keeps for the whole run.
 pub fn client(timeout: Duration, pool: usize) -> anyhow::Result<reqwest::Client> {
+    builder(CONNECT_TIMEOUT, timeout, pool)
+        .build()
+        .context("building the HTTP client")
+}
+
+fn builder(connect_timeout: Duration, timeout: Duration, pool: usize) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(connect_timeout)
         .timeout(timeout)
         .pool_max_idle_per_host(pool)
         .user_agent(concat!("wacampaign/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")
 }
 
 /// An answer whose body was read.
@@ -34,23 +41,32 @@ impl Answer {
     }
 
     /// The start of a body that is not the provider's error document, for the record.
+    /// Without the status: the pipeline puts `HTTP {status}: ` before every detail
+    /// that has no error code.
     pub fn snippet(&self) -> String {
         let end = self.body.len().min(300);
-        format!(
-            "HTTP {}: {}",
-            self.status,
-            String::from_utf8_lossy(&self.body[..end])
-        )
+        let text = String::from_utf8_lossy(&self.body[..end]);
+        let text = text.trim();
+        if text.is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            text.to_owned()
+        }
     }
 }
 
 /// Sends `request` and reads the answer. `Err` holds what the pipeline should
 /// record instead: a transport failure, or a 2xx whose body could not be read.
-pub async fn send(request: reqwest::RequestBuilder, secret: &Secret) -> Result<Answer, Response> {
+/// `timeout` is the one the client was built with, to say how long was waited.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    secret: &Secret,
+    timeout: Duration,
+) -> Result<Answer, Response> {
     let response = request
         .send()
         .await
-        .map_err(|e| transport_error(&e, secret))?;
+        .map_err(|e| transport_error(&e, secret, CONNECT_TIMEOUT, timeout))?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -69,10 +85,10 @@ pub async fn send(request: reqwest::RequestBuilder, secret: &Secret) -> Result<A
             wa_id: None,
             status: Some(format!(
                 "accepted; body unreadable: {}",
-                secret.redact(&e.to_string())
+                secret.redact(&describe(&e, CONNECT_TIMEOUT, timeout))
             )),
         }),
-        Err(e) => Err(transport_error(&e, secret)),
+        Err(e) => Err(transport_error(&e, secret, CONNECT_TIMEOUT, timeout)),
     }
 }
 
@@ -93,9 +109,13 @@ fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<
 
 /// A request that never left (no connection, or one reqwest could not even build)
 /// is safe to retry; any other failure may have delivered it.
-fn transport_error(error: &reqwest::Error, secret: &Secret) -> Response {
-    // reqwest's messages name the URL, never headers; redact anyway.
-    let detail = secret.redact(&format!("{error:#}"));
+fn transport_error(
+    error: &reqwest::Error,
+    secret: &Secret,
+    connect_timeout: Duration,
+    timeout: Duration,
+) -> Response {
+    let detail = secret.redact(&describe(error, connect_timeout, timeout));
     if error.is_connect() || error.is_builder() {
         Response::NotSent { detail }
     } else {
@@ -103,9 +123,299 @@ fn transport_error(error: &reqwest::Error, secret: &Secret) -> Response {
     }
 }
 
+/// What happened, in words an operator can act on, then the innermost cause.
+/// reqwest's own message ("error sending request for url (...)") says neither, and
+/// names the URL; the URL is left out (a base URL may carry credentials), and the
+/// causes below it are the library's and the OS's words, which name no URL.
+fn describe(error: &reqwest::Error, connect_timeout: Duration, timeout: Duration) -> String {
+    let causes = causes(error);
+    let root = causes.last().map(ToString::to_string).unwrap_or_default();
+    let with_root = |what: &str| {
+        if root.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what} ({root})")
+        }
+    };
+    if error.is_dns() {
+        return with_root("DNS failure: the provider's host name could not be resolved");
+    }
+    if error.is_timeout() {
+        return if error.is_connect() {
+            format!(
+                "connect timeout: no connection within {}",
+                seconds(connect_timeout)
+            )
+        } else {
+            format!("read timeout: no answer within {}", seconds(timeout))
+        };
+    }
+    if let Some(tls) = causes.iter().find_map(|e| find::<rustls::Error>(*e)) {
+        return format!("TLS failure: {tls}");
+    }
+    for cause in &causes {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind;
+            let what = match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    "connection refused: nothing is listening at the provider's address"
+                }
+                ErrorKind::ConnectionReset => "connection reset by the server",
+                ErrorKind::ConnectionAborted => "connection aborted",
+                ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => {
+                    "connection closed by the server before an answer"
+                }
+                ErrorKind::TimedOut => "timed out",
+                _ => continue,
+            };
+            return with_root(what);
+        }
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
+            && hyper.is_incomplete_message()
+        {
+            return "connection closed by the server before an answer".to_owned();
+        }
+    }
+    if error.is_connect() {
+        return with_root("cannot connect");
+    }
+    with_root("request failed")
+}
+
+/// The errors beneath reqwest's own, outermost first.
+fn causes(error: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut next = std::error::Error::source(error);
+    while let Some(cause) = next {
+        out.push(cause);
+        next = cause.source();
+    }
+    out
+}
+
+/// `error` as a `T`, or the `T` an `io::Error` wraps, however deep: an io::Error's
+/// `source()` skips the error it wraps, and the TLS stack wraps its errors in two.
+fn find<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    if let Some(found) = error.downcast_ref::<T>() {
+        return Some(found);
+    }
+    let mut inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+    loop {
+        if let Some(found) = inner.downcast_ref::<T>() {
+            return Some(found);
+        }
+        inner = inner.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// `5 s`, `0.3 s`.
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    fn secret() -> Secret {
+        Secret::new("EAAGtest0secret", "test").unwrap()
+    }
+
+    /// Posts to `url` with a client that waits `timeout` for an answer, and returns
+    /// what the pipeline would record.
+    async fn post(client: &reqwest::Client, url: &str, timeout: Duration) -> Response {
+        let request = client.post(url).body("{}");
+        match send(request, &secret(), timeout).await {
+            Ok(answer) => panic!("an answer: HTTP {}", answer.status),
+            Err(response) => response,
+        }
+    }
+
+    fn detail(response: &Response) -> &str {
+        match response {
+            Response::NotSent { detail } | Response::InDoubt { detail } => detail,
+            other => panic!("not a transport failure: {other:?}"),
+        }
+    }
+
+    /// A loopback server that reads one request and then does `then` with the socket.
+    async fn serve_once<F, Fut>(then: F) -> String
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let _ = socket.read(&mut buf).await;
+            then(socket).await;
+        });
+        format!("http://{addr}/v23.0/1/messages")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so_and_was_not_sent() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = client(Duration::from_secs(5), 1).unwrap();
+        let url = format!("http://127.0.0.1:{port}/v23.0/1/messages");
+        let response = post(&client, &url, Duration::from_secs(5)).await;
+        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+        let detail = detail(&response);
+        assert!(
+            detail.starts_with(
+                "connection refused: nothing is listening at the provider's address ("
+            ),
+            "{detail}"
+        );
+        assert!(!detail.contains("127.0.0.1"), "no URL: {detail}");
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_says_so_and_is_in_doubt() {
+        let url = serve_once(|socket| async move {
+            socket.set_zero_linger().unwrap();
+            drop(socket);
+        })
+        .await;
+        let client = client(Duration::from_secs(5), 1).unwrap();
+        let response = post(&client, &url, Duration::from_secs(5)).await;
+        assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
+        let detail = detail(&response);
+        assert!(
+            detail.starts_with("connection reset by the server ("),
+            "{detail}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_without_an_answer_says_so() {
+        let url = serve_once(|socket| async move { drop(socket) }).await;
+        let client = client(Duration::from_secs(5), 1).unwrap();
+        let response = post(&client, &url, Duration::from_secs(5)).await;
+        assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
+        assert_eq!(
+            detail(&response),
+            "connection closed by the server before an answer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_a_read_timeout() {
+        let url = serve_once(|socket| async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            drop(socket);
+        })
+        .await;
+        let timeout = Duration::from_millis(300);
+        let client = client(timeout, 1).unwrap();
+        let response = post(&client, &url, timeout).await;
+        assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
+        assert_eq!(detail(&response), "read timeout: no answer within 0.3 s");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_speaks_no_tls_is_a_tls_failure() {
+        let url = serve_once(|mut socket| async move {
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        })
+        .await;
+        let url = url.replacen("http://", "https://", 1);
+        let client = client(Duration::from_secs(5), 1).unwrap();
+        let response = post(&client, &url, Duration::from_secs(5)).await;
+        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+        let detail = detail(&response);
+        assert!(detail.starts_with("TLS failure: "), "{detail}");
+    }
+
+    /// A resolver that knows no names, so no test reaches a real one.
+    struct NoSuchHost;
+
+    impl reqwest::dns::Resolve for NoSuchHost {
+        fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            Box::pin(async { Err("no such host (test resolver)".into()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_a_dns_failure() {
+        let client = builder(CONNECT_TIMEOUT, Duration::from_secs(5), 1)
+            .dns_resolver(NoSuchHost)
+            .build()
+            .unwrap();
+        let response = post(
+            &client,
+            "http://graph.provider.invalid/v23.0/1/messages",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+        assert_eq!(
+            detail(&response),
+            "DNS failure: the provider's host name could not be resolved \
+             (no such host (test resolver))"
+        );
+    }
+
+    /// A listener whose accept queue is full drops further SYNs, so a connection
+    /// to it never opens: a connect timeout on loopback.
+    #[tokio::test]
+    async fn a_connection_that_never_opens_is_a_connect_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // SAFETY: listen(2) on a socket this test owns; a backlog of 0 keeps at most
+        // one connection waiting.
+        assert_eq!(
+            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) },
+            0
+        );
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            if let Ok(stream) =
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            {
+                held.push(stream);
+            }
+        }
+        let connect = Duration::from_millis(300);
+        let client = builder(connect, Duration::from_secs(5), 1).build().unwrap();
+        let url = format!("http://{addr}/v23.0/1/messages");
+        let error = client.post(&url).send().await.unwrap_err();
+        let response = transport_error(&error, &secret(), connect, Duration::from_secs(5));
+        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+        assert_eq!(
+            detail(&response),
+            "connect timeout: no connection within 0.3 s"
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn a_snippet_does_not_repeat_the_status() {
+        let answer = Answer {
+            status: 500,
+            retry_after: None,
+            body: Bytes::from_static(b"<html>Internal Server Error</html>\n"),
+        };
+        assert_eq!(answer.snippet(), "<html>Internal Server Error</html>");
+        let empty = Answer {
+            status: 502,
+            retry_after: None,
+            body: Bytes::new(),
+        };
+        assert_eq!(empty.snippet(), "(empty body)");
+    }
 
     #[test]
     fn retry_after_is_read_in_both_forms() {

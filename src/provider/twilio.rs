@@ -156,7 +156,7 @@ impl Twilio {
             )
             .form(&fields);
         let secret = &self.credentials.password;
-        let answer = match http::send(request, secret).await {
+        let answer = match http::send(request, secret, self.config.timeout).await {
             Ok(answer) => answer,
             Err(response) => return response,
         };

@@ -363,6 +363,50 @@ fn an_unclosed_quote_is_refused_at_the_line_it_opens() {
         );
 }
 
+/// A stray quote in a file short enough to stay under the record limit: without the
+/// check, everything after it read as one cell and `check` counted two contacts.
+#[test]
+fn an_unclosed_quote_in_a_short_file_is_refused_at_its_line() {
+    let mut contacts = String::from("name,phone,date\nAna,5512345678,lunes\n\"Luis,5523456789,x\n");
+    for n in 0..1000 {
+        contacts.push_str(&format!("Row {n},55{n:08},martes\n"));
+    }
+    Fixture::with_contacts(contacts)
+        .check(&[])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            "error: contacts.csv line 3: a quote (\") opens a cell here and is never closed, \
+             so every line after it would be read as part of that one cell; close the quote \
+             (or remove it) and run again\n",
+        );
+}
+
+/// A 2 GB sparse file (a preallocated or damaged export) is refused from its first
+/// mebibyte, as what it is, rather than as UTF-16 text.
+#[test]
+fn a_sparse_file_is_refused_as_not_text() {
+    let fx = Fixture::with_contacts("");
+    std::fs::File::options()
+        .write(true)
+        .open(fx.path("contacts.csv"))
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let started = std::time::Instant::now();
+    fx.check(&[]).assert().code(2).stdout("").stderr(
+        "error: contacts.csv: 100% NUL bytes in the first MiB: not a text file; check \
+             that this is the CSV you meant (a damaged, truncated or preallocated file is \
+             mostly zeros)\n",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "refused without reading the whole file: {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_hundred_thousand_columns_are_refused() {
     let mut header: Vec<String> = (0..99_997).map(|n| format!("c{n}")).collect();

@@ -517,6 +517,22 @@ fn update_and_delete_through_sqlite3_are_refused() {
     .arg(&notice)
     .assert()
     .success();
+    // An imported event, the one kind with a dedupe key.
+    l.write("optins.csv", format!("phone\n{CARLA}\n"));
+    l.consent(&[
+        "import",
+        "optins.csv",
+        "--purpose",
+        "utility",
+        "--method",
+        "paper",
+    ])
+    .assert()
+    .success();
+    assert_eq!(
+        l.query("SELECT count(*) FROM consent_events WHERE dedupe_key IS NOT NULL"),
+        "1\n"
+    );
     let all_rows = "SELECT * FROM consent_events ORDER BY id; SELECT * FROM consent_notices;";
     let before = l.query(all_rows);
 
@@ -537,11 +553,69 @@ fn update_and_delete_through_sqlite3_are_refused() {
             "DELETE FROM consent_notices",
             "consent_notices is append-only",
         ),
+        // REPLACE's hidden delete fires no DELETE trigger: each of these edited
+        // event 2 or the notice in place before migration 0005.
+        (
+            "REPLACE INTO consent_events SELECT id, subject, subject_key, purpose, 'opt_in', \
+             occurred_at, recorded_at, method, recorded_via, source, evidence, notice_hash, \
+             actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+            "consent_events is append-only",
+        ),
+        (
+            "INSERT OR REPLACE INTO consent_events SELECT id, subject, subject_key, 'utility', \
+             action, occurred_at, recorded_at, method, recorded_via, source, evidence, \
+             notice_hash, actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+            "consent_events is append-only",
+        ),
+        (
+            "INSERT INTO consent_events SELECT * FROM consent_events WHERE id = 2 \
+             ON CONFLICT (id) DO UPDATE SET action = 'opt_in'",
+            "consent_events is append-only",
+        ),
+        (
+            "INSERT INTO consent_events SELECT * FROM consent_events WHERE id = 2",
+            "consent_events is append-only",
+        ),
+        // A new id under an existing dedupe key: REPLACE would delete the imported event.
+        (
+            "INSERT OR REPLACE INTO consent_events (id, subject, subject_key, purpose, action, \
+             occurred_at, recorded_at, method, recorded_via, source, evidence, notice_hash, \
+             actor, dedupe_key, prev_hash, hash) SELECT 99, subject, subject_key, purpose, \
+             'opt_in', occurred_at, recorded_at, method, recorded_via, source, evidence, \
+             notice_hash, actor, dedupe_key, prev_hash, hash FROM consent_events \
+             WHERE dedupe_key IS NOT NULL",
+            "consent_events is append-only",
+        ),
+        (
+            "REPLACE INTO consent_notices SELECT hash, 'Acepto todo.', recorded_at \
+             FROM consent_notices",
+            "consent_notices is append-only",
+        ),
+        (
+            "INSERT OR REPLACE INTO consent_notices SELECT hash, 'Acepto todo.', recorded_at \
+             FROM consent_notices",
+            "consent_notices is append-only",
+        ),
+        (
+            "INSERT INTO consent_notices SELECT hash, 'Acepto todo.', recorded_at \
+             FROM consent_notices WHERE true ON CONFLICT (hash) DO UPDATE SET text = excluded.text",
+            "consent_notices is append-only",
+        ),
     ] {
         let out = l.sqlite3(sql);
         assert!(!out.status.success(), "{sql} succeeded");
         let stderr = text(&out.stderr);
         assert!(stderr.contains(message), "{sql}: {stderr}");
+        assert_eq!(l.query(all_rows), before, "{sql} changed a row");
+    }
+    // The same notice text again is skipped, not refused (the ledger cites a notice
+    // with INSERT OR IGNORE), and changes nothing either.
+    for sql in [
+        "INSERT OR IGNORE INTO consent_notices SELECT hash, text, 'later' FROM consent_notices",
+        "INSERT OR REPLACE INTO consent_notices SELECT hash, text, 'later' FROM consent_notices",
+    ] {
+        let out = l.sqlite3(sql);
+        assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
     }
     assert_eq!(l.query(all_rows), before, "no row changed");
     assert_eq!(
@@ -552,7 +626,7 @@ fn update_and_delete_through_sqlite3_are_refused() {
         .assert()
         .success()
         .stdout(predicates::str::starts_with(
-            "ledger intact: 3 events, head ",
+            "ledger intact: 4 events, head ",
         ));
 }
 
@@ -712,7 +786,8 @@ fn a_deleted_event_is_found_even_when_the_gap_and_triggers_are_restored() {
     four_events(&l, "signup form v3, submission 2");
     // A careful attacker renumbers the later events and puts the triggers back.
     let triggers = l.query(
-        "SELECT sql || ';' FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'consent_events'",
+        "SELECT sql || ';' FROM sqlite_master WHERE type = 'trigger' AND name IN \
+         ('consent_events_append_only_delete', 'consent_events_append_only_update')",
     );
     l.query(&format!(
         "DROP TRIGGER consent_events_append_only_delete;
@@ -1620,6 +1695,73 @@ fn an_import_that_is_not_utf8_says_how_to_read_it_and_records_nothing() {
         .assert()
         .success()
         .stdout(predicates::str::contains("  recorded              2\n"));
+}
+
+/// A stray quote on line 3 of a thousand-row file: the import used to record two
+/// opt-ins and exit 0, the rest swallowed into one cell.
+#[test]
+fn an_import_with_an_unclosed_quote_names_its_line_and_records_nothing() {
+    let l = Ledger::new();
+    let mut csv = String::from("phone,name\n+52 55 1234 5678,Ana\n+52 55 2222 3333,\"Beto\n");
+    for n in 0..1000 {
+        csv.push_str(&format!("+52 55 3{n:03} {n:04},Row {n}\n"));
+    }
+    l.write("optins.csv", csv);
+    l.consent(&[
+        "import",
+        "optins.csv",
+        "--purpose",
+        "marketing",
+        "--method",
+        "paper",
+    ])
+    .assert()
+    .code(2)
+    .stdout("")
+    .stderr(
+        "error: optins.csv line 3: a quote (\") opens a cell here and is never closed, so \
+         every line after it would be read as part of that one cell; close the quote (or \
+         remove it) and run again\n",
+    );
+    l.consent(&["stats", "--json"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("\"events\":0,"));
+}
+
+/// A 2 GB sparse file is refused from its first mebibyte, before it is hashed.
+#[test]
+fn an_import_of_a_sparse_file_is_refused_before_hashing_it() {
+    let l = Ledger::new();
+    let path = l.write("optins.csv", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let started = std::time::Instant::now();
+    l.consent(&[
+        "import",
+        "optins.csv",
+        "--purpose",
+        "marketing",
+        "--method",
+        "paper",
+    ])
+    .assert()
+    .code(2)
+    .stdout("")
+    .stderr(
+        "error: optins.csv: 100% NUL bytes in the first MiB: not a text file; check that \
+         this is the CSV you meant (a damaged, truncated or preallocated file is mostly \
+         zeros)\n",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "refused without hashing 2 GB: {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

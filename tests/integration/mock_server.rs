@@ -54,6 +54,8 @@ pub enum Reply {
     /// 200, with the request's `Authorization` header as the wamid, the WhatsApp ID
     /// and the message status.
     AcceptEchoingAuthorization,
+    /// This status and body, as given (any provider's error document, or none).
+    Raw { status: u16, body: String },
 }
 
 impl Reply {
@@ -386,6 +388,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 None,
                 format!("<html><body><h1>{status}</h1>upstream error</body></html>"),
             ),
+            Reply::Raw { status, body } => (*status, None, body.clone()),
             Reply::AcceptEchoingAuthorization => (
                 200,
                 None,

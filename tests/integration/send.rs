@@ -441,12 +441,12 @@ fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
 // ---- secrets ----
 
 /// Runs `child` to its end, reading `files` again and again while it runs (the WAL
-/// exists only while the journal is open), and fails if any copy holds `canary`.
-/// Returns the process's output and how many non-empty WAL reads were made.
+/// exists only while the journal is open), and fails if any copy holds one of
+/// `canaries`. Returns the process's output and how many non-empty WAL reads were made.
 fn run_watching(
     mut child: Child,
     files: &[PathBuf],
-    canary: &str,
+    canaries: &[String],
 ) -> (std::process::Output, usize) {
     let mut wal_reads = 0;
     let deadline = Instant::now() + COMMAND_TIMEOUT;
@@ -466,7 +466,9 @@ fn run_watching(
     let status = loop {
         for file in files {
             if let Ok(bytes) = std::fs::read(file) {
-                assert_no_canary(&bytes, canary, &file.display().to_string());
+                for canary in canaries {
+                    assert_no_canary(&bytes, canary, &file.display().to_string());
+                }
                 if file.to_string_lossy().ends_with("-wal") && !bytes.is_empty() {
                     wal_reads += 1;
                 }
@@ -523,7 +525,11 @@ fn token_never_leaks(reply: Reply, timeout_ms: u64, expected_exit: i32) {
         &["--yes"][..],
         &["--yes", "--json", "--resume-halted", "--in-doubt", "resend"][..],
     ] {
-        let (output, reads) = run_watching(setup.spawn_send(args, true), &files, &token);
+        let (output, reads) = run_watching(
+            setup.spawn_send(args, true),
+            &files,
+            std::slice::from_ref(&token),
+        );
         assert_eq!(
             output.status.code(),
             Some(expected_exit),
@@ -582,6 +588,142 @@ fn the_token_never_leaks_when_an_acceptance_echoes_it() {
 #[test]
 fn the_token_never_leaks_on_a_timeout() {
     token_never_leaks(Reply::Slow(Duration::from_millis(1500)), 300, 1);
+}
+
+/// The ways a server or proxy may echo `secret` back: cased, URL- and form-encoded,
+/// and inside the base64 of a Basic `Authorization` header for `user`.
+fn spellings(secret: &str, user: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let percent: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    vec![
+        secret.to_owned(),
+        secret.to_lowercase(),
+        secret.to_uppercase(),
+        percent.clone(),
+        percent.to_lowercase(),
+        form,
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    ]
+}
+
+/// A server that echoes the secret in every spelling, in a 401 and in a 500 body,
+/// for the Cloud API and for Twilio: no spelling reaches stdout, stderr, the
+/// database, its WAL or `status --csv`. Only the exact spelling used to be redacted.
+#[test]
+fn no_spelling_of_the_secret_leaks_when_a_server_echoes_it() {
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+    for provider in ["cloud_api", "twilio"] {
+        for status in [401, 500] {
+            let mut rng = fastrand::Rng::new();
+            let tail: String = (0..32).map(|_| rng.alphanumeric()).collect();
+            // Characters that URL and form encoding change, so those spellings differ.
+            let secret = format!("EAAG/canary+{tail}= x");
+            let user = if provider == "twilio" { SID } else { "" };
+            let variants = spellings(&secret, user);
+            let echoed = variants.join(" | ");
+            let body = match (provider, status) {
+                ("cloud_api", 401) => serde_json::json!({"error": {
+                    "message": format!("Invalid OAuth access token: {echoed}"),
+                    "type": "OAuthException", "code": 190}})
+                .to_string(),
+                ("twilio", 401) => serde_json::json!({
+                    "code": 20003, "message": format!("Authenticate: {echoed}"), "status": 401})
+                .to_string(),
+                _ => format!("<html>proxy error; you sent {echoed}</html>"),
+            };
+            let server = MockServer::start();
+            server.set_rule(move |_| Reply::Raw {
+                status,
+                body: body.clone(),
+            });
+            let setup = Setup::with_token(2, &server.base_url(), Sending::default(), &secret);
+            if provider == "twilio" {
+                let text = setup.campaign_text();
+                let text = edit(
+                    &text,
+                    "[provider]\nkind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+                    &format!(
+                        "[provider]\nkind = \"twilio\"\nfrom = \"+14155238886\"\naccount_sid = \"{SID}\"\n"
+                    ),
+                );
+                let text = edit(
+                    &text,
+                    "[template.variables]",
+                    "content_sid = \"HX0123456789abcdef0123456789abcdef\"\n\n[template.variables]",
+                );
+                setup.rewrite_campaign(&text);
+            }
+            let db = setup.db();
+            let files = [db.clone(), PathBuf::from(format!("{}-wal", db.display()))];
+            let mut outputs = Vec::new();
+            for args in [&["--yes"][..], &["--yes", "--json", "--resume-halted"][..]] {
+                let child = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+                    .current_dir(&setup.dir)
+                    .env("NO_COLOR", "1")
+                    .env("WHATSAPP_TOKEN", &secret)
+                    .env("TWILIO_AUTH_TOKEN", &secret)
+                    .env_remove("TWILIO_API_KEY_SID")
+                    .env_remove("TWILIO_API_KEY_SECRET")
+                    .env_remove("WACAMPAIGN_DB")
+                    .args(["--color", "never", "--db"])
+                    .arg(&db)
+                    .args(["send", "campaign.toml"])
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("starting wacampaign send");
+                let (output, _) = run_watching(child, &files, &variants);
+                outputs.push(output.stdout);
+                outputs.push(output.stderr);
+            }
+            for args in [
+                &["status", "campaign.toml"][..],
+                &["--json", "status", "campaign.toml"][..],
+                &["status", "campaign.toml", "--csv", "status.csv"][..],
+            ] {
+                let out = setup
+                    .cmd()
+                    .env("TWILIO_AUTH_TOKEN", &secret)
+                    .args(args)
+                    .output()
+                    .expect("running wacampaign");
+                outputs.push(out.stdout);
+                outputs.push(out.stderr);
+            }
+            let csv = std::fs::read(setup.dir.join("status.csv")).expect("status.csv");
+            let what = format!("{provider} {status}");
+            assert!(
+                String::from_utf8_lossy(&csv).contains("[redacted]"),
+                "{what}: the echo was not recorded: {}",
+                String::from_utf8_lossy(&csv)
+            );
+            for variant in &variants {
+                for (i, output) in outputs.iter().enumerate() {
+                    assert_no_canary(output, variant, &format!("{what} output {i} ({variant})"));
+                }
+                assert_no_canary(&csv, variant, &format!("{what} status.csv ({variant})"));
+                for file in &files {
+                    if let Ok(bytes) = std::fs::read(file) {
+                        assert_no_canary(&bytes, variant, &format!("{what} {}", file.display()));
+                    }
+                }
+            }
+            assert!(!server.log().is_empty(), "{what}: nothing was sent");
+        }
+    }
 }
 
 // ---- halts and the circuit breaker ----
@@ -1166,4 +1308,138 @@ fn requests_are_well_formed_cloud_api_calls() {
         );
         assert!(setup.phones.contains(&r.to));
     }
+}
+
+// ---- reports ----
+
+/// Every report that holds phone numbers replaces an existing file with one only its
+/// owner can read: opening the old file kept its mode, so a 0644 report stayed
+/// world-readable. A run that fails leaves the old file as it was, and no temporary
+/// file behind.
+#[test]
+fn reports_replace_a_world_readable_file_with_a_private_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = MockServer::start();
+    server.set_rule(|_| Reply::Accept);
+    let setup = Setup::new(3, &server.base_url(), Sending::default());
+    setup.send(&["--yes"]).assert().code(0);
+
+    let reports = ["excluded.csv", "status.csv", "ledger.csv", "ledger.jsonl"];
+    for name in reports {
+        let path = setup.dir.join(name);
+        std::fs::write(&path, "old report\n").expect("writing an old report");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    }
+    for args in [
+        &["check", "campaign.toml", "--excluded", "excluded.csv"][..],
+        &["status", "campaign.toml", "--csv", "status.csv"][..],
+        &[
+            "consent",
+            "export",
+            "--format",
+            "csv",
+            "--output",
+            "ledger.csv",
+        ][..],
+        &["consent", "export", "--output", "ledger.jsonl"][..],
+    ] {
+        setup.cmd().args(args).assert().success();
+    }
+    for name in reports {
+        let path = setup.dir.join(name);
+        let mode = std::fs::metadata(&path).expect(name).permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} holds customers' phone numbers");
+        let text = std::fs::read_to_string(&path).expect(name);
+        assert!(
+            !text.contains("old report"),
+            "{name} was not rewritten: {text}"
+        );
+    }
+    let status = std::fs::read_to_string(setup.dir.join("status.csv")).expect("status.csv");
+    assert!(status.contains(&setup.phones[0]), "{status}");
+
+    // A check that fails partway (an unclosed quote after an excluded row) keeps the
+    // previous report whole.
+    std::fs::write(setup.dir.join("excluded.csv"), "old report\n").expect("writing");
+    std::fs::write(
+        setup.dir.join("contacts.csv"),
+        "name,phone,date\nAna,55-CALL-NOW,lunes\n\"Luis,5523456789,martes\n",
+    )
+    .expect("writing contacts.csv");
+    setup
+        .cmd()
+        .args(["check", "campaign.toml", "--excluded", "excluded.csv"])
+        .assert()
+        .code(2);
+    assert_eq!(
+        std::fs::read_to_string(setup.dir.join("excluded.csv")).expect("excluded.csv"),
+        "old report\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&setup.dir)
+        .expect("listing the directory")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// Each in-doubt row says what happened: a 5xx with its status once (it read
+/// "HTTP 500: HTTP 500: ..."), a dropped connection, a read timeout with how long
+/// was waited (both read "error sending request for url (...)").
+#[test]
+fn in_doubt_rows_say_what_happened() {
+    let server = MockServer::start();
+    let setup = Setup::new(
+        4,
+        &server.base_url(),
+        Sending {
+            concurrency: 4,
+            timeout_ms: 300,
+            ..Sending::default()
+        },
+    );
+    let phones = setup.phones.clone();
+    server.set_rule(move |r| {
+        if r.to == phones[0] {
+            Reply::Status(500)
+        } else if r.to == phones[1] {
+            Reply::Drop
+        } else if r.to == phones[2] {
+            Reply::Slow(Duration::from_millis(1500))
+        } else {
+            Reply::Accept
+        }
+    });
+    setup.send(&["--yes"]).assert().code(1);
+    setup
+        .cmd()
+        .args(["status", "campaign.toml", "--csv", "status.csv"])
+        .assert()
+        .success();
+    let mut reader = csv::Reader::from_path(setup.dir.join("status.csv")).expect("status.csv");
+    let details: HashMap<String, String> = reader
+        .records()
+        .map(|r| {
+            let r = r.expect("a row");
+            (r[0].trim_start_matches('\'').to_owned(), r[6].to_owned())
+        })
+        .collect();
+    assert_eq!(
+        details[&setup.phones[0]],
+        "HTTP 500: <html><body><h1>500</h1>upstream error</body></html>"
+    );
+    assert_eq!(
+        details[&setup.phones[1]],
+        "connection closed by the server before an answer"
+    );
+    assert_eq!(
+        details[&setup.phones[2]],
+        "read timeout: no answer within 0.3 s"
+    );
+    assert_eq!(details[&setup.phones[3]], "");
 }
