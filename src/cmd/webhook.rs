@@ -1,6 +1,7 @@
 //! `wacampaign webhook serve`: receive Meta's and Twilio's webhooks.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -11,7 +12,7 @@ use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::secret::Secret;
 use crate::ui::json_line;
-use crate::webhook::server::{MetaConfig, TwilioConfig};
+use crate::webhook::server::{Limits, MetaConfig, TwilioConfig};
 use crate::webhook::{self, HEALTH_PATH, META_PATH, OptOutRules, ServerConfig, TWILIO_PATH};
 
 /// Receive delivery statuses, replies and opt-outs from Meta and Twilio.
@@ -49,7 +50,15 @@ Examples:
   wacampaign webhook serve --listen 127.0.0.1:8088 --opt-out-keyword basta
   TWILIO_AUTH_TOKEN=... wacampaign webhook serve --public-url https://hooks.example.com/webhook/twilio
 
-Stops cleanly on Ctrl-C or SIGTERM: requests in progress are recorded first.")]
+Limits: at most --max-connections connections are open at once (more wait to be
+accepted); a request's headers must arrive within --header-timeout and its body
+within --body-timeout, or the connection is closed. The defaults fit systemd's
+default limit of 1,024 open files.
+
+Stops on Ctrl-C or SIGTERM: stops accepting, closes idle connections, answers 503
+to requests whose body is still arriving, waits up to --shutdown-grace for
+deliveries being recorded, and answers 503 to any still waiting, so the provider
+sends them again. Nothing is answered 200 before it is in the database.")]
 pub struct ServeArgs {
     /// Address to listen on (plain HTTP; put a TLS-terminating proxy in front).
     #[arg(
@@ -89,6 +98,61 @@ pub struct ServeArgs {
     /// stay so late retries are still recognised. 0 keeps them.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     pub keep_bodies_days: u32,
+    /// Connections open at once; beyond it, new connections wait in the kernel's
+    /// backlog until one closes. Keep it well under the open-file limit (ulimit -n,
+    /// systemd's LimitNOFILE).
+    #[arg(
+        long,
+        default_value_t = Limits::DEFAULT_MAX_CONNECTIONS,
+        env = "WACAMPAIGN_WEBHOOK_MAX_CONNECTIONS",
+        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "N"
+    )]
+    pub max_connections: u32,
+    /// Seconds a request's headers may take to arrive, and an idle keep-alive
+    /// connection may wait for its next request, before the connection is closed.
+    #[arg(
+        long,
+        default_value = "10",
+        env = "WACAMPAIGN_WEBHOOK_HEADER_TIMEOUT",
+        value_parser = seconds,
+        value_name = "SECONDS"
+    )]
+    pub header_timeout: Duration,
+    /// Seconds a request's whole body may take to arrive after its headers; a
+    /// slower one is answered 408 and its connection closed.
+    #[arg(
+        long,
+        default_value = "30",
+        env = "WACAMPAIGN_WEBHOOK_BODY_TIMEOUT",
+        value_parser = seconds,
+        value_name = "SECONDS"
+    )]
+    pub body_timeout: Duration,
+    /// On Ctrl-C or SIGTERM, seconds to wait for deliveries being recorded before
+    /// answering them 503 and exiting. Keep it under systemd's TimeoutStopSec.
+    #[arg(
+        long,
+        default_value = "10",
+        env = "WACAMPAIGN_WEBHOOK_SHUTDOWN_GRACE",
+        value_parser = seconds,
+        value_name = "SECONDS"
+    )]
+    pub shutdown_grace: Duration,
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+fn seconds(value: &str) -> Result<Duration, String> {
+    let parsed: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds; give e.g. 10 or 0.5"))?;
+    if !(parsed > 0.0 && parsed <= 86_400.0) {
+        return Err(format!(
+            "`{value}` is out of range; give a number of seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(parsed))
 }
 
 #[derive(Debug, Serialize)]
@@ -166,6 +230,12 @@ pub fn config(args: &ServeArgs, ui: &crate::ui::Ui) -> anyhow::Result<ServerConf
         rules: OptOutRules::new(&args.opt_out_keywords, &args.opt_out_payloads),
         keep_bodies: (args.keep_bodies_days > 0)
             .then(|| chrono::Duration::days(i64::from(args.keep_bodies_days))),
+        limits: Limits {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            shutdown_grace: args.shutdown_grace,
+        },
     })
 }
 
@@ -281,5 +351,14 @@ mod tests {
         );
         assert!(twilio_url("hooks.example.com").is_err());
         assert!(twilio_url("https://example.com/t?x=1").is_err());
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("10"), Ok(Duration::from_secs(10)));
+        for bad in ["0", "-1", "NaN", "inf", "1e9", "ten"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
     }
 }

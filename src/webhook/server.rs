@@ -3,8 +3,14 @@
 //! send pipeline's journal writer). The writer groups whatever arrived together into
 //! one short transaction, so a burst costs one fsync per group, not per request;
 //! a handler answers only once its delivery is durable.
+//!
+//! Anyone who can reach the port can open connections, so the accept loop is ours
+//! rather than `axum::serve`'s: it bounds how many connections are open, gives each
+//! request's headers and body a deadline, and on shutdown stops within a bound
+//! instead of waiting for clients that never finish (see [`Limits`]).
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -17,9 +23,12 @@ use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::store::{self, Followups, Recorded};
 use super::{
@@ -49,7 +58,52 @@ pub struct ServerConfig {
     pub rules: OptOutRules,
     /// Raw bodies older than this are pruned (their hashes stay); `None` keeps them.
     pub keep_bodies: Option<chrono::Duration>,
+    pub limits: Limits,
 }
+
+/// What one client may hold, and how long a stop may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once. Beyond it the server stops accepting, and new
+    /// connections wait in the kernel's backlog (costing this process no file)
+    /// until one closes: a burst of real deliveries is delayed, never refused.
+    pub max_connections: u32,
+    /// A request's headers must arrive within this; it is also how long an idle
+    /// keep-alive connection is kept (hyper's timer covers the wait for the next
+    /// request's first byte).
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this after its headers.
+    pub body_timeout: Duration,
+    /// On a stop, how long deliveries already received may take to be recorded;
+    /// any still waiting then are answered 503 so the provider sends them again.
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    /// Open files under systemd's default soft limit (1,024): 512 connections
+    /// leave room for the database, its WAL, the listener and the runtime.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// 3 MB (the largest body accepted) at 100 kB/s.
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Well inside systemd's default stop timeout (90 s).
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// After the grace period, how long connections get to write the 503s handlers
+/// then answer before they are dropped.
+const FLUSH_AFTER_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct MetaConfig {
@@ -123,11 +177,18 @@ struct AppState {
     writer: mpsc::Sender<Job>,
     tally: Arc<Tally>,
     ui: Ui,
+    /// Cancelled when a stop begins: bodies still arriving are refused.
+    stopping: CancellationToken,
+    /// Cancelled when the grace period is over: deliveries still waiting for the
+    /// writer are answered 503.
+    given_up: CancellationToken,
 }
 
-/// Serves webhooks on `listener` until `shutdown` completes, recording into `db`;
-/// then lets requests in progress finish, and returns once everything accepted is
-/// durable.
+/// Serves webhooks on `listener` until `shutdown` completes, recording into `db`.
+/// Then stops accepting, closes idle connections, refuses bodies still arriving
+/// (503), waits up to [`Limits::shutdown_grace`] for deliveries being recorded,
+/// answers any still waiting 503, and returns; never later than the grace period,
+/// a short flush and the grace period again for the writer's last transaction.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ServerConfig,
@@ -135,35 +196,184 @@ pub async fn serve(
     ui: Ui,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<TallySnapshot> {
+    let limits = config.limits;
+    anyhow::ensure!(
+        limits.max_connections > 0,
+        "the connection limit must be at least 1"
+    );
     let tally = Arc::new(Tally::default());
     let (writer_tx, writer_rx) = mpsc::channel();
-    let writer = {
+    // The writer reports here rather than being joined, so a writer stuck in
+    // SQLite's busy wait cannot hold the stop past its bound.
+    let (written_tx, written_rx) = oneshot::channel();
+    {
         let tally = Arc::clone(&tally);
         let ui = ui.clone();
         let keep_bodies = config.keep_bodies;
         std::thread::Builder::new()
             .name("webhook-writer".into())
-            .spawn(move || write_deliveries(db.conn, writer_rx, &tally, &ui, keep_bodies))
-            .context("starting the webhook writer")?
-    };
+            .spawn(move || {
+                let written = write_deliveries(db.conn, writer_rx, &tally, &ui, keep_bodies);
+                let _ = written_tx.send(written);
+            })
+            .context("starting the webhook writer")?;
+    }
+    let stopping = CancellationToken::new();
+    let given_up = CancellationToken::new();
+    let dropped = CancellationToken::new();
     let state = Arc::new(AppState {
         config,
         writer: writer_tx,
         tally: Arc::clone(&tally),
-        ui,
+        ui: ui.clone(),
+        stopping: stopping.clone(),
+        given_up: given_up.clone(),
     });
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let accepted = accept_loop(
+        listener,
+        router(state),
+        limits,
+        &connections,
+        &stopping,
+        &dropped,
+        &ui,
+        shutdown,
+    )
+    .await;
+
+    // Every connection holds a permit until it ends: all of them back means none is
+    // left. Idle ones were closed and bodies still arriving refused when the stop
+    // began; what remains is deliveries waiting for the writer.
+    let drained = async {
+        let _ = connections.acquire_many(limits.max_connections).await;
+    };
+    let mut drained = pin!(drained);
+    if tokio::time::timeout(limits.shutdown_grace, &mut drained)
         .await
-        .context("serving webhooks");
-    // The router, and with it the last sender, is gone: the writer drains and stops.
-    let written = tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .context("waiting for the webhook writer")?
-        .map_err(|_| anyhow::anyhow!("the webhook writer panicked"))?;
-    served?;
+        .is_err()
+    {
+        given_up.cancel();
+        if tokio::time::timeout(FLUSH_AFTER_GRACE, &mut drained)
+            .await
+            .is_err()
+        {
+            ui.warn(format!(
+                "{} connections still open {} s after the stop began; closing them",
+                limits.max_connections as usize - connections.available_permits(),
+                (limits.shutdown_grace + FLUSH_AFTER_GRACE).as_secs()
+            ));
+        }
+    }
+    // Dropping the last connection drops the last sender: the writer drains and stops.
+    dropped.cancel();
+    let written = match tokio::time::timeout(limits.shutdown_grace, written_rx).await {
+        Ok(Ok(written)) => written,
+        Ok(Err(_)) => Err(anyhow::anyhow!("the webhook writer panicked")),
+        Err(_) => {
+            // Whatever it has not committed was answered 503, never 200: SQLite
+            // rolls it back when the process ends, and the provider sends it again.
+            ui.warn("the webhook writer is still busy with the database; stopping without it");
+            Ok(())
+        }
+    };
+    accepted?;
     written?;
     Ok(tally.snapshot())
+}
+
+/// Accepts connections while fewer than [`Limits::max_connections`] are open, until
+/// `shutdown` completes; each connection is served on its own task, which holds a
+/// permit of `connections` until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    connections: &Arc<Semaphore>,
+    stopping: &CancellationToken,
+    dropped: &CancellationToken,
+    ui: &Ui,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut shutdown = pin!(shutdown);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut warned_full = false;
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(connections).acquire_owned() => {
+                permit.context("the connection limit was closed")?
+            }
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of files, most likely: wait for some to close rather than spin.
+                ui.warn(format!(
+                    "accepting a connection: {e}; retrying in 1 s (raise the open-file limit, \
+                     or lower --max-connections)"
+                ));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if connections.available_permits() == 0 && !warned_full {
+            warned_full = true;
+            ui.warn(format!(
+                "{} connections open: new ones wait until one closes (--max-connections)",
+                limits.max_connections
+            ));
+        } else if connections.available_permits() > limits.max_connections as usize / 2 {
+            warned_full = false;
+        }
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let stopping = stopping.clone();
+        let dropped = dropped.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut connection = pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = stopping.cancelled() => {}
+                () = dropped.cancelled() => return,
+            }
+            // Closes the connection if it is between requests (or still sending
+            // headers); otherwise lets the request in progress finish, then closes.
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = connection => {}
+                () = dropped.cancelled() => {}
+            }
+        });
+    }
+    // Dropping the listener resets connections still in the backlog: they were
+    // never read, and their clients retry.
+    drop(listener);
+    stopping.cancel();
+    Ok(())
+}
+
+/// Errors of one connection, not of the listener (as hyper's and axum's loops
+/// tell them apart).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -176,8 +386,10 @@ fn router(state: Arc<AppState>) -> Router {
 
 /// The request's head and its whole body, or 413 when the body is over
 /// [`MAX_BODY_BYTES`]: refused from `Content-Length` before a byte of it is read,
-/// or as soon as a body without one goes over.
-async fn read_body(request: Request) -> Result<(Parts, Bytes), Response> {
+/// or as soon as a body without one goes over. A body that does not arrive within
+/// [`Limits::body_timeout`] gets 408, and one still arriving when a stop begins
+/// 503; both close the connection.
+async fn read_body(state: &AppState, request: Request) -> Result<(Parts, Bytes), Response> {
     let too_large = || {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -194,10 +406,42 @@ async fn read_body(request: Request) -> Result<(Parts, Bytes), Response> {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => Ok((parts, bytes)),
-        Err(_) => Err(too_large()),
+    let timeout = state.config.limits.body_timeout;
+    tokio::select! {
+        read = tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)) => {
+            match read {
+                Ok(Ok(bytes)) => Ok((parts, bytes)),
+                Ok(Err(_)) => Err(too_large()),
+                Err(_) => {
+                    state.ui.debug(format!(
+                        "closed a connection whose request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ));
+                    Err((
+                        StatusCode::REQUEST_TIMEOUT,
+                        [(header::CONNECTION, "close")],
+                        format!(
+                            "the request body did not arrive within {} s\n",
+                            timeout.as_secs_f64()
+                        ),
+                    )
+                        .into_response())
+                }
+            }
+        }
+        () = state.stopping.cancelled() => Err(stopping()),
     }
+}
+
+/// The answer to a request the server will not record because it is stopping: the
+/// provider sends it again later.
+fn stopping() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "10"), (header::CONNECTION, "close")],
+        "the server is stopping; send this again later\n",
+    )
+        .into_response()
 }
 
 async fn meta_verify(
@@ -244,7 +488,7 @@ async fn meta_post(State(state): State<Arc<AppState>>, request: Request) -> Resp
     let Some(config) = &state.config.meta else {
         return not_configured("Meta", "WHATSAPP_APP_SECRET");
     };
-    let (parts, body) = match read_body(request).await {
+    let (parts, body) = match read_body(&state, request).await {
         Ok(read) => read,
         Err(refused) => return refused,
     };
@@ -264,7 +508,7 @@ async fn twilio_post(State(state): State<Arc<AppState>>, request: Request) -> Re
     let Some(config) = &state.config.twilio else {
         return not_configured("Twilio", "TWILIO_AUTH_TOKEN and --public-url");
     };
-    let (parts, body) = match read_body(request).await {
+    let (parts, body) = match read_body(&state, request).await {
         Ok(read) => read,
         Err(refused) => return refused,
     };
@@ -329,13 +573,26 @@ fn reject(state: &AppState, provider: &str, had_signature: bool) -> Response {
 }
 
 async fn submit(state: &AppState, delivery: Delivery) -> Outcome {
+    let source = delivery.source;
     let (reply, answer) = oneshot::channel();
     if state.writer.send(Job { delivery, reply }).is_err() {
         return Outcome::Unavailable("the writer stopped".to_owned());
     }
-    answer
-        .await
-        .unwrap_or_else(|_| Outcome::Unavailable("the writer stopped".to_owned()))
+    tokio::select! {
+        answer = answer => {
+            answer.unwrap_or_else(|_| Outcome::Unavailable("the writer stopped".to_owned()))
+        }
+        // The writer may still commit it; the provider's retry is then a duplicate,
+        // recognised by its hash. What matters is never to answer 200 before that.
+        () = state.given_up.cancelled() => {
+            state.ui.warn(format!(
+                "a {} webhook was not recorded within the shutdown grace period; \
+                 answered 503 so it is sent again",
+                source
+            ));
+            Outcome::Unavailable("the server is stopping".to_owned())
+        }
+    }
 }
 
 fn answer(outcome: Outcome, ok_body: &'static str, content_type: &'static str) -> Response {

@@ -199,6 +199,27 @@ impl Server {
         }
     }
 
+    /// `host:port`, for raw TCP clients.
+    pub fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// How many sockets the server process holds open (its listener, its
+    /// connections, and the runtime's own signal pipe): read from /proc, so it
+    /// counts what the kernel sees, not what the server thinks it has.
+    pub fn open_sockets(&self) -> usize {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
