@@ -7,7 +7,7 @@ use crate::campaign::{Campaign, MessageKind};
 use crate::consent::{ConsentIndex, Ledger};
 use crate::exclusion::{ConsentGate, Exclusion};
 use crate::phone::E164;
-use crate::webhook::window::OpenWindows;
+use crate::service_window::OpenWindows;
 
 /// The ledger and the windows, loaded once for a whole plan.
 #[derive(Debug, Clone)]

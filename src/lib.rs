@@ -21,6 +21,7 @@ pub mod provider;
 pub mod report;
 pub mod secret;
 pub mod send;
+pub mod service_window;
 pub mod template;
 pub mod ui;
 pub mod webhook;

@@ -27,6 +27,21 @@ pub struct CheckReport {
     pub stats: PlanStats,
     pub rate_per_second: u32,
     pub estimated_seconds: u64,
+    pub in_flight: InFlight,
+}
+
+/// How many requests may be on the wire at once: the most a crash can leave in
+/// doubt, and what it does to the rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct InFlight {
+    /// The most at once.
+    pub max: usize,
+    /// Fixed by `sending.concurrency` (or `--concurrency`), rather than sized from
+    /// the rate and the answers' latency.
+    pub fixed: bool,
+    /// The rate holds while answers take less than this (Little's law: in flight /
+    /// rate).
+    pub rate_holds_below_ms: u64,
 }
 
 impl CheckReport {
@@ -43,6 +58,12 @@ impl CheckReport {
             estimated_seconds: stats.eligible.div_ceil(u64::from(rate.max(1))),
             stats,
             rate_per_second: rate,
+            in_flight: InFlight {
+                max: campaign.sending.in_flight_cap(),
+                fixed: campaign.sending.concurrency.is_some(),
+                rate_holds_below_ms: (campaign.sending.in_flight_cap() as u64 * 1000)
+                    / u64::from(rate.max(1)),
+            },
         }
     }
 
@@ -98,12 +119,34 @@ impl CheckReport {
             self.rate_per_second,
             human_duration(self.estimated_seconds)
         ));
+        let f = &self.in_flight;
+        out.push_str(&format!(
+            "{} at most {} at once ({}): the most a crash can leave in doubt; \
+             the rate holds while answers take under {}\n",
+            ui.bold("in flight"),
+            f.max,
+            if f.fixed {
+                "sending.concurrency"
+            } else {
+                "sized from the rate and the answers' latency"
+            },
+            human_millis(f.rate_holds_below_ms)
+        ));
         out
     }
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `250 ms`, `1.25 s`.
+fn human_millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    }
 }
 
 /// `42s`, `3m 20s`, `2h 05m`.

@@ -14,7 +14,7 @@ use crate::campaign::{Campaign, Sending};
 use crate::cmd::Context;
 use crate::db::Db;
 use crate::exit_codes::Exit;
-use crate::journal::{self, Counts, Journal, JournalError};
+use crate::journal::{Counts, Journal, JournalError};
 use crate::lock::CampaignLock;
 use crate::plan::{PlanItem, PlanStats, Planner};
 use crate::provider;
@@ -96,7 +96,22 @@ pub struct SendSummary {
     pub failures_by_code: BTreeMap<String, u64>,
 }
 
-pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
+/// A send made ready: every check that can stop it is done and the plan is in the
+/// journal; nothing has been sent and no operator decision applied yet. The
+/// command only prints it, confirms, and runs it.
+struct Prepared {
+    campaign: Campaign,
+    provider: Arc<dyn crate::provider::Provider>,
+    journal: Journal,
+    summary: SendSummary,
+    /// Rows held in doubt that `--in-doubt resend` puts back.
+    resend: u64,
+    _lock: CampaignLock,
+}
+
+/// The campaign file with the command line's overrides, each checked once by the
+/// same rule as the file's own value.
+fn load_campaign(args: &Args) -> anyhow::Result<Campaign> {
     let mut campaign = Campaign::load(&args.campaign)?;
     if let Some(rate) = args.rate {
         campaign.sending.rate_per_second = Sending::check_rate(rate).map_err(anyhow::Error::msg)?;
@@ -105,13 +120,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         campaign.sending.concurrency =
             Some(Sending::check_concurrency(concurrency).map_err(anyhow::Error::msg)?);
     }
-    if args.dry_run {
-        return dry_run(ctx, &campaign);
-    }
+    Ok(campaign)
+}
+
+/// Everything before the confirmation. `Ok(None)`: the campaign is halted (said).
+fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Option<Prepared>> {
     // Everything that can stop the run is checked before anyone is messaged.
     let provider = provider::build(&campaign)?;
     let db = Db::open(&ctx.db)?;
-    let _lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
+    let lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
     let gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
     let planner = Planner::new(&campaign, &gate)?;
@@ -121,7 +138,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             Ok(begun) => begun,
             Err(e @ JournalError::Halted { .. }) => {
                 ctx.ui.warn(e.to_string());
-                return Ok(Exit::Halted);
+                return Ok(None);
             }
             Err(e) => return Err(e.into()),
         };
@@ -163,12 +180,39 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
              (see `wacampaign status`), never resent unless you pass --in-doubt resend"
         ));
     }
+    Ok(Some(Prepared {
+        campaign,
+        provider,
+        journal,
+        summary,
+        resend,
+        _lock: lock,
+    }))
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
+    let campaign = load_campaign(args)?;
+    if args.dry_run {
+        return dry_run(ctx, &campaign);
+    }
+    let Some(prepared) = prepare(ctx, args, campaign)? else {
+        return Ok(Exit::Halted);
+    };
+    let Prepared {
+        campaign,
+        provider,
+        mut journal,
+        mut summary,
+        resend,
+        _lock,
+    } = prepared;
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));
     }
+    let to_send = summary.to_send;
     if to_send == 0 {
         ctx.ui.info("nothing to send");
-        return finish(ctx, &campaign, summary, &journal);
+        return finish(ctx, &campaign, summary, &journal).or_else(|e| after_sending(ctx, e));
     }
     if !confirm(args.yes, to_send)? {
         ctx.ui.info("nothing sent");
@@ -218,16 +262,24 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     // can be resumed, so this is not "invalid input, nothing sent" (exit 2).
     let (end, journal) = match sent {
         Ok(sent) => sent,
-        Err(e) => {
-            ctx.ui.warn(format!(
-                "the run stopped: {e:#}. What was sent is recorded; fix the cause and run again to resume"
-            ));
-            return Ok(Exit::Halted);
-        }
+        Err(e) => return after_sending(ctx, e),
     };
     summary.this_run = Some(progress.tally.snapshot());
     summary.end = Some(end);
-    finish(ctx, &campaign, summary, &journal)
+    finish(ctx, &campaign, summary, &journal).or_else(|e| after_sending(ctx, e))
+}
+
+/// An error once messages may have gone out: what was recorded stands and a run can
+/// be resumed, so the exit says "halted", never "invalid input, nothing sent".
+fn after_sending(ctx: &Context, error: anyhow::Error) -> anyhow::Result<Exit> {
+    if crate::is_broken_pipe(&error) {
+        // `send ... | head`: the reader went away, which is not a failure.
+        return Err(error);
+    }
+    ctx.ui.warn(format!(
+        "the run stopped: {error:#}. What was sent is recorded; fix the cause and run again to resume"
+    ));
+    Ok(Exit::Halted)
 }
 
 fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
@@ -362,11 +414,10 @@ fn finish(
     mut summary: SendSummary,
     journal: &Journal,
 ) -> anyhow::Result<Exit> {
+    // The journal's own connection: opening the database again could fail (or wait)
+    // after messages went out.
     let counts = journal.counts()?;
-    let db = Db::open(&ctx.db)?;
-    let plan_run =
-        journal::campaign_record(&db.conn, &campaign.id)?.map_or(0, |(record, _)| record.plan_run);
-    summary.failures_by_code = journal::failures_by_code(&db.conn, &campaign.id, plan_run)?;
+    summary.failures_by_code = journal.failures_by_code()?;
     summary.in_doubt_held = counts.in_doubt;
     summary.journal = Some(counts.clone());
     let exit = match &summary.end {

@@ -325,6 +325,11 @@ impl Journal {
         counts(&self.conn, &self.campaign_id, Some(self.plan_run))
     }
 
+    /// Failed (or refused) rows of this plan by error code.
+    pub fn failures_by_code(&self) -> rusqlite::Result<std::collections::BTreeMap<String, u64>> {
+        failures_by_code(&self.conn, &self.campaign_id, self.plan_run)
+    }
+
     /// Claims up to `limit` rows for sending (due retries first, then planned rows,
     /// of which at most `new_limit`), re-checking consent, and records the intent
     /// durably, together with `pending` outcomes, in one transaction.
@@ -420,7 +425,7 @@ impl Journal {
                     ))
                 } else if let Some(phone) = c.phone
                     && self.session
-                    && !crate::webhook::window::window_open(&tx, phone, now_instant)?
+                    && !crate::service_window::window_open(&tx, phone, now_instant)?
                 {
                     claimed.window_closed += 1;
                     Some((

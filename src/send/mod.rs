@@ -216,13 +216,13 @@ async fn dispatch(
         let claimed = match claimed.await {
             Ok(Ok(claimed)) => claimed,
             Ok(Err(e)) => {
-                pacer.sent(tickets, 0);
+                pacer.release(tickets);
                 control.halt(format!("the journal could not be written: {e:#}"));
                 break;
             }
             Err(_) => anyhow::bail!("the journal writer stopped"),
         };
-        pacer.sent(tickets, claimed.jobs.len());
+        pacer.release(tickets.saturating_sub(claimed.jobs.len()));
         if let Some(reason) = claimed.halted {
             control.halt(format!("halted from outside this run: {reason}"));
             break;
@@ -310,6 +310,7 @@ async fn send_one(
 ) -> Disposition {
     if control.stop.is_cancelled() {
         // Claimed but stopped before its request was written: due again at once.
+        pacer.release(1);
         return Disposition::Deferred {
             code: None,
             detail: "stopped before sending".to_owned(),
@@ -322,6 +323,7 @@ async fn send_one(
         values: job.values,
     };
     progress.tally.requests.fetch_add(1, Ordering::Relaxed);
+    pacer.sending();
     let started = Instant::now();
     let response = provider.send(&message).await;
     let class = classify(&response);

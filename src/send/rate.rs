@@ -105,14 +105,23 @@ impl Pacer {
         inner.take(max, Instant::now())
     }
 
-    /// The requests of `taken` tickets are being written now: `sent` of them (a
-    /// claim may find fewer rows than tickets). The one-second rule counts from
-    /// this moment, not from the take, since the claim's commit comes between.
-    pub fn sent(&self, taken: usize, sent: usize) {
+    /// Gives back tickets that will not be used (a claim found fewer rows).
+    pub fn release(&self, unused: usize) {
         if let Some(inner) = &self.inner
             && let Ok(mut inner) = inner.lock()
         {
-            inner.sent(taken, sent);
+            inner.release(unused);
+        }
+    }
+
+    /// A ticket's request is being written now. The one-second rule counts from
+    /// this moment, not from the take: the claim's commit comes between, and its
+    /// time varies.
+    pub fn sending(&self) {
+        if let Some(inner) = &self.inner
+            && let Ok(mut inner) = inner.lock()
+        {
+            inner.sending();
         }
     }
 
@@ -176,6 +185,10 @@ impl<C: Clock + Clone> Inner<C> {
         }
         let allowed = (self.state.current.floor() as u32).max(1);
         let room = allowed.saturating_sub(self.in_log + self.reserved);
+        if room == 0 && self.in_log < allowed {
+            // Taken tickets whose requests are about to leave: look again shortly.
+            return Err(Duration::from_millis(1));
+        }
         if room == 0 {
             let oldest = self.log.front().map_or(Duration::ZERO, |&(at, _)| age(at));
             return Err(span.saturating_sub(oldest).max(Duration::from_micros(100)));
@@ -195,14 +208,28 @@ impl<C: Clock + Clone> Inner<C> {
         Ok(taken as usize)
     }
 
-    fn sent(&mut self, taken: usize, sent: usize) {
-        let taken = u32::try_from(taken).unwrap_or(u32::MAX);
-        let sent = u32::try_from(sent).unwrap_or(u32::MAX).min(taken);
-        self.reserved = self.reserved.saturating_sub(taken);
-        if sent > 0 {
-            self.log.push_back((self.clock.now(), sent));
-            self.in_log += sent;
+    fn release(&mut self, unused: usize) {
+        self.reserved = self
+            .reserved
+            .saturating_sub(u32::try_from(unused).unwrap_or(u32::MAX));
+    }
+
+    fn sending(&mut self) {
+        if self.reserved == 0 {
+            return;
         }
+        self.reserved -= 1;
+        let now = self.clock.now();
+        // Requests leaving in the same tick share an entry.
+        match self.log.back_mut() {
+            Some((at, n))
+                if Duration::from(now.duration_since(*at)) < Duration::from_micros(500) =>
+            {
+                *n += 1;
+            }
+            _ => self.log.push_back((now, 1)),
+        }
+        self.in_log += 1;
     }
 }
 
@@ -319,7 +346,9 @@ mod tests {
                 Ok(n) => {
                     // The claim's commit, then the requests.
                     clock.advance(late.mul_f64(rng.f64()));
-                    inner.sent(n, n);
+                    for _ in 0..n {
+                        inner.sending();
+                    }
                     times.extend(std::iter::repeat_n(elapsed(), n));
                     clock.advance(
                         BATCH_INTERVAL.min(Duration::from_secs(1) / rate) + late.mul_f64(rng.f64()),

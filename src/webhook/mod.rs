@@ -25,7 +25,6 @@ pub mod optout;
 pub mod server;
 pub mod store;
 pub mod twilio;
-pub mod window;
 
 use std::fmt;
 

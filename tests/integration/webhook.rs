@@ -407,7 +407,7 @@ fn a_stop_reply_excludes_the_contact_from_the_next_check() {
     let now = chrono::Utc::now();
     for phone in ["525512345678", "525587654321"] {
         assert!(
-            wacampaign::webhook::window::window_open(
+            wacampaign::service_window::window_open(
                 &db.conn,
                 E164::from_digits(phone).unwrap(),
                 now
