@@ -4,10 +4,11 @@ durable journal, to compare CPU per message with wacampaign's engine.
 asyncio + aiohttp (one ClientSession, a connector limit sized by the caller), a pacer
 on a timeline at --rate, and a SQLite journal in WAL with synchronous=FULL: a row per
 recipient, its intent committed before its request and its outcome after. Like the
-engine, outcomes ride in the next claim's transaction (one commit, one fsync).
+engine, rows are claimed as slots free up, ahead of their tickets, by one writer
+thread, and the outcomes received meanwhile ride in the claim's transaction.
 Prints one JSON object; only the send phase is in `seconds` and `cpu_seconds`.
 """
-import argparse, asyncio, csv, functools, json, os, resource, sqlite3, time
+import argparse, asyncio, concurrent.futures, csv, functools, json, os, resource, sqlite3, time
 import aiohttp
 
 def cpu():
@@ -16,22 +17,43 @@ def cpu():
 
 async def main(a):
     rows = [(i, r["to"], r["name"], r["date"]) for i, r in enumerate(csv.DictReader(open(a.recipients)), 1)]
-    db = sqlite3.connect(a.journal, isolation_level=None)
+    db = sqlite3.connect(a.journal, isolation_level=None, check_same_thread=False)
     assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
     db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE journal (seq INTEGER PRIMARY KEY, phone TEXT UNIQUE NOT NULL, state TEXT NOT NULL,"
                " message_id TEXT, error TEXT, intent_at REAL, outcome_at REAL)")
     with db:
         db.executemany("INSERT INTO journal (seq, phone, state) VALUES (?, ?, 'planned')", [r[:2] for r in rows])
-    outcomes, state = [], {"in_flight": 0}
-    freed = asyncio.Event()
+    # One thread owns the connection, so an fsync never stalls the event loop (and the pacer).
+    writer = concurrent.futures.ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
 
-    def commit(claimed, now):  # pending outcomes and the new intents: one transaction
+    def commit(outcomes, claimed, unclaimed=()):  # one transaction: outcomes, then new intents
         db.execute("BEGIN")
         db.executemany("UPDATE journal SET state = ?, message_id = ?, error = ?, outcome_at = ? WHERE seq = ?", outcomes)
-        db.executemany("UPDATE journal SET state = 'in_flight', intent_at = ? WHERE seq = ?", [(now, r[0]) for r in claimed])
+        db.executemany("UPDATE journal SET state = 'in_flight', intent_at = ? WHERE seq = ?",
+                       [(time.time(), r[0]) for r in claimed])
+        db.executemany("UPDATE journal SET state = 'planned' WHERE seq = ?", [r[:1] for r in unclaimed])
         db.execute("COMMIT")
-        outcomes.clear()
+
+    outcomes, free, freed, ready, stop = [], [a.limit], asyncio.Event(), asyncio.Queue(), asyncio.Event()
+
+    async def claimer():  # as the engine's dispatcher: claim as many rows as there are free slots
+        i = 0
+        while i < len(rows):
+            while free[0] == 0 and not stop.is_set():
+                freed.clear()
+                await freed.wait()
+            if stop.is_set():  # return, not cancel: a cancelled commit would never run
+                return
+            k = min(free[0], len(rows) - i)
+            free[0] -= k
+            batch, done = rows[i:i + k], outcomes[:]
+            outcomes.clear()
+            i += k
+            await loop.run_in_executor(writer, commit, done, batch)
+            for r in batch:
+                ready.put_nowait(r)
 
     async def send(session, seq, to, name, date):
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "template",
@@ -49,49 +71,44 @@ async def main(a):
         except Exception as e:  # no answer: it may have gone out
             outcomes.append(("in_doubt", None, repr(e), time.time(), seq))
         finally:
-            state["in_flight"] -= 1
+            free[0] += 1
             freed.set()
 
-    loop = asyncio.get_running_loop()
     # As the engine's pacer: any rate + 1 tickets span over a second, and at most 2 ms
     # of lateness is made up, so no one-second window holds more than `rate`.
-    period, slack, tasks, i = 1.006 / a.rate, 0.002, set(), 0
+    period, slack, tasks, sent = 1.006 / a.rate, 0.002, set(), 0
     headers = {"Authorization": f"Bearer {os.environ[a.token_env]}"}
     compact = functools.partial(json.dumps, separators=(",", ":"))  # the bytes the engine sends
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=a.limit), headers=headers,
                                      json_serialize=compact) as session:
         cpu0, t0 = cpu(), loop.time()
-        next_at = t0
-        while i < len(rows) and loop.time() - t0 < a.seconds:
+        claiming, next_at = asyncio.create_task(claimer()), t0
+        while sent < len(rows) and loop.time() - t0 < a.seconds:
+            r = await ready.get()
             now = loop.time()
-            if now < next_at:
-                await asyncio.sleep(next_at - now)
-                continue
-            if state["in_flight"] >= a.limit:
-                freed.clear()
-                await freed.wait()
-                continue
             next_at = max(next_at, now - slack)
-            k = 0
-            while next_at <= now and k < a.limit - state["in_flight"] and i + k < len(rows):
-                k, next_at = k + 1, next_at + period
-            claimed = rows[i:i + k]
-            commit(claimed, time.time())
-            for r in claimed:
-                state["in_flight"] += 1
-                task = asyncio.create_task(send(session, *r))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            i += k
+            if next_at > now:
+                await asyncio.sleep(next_at - now)
+            next_at += period
+            task = asyncio.create_task(send(session, *r))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        stop.set()
+        freed.set()
+        await claiming
         while tasks:
             await asyncio.gather(*list(tasks))
-        commit([], time.time())
+        unclaimed = []
+        while not ready.empty():
+            unclaimed.append(ready.get_nowait())
+        await loop.run_in_executor(writer, commit, outcomes, [], unclaimed)
         seconds, cpu_seconds = loop.time() - t0, cpu() - cpu0
     counts = dict(db.execute("SELECT state, count(*) FROM journal GROUP BY state").fetchall())
-    sent = counts.get("accepted", 0)
-    print(json.dumps({"messages": sent, "requests": i, "journal": counts, "seconds": round(seconds, 3),
-                      "rate": round(sent / seconds, 1), "cpu_seconds": round(cpu_seconds, 3),
-                      "us_per_message": round(cpu_seconds * 1e6 / max(sent, 1), 1), "limit": a.limit}))
+    accepted = counts.get("accepted", 0)
+    print(json.dumps({"messages": accepted, "requests": sent, "journal": counts, "seconds": round(seconds, 3),
+                      "rate": round(accepted / seconds, 1), "cpu_seconds": round(cpu_seconds, 3),
+                      "us_per_message": round(cpu_seconds * 1e6 / max(accepted, 1), 1), "limit": a.limit}))
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
