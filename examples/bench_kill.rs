@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo build --release            # the example runs target/release/wacampaign
 //! cargo run --release --example bench_kill -- [KILLS=50] [CONTACTS=10000] \
-//!     [--seed N] [--latency-ms 10] [--max-delay-ms MS] [--dir DIR]
+//!     [--seed N] [--latency-ms 10] [--max-delay-ms MS] [--dir NEW_DIR]
 //! ```
 //!
 //! Writes a Cloud API campaign of CONTACTS opted-in contacts (the campaign's
@@ -114,6 +114,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = args.dir.as_deref().unwrap_or(temp.path());
     std::fs::create_dir_all(dir)?;
+    if dir.join("bench.db").exists() {
+        bail!(
+            "{} already holds a bench.db: use a new directory",
+            dir.display()
+        );
+    }
     let log = dir.join("server-received.log");
     let _ = std::fs::remove_file(&log);
     let max_delay = args.max_delay.unwrap_or(Duration::from_millis(
