@@ -5,6 +5,7 @@
 //! cargo run --release --example bench_send -- throughput [MESSAGES] [CONCURRENCY]
 //! cargo run --release --example bench_send -- paced [SECONDS] [CONCURRENCY]
 //! cargo run --release --example bench_send -- memory [RECIPIENTS]
+//! cargo run --release --example bench_send -- operating-point [SECONDS] [LATENCY_MS...] [--peer-limit N|engine]
 //! ```
 //!
 //! Each scenario writes a contacts file and a campaign into a temporary directory,
@@ -21,23 +22,32 @@
 //! - `memory` (default 1,000,000): plans and sends a campaign through the simulator
 //!   with no latency and no rate limit, in a child process, and prints its peak
 //!   resident memory (`VmHWM`, and `wait4`'s `ru_maxrss`).
+//! - `operating-point` (default 20 s at latencies 0, 100 and 300 ms): the campaign's
+//!   defaults except `rate_per_second = 1000` (concurrency is the default), against
+//!   a server answering in each latency, for SECONDS; then, in the same run, the
+//!   Python peer `examples/peer/aiohttp_sender.py` (asyncio + aiohttp, a WAL +
+//!   `synchronous=FULL` journal) at the same rate against a fresh server. Prints
+//!   each one's CPU per message, achieved rate and busiest second at the server, and
+//!   the CPU ratio peer / engine. The peer's connection limit is sized for the
+//!   latency (rate × (latency + 50 ms)) unless `--peer-limit` sets it (`engine`: the
+//!   engine's concurrency). `examples/peer/setup.sh` makes its venv on first use.
 //!
-//! The server is this program run again as `bench_send serve LATENCY_MS`, a child
-//! process, so its CPU is measured apart from the sender's: a minimal HTTP/1.1
-//! server on tokio that answers every request like Meta's Cloud API and keeps only
-//! each request's receive time.
+//! The server (`support/server.rs`) is this program run again as
+//! `bench_send serve LATENCY_MS [LOG]`, a child process, so its CPU is measured
+//! apart from the sender's.
 
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write as _};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use support::server::{Served, Server};
+use support::{rusage_self, timeval};
 use tokio_util::sync::CancellationToken;
 use wacampaign::campaign::Campaign;
 use wacampaign::consent;
@@ -79,12 +89,14 @@ fn main() -> anyhow::Result<()> {
         Some("paced") => paced(number(1, 60)?, number(2, 200)?),
         Some("memory") => memory(number(1, 1_000_000)?),
         Some("memory-run") => memory_run(Path::new(args.get(1).context("memory-run DIR")?)),
-        Some("serve") => serve(Duration::from_millis(number(1, 0)?)),
+        Some("operating-point") => operating_point(&args[1..]),
+        Some("serve") => support::server::serve_args(&args[1..]),
         _ => {
             eprintln!(
                 "usage: bench_send throughput [MESSAGES] [CONCURRENCY]\n       \
                  bench_send paced [SECONDS] [CONCURRENCY]\n       \
-                 bench_send memory [RECIPIENTS]"
+                 bench_send memory [RECIPIENTS]\n       \
+                 bench_send operating-point [SECONDS] [LATENCY_MS...] [--peer-limit N|engine]"
             );
             std::process::exit(2);
         }
@@ -96,9 +108,9 @@ fn main() -> anyhow::Result<()> {
 fn throughput(messages: u64, concurrency: u64) -> anyhow::Result<()> {
     machine();
     let dir = tempfile::tempdir()?;
-    let server = Server::start(Duration::ZERO)?;
+    let server = Server::start(Duration::ZERO, None)?;
     prepare(dir.path(), messages, &cloud_api(&server, concurrency))?;
-    let m = plan_and_send(dir.path(), None, concurrency)?;
+    let m = plan_and_send(dir.path(), Some(unpaced(concurrency)?), None)?;
     let served = server.stop()?;
     let n = m.counts.accepted;
     println!(
@@ -140,13 +152,17 @@ fn paced(seconds: u64, concurrency: u64) -> anyhow::Result<()> {
     const RATE: u32 = 1000;
     machine();
     let dir = tempfile::tempdir()?;
-    let server = Server::start(Duration::from_millis(100))?;
+    let server = Server::start(Duration::from_millis(100), None)?;
     let messages = seconds * u64::from(RATE);
     prepare(dir.path(), messages, &cloud_api(&server, concurrency))?;
-    let m = plan_and_send(dir.path(), Some(RATE), concurrency)?;
+    let options = Options {
+        rate: Some(RATE),
+        ..unpaced(concurrency)?
+    };
+    let m = plan_and_send(dir.path(), Some(options), None)?;
     let served = server.stop()?;
-    let span = served.last.saturating_sub(served.first).as_secs_f64();
-    let achieved = (served.count.saturating_sub(1)) as f64 / span;
+    let span = served.span().as_secs_f64();
+    let achieved = served.achieved_rate();
     println!(
         "paced: rate {RATE}/s, server latency 100 ms, concurrency {concurrency}: {} messages, \
          first to last request {span:.2} s = {achieved:.1} msg/s ({:+.2}% of the rate); \
@@ -172,6 +188,250 @@ fn paced(seconds: u64, concurrency: u64) -> anyhow::Result<()> {
         (achieved / f64::from(RATE) - 1.0).abs() <= 0.01,
         "within 1% of the rate",
     );
+    Ok(())
+}
+
+/// One sender's figures at one latency, from its own CPU count and the server's
+/// receive times.
+struct Point {
+    sender: &'static str,
+    latency_ms: u64,
+    concurrency: usize,
+    messages: u64,
+    cpu: Duration,
+    served: Served,
+}
+
+impl Point {
+    fn us_per_message(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.messages.max(1) as f64
+    }
+}
+
+/// How many connections the peer gets.
+#[derive(Clone, Copy)]
+enum PeerLimit {
+    /// rate × (latency + 50 ms): enough to keep the rate at that latency.
+    Latency,
+    /// The engine's concurrency, for a like-for-like run at the engine's pace.
+    Engine,
+    Fixed(usize),
+}
+
+fn operating_point(args: &[String]) -> anyhow::Result<()> {
+    const RATE: u32 = 1000;
+    let mut numbers = Vec::new();
+    let mut peer_limit = PeerLimit::Latency;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--peer-limit" {
+            peer_limit = match args.next().map(String::as_str) {
+                Some("engine") => PeerLimit::Engine,
+                Some(n) => PeerLimit::Fixed(n.parse().context("--peer-limit N|engine")?),
+                None => bail!("--peer-limit N|engine"),
+            };
+        } else {
+            numbers.push(
+                arg.parse::<u64>()
+                    .with_context(|| format!("`{arg}` is not a number"))?,
+            );
+        }
+    }
+    let seconds = numbers.first().copied().unwrap_or(20);
+    let latencies = if numbers.len() > 1 {
+        numbers[1..].to_vec()
+    } else {
+        vec![0, 100, 300]
+    };
+    machine();
+    let python = peer_python()?;
+    let mut points = Vec::new();
+    for &latency_ms in &latencies {
+        let latency = Duration::from_millis(latency_ms);
+        // The engine, through the library, with the campaign's defaults but the rate.
+        let dir = tempfile::tempdir()?;
+        let server = Server::start(latency, None)?;
+        let messages = seconds * u64::from(RATE);
+        let sending = format!(
+            "[provider]\nkind = \"cloud_api\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\n\
+             base_url = \"{}\"\ntoken_file = \"token\"\n\n[sending]\nrate_per_second = {RATE}\n",
+            server.base_url()
+        );
+        prepare(dir.path(), messages, &sending)?;
+        let m = plan_and_send(dir.path(), None, Some(Duration::from_secs(seconds)))?;
+        let served = server.stop()?;
+        check(
+            served.count == m.counts.accepted,
+            "the server saw each accepted message once",
+        )?;
+        let engine = Point {
+            sender: "wacampaign",
+            latency_ms,
+            concurrency: m.concurrency,
+            messages: m.counts.accepted,
+            cpu: m.send_user + m.send_sys,
+            served,
+        };
+        print_point(&engine);
+
+        // The peer, against a fresh server at the same latency and rate.
+        let limit = match peer_limit {
+            PeerLimit::Latency => {
+                usize::try_from(u64::from(RATE) * (latency_ms + 50) / 1000)?.max(1)
+            }
+            PeerLimit::Engine => m.concurrency,
+            PeerLimit::Fixed(n) => n,
+        };
+        write_peer_recipients(dir.path(), messages)?;
+        let server = Server::start(latency, None)?;
+        let output = Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/peer/aiohttp_sender.py"
+            ))
+            .args([
+                "--url",
+                &format!("{}/v23.0/{PHONE_NUMBER_ID}/messages", server.base_url()),
+                "--token-env",
+                "BENCH_PEER_TOKEN",
+                "--recipients",
+            ])
+            .arg(dir.path().join("recipients.csv"))
+            .arg("--journal")
+            .arg(dir.path().join("peer.db"))
+            .args([
+                "--rate",
+                &RATE.to_string(),
+                "--limit",
+                &limit.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ])
+            .env("BENCH_PEER_TOKEN", "EAAGbenchmarktoken")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()?;
+        let served = server.stop()?;
+        if !output.status.success() {
+            bail!("the peer failed: {}", output.status);
+        }
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).with_context(|| {
+                format!(
+                    "the peer's output: {}",
+                    String::from_utf8_lossy(&output.stdout)
+                )
+            })?;
+        let sent = report["messages"].as_u64().context("the peer's messages")?;
+        check(
+            served.count == sent,
+            "the server saw each message the peer counts as sent once",
+        )?;
+        let peer = Point {
+            sender: "python-aiohttp",
+            latency_ms,
+            concurrency: limit,
+            messages: sent,
+            cpu: Duration::from_secs_f64(report["cpu_seconds"].as_f64().context("cpu_seconds")?),
+            served,
+        };
+        print_point(&peer);
+        points.push((engine, peer));
+    }
+
+    println!(
+        "\noperating point: rate_per_second = {RATE}, {seconds} s per run, durable journals \
+         (engine: synchronous=FULL WAL; peer: the same)"
+    );
+    println!(
+        "| latency | sender | in flight | messages | span at server | achieved | busiest 1 s \
+         | CPU / msg | server CPU / msg | peer / engine CPU |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (engine, peer) in &points {
+        for point in [engine, peer] {
+            let mut ratio = String::new();
+            if point.sender != engine.sender {
+                let _ = write!(
+                    ratio,
+                    "{:.2}×",
+                    peer.us_per_message() / engine.us_per_message()
+                );
+            }
+            println!(
+                "| {} ms | {} | {} | {} | {:.2} s | {:.1} msg/s | {} | {:.1} µs | {:.1} µs | {ratio} |",
+                point.latency_ms,
+                point.sender,
+                point.concurrency,
+                point.messages,
+                point.served.span().as_secs_f64(),
+                point.served.achieved_rate(),
+                point.served.busiest_second,
+                point.us_per_message(),
+                point.served.cpu.as_secs_f64() * 1e6 / point.served.count.max(1) as f64,
+            );
+        }
+    }
+    for (engine, peer) in &points {
+        for point in [engine, peer] {
+            check(
+                point.served.busiest_second <= u64::from(RATE),
+                &format!(
+                    "{} at {} ms: no one-second window over the rate",
+                    point.sender, point.latency_ms
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_point(p: &Point) {
+    println!(
+        "  {} at {} ms ({} in flight): {} messages, {:.1} msg/s at the server over {:.2} s, \
+         busiest second {}, {:.1} us CPU/msg",
+        p.sender,
+        p.latency_ms,
+        p.concurrency,
+        p.messages,
+        p.served.achieved_rate(),
+        p.served.span().as_secs_f64(),
+        p.served.busiest_second,
+        p.us_per_message()
+    );
+}
+
+/// The peer's interpreter: `examples/peer/setup.sh` makes the venv if needed and
+/// prints its python.
+fn peer_python() -> anyhow::Result<String> {
+    let output = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/peer/setup.sh"
+    ))
+    .stderr(Stdio::inherit())
+    .output()
+    .context("running examples/peer/setup.sh")?;
+    if !output.status.success() {
+        bail!("examples/peer/setup.sh failed: {}", output.status);
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    Ok(stdout
+        .lines()
+        .last()
+        .context("setup.sh printed no path")?
+        .trim()
+        .to_owned())
+}
+
+/// The same recipients as `prepare`'s contacts, for the peer: `to` in E.164 and the
+/// two template values.
+fn write_peer_recipients(dir: &Path, recipients: u64) -> anyhow::Result<()> {
+    let mut csv = BufWriter::new(std::fs::File::create(dir.join("recipients.csv"))?);
+    writeln!(csv, "to,name,date")?;
+    for i in 0..recipients {
+        writeln!(csv, "+52{},Cliente {i},martes 25 de noviembre", national(i))?;
+    }
+    csv.flush()?;
     Ok(())
 }
 
@@ -203,7 +463,7 @@ fn memory(recipients: u64) -> anyhow::Result<()> {
 
 /// The measured part of `memory`, in its own process.
 fn memory_run(dir: &Path) -> anyhow::Result<()> {
-    let m = plan_and_send(dir, None, 64)?;
+    let m = plan_and_send(dir, Some(unpaced(64)?), None)?;
     println!(
         "  planned {} rows in {:.1} s (peak so far {}), sent in {:.1} s ({:.0} msg/s); \
          peak {}",
@@ -259,14 +519,21 @@ fn machine() {
 
 // ---- the campaign ----
 
+const PHONE_NUMBER_ID: &str = "106540352242922";
+
 /// The `[provider]` and `[sending]` sections for the loopback server.
 fn cloud_api(server: &Server, concurrency: u64) -> String {
     format!(
-        "[provider]\nkind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n\
+        "[provider]\nkind = \"cloud_api\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\n\
          base_url = \"http://127.0.0.1:{}\"\ntoken_file = \"token\"\n\n\
          [sending]\nrate_per_second = 1000\nconcurrency = {concurrency}\n",
         server.port
     )
+}
+
+/// Contact `i`'s national number: Mexico City mobiles from 55 2000 0000.
+fn national(i: u64) -> u64 {
+    5_520_000_000 + i
 }
 
 /// Writes `recipients` contacts, the campaign and a token file into `dir`, and
@@ -275,7 +542,7 @@ fn prepare(dir: &Path, recipients: u64, provider_and_sending: &str) -> anyhow::R
     let mut csv = BufWriter::new(std::fs::File::create(dir.join("contacts.csv"))?);
     writeln!(csv, "name,phone,date")?;
     for i in 0..recipients {
-        let national = 5_520_000_000 + i;
+        let national = national(i);
         writeln!(
             csv,
             "Cliente {i},+52 {} {:04} {:04},martes 25 de noviembre",
@@ -315,6 +582,7 @@ fn prepare(dir: &Path, recipients: u64, provider_and_sending: &str) -> anyhow::R
 }
 
 struct Measured {
+    concurrency: usize,
     plan_wall: Duration,
     /// `VmHWM` once the plan was written.
     peak_after_plan: String,
@@ -324,9 +592,24 @@ struct Measured {
     counts: Counts,
 }
 
+/// No rate limit, `concurrency` requests in flight.
+fn unpaced(concurrency: u64) -> anyhow::Result<Options> {
+    Ok(Options {
+        limit: None,
+        rate: None,
+        window: wacampaign::send::window::Sizing::Fixed(usize::try_from(concurrency)?),
+    })
+}
+
 /// What `wacampaign send --yes` does, through the library: plan into the journal,
-/// then run the pipeline. Only the pipeline is in the send figures.
-fn plan_and_send(dir: &Path, rate: Option<u32>, concurrency: u64) -> anyhow::Result<Measured> {
+/// then run the pipeline. Only the pipeline is in the send figures. `options`
+/// `None` takes them from the campaign as `wacampaign send` does; `stop_after`
+/// interrupts the run then, as Ctrl-C would (what is in flight finishes).
+fn plan_and_send(
+    dir: &Path,
+    options: Option<Options>,
+    stop_after: Option<Duration>,
+) -> anyhow::Result<Measured> {
     let started = Instant::now();
     let campaign = Campaign::load(&dir.join("campaign.toml"))?;
     let db = Db::open(&dir.join("bench.db"))?;
@@ -361,27 +644,34 @@ fn plan_and_send(dir: &Path, rate: Option<u32>, concurrency: u64) -> anyhow::Res
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let options = Options {
+    let options = options.unwrap_or(Options {
         limit: None,
-        rate,
-        window: wacampaign::send::window::Sizing::Fixed(usize::try_from(concurrency)?),
-    };
+        rate: Some(campaign.sending.rate_per_second),
+        window: wacampaign::send::window::Sizing::of(&campaign.sending),
+    });
     let progress = Progress::new(Display::Hidden, seq, 0);
+    let stop = CancellationToken::new();
     let before = rusage_self();
     let started = Instant::now();
-    let (end, journal) = runtime.block_on(send::run(
-        journal,
-        provider,
-        &options,
-        progress,
-        CancellationToken::new(),
-    ))?;
+    let (end, journal) = runtime.block_on(async {
+        if let Some(after) = stop_after {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                stop.cancel();
+            });
+        }
+        send::run(journal, provider, &options, progress, stop).await
+    })?;
     let send_wall = started.elapsed();
     let after = rusage_self();
-    if end != RunEnd::Finished {
+    let stopped = stop_after.is_some() && end == RunEnd::Interrupted;
+    if end != RunEnd::Finished && !stopped {
         bail!("the run ended {end:?}");
     }
     Ok(Measured {
+        // The most in flight at once: the fixed window, or the automatic one's cap.
+        concurrency: options.window.bound(),
         plan_wall,
         peak_after_plan,
         send_wall,
@@ -389,210 +679,4 @@ fn plan_and_send(dir: &Path, rate: Option<u32>, concurrency: u64) -> anyhow::Res
         send_sys: timeval(after.ru_stime).saturating_sub(timeval(before.ru_stime)),
         counts: journal.counts()?,
     })
-}
-
-// ---- rusage ----
-
-fn rusage_self() -> libc::rusage {
-    // SAFETY: an all-zero rusage is valid for getrusage to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is valid for writes for the whole call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    usage
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-        + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-}
-
-// ---- the loopback server ----
-
-/// The server child: its port, and a pipe whose closing tells it to stop.
-struct Server {
-    port: u16,
-    child: Child,
-}
-
-/// What the server saw.
-struct Served {
-    count: u64,
-    first: Duration,
-    last: Duration,
-    busiest_second: u64,
-    cpu: Duration,
-}
-
-impl Server {
-    fn start(latency: Duration) -> anyhow::Result<Server> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", &latency.as_millis().to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().context("server stdout")?).read_line(&mut line)?;
-        let port = line.trim().parse().context("the server's port")?;
-        Ok(Server { port, child })
-    }
-
-    fn stop(mut self) -> anyhow::Result<Served> {
-        drop(self.child.stdin.take());
-        let mut report = String::new();
-        self.child
-            .stdout
-            .take()
-            .context("server stdout")?
-            .read_to_string(&mut report)?;
-        let (status, usage) = support::wait_with_rusage(self.child.id())?;
-        if status != 0 {
-            bail!("the server exited with {status}");
-        }
-        let fields: Vec<u64> = report
-            .split_whitespace()
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .context("the server's report")?;
-        let [count, first, last, busiest_second] = fields[..] else {
-            bail!("the server's report: `{report}`");
-        };
-        Ok(Served {
-            count,
-            first: Duration::from_micros(first),
-            last: Duration::from_micros(last),
-            busiest_second,
-            cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
-        })
-    }
-}
-
-/// `bench_send serve LATENCY_MS`: prints its port, serves until stdin closes, then
-/// prints `count first_us last_us busiest_second`.
-fn serve(latency: Duration) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let times: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 20)));
-    let started = Instant::now();
-    let stop = CancellationToken::new();
-    {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let _ = std::io::stdin().read_to_end(&mut Vec::new());
-            stop.cancel();
-        });
-    }
-    let recorded = Arc::clone(&times);
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("{}", listener.local_addr()?.port());
-        std::io::stdout().flush()?;
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, _) = accepted?;
-                    stream.set_nodelay(true)?;
-                    tokio::spawn(connection(stream, Arc::clone(&recorded), started, latency));
-                }
-                () = stop.cancelled() => break,
-            }
-        }
-        anyhow::Ok(())
-    })?;
-    let mut times = times
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
-    times.sort_unstable();
-    let mut busiest = 0;
-    let mut start = 0;
-    for (end, t) in times.iter().enumerate() {
-        while *t >= times[start] + 1_000_000 {
-            start += 1;
-        }
-        busiest = busiest.max(end + 1 - start);
-    }
-    let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort_unstable();
-    eprintln!(
-        "  server: longest gaps between requests (us): {:?}",
-        gaps.iter().rev().take(8).collect::<Vec<_>>()
-    );
-    println!(
-        "{} {} {} {busiest}",
-        times.len(),
-        times.first().unwrap_or(&0),
-        times.last().unwrap_or(&0)
-    );
-    Ok(())
-}
-
-async fn connection(
-    mut stream: tokio::net::TcpStream,
-    times: Arc<Mutex<Vec<u64>>>,
-    started: Instant,
-    latency: Duration,
-) {
-    let mut buffer = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let mut response = Vec::with_capacity(512);
-    loop {
-        let head_end = loop {
-            if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
-        let length: usize = head
-            .split("\r\n")
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buffer.len() < head_end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let received = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let n = {
-            let mut times = times
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            times.push(received);
-            times.len()
-        };
-        let body = &buffer[head_end..head_end + length];
-        let to = find_to(body).unwrap_or("+0").to_owned();
-        buffer.drain(..head_end + length);
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        let payload = format!(
-            "{{\"messaging_product\":\"whatsapp\",\"contacts\":[{{\"input\":\"{to}\",\"wa_id\":\"{}\"}}],\
-             \"messages\":[{{\"id\":\"wamid.HBgNBENCH{n:016X}\",\"message_status\":\"accepted\"}}]}}",
-            to.trim_start_matches('+')
-        );
-        response.clear();
-        let _ = write!(
-            response,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}",
-            payload.len()
-        );
-        if stream.write_all(&response).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The `to` of a request body, without parsing the whole JSON.
-fn find_to(body: &[u8]) -> Option<&str> {
-    let key = b"\"to\":\"";
-    let start = body.windows(key.len()).position(|w| w == key)? + key.len();
-    let len = body[start..].iter().position(|&b| b == b'"')?;
-    std::str::from_utf8(&body[start..start + len]).ok()
 }

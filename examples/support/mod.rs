@@ -1,10 +1,13 @@
-//! What the benchmark programs share: finding the release binary and measuring a
-//! child process. Each example includes it with `#[path]`; cargo does not build it
-//! on its own.
+//! What the benchmark programs share: finding the release binary, measuring a
+//! child process, and the loopback Cloud API server (`server`). Each example
+//! includes it with `#[path]`; cargo does not build it on its own.
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `target/release/wacampaign`, beside `target/release/examples/<this example>`.
 pub fn release_binary() -> std::io::Result<PathBuf> {
@@ -47,4 +50,19 @@ pub fn wait_with_rusage(pid: u32) -> std::io::Result<(i32, libc::rusage)> {
         128 + libc::WTERMSIG(status)
     };
     Ok((code, usage))
+}
+
+/// A `timeval` from rusage as a `Duration`.
+pub fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+        + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+}
+
+/// This process's resource usage so far (every thread; not its children).
+pub fn rusage_self() -> libc::rusage {
+    // SAFETY: an all-zero rusage is valid for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid for writes for the whole call.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage
 }

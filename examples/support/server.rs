@@ -1,0 +1,272 @@
+//! The loopback Cloud API the send benchmarks talk to, in a child process so its CPU
+//! is measured apart from the sender's: a minimal HTTP/1.1 server on tokio that
+//! answers every request like Meta's Cloud API (`messages[0].id` a unique wamid,
+//! `contacts[0].wa_id`) after a fixed latency, keeps each request's receive time and,
+//! if asked, appends each request's `to` to a log file as it arrives.
+//!
+//! An example that uses it runs itself again as `EXAMPLE serve LATENCY_MS [LOG]` and
+//! hands that mode to [`serve`].
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+
+/// The server child: its port, and a pipe whose closing tells it to stop.
+pub struct Server {
+    pub port: u16,
+    child: Child,
+}
+
+/// What the server saw.
+pub struct Served {
+    pub count: u64,
+    /// Receive times of the first and last request, from the server's start.
+    pub first: Duration,
+    pub last: Duration,
+    /// The most requests received in any one-second window.
+    pub busiest_second: u64,
+    pub cpu: Duration,
+}
+
+impl Served {
+    /// (count − 1) / (last receive − first receive).
+    pub fn achieved_rate(&self) -> f64 {
+        self.count.saturating_sub(1) as f64 / self.span().as_secs_f64()
+    }
+
+    pub fn span(&self) -> Duration {
+        self.last.saturating_sub(self.first)
+    }
+}
+
+impl Server {
+    /// Starts `current_exe() serve LATENCY_MS [LOG]` and reads its port.
+    pub fn start(latency: Duration, log: Option<&Path>) -> anyhow::Result<Server> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["serve", &latency.as_millis().to_string()]);
+        if let Some(log) = log {
+            command.arg(log);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().context("server stdout")?).read_line(&mut line)?;
+        let port = line.trim().parse().context("the server's port")?;
+        Ok(Server { port, child })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(mut self) -> anyhow::Result<Served> {
+        drop(self.child.stdin.take());
+        let mut report = String::new();
+        self.child
+            .stdout
+            .take()
+            .context("server stdout")?
+            .read_to_string(&mut report)?;
+        let (status, usage) = super::wait_with_rusage(self.child.id())?;
+        if status != 0 {
+            bail!("the server exited with {status}");
+        }
+        let fields: Vec<u64> = report
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .context("the server's report")?;
+        let [count, first, last, busiest_second] = fields[..] else {
+            bail!("the server's report: `{report}`");
+        };
+        Ok(Served {
+            count,
+            first: Duration::from_micros(first),
+            last: Duration::from_micros(last),
+            busiest_second,
+            cpu: super::timeval(usage.ru_utime) + super::timeval(usage.ru_stime),
+        })
+    }
+}
+
+/// The `serve` mode's arguments after `serve`: `LATENCY_MS [LOG]`.
+pub fn serve_args(args: &[String]) -> anyhow::Result<()> {
+    let latency: u64 = args
+        .first()
+        .map_or(Ok(0), |a| a.parse())
+        .context("serve LATENCY_MS [LOG]")?;
+    serve(
+        Duration::from_millis(latency),
+        args.get(1).map(PathBuf::from),
+    )
+}
+
+/// Prints its port, serves until stdin closes, then prints
+/// `count first_us last_us busiest_second`.
+pub fn serve(latency: Duration, log: Option<PathBuf>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let log = log
+        .map(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))
+        })
+        .transpose()?;
+    let shared = Arc::new(Shared {
+        times: Mutex::new(Vec::with_capacity(1 << 20)),
+        log: log.map(Mutex::new),
+        started: Instant::now(),
+        latency,
+    });
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            stop.cancel();
+        });
+    }
+    let serving = Arc::clone(&shared);
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?.port());
+        std::io::stdout().flush()?;
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, _) = accepted?;
+                    stream.set_nodelay(true)?;
+                    tokio::spawn(connection(stream, Arc::clone(&serving)));
+                }
+                () = stop.cancelled() => break,
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let mut times = shared
+        .times
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    times.sort_unstable();
+    let mut busiest = 0;
+    let mut start = 0;
+    for (end, t) in times.iter().enumerate() {
+        while *t >= times[start] + 1_000_000 {
+            start += 1;
+        }
+        busiest = busiest.max(end + 1 - start);
+    }
+    let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    eprintln!(
+        "  server: longest gaps between requests (us): {:?}",
+        gaps.iter().rev().take(8).collect::<Vec<_>>()
+    );
+    println!(
+        "{} {} {} {busiest}",
+        times.len(),
+        times.first().unwrap_or(&0),
+        times.last().unwrap_or(&0)
+    );
+    Ok(())
+}
+
+struct Shared {
+    times: Mutex<Vec<u64>>,
+    /// Each request's `to`, one a line, written as the request is read (one `write`
+    /// on an append-only file, so a reader sees whole lines).
+    log: Option<Mutex<std::fs::File>>,
+    started: Instant,
+    latency: Duration,
+}
+
+async fn connection(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+    let mut buffer = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let mut response = Vec::with_capacity(512);
+    loop {
+        let head_end = loop {
+            if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < head_end + length {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let received = u64::try_from(shared.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let n = {
+            let mut times = shared
+                .times
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            times.push(received);
+            times.len()
+        };
+        let body = &buffer[head_end..head_end + length];
+        let to = find_to(body).unwrap_or("+0").to_owned();
+        if let Some(log) = &shared.log {
+            let mut file = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(e) = file.write_all(format!("{to}\n").as_bytes()) {
+                eprintln!("  server: writing the log: {e}");
+            }
+        }
+        buffer.drain(..head_end + length);
+        if !shared.latency.is_zero() {
+            tokio::time::sleep(shared.latency).await;
+        }
+        let payload = format!(
+            "{{\"messaging_product\":\"whatsapp\",\"contacts\":[{{\"input\":\"{to}\",\"wa_id\":\"{}\"}}],\
+             \"messages\":[{{\"id\":\"wamid.HBgNBENCH{n:016X}\",\"message_status\":\"accepted\"}}]}}",
+            to.trim_start_matches('+')
+        );
+        response.clear();
+        let _ = write!(
+            response,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        if stream.write_all(&response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The `to` of a request body, without parsing the whole JSON (compact or not).
+fn find_to(body: &[u8]) -> Option<&str> {
+    let key = b"\"to\"";
+    let mut rest = &body[body.windows(key.len()).position(|w| w == key)? + key.len()..];
+    while let [b' ' | b':', tail @ ..] = rest {
+        rest = tail;
+    }
+    let rest = rest.strip_prefix(b"\"")?;
+    let len = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..len]).ok()
+}
