@@ -120,16 +120,12 @@ impl CheckReport {
             human_duration(self.estimated_seconds)
         ));
         let f = &self.in_flight;
+        let f = &self.in_flight;
         out.push_str(&format!(
-            "{} at most {} at once ({}): the most a crash can leave in doubt; \
-             the rate holds while answers take under {}\n",
+            "{} up to {} at once{}, the most a crash can leave in doubt; the rate holds with answers under {}\n",
             ui.bold("in flight"),
             f.max,
-            if f.fixed {
-                "sending.concurrency"
-            } else {
-                "sized from the rate and the answers' latency"
-            },
+            if f.fixed { " (sending.concurrency)" } else { "" },
             human_millis(f.rate_holds_below_ms)
         ));
         out

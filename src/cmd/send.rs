@@ -43,7 +43,8 @@ Examples:
   WACAMPAIGN_RATE=40 wacampaign send campaigns/promotion.toml --yes --json
   wacampaign send campaigns/promotion.toml --yes --resume-halted
 
-In cron (no terminal), --yes is required; exit codes tell how the run ended.")]
+In cron (no terminal), --yes is required; exit codes tell how the run ended.
+WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
 pub struct Args {
     /// The campaign file (TOML).
     #[arg(value_name = "CAMPAIGN.toml")]
@@ -57,10 +58,14 @@ pub struct Args {
     /// Send without asking. Required when stdin is not a terminal.
     #[arg(short, long)]
     pub yes: bool,
-    /// Messages per second (default: the campaign's sending.rate_per_second).
+    /// Messages per second, 1 to 1000 (default: the campaign's
+    /// sending.rate_per_second). No one-second window at the provider holds more.
     #[arg(long, env = "WACAMPAIGN_RATE", value_name = "N")]
     pub rate: Option<u32>,
-    /// Requests in flight at once (default: the campaign's sending.concurrency).
+    /// A fixed in-flight window: at most N requests on the wire at once (default:
+    /// the campaign's sending.concurrency, else sized from the rate and the answers'
+    /// latency, up to rate × 1.25 s). It is the most a crash can leave in doubt, and
+    /// with answers taking L seconds it caps the rate at N / L.
     #[arg(long, env = "WACAMPAIGN_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
     /// What to do with messages held in doubt by an earlier run.

@@ -228,7 +228,8 @@ fn a_header_without_rows_is_a_valid_campaign_with_no_one_in_it() {
              contacts contacts.csv: 0 rows read\n\
              eligible 0\n\
              excluded 0\n\
-             sending  cloud_api at 80 messages/s, about 0s\n",
+             sending  cloud_api at 80 messages/s, about 0s\n\
+             in flight up to 100 at once, the most a crash can leave in doubt; the rate holds with answers under 1.25 s\n",
         );
 }
 
@@ -464,7 +465,8 @@ fn one_number_written_three_ways_is_one_contact() {
          eligible 1\n\
          excluded 2\n  \
          duplicate          2\n\
-         sending  cloud_api at 80 messages/s, about 1s\n",
+         sending  cloud_api at 80 messages/s, about 1s\n\
+         in flight up to 100 at once, the most a crash can leave in doubt; the rate holds with answers under 1.25 s\n",
     );
 }
 
@@ -582,7 +584,8 @@ fn blank_rows_are_counted_in_the_report() {
          eligible 1\n\
          excluded 0\n  \
          (2 blank rows skipped)\n\
-         sending  cloud_api at 80 messages/s, about 1s\n",
+         sending  cloud_api at 80 messages/s, about 1s\n\
+         in flight up to 100 at once, the most a crash can leave in doubt; the rate holds with answers under 1.25 s\n",
     );
 }
 
