@@ -39,6 +39,10 @@
 #[path = "support/mod.rs"]
 mod support;
 
+// The allocator `wacampaign` itself uses (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write as _};
 use std::path::Path;

@@ -4,6 +4,9 @@ use clap::Parser;
 use wacampaign::cli::Cli;
 use wacampaign::exit_codes::Exit;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match wacampaign::run(cli) {

@@ -121,6 +121,18 @@ impl Spellings {
     }
 
     fn redact(&self, text: &str) -> String {
+        // Most texts (a message id, a status) are shorter than any spelling: no
+        // search, no allocation beyond the copy. This runs for every accepted message.
+        let shortest = self
+            .folded
+            .iter()
+            .chain(&self.exact)
+            .map(String::len)
+            .min()
+            .unwrap_or(usize::MAX);
+        if text.len() < shortest {
+            return text.to_owned();
+        }
         let mut hits: Vec<(usize, usize)> = Vec::new();
         if !self.folded.is_empty() {
             // ASCII lower-casing keeps every byte where it was, so positions found

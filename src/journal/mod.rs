@@ -60,6 +60,8 @@ pub enum JournalError {
 /// A row claimed for sending: its intent is durable.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// The row's id: outcomes update it directly.
+    pub row: i64,
     pub key: RowKey,
     pub phone: E164,
     pub values: Vec<String>,
@@ -101,6 +103,7 @@ pub enum Disposition {
 /// One outcome for the journal writer: the row, where it went, what happened.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    pub row: i64,
     pub key: RowKey,
     pub phone: E164,
     pub disposition: Disposition,
@@ -361,16 +364,22 @@ impl Journal {
         // Opt-outs recorded since the last claim (by the webhook server, an operator)
         // win over the plan.
         self.consent_seen = consent::changes_since(&tx, self.consent_seen, &mut self.consent)?;
+        // Rows are marked in flight by the statement that picks them (one statement
+        // per kind instead of a select and an update per row); the few a check
+        // below turns away are set to what they became in the same transaction.
         let mut candidates = Vec::with_capacity(limit);
         if limit > 0 {
             let mut due = tx.prepare_cached(
-                "SELECT person_id, occurrence, phone, params, attempts, send_by
-                 FROM journal INDEXED BY journal_due
-                 WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred' AND retry_at <= ?3
-                 ORDER BY retry_at LIMIT ?4",
+                "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?5,
+                     updated_at = ?5, retry_at = NULL
+                 WHERE id IN (SELECT id FROM journal INDEXED BY journal_due
+                              WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
+                                AND retry_at <= ?3
+                              ORDER BY retry_at LIMIT ?4)
+                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id",
             )?;
             let rows = due.query_map(
-                params![self.campaign_id, self.plan_run, now, limit as i64],
+                params![self.campaign_id, self.plan_run, now, limit as i64, now],
                 candidate,
             )?;
             for row in rows {
@@ -379,13 +388,15 @@ impl Journal {
             let room = limit.saturating_sub(candidates.len()).min(new_limit);
             if room > 0 {
                 let mut planned = tx.prepare_cached(
-                    "SELECT person_id, occurrence, phone, params, attempts, send_by
-                     FROM journal INDEXED BY journal_by_state
-                     WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
-                     ORDER BY seq LIMIT ?3",
+                    "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?4,
+                         updated_at = ?4, retry_at = NULL
+                     WHERE id IN (SELECT id FROM journal INDEXED BY journal_by_state
+                                  WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
+                                  ORDER BY seq LIMIT ?3)
+                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id",
                 )?;
                 let rows = planned.query_map(
-                    params![self.campaign_id, self.plan_run, room as i64],
+                    params![self.campaign_id, self.plan_run, room as i64, now],
                     candidate,
                 )?;
                 for row in rows {
@@ -394,15 +405,10 @@ impl Journal {
             }
         }
         {
-            let mut in_flight = tx.prepare_cached(
-                "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?4,
-                     updated_at = ?4, retry_at = NULL
-                 WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
-            )?;
             let mut settled = tx.prepare_cached(
-                "UPDATE journal SET state = ?4, error_detail = ?5, outcome_at = ?6, updated_at = ?6,
-                     retry_at = NULL
-                 WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
+                "UPDATE journal SET state = ?2, error_detail = ?3, outcome_at = ?4, updated_at = ?4,
+                     attempts = attempts - 1, intent_at = NULL
+                 WHERE id = ?1",
             )?;
             let now_instant = clock::now();
             for c in candidates {
@@ -443,28 +449,17 @@ impl Journal {
                     None
                 };
                 if let Some((state, detail)) = skip {
-                    settled.execute(params![
-                        self.campaign_id,
-                        c.key.person,
-                        c.key.occurrence,
-                        state,
-                        detail,
-                        now
-                    ])?;
+                    settled.execute(params![c.row, state, detail, now])?;
                     continue;
                 }
                 let Some(phone) = c.phone else { continue };
-                in_flight.execute(params![
-                    self.campaign_id,
-                    c.key.person,
-                    c.key.occurrence,
-                    now
-                ])?;
                 claimed.jobs.push(Job {
+                    row: c.row,
                     key: c.key,
                     phone,
                     values: c.values,
-                    attempts: c.attempts + 1,
+                    // The statement counted this attempt already.
+                    attempts: c.attempts,
                 });
             }
         }
@@ -504,6 +499,7 @@ impl Journal {
 
 /// A row a claim may send.
 struct Candidate {
+    row: i64,
     key: RowKey,
     phone: Option<E164>,
     values: Vec<String>,
@@ -521,6 +517,7 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
         rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(Candidate {
+        row: row.get(6)?,
         key: RowKey {
             person: row.get(0)?,
             occurrence: row.get(1)?,
@@ -566,13 +563,14 @@ fn record_in(
         return Ok(());
     }
     let mut update = conn.prepare_cached(
-        "UPDATE journal SET state = ?4, message_id = coalesce(?5, message_id), wa_id = coalesce(?6, wa_id),
-             message_status = coalesce(?7, message_status), error_code = ?8, error_detail = ?9,
-             retry_at = ?10, outcome_at = ?11, updated_at = ?11
-         WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
+        "UPDATE journal SET state = ?2, message_id = coalesce(?3, message_id), wa_id = coalesce(?4, wa_id),
+             message_status = coalesce(?5, message_status), error_code = ?6, error_detail = ?7,
+             retry_at = ?8, outcome_at = ?9, updated_at = ?9
+         WHERE id = ?1",
     )?;
     let now_instant = clock::now();
     for Outcome {
+        row,
         key,
         phone,
         disposition,
@@ -605,9 +603,7 @@ fn record_in(
             }
         };
         update.execute(params![
-            campaign_id,
-            key.person,
-            key.occurrence,
+            row,
             c.state,
             c.message_id,
             c.wa_id,

@@ -62,16 +62,24 @@ pub enum RunEnd {
 }
 
 enum WriterMsg {
+    /// Claim rows, committing the outcomes gathered since the last message with
+    /// the claim's intents: one fsync for both.
     Claim {
         limit: usize,
         new_limit: usize,
+        outcomes: Vec<Outcome>,
         reply: oneshot::Sender<anyhow::Result<Claimed>>,
     },
-    Record(Outcome),
-    /// Persist the halt at once: a kill while in-flight requests finish must not
-    /// lose it.
-    Halt(String),
+    /// Outcomes that found no claim to ride with.
+    Record(Vec<Outcome>),
+    /// Persist the halt at once (with the outcomes gathered so far): a kill while
+    /// in-flight requests finish must not lose it.
+    Halt(String, Vec<Outcome>),
 }
+
+/// How long outcomes wait for a claim to ride with before they are committed on
+/// their own: claims come every batch interval while the campaign runs.
+const OUTCOME_FLUSH: Duration = Duration::from_millis(25);
 
 /// What the tasks share.
 struct Control {
@@ -79,6 +87,9 @@ struct Control {
     halt: Mutex<Option<String>>,
     stop: CancellationToken,
     writer: std::sync::mpsc::Sender<WriterMsg>,
+    /// Outcomes not yet handed to the writer. Gathered here rather than sent one
+    /// by one, so the writer thread wakes once per claim, not once per message.
+    outcomes: Mutex<Vec<Outcome>>,
     window: Mutex<Window>,
     in_flight: AtomicUsize,
     /// Wakes the dispatcher when a request finishes (a slot in the window frees).
@@ -91,9 +102,26 @@ impl Control {
             && halt.is_none()
         {
             *halt = Some(reason.clone());
-            let _ = self.writer.send(WriterMsg::Halt(reason));
+            let _ = self
+                .writer
+                .send(WriterMsg::Halt(reason, self.take_outcomes()));
         }
         self.stop.cancel();
+    }
+
+    fn take_outcomes(&self) -> Vec<Outcome> {
+        self.outcomes
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default()
+    }
+
+    /// Hands gathered outcomes to the writer, when there are any.
+    fn flush_outcomes(&self) {
+        let outcomes = self.take_outcomes();
+        if !outcomes.is_empty() {
+            let _ = self.writer.send(WriterMsg::Record(outcomes));
+        }
     }
 
     fn halted(&self) -> Option<String> {
@@ -127,6 +155,7 @@ pub async fn run(
         halt: Mutex::new(None),
         stop: interrupt.child_token(),
         writer: writer_tx.clone(),
+        outcomes: Mutex::new(Vec::new()),
         window: Mutex::new(Window::new(options.window, options.rate)),
         in_flight: AtomicUsize::new(0),
         finished: Notify::new(),
@@ -181,6 +210,7 @@ async fn dispatch(
         if room == 0 {
             tokio::select! {
                 () = control.finished.notified() => {},
+                () = tokio::time::sleep(OUTCOME_FLUSH) => control.flush_outcomes(),
                 () = stop.cancelled() => break,
             }
             continue;
@@ -210,6 +240,7 @@ async fn dispatch(
             .send(WriterMsg::Claim {
                 limit: tickets,
                 new_limit: usize::try_from(new_remaining).unwrap_or(usize::MAX),
+                outcomes: control.take_outcomes(),
                 reply,
             })
             .map_err(|_| anyhow::anyhow!("the journal writer stopped"))?;
@@ -263,6 +294,7 @@ async fn dispatch(
             tokio::select! {
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => joined.context("a send task failed")?,
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {},
+                () = tokio::time::sleep(OUTCOME_FLUSH) => control.flush_outcomes(),
                 () = stop.cancelled() => break,
             }
             continue;
@@ -278,14 +310,17 @@ async fn dispatch(
             let control = Arc::clone(control);
             let progress = progress.clone();
             tasks.spawn(async move {
-                let (phone, key) = (job.phone, job.key.clone());
+                let (row, phone, key) = (job.row, job.phone, job.key.clone());
                 let disposition =
                     send_one(job, provider.as_ref(), &pacer, &control, &progress).await;
-                let _ = control.writer.send(WriterMsg::Record(Outcome {
-                    key,
-                    phone,
-                    disposition,
-                }));
+                if let Ok(mut outcomes) = control.outcomes.lock() {
+                    outcomes.push(Outcome {
+                        row,
+                        key,
+                        phone,
+                        disposition,
+                    });
+                }
                 control.in_flight.fetch_sub(1, Ordering::AcqRel);
                 control.finished.notify_one();
             });
@@ -295,9 +330,16 @@ async fn dispatch(
             progress.pace.set(rate, window.size(), window.limits(rate));
         }
     }
-    while let Some(joined) = tasks.join_next().await {
-        joined.context("a send task failed")?;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(joined) => joined.context("a send task failed")?,
+                None => break,
+            },
+            () = tokio::time::sleep(OUTCOME_FLUSH) => control.flush_outcomes(),
+        }
     }
+    control.flush_outcomes();
     Ok(())
 }
 
@@ -506,104 +548,57 @@ fn decide(
     }
 }
 
-/// How long the writer holds outcomes back for a claim to commit them with: claims
-/// come every batch interval while the campaign runs, and one commit (one fsync)
-/// for both is enough. Past this, outcomes are committed on their own.
-const RECORD_DELAY: Duration = Duration::from_millis(25);
-
-/// The journal writer: owns the connection, groups outcome commits, and answers
-/// claims only once their intent (and every outcome before it) is durable.
+/// The journal writer: owns the connection, commits outcomes with the next claim,
+/// and answers claims only once their intent (and every outcome before it) is
+/// durable.
 fn write_journal(
     mut journal: Journal,
     inbox: std::sync::mpsc::Receiver<WriterMsg>,
 ) -> anyhow::Result<Journal> {
-    use std::sync::mpsc::RecvTimeoutError;
-    const GROUP: usize = 2048;
-    let mut pending: Vec<Outcome> = Vec::new();
-    // When the oldest outcome in `pending` arrived.
-    let mut pending_since = Instant::now();
     let mut failure: Option<String> = None;
-    let mut next = None;
-    loop {
-        let first = match next.take() {
-            Some(msg) => msg,
-            None => match inbox.recv() {
-                Ok(msg) => msg,
-                Err(_) => break,
-            },
-        };
-        let mut batch = vec![first];
-        while batch.len() < GROUP {
-            match inbox.try_recv() {
-                Ok(msg) => batch.push(msg),
-                Err(_) => break,
-            }
-        }
-        for msg in batch {
-            match msg {
-                WriterMsg::Record(outcome) => {
-                    if pending.is_empty() {
-                        pending_since = Instant::now();
-                    }
-                    pending.push(outcome);
-                }
-                WriterMsg::Halt(reason) => {
-                    if failure.is_none() {
-                        let halted = journal
-                            .record(&pending)
-                            .and_then(|()| journal.halt(&reason));
-                        match halted {
-                            Ok(()) => pending.clear(),
-                            Err(e) => failure = Some(format!("recording the halt: {e}")),
-                        }
-                    }
-                }
-                WriterMsg::Claim {
-                    limit,
-                    new_limit,
-                    reply,
-                } => {
-                    let result = match &failure {
-                        Some(reason) => Err(anyhow::anyhow!("{reason}")),
-                        None => journal
-                            .claim(limit, new_limit, &pending)
-                            .context("claiming rows"),
-                    };
-                    if result.is_ok() {
-                        pending.clear();
-                    } else if failure.is_none() {
-                        failure = result.as_ref().err().map(|e| format!("{e:#}"));
-                    }
-                    let _ = reply.send(result);
+    // Whether a claim carried the failure to the pipeline, which halts on it.
+    let mut reported = false;
+    while let Ok(msg) = inbox.recv() {
+        match msg {
+            WriterMsg::Record(outcomes) => {
+                if failure.is_none()
+                    && let Err(e) = journal.record(&outcomes)
+                {
+                    failure = Some(format!("recording outcomes: {e}"));
                 }
             }
-        }
-        if pending.is_empty() || failure.is_some() {
-            continue;
-        }
-        let wait = RECORD_DELAY.saturating_sub(pending_since.elapsed());
-        match inbox.recv_timeout(wait) {
-            Ok(msg) if !wait.is_zero() => next = Some(msg),
-            Ok(msg) => {
-                next = Some(msg);
-                record(&mut journal, &mut pending, &mut failure);
+            WriterMsg::Halt(reason, outcomes) => {
+                if failure.is_none()
+                    && let Err(e) = journal
+                        .record(&outcomes)
+                        .and_then(|()| journal.halt(&reason))
+                {
+                    failure = Some(format!("recording the halt: {e}"));
+                }
             }
-            Err(RecvTimeoutError::Timeout) => record(&mut journal, &mut pending, &mut failure),
-            Err(RecvTimeoutError::Disconnected) => break,
+            WriterMsg::Claim {
+                limit,
+                new_limit,
+                outcomes,
+                reply,
+            } => {
+                let result = match &failure {
+                    Some(reason) => Err(anyhow::anyhow!("{reason}")),
+                    None => journal
+                        .claim(limit, new_limit, &outcomes)
+                        .context("claiming rows"),
+                };
+                if let (Err(e), None) = (&result, &failure) {
+                    failure = Some(format!("{e:#}"));
+                }
+                reported |= result.is_err();
+                let _ = reply.send(result);
+            }
         }
     }
-    if !pending.is_empty() {
-        journal
-            .record(&pending)
-            .context("recording the last outcomes")?;
-    }
-    Ok(journal)
-}
-
-fn record(journal: &mut Journal, pending: &mut Vec<Outcome>, failure: &mut Option<String>) {
-    match journal.record(pending) {
-        Ok(()) => pending.clear(),
-        Err(e) => *failure = Some(format!("recording outcomes: {e}")),
+    match failure {
+        Some(reason) if !reported => anyhow::bail!("{reason}"),
+        _ => Ok(journal),
     }
 }
 

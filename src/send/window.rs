@@ -146,8 +146,8 @@ mod tests {
         for _ in 0..200 {
             w.answered(Duration::from_millis(300), Some(1000.0), now);
         }
-        // 1,000/s × 0.3 s × 1.5 + one batch of 10.
-        assert!((455..=460).contains(&w.size()), "{}", w.size());
+        // 1,000/s × 0.3 s × 1.5 + one batch of 20.
+        assert!((465..=470).contains(&w.size()), "{}", w.size());
         for _ in 0..200 {
             w.answered(Duration::from_secs(5), Some(1000.0), now);
         }

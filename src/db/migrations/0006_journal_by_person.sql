@@ -21,7 +21,11 @@ CREATE TABLE identities (
 
 CREATE INDEX identities_by_person ON identities (person_id);
 
+-- A rowid table, rows numbered in plan order: a batch of claims (and their outcomes)
+-- touches a page or two of the table, where a table ordered by person would touch a
+-- page per row, each a 4 KiB frame in the WAL at every commit.
 CREATE TABLE journal_by_person (
+    id             INTEGER PRIMARY KEY,
     campaign_id    TEXT NOT NULL REFERENCES campaigns (id),
     person_id      INTEGER NOT NULL,
     occurrence     TEXT NOT NULL DEFAULT '',
@@ -53,9 +57,9 @@ CREATE TABLE journal_by_person (
     intent_at      TEXT,
     outcome_at     TEXT,
     updated_at     TEXT NOT NULL,
-    PRIMARY KEY (campaign_id, person_id, occurrence),
+    UNIQUE (campaign_id, person_id, occurrence),
     CHECK (phone IS NOT NULL OR bsuid IS NOT NULL)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 
 -- Every old row is kept. Two old rows that turn out to be one person (a number spelt
 -- two ways by two runs, the gap this key closes) keep both: the later one under the
@@ -67,7 +71,7 @@ SELECT campaign_id, wa_consent_key(contact_key), '', phone, line, seq, plan_run,
     attempts, message_id, wa_id, message_status, error_code, error_detail, retry_at, intent_at,
     outcome_at, updated_at
 FROM journal WHERE true
-ORDER BY campaign_id, (state = 'planned'), contact_key
+ORDER BY (state = 'planned'), campaign_id, seq
 ON CONFLICT DO NOTHING;
 
 INSERT INTO journal_by_person (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
