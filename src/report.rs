@@ -120,7 +120,6 @@ impl CheckReport {
             human_duration(self.estimated_seconds)
         ));
         let f = &self.in_flight;
-        let f = &self.in_flight;
         out.push_str(&format!(
             "{} up to {} at once{}, the most a crash can leave in doubt; the rate holds with answers under {}\n",
             ui.bold("in flight"),
