@@ -211,6 +211,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         resend,
         _lock,
     } = prepared;
+    if let Some(silent) = crate::webhook::silence::check_file(&ctx.db, crate::clock::now())? {
+        ctx.ui.warn(silent.warning(&ctx.db));
+    }
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));
     }

@@ -14,6 +14,8 @@ use crate::journal::{self, Counts, JournalRow};
 use crate::report::spreadsheet_safe;
 use crate::ui::json_line;
 use crate::webhook::history::{self, DeliveryCounts};
+use crate::webhook::possible::{self, Pending};
+use crate::webhook::silence::{self, Silence};
 
 /// Show where a campaign stands: counts by state and error code, and the messages
 /// held in doubt.
@@ -22,7 +24,11 @@ use crate::webhook::history::{self, DeliveryCounts};
 /// and detail, timestamps, latest delivery status), safe to open in a spreadsheet.
 ///
 /// Delivery figures (delivered, read, failed after acceptance, replies) come from
-/// `wacampaign webhook serve` running alongside.
+/// `wacampaign webhook serve` running alongside. Replies that read like an opt-out
+/// without being a keyword ("please stop") are listed as "possible opt-out, needs a
+/// person", each with the `wacampaign consent opt-out ...` command that records it.
+/// When messages were sent in the last 24 h but no webhook was recorded in that
+/// time, a warning says opt-outs and statuses may be missing.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -47,6 +53,10 @@ struct Status {
     failures_by_code: std::collections::BTreeMap<String, u64>,
     in_doubt: Vec<JournalRow>,
     deliveries: DeliveryCounts,
+    /// Replies that read like an opt-out without being a keyword: a person decides.
+    possible_opt_outs: Vec<Pending>,
+    /// Set when messages went out in the last 24 h and no webhook arrived.
+    webhooks_silent: Option<Silence>,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +99,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let deliveries = history::delivery_counts(&db.conn, &campaign.id, &record.created_at)?;
+    let possible_opt_outs = possible::pending(&db.conn, &campaign.id, &record.created_at)?;
+    let webhooks_silent = silence::check(&db.conn, crate::clock::now())?;
+    if let Some(silent) = &webhooks_silent {
+        ctx.ui.warn(silent.warning(&ctx.db));
+    }
     let status = Status {
         campaign: campaign.id.clone(),
         first_sent: record.created_at,
@@ -97,6 +112,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         failures_by_code,
         in_doubt,
         deliveries,
+        possible_opt_outs,
+        webhooks_silent,
     };
     if ctx.ui.json {
         json_line("status", &status)?;
@@ -153,7 +170,28 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             )?;
         }
     }
+    write_possible_opt_outs(&mut out, &status.possible_opt_outs)?;
     Ok(Exit::Success)
+}
+
+/// Replies that may be opt-outs, each with the command that records it.
+fn write_possible_opt_outs(out: &mut impl Write, pending: &[Pending]) -> std::io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "possible opt-out, needs a person ({}): not acted on; if it is one, record it with the command shown",
+        pending.len()
+    )?;
+    for p in pending {
+        writeln!(
+            out,
+            "  {} at {}: {:?} ({})\n    {}",
+            p.phone, p.occurred_at, p.text, p.reason, p.record_with
+        )?;
+    }
+    Ok(())
 }
 
 /// Delivery figures from the webhook server, as shares of the accepted messages.

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     Delivery, Event, InboundEvent, NumberChange, OptOutRequest, OptOutRules, Preference,
-    PreferenceEvent, Source, StatusEvent, unix_to_rfc3339,
+    PreferenceEvent, Source, StatusEvent, possible::possible, unix_to_rfc3339,
 };
 use crate::phone::E164;
 
@@ -170,6 +170,13 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
         };
     }
     let opt_out = opt_out_request(message, rules);
+    let possible_opt_out = match (
+        &opt_out,
+        message.text.as_ref().and_then(|t| t.body.as_deref()),
+    ) {
+        (None, Some(text)) => possible(rules, text),
+        _ => None,
+    };
     Some(Event::Inbound(InboundEvent {
         source: Source::Meta,
         message_id: id,
@@ -178,6 +185,7 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
         context_id: message.context.as_ref().and_then(|c| c.id.clone()),
         occurred_at,
         opt_out,
+        possible_opt_out,
     }))
 }
 

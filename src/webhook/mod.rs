@@ -22,7 +22,9 @@
 pub mod history;
 pub mod meta;
 pub mod optout;
+pub mod possible;
 pub mod server;
+pub mod silence;
 pub mod store;
 pub mod twilio;
 
@@ -142,6 +144,17 @@ pub struct InboundEvent {
     pub occurred_at: String,
     /// Set when the message asks to stop all messages.
     pub opt_out: Option<OptOutRequest>,
+    /// Set when a text reads like an opt-out without being a bare keyword ("please
+    /// stop"): kept for a person to decide, never acted on automatically.
+    pub possible_opt_out: Option<PossibleOptOut>,
+}
+
+/// A reply that may be an opt-out: the text, kept as evidence, and why it was
+/// singled out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PossibleOptOut {
+    pub text: String,
+    pub reason: String,
 }
 
 /// An opt-out a person asked for in a message.

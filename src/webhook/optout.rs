@@ -27,19 +27,46 @@ pub const DEFAULT_KEYWORDS_BY_LANGUAGE: &[(&str, &[&str])] = &[
             "OPT OUT",
         ],
     ),
-    ("Spanish", &["BAJA", "DAR DE BAJA", "ALTO", "CANCELAR", "PARAR", "DETENER"]),
+    (
+        "Spanish",
+        &[
+            "BAJA",
+            "DAR DE BAJA",
+            "ALTO",
+            "CANCELAR",
+            "PARAR",
+            "DETENER",
+        ],
+    ),
     ("Portuguese", &["SAIR", "PARAR", "CANCELAR", "DESCADASTRAR"]),
     ("Hindi (Latin)", &["BAND", "BAND KARO", "RUKO", "MAT BHEJO"]),
-    ("Hindi (Devanagari)", &["बंद", "बन्द", "बंद करो", "रुको", "मत भेजो"]),
+    (
+        "Hindi (Devanagari)",
+        &["बंद", "बन्द", "बंद करो", "रुको", "मत भेजो"],
+    ),
     ("Indonesian", &["BERHENTI", "BATAL", "BERHENTI LANGGANAN"]),
     (
         "Arabic",
-        &["توقف", "إيقاف", "ايقاف", "إلغاء", "الغاء", "إلغاء الاشتراك", "الغاء الاشتراك"],
+        &[
+            "توقف",
+            "إيقاف",
+            "ايقاف",
+            "إلغاء",
+            "الغاء",
+            "إلغاء الاشتراك",
+            "الغاء الاشتراك",
+        ],
     ),
     ("Turkish", &["DUR", "İPTAL", "ABONELİKTEN ÇIK"]),
     ("German", &["STOPP", "ABMELDEN", "ABBESTELLEN", "ENDE"]),
-    ("French", &["ARRÊT", "ARRÊTER", "DÉSABONNER", "DÉSINSCRIRE", "ANNULER"]),
-    ("Italian", &["BASTA MESSAGGI", "CANCELLA", "DISISCRIVIMI", "ANNULLA"]),
+    (
+        "French",
+        &["ARRÊT", "ARRÊTER", "DÉSABONNER", "DÉSINSCRIRE", "ANNULER"],
+    ),
+    (
+        "Italian",
+        &["BASTA MESSAGGI", "CANCELLA", "DISISCRIVIMI", "ANNULLA"],
+    ),
     ("Russian", &["СТОП", "ОТПИСАТЬСЯ", "ОТПИСКА", "ОТМЕНА"]),
 ];
 
@@ -234,9 +261,8 @@ pub fn fold(text: &str) -> String {
         }
     }
     let recomposed: String = stripped.nfc().collect();
-    let is_word_char = |c: char| {
-        c.is_alphanumeric() || (is_combining_mark(c) && !is_variation_selector(c))
-    };
+    let is_word_char =
+        |c: char| c.is_alphanumeric() || (is_combining_mark(c) && !is_variation_selector(c));
     recomposed
         .split(|c: char| c.is_whitespace())
         .map(|word| word.trim_matches(|c: char| !is_word_char(c)))
@@ -297,7 +323,15 @@ mod tests {
 
     #[test]
     fn hindi_in_latin_and_devanagari_script() {
-        for text in ["Band karo", "RUKO", "mat bhejo", "बंद", "बन्द", "बंद करो", " रुको। "] {
+        for text in [
+            "Band karo",
+            "RUKO",
+            "mat bhejo",
+            "बंद",
+            "बन्द",
+            "बंद करो",
+            " रुको। ",
+        ] {
             assert!(opts_out(text), "{text:?}");
         }
         // The marks spell the word: without the anusvara (or the matra) it is
@@ -326,7 +360,14 @@ mod tests {
 
     #[test]
     fn turkish_with_and_without_dotted_capitals() {
-        for text in ["DUR", "İPTAL", "iptal", "IPTAL", "Abonelikten çık", "ABONELIKTEN CIK"] {
+        for text in [
+            "DUR",
+            "İPTAL",
+            "iptal",
+            "IPTAL",
+            "Abonelikten çık",
+            "ABONELIKTEN CIK",
+        ] {
             assert!(opts_out(text), "{text:?}");
         }
     }
@@ -341,7 +382,14 @@ mod tests {
 
     #[test]
     fn french_with_accents_ignored() {
-        for text in ["ARRÊT", "arret", "Arrêter", "désabonner", "DESINSCRIRE", "annuler"] {
+        for text in [
+            "ARRÊT",
+            "arret",
+            "Arrêter",
+            "désabonner",
+            "DESINSCRIRE",
+            "annuler",
+        ] {
             assert!(opts_out(text), "{text:?}");
         }
     }

@@ -217,6 +217,9 @@ fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqli
         message.occurred_at,
         now
     ])?;
+    if let Some(possible) = &message.possible_opt_out {
+        super::possible::record(conn, message, possible, now)?;
+    }
     if let Some(request) = &message.opt_out {
         consent::append_in(
             conn,
@@ -601,6 +604,7 @@ mod tests {
                     method: "whatsapp_reply".to_owned(),
                     evidence: "STOP".to_owned(),
                 }),
+                possible_opt_out: None,
             })],
         );
         let change = Event::NumberChanged(NumberChange {

@@ -11,7 +11,10 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::{Delivery, Event, InboundEvent, OptOutRequest, OptOutRules, Source, StatusEvent};
+use super::{
+    Delivery, Event, InboundEvent, OptOutRequest, OptOutRules, Source, StatusEvent,
+    possible::possible,
+};
 use crate::phone::E164;
 
 type HmacSha1 = Hmac<Sha1>;
@@ -162,6 +165,11 @@ pub fn parse(
                     (None, None) => text.to_owned(),
                 },
             });
+            let possible_opt_out = if opt_out.is_none() && payload.is_none() {
+                possible(rules, text)
+            } else {
+                None
+            };
             let kind = if payload.is_some() {
                 "button"
             } else if get("NumMedia").is_some_and(|n| n != "0") {
@@ -177,6 +185,7 @@ pub fn parse(
                 context_id: get("OriginalRepliedMessageSid").map(str::to_owned),
                 occurred_at: received_at.to_owned(),
                 opt_out,
+                possible_opt_out,
             }));
         }
     }
