@@ -11,6 +11,8 @@ use crate::cmd::Context;
 use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::journal::{self, Counts, JournalRow};
+use crate::pricing::Pricing;
+use crate::pricing::billed::{self, Billed};
 use crate::report::spreadsheet_safe;
 use crate::ui::json_line;
 use crate::webhook::history::{self, DeliveryCounts};
@@ -29,6 +31,10 @@ use crate::webhook::silence::{self, Silence};
 /// person", each with the `wacampaign consent opt-out ...` command that records it.
 /// When messages were sent in the last 24 h but no webhook was recorded in that
 /// time, a warning says opt-outs and statuses may be missing.
+///
+/// Billing: the messages Meta's status webhooks marked billable (their `pricing`
+/// object), by category, with free ones (free_customer_service, free_entry_point)
+/// apart; with a rate card, their cost as billable count × card rate, an estimate.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -57,6 +63,8 @@ struct Status {
     possible_opt_outs: Vec<Pending>,
     /// Set when messages went out in the last 24 h and no webhook arrived.
     webhooks_silent: Option<Silence>,
+    /// What Meta's status webhooks said about billing, and its estimated cost.
+    billing: Billed,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +109,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let deliveries = history::delivery_counts(&db.conn, &campaign.id, &record.created_at)?;
     let possible_opt_outs = possible::pending(&db.conn, &campaign.id, &record.created_at)?;
     let webhooks_silent = silence::check(&db.conn, crate::clock::now())?;
+    let pricing = Pricing::of(&campaign)?;
+    let billing = billed::billed(&db.conn, &campaign.id, pricing.as_ref())?;
     if let Some(silent) = &webhooks_silent {
         ctx.ui.warn(silent.warning(&ctx.db));
     }
@@ -114,6 +124,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         deliveries,
         possible_opt_outs,
         webhooks_silent,
+        billing,
     };
     if ctx.ui.json {
         json_line("status", &status)?;
@@ -170,8 +181,31 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             )?;
         }
     }
+    write_billing(&mut out, &status.billing)?;
     write_possible_opt_outs(&mut out, &status.possible_opt_outs)?;
     Ok(Exit::Success)
+}
+
+/// The messages Meta marked billable or free, and their estimated cost.
+fn write_billing(out: &mut impl Write, billing: &Billed) -> std::io::Result<()> {
+    if billing.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "billing (pricing in Meta's status webhooks):")?;
+    for (category, n) in &billing.billable {
+        writeln!(out, "  billable   {n} {category}")?;
+    }
+    for (kind, n) in &billing.free {
+        writeln!(out, "  free       {n} {kind}")?;
+    }
+    if let Some(cost) = &billing.estimated_cost {
+        write!(
+            out,
+            "{}",
+            cost.render("  estimated cost (billable × card rate; the webhooks carry no amount):")
+        )?;
+    }
+    Ok(())
 }
 
 /// Replies that may be opt-outs, each with the command that records it.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    Delivery, Event, InboundEvent, NumberChange, OptOutRequest, OptOutRules, Preference,
+    Billing, Delivery, Event, InboundEvent, NumberChange, OptOutRequest, OptOutRules, Preference,
     PreferenceEvent, Source, StatusEvent, possible::possible, unix_to_rfc3339,
 };
 use crate::phone::E164;
@@ -119,6 +119,11 @@ fn status_event(status: &Status, received_at: &str) -> Option<StatusEvent> {
         callback: status.biz_opaque_callback_data.clone(),
         error_code: error.and_then(|e| e.code),
         error_detail: error.map(StatusError::describe),
+        pricing: status.pricing.as_ref().map(|p| Billing {
+            billable: p.billable,
+            category: p.category.clone(),
+            kind: p.kind.clone(),
+        }),
     })
 }
 
@@ -300,6 +305,15 @@ struct Status {
     biz_opaque_callback_data: Option<String>,
     #[serde(default)]
     errors: Vec<StatusError>,
+    pricing: Option<StatusPricing>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusPricing {
+    billable: Option<bool>,
+    category: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

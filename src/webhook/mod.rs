@@ -129,6 +129,18 @@ pub struct StatusEvent {
     pub callback: Option<String>,
     pub error_code: Option<i64>,
     pub error_detail: Option<String>,
+    /// Meta's `pricing` object: how the message is billed.
+    pub pricing: Option<Billing>,
+}
+
+/// What a status says about billing (Meta's `pricing`: `billable`, `category`,
+/// `type`); it carries no amount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Billing {
+    pub billable: Option<bool>,
+    pub category: Option<String>,
+    /// `regular`, `free_customer_service`, `free_entry_point`.
+    pub kind: Option<String>,
 }
 
 /// A message a person sent us.

@@ -134,6 +134,7 @@ pub fn parse(
                 callback,
                 error_code,
                 error_detail,
+                pricing: None,
             }));
         }
         _ => {

@@ -900,7 +900,10 @@ fn a_reply_that_reads_like_an_opt_out_is_listed_for_a_person_with_its_command() 
     let listed = &json_data(&json, "status")["possible_opt_outs"];
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["message_id"], id);
-    assert_eq!(listed[0]["phone"], "+5215512345678", "as WhatsApp spelled it");
+    assert_eq!(
+        listed[0]["phone"], "+5215512345678",
+        "as WhatsApp spelled it"
+    );
 
     // The command, run as printed by a shell, records it with the text as evidence.
     let db = ws.db();
