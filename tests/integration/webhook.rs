@@ -1034,3 +1034,93 @@ fn sends_without_webhooks_for_a_day_are_warned_about_until_one_arrives() {
     let stderr = String::from_utf8_lossy(&shown.get_output().stderr).into_owned();
     assert!(!stderr.contains("no webhook"), "{stderr}");
 }
+
+#[test]
+fn status_reports_what_meta_marked_billable_and_its_estimated_cost() {
+    let ws = Workspace::new();
+    let card = crate::support::shipped_campaigns()
+        .join("meta-rate-card-EXAMPLE-rates-not-current-prices.csv");
+    let campaign = edit(
+        CAMPAIGN,
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    ) + &format!("\n[pricing]\nrate_card = \"{}\"\n", card.display());
+    ws.write("campaign.toml", campaign);
+    ws.write(
+        "contacts.csv",
+        "name,phone,date\nAna,5512345678,lunes\nBeto,5587654321,martes\nCaio,+55 11 98765 4321,lunes\n",
+    );
+    opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    ws.wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    let ids: Vec<(String, String)> = {
+        let db = Db::open(&ws.db()).unwrap();
+        let mut stmt = db
+            .conn
+            .prepare("SELECT message_id, phone FROM journal ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(ids.len(), 3);
+    let server = Server::start(&ws, &[]);
+    let t = now();
+    let priced = |i: usize, kind: &str, billable: bool, category: &str, pricing_type: &str| {
+        let (id, phone) = &ids[i];
+        let mut s = status(id, kind, t + i as i64, phone.trim_start_matches('+'), None);
+        s["pricing"] = json!({
+            "billable": billable, "pricing_model": "PMP",
+            "category": category, "type": pricing_type
+        });
+        s
+    };
+    let reply = server.post_meta_signed(&statuses(vec![
+        // Billable utility, reported on each status: counted once.
+        priced(0, "sent", true, "utility", "regular"),
+        priced(0, "delivered", true, "utility", "regular"),
+        // Free: inside a customer-service window.
+        priced(1, "sent", false, "utility", "free_customer_service"),
+        // Billable utility to Brazil.
+        priced(2, "delivered", true, "utility", "regular"),
+    ]));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let output = ws
+        .wacampaign()
+        .args(["--json", "status", "campaign.toml"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let billing = &json_data(&output, "status")["billing"];
+    assert_eq!(billing["billable"], json!({"utility": 2}), "{billing}");
+    assert_eq!(
+        billing["free"],
+        json!({"free_customer_service": 1}),
+        "{billing}"
+    );
+    // By hand on the shipped card: Mexico utility 0.0085 + Brazil utility 0.0068.
+    assert_eq!(billing["estimated_cost"]["total"], "0.0153", "{billing}");
+    assert_eq!(billing["estimated_cost"]["currency"], "USD");
+    let text = crate::support::stdout(
+        &ws.wacampaign()
+            .args(["status", "campaign.toml"])
+            .assert()
+            .code(0),
+    );
+    assert!(text.contains("billable   2 utility"), "{text}");
+    assert!(
+        text.contains("free       1 free_customer_service"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "estimated cost (billable × card rate; the webhooks carry no amount): 0.0153 USD"
+        ),
+        "{text}"
+    );
+}
