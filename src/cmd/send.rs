@@ -217,9 +217,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         resend,
         _lock,
     } = prepared;
-    if let Some(silent) = crate::webhook::silence::check_file(&ctx.db, crate::clock::now())? {
-        ctx.ui.warn(silent.warning(&ctx.db));
-    }
+    crate::cmd::status::warn_before_send(ctx, &campaign)?;
     summary.plan.cost = crate::pricing::estimate::for_run(&ctx.db, &campaign, args, resend > 0)?;
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));

@@ -208,6 +208,29 @@ fn write_billing(out: &mut impl Write, billing: &Billed) -> std::io::Result<()> 
     Ok(())
 }
 
+/// What `send` says before sending that `status` would show in full: webhooks
+/// silent for a day, and replies that may be opt-outs waiting for a person.
+pub fn warn_before_send(ctx: &Context, campaign: &Campaign) -> anyhow::Result<()> {
+    let Some(db) = Db::open_existing(&ctx.db)? else {
+        return Ok(());
+    };
+    if let Some(silent) = silence::check(&db.conn, crate::clock::now())? {
+        ctx.ui.warn(silent.warning(&ctx.db));
+    }
+    if let Some((record, _)) = journal::campaign_record(&db.conn, &campaign.id)? {
+        let pending = possible::pending(&db.conn, &campaign.id, &record.created_at)?;
+        if !pending.is_empty() {
+            ctx.ui.warn(format!(
+                "{} replies to this campaign may be opt-outs and need a person (possible opt-out): \
+                 `wacampaign status {}` lists them with the command that records each",
+                pending.len(),
+                campaign.file.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Replies that may be opt-outs, each with the command that records it.
 fn write_possible_opt_outs(out: &mut impl Write, pending: &[Pending]) -> std::io::Result<()> {
     if pending.is_empty() {

@@ -64,14 +64,6 @@ pub fn check(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Option<S
     }))
 }
 
-/// [`check`] on the database at `path`, if there is one.
-pub fn check_file(path: &std::path::Path, now: DateTime<Utc>) -> anyhow::Result<Option<Silence>> {
-    match crate::db::Db::open_existing(path)? {
-        Some(db) => Ok(check(&db.conn, now)?),
-        None => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -905,6 +905,17 @@ fn a_reply_that_reads_like_an_opt_out_is_listed_for_a_person_with_its_command() 
         "as WhatsApp spelled it"
     );
 
+    // `send` points at them before sending.
+    let again = ws
+        .wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("1 replies to this campaign may be opt-outs and need a person"),
+        "{stderr}"
+    );
     // The command, run as printed by a shell, records it with the text as evidence.
     let db = ws.db();
     let ran = std::process::Command::new("sh")
