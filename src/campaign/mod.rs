@@ -729,6 +729,34 @@ phone_number_id = "106540352242922"
     }
 
     #[test]
+    fn pricing_paths_resolve_beside_the_file_and_a_bad_country_is_located() {
+        let text =
+            format!("{GOOD}\n[pricing]\nrate_card = \"rates.csv\"\nbusiness_country = \"us\"\n");
+        let c = parse(&text).unwrap();
+        let pricing = c.pricing.unwrap();
+        assert_eq!(pricing.rate_card, Path::new("dir/rates.csv"));
+        assert_eq!(pricing.markets, None);
+        assert_eq!(pricing.business_country.as_deref(), Some("US"));
+        assert_eq!(
+            parse(&GOOD.replace("category", "category"))
+                .unwrap()
+                .pricing,
+            None
+        );
+        let err = parse(&text.replace("\"us\"", "\"USA\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dir/reminder-nov.toml:24:20:"), "{err}");
+        assert!(err.contains("pricing.business_country"), "{err}");
+        let assumed_fingerprint = parse(GOOD).unwrap().content_fingerprint();
+        assert_eq!(
+            parse(&text).unwrap().content_fingerprint(),
+            assumed_fingerprint,
+            "pricing does not change what recipients receive"
+        );
+    }
+
+    #[test]
     fn a_changed_mapping_changes_the_fingerprint() {
         let a = parse(GOOD).unwrap().content_fingerprint();
         let b = parse(&GOOD.replace("default = \"cliente\"", "default = \"amigo\""))

@@ -326,3 +326,102 @@ pub fn check_max_cost(estimate: Option<&Estimate>, max: &Money) -> anyhow::Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::{MarketMap, RateCard};
+
+    const CARD: &str = "market,currency,marketing,utility,authentication,authentication_international\n\
+                        India,USD,0.0107,0.0014,0.0014,0.0280\n\
+                        Mexico,USD,0.0305,0.0085,0.0085,\n";
+
+    fn pricing(category: PriceCategory, business: Option<&str>) -> Pricing {
+        Pricing {
+            card: RateCard::parse(CARD, "card.csv").unwrap(),
+            markets: MarketMap::builtin(),
+            category,
+            business_country: business.map(str::to_owned),
+        }
+    }
+
+    fn phone(digits: &str) -> E164 {
+        E164::from_digits(digits).unwrap()
+    }
+
+    #[test]
+    fn authentication_abroad_is_priced_international_where_the_card_has_it() {
+        let p = pricing(PriceCategory::Authentication, Some("MX"));
+        let mut e = p.estimator();
+        e.add(phone("919876543210"));
+        e.add(phone("525512345678"));
+        let estimate = e.finish();
+        let by: Vec<(&str, PriceCategory, String)> = estimate
+            .lines
+            .iter()
+            .map(|l| (l.market.as_str(), l.category, l.cost.to_string()))
+            .collect();
+        assert_eq!(
+            by,
+            [
+                (
+                    "India",
+                    PriceCategory::AuthenticationInternational,
+                    "0.028".to_owned()
+                ),
+                ("Mexico", PriceCategory::Authentication, "0.0085".to_owned()),
+            ]
+        );
+        assert_eq!(estimate.total.to_string(), "0.0365");
+
+        // Without the business's country the domestic rate is used, and said.
+        let p = pricing(PriceCategory::Authentication, None);
+        let mut e = p.estimator();
+        e.add(phone("919876543210"));
+        let estimate = e.finish();
+        assert_eq!(estimate.total.to_string(), "0.0014");
+        assert!(
+            estimate
+                .leaves_out
+                .iter()
+                .any(|n| n.contains("set pricing.business_country")),
+            "{:?}",
+            estimate.leaves_out
+        );
+    }
+
+    #[test]
+    fn max_cost_refuses_above_in_another_currency_or_incomplete() {
+        let p = pricing(PriceCategory::Utility, None);
+        let mut e = p.estimator();
+        e.add(phone("525512345678"));
+        let complete = e.finish();
+        let max = |t: &str| t.parse::<Money>().unwrap();
+        assert!(
+            check_max_cost(Some(&complete), &max("0.0085USD")).is_ok(),
+            "equal is within"
+        );
+        let above = check_max_cost(Some(&complete), &max("0.0084USD")).unwrap_err();
+        assert!(above.to_string().contains("above --max-cost"), "{above}");
+        let currency = check_max_cost(Some(&complete), &max("1EUR")).unwrap_err();
+        assert!(
+            currency.to_string().contains("--max-cost is in EUR"),
+            "{currency}"
+        );
+        assert!(
+            check_max_cost(None, &max("1USD")).is_err(),
+            "no card, no limit"
+        );
+
+        let mut e = p.estimator();
+        e.add(phone("4915123456789"));
+        let incomplete = e.finish();
+        assert_eq!(incomplete.unpriced_messages, 1);
+        assert!(incomplete.total.is_zero());
+        let err = check_max_cost(Some(&incomplete), &max("100USD")).unwrap_err();
+        assert!(
+            err.to_string().contains("1 messages to market Germany"),
+            "{err}"
+        );
+    }
+}

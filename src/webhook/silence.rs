@@ -58,7 +58,7 @@ pub fn check(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Option<S
     let webhooks: i64 = conn
         .prepare_cached("SELECT count(*) FROM webhook_deliveries WHERE received_at >= ?1")?
         .query_row(params![since], |r| r.get(0))?;
-    Ok((webhooks == 0).then(|| Silence {
+    Ok((webhooks == 0).then_some(Silence {
         sent: sent as u64,
         since,
     }))

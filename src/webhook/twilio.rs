@@ -304,6 +304,20 @@ mod tests {
         };
         assert_eq!(m.from.to_string(), "+5215512345678");
         assert_eq!(m.opt_out.as_ref().unwrap().method, "whatsapp_reply");
+        assert_eq!(m.possible_opt_out, None);
+
+        let sentence = params(&[
+            ("MessageSid", "SM4"),
+            ("From", "whatsapp:+5215512345678"),
+            ("Body", "Ya no me manden nada por favor"),
+        ]);
+        let d = parse(Vec::new(), &sentence, None, &rules, "x");
+        let [Event::Inbound(m)] = d.events.as_slice() else {
+            panic!("{d:?}")
+        };
+        assert_eq!(m.opt_out, None, "a sentence is not acted on");
+        let possible = m.possible_opt_out.as_ref().expect("but kept for a person");
+        assert_eq!(possible.text, "Ya no me manden nada por favor");
 
         let advanced = params(&[
             ("MessageSid", "SM3"),
