@@ -460,6 +460,26 @@ mod tests {
         assert!(why.contains("no me manden"), "{why}");
     }
 
+    proptest::proptest! {
+        /// Whatever punctuation, emoji and spaces of any script surround a keyword,
+        /// it is still one; and no text makes the matcher panic.
+        #[test]
+        fn a_keyword_wrapped_in_anything_but_letters_is_still_one(
+            before in "[ \u{00A0}\u{2003}\u{3000}\u{200B}.,;:!?¡¿«»()\\[\\]\"'*~🛑🙏👍🏽❤\u{FE0F}\u{200D}-]{0,6}",
+            after in "[ \u{00A0}\u{2003}\u{3000}\u{200B}.,;:!?¡¿«»()\\[\\]\"'*~🛑🙏👍🏽❤\u{FE0F}\u{200D}-]{0,6}",
+            index in 0usize..64,
+            noise in "\\PC{0,40}",
+        ) {
+            let rules = OptOutRules::default();
+            let keywords: Vec<&str> = default_keywords().collect();
+            let keyword = keywords[index % keywords.len()];
+            let text = format!("{before}{keyword}{after}");
+            proptest::prop_assert!(rules.is_opt_out_text(&text), "{:?}", text);
+            let _ = rules.read_text(&noise);
+            let _ = fold(&noise);
+        }
+    }
+
     #[test]
     fn configured_keywords_and_payloads_add_to_the_defaults() {
         let rules = OptOutRules::new(["basta", "NO MAS"], ["UNSUB_PROMO"]);
