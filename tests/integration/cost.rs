@@ -132,6 +132,15 @@ fn max_cost_below_the_estimate_sends_nothing_and_above_it_sends() {
         "{stderr}"
     );
     assert_eq!(accepted(&fx), 0);
+    // An amount without its currency is a usage error that says how to write it.
+    let bare = fx
+        .wacampaign()
+        .args(["send", "campaign.toml", "--yes", "--max-cost", "25"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&bare.get_output().stderr).into_owned();
+    assert!(stderr.contains("`25USD`"), "{stderr}");
+    assert_eq!(accepted(&fx), 0);
     // A dry run is refused the same way.
     fx.wacampaign()
         .args([
