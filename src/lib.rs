@@ -17,6 +17,7 @@ pub mod journal;
 pub mod lock;
 pub mod phone;
 pub mod plan;
+pub mod pricing;
 pub mod provider;
 pub mod report;
 pub mod secret;

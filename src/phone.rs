@@ -116,6 +116,13 @@ impl E164 {
         self.0
     }
 
+    /// The number's country (ISO 3166-1 alpha-2, e.g. `MX`), from libphonenumber's
+    /// metadata; `None` for a number no region claims (a non-geographic +800 number).
+    pub fn region(self) -> Option<String> {
+        let parsed = phonenumber::parse(None, self.to_string()).ok()?;
+        parsed.country().id().map(|id| format!("{id:?}"))
+    }
+
     /// The key consent is matched on: the same for every spelling WhatsApp produces
     /// of one person's number.
     ///
@@ -216,6 +223,17 @@ mod tests {
         assert_eq!(key("5511987654321"), key("551187654321"));
         assert_ne!(key("525512345678"), key("525512345679"));
         assert_eq!(key("14155550123"), 14_155_550_123);
+    }
+
+    #[test]
+    fn a_number_knows_its_country() {
+        let region = |d: &str| E164::from_digits(d).unwrap().region();
+        assert_eq!(region("525512345678").as_deref(), Some("MX"));
+        assert_eq!(region("14155550123").as_deref(), Some("US"));
+        assert_eq!(region("16135550123").as_deref(), Some("CA"));
+        assert_eq!(region("5511987654321").as_deref(), Some("BR"));
+        assert_eq!(region("919876543210").as_deref(), Some("IN"));
+        assert_eq!(region("50588123456").as_deref(), Some("NI"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::campaign::Campaign;
 use crate::plan::{Excluded, PlanStats};
+use crate::pricing::Estimate;
 use crate::ui::Ui;
 
 /// The plan's totals with the campaign facts an operator checks before sending.
@@ -28,6 +29,9 @@ pub struct CheckReport {
     pub rate_per_second: u32,
     pub estimated_seconds: u64,
     pub in_flight: InFlight,
+    /// The cost estimate, when the campaign has a rate card (`[pricing]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Estimate>,
 }
 
 /// How many requests may be on the wire at once: the most a crash can leave in
@@ -64,6 +68,7 @@ impl CheckReport {
                 rate_holds_below_ms: (campaign.sending.in_flight_cap() as u64 * 1000)
                     / u64::from(rate.max(1)),
             },
+            cost: None,
         }
     }
 
@@ -127,6 +132,9 @@ impl CheckReport {
             if f.fixed { " (sending.concurrency)" } else { "" },
             human_millis(f.rate_holds_below_ms)
         ));
+        if let Some(cost) = &self.cost {
+            out.push_str(&cost.render(&ui.bold("cost     ")));
+        }
         out
     }
 }

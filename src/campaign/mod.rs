@@ -26,6 +26,7 @@ use self::provider::{RawProvider, build_provider, sid};
 use crate::consent::Purpose;
 pub use crate::contacts::{ContactsSource, Encoding};
 use crate::phone::DefaultRegion;
+use crate::pricing::PricingConfig;
 use crate::template::{PlaceholderKey, Template};
 
 /// Meta's default throughput for a business phone number.
@@ -146,6 +147,8 @@ pub struct Campaign {
     pub template: TemplateSpec,
     pub provider: ProviderConfig,
     pub sending: Sending,
+    /// `[pricing]`: the rate card the cost estimate is made from.
+    pub pricing: Option<PricingConfig>,
 }
 
 // ---- the file as serde reads it ----
@@ -158,6 +161,15 @@ struct RawFile {
     provider: RawProvider,
     #[serde(default)]
     sending: RawSending,
+    pricing: Option<RawPricing>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPricing {
+    rate_card: Spanned<String>,
+    markets: Option<Spanned<String>>,
+    business_country: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +324,11 @@ impl Campaign {
             ));
         }
         let sending = build_sending(&raw.sending, &at)?;
+        let pricing = raw
+            .pricing
+            .as_ref()
+            .map(|p| build_pricing(p, base_dir, &at))
+            .transpose()?;
 
         Ok(Campaign {
             file: path.to_path_buf(),
@@ -323,6 +340,7 @@ impl Campaign {
             template,
             provider,
             sending,
+            pricing,
         })
     }
 
@@ -508,6 +526,43 @@ fn value_sources(
     Ok(sources)
 }
 
+fn build_pricing(
+    raw: &RawPricing,
+    base_dir: &Path,
+    at: &Locate<'_>,
+) -> Result<PricingConfig, CampaignError> {
+    let path = |value: &Spanned<String>, key: &str| {
+        let text = value.get_ref().trim();
+        if text.is_empty() {
+            Err(at(
+                value.span(),
+                format!("pricing.{key} is empty; give the path of the CSV file"),
+            ))
+        } else {
+            Ok(base_dir.join(text))
+        }
+    };
+    let business_country = raw
+        .business_country
+        .as_ref()
+        .map(|c| {
+            c.get_ref()
+                .parse::<DefaultRegion>()
+                .map(|r| r.to_string())
+                .map_err(|m| at(c.span(), format!("pricing.business_country: {m}")))
+        })
+        .transpose()?;
+    Ok(PricingConfig {
+        rate_card: path(&raw.rate_card, "rate_card")?,
+        markets: raw
+            .markets
+            .as_ref()
+            .map(|m| path(m, "markets"))
+            .transpose()?,
+        business_country,
+    })
+}
+
 fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignError> {
     let rate_per_second = match &raw.rate_per_second {
         Some(r) => Sending::check_rate(*r.get_ref()).map_err(|e| at(r.span(), e))?,
@@ -670,6 +725,29 @@ phone_number_id = "106540352242922"
         assert!(
             err.contains("uses {{2}} but [template.variables] has no `2`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn pricing_paths_resolve_beside_the_file_and_a_bad_country_is_located() {
+        let text =
+            format!("{GOOD}\n[pricing]\nrate_card = \"rates.csv\"\nbusiness_country = \"us\"\n");
+        let c = parse(&text).unwrap();
+        let pricing = c.pricing.unwrap();
+        assert_eq!(pricing.rate_card, Path::new("dir/rates.csv"));
+        assert_eq!(pricing.markets, None);
+        assert_eq!(pricing.business_country.as_deref(), Some("US"));
+        assert_eq!(parse(GOOD).unwrap().pricing, None);
+        let err = parse(&text.replace("\"us\"", "\"USA\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dir/reminder-nov.toml:24:20:"), "{err}");
+        assert!(err.contains("pricing.business_country"), "{err}");
+        let assumed_fingerprint = parse(GOOD).unwrap().content_fingerprint();
+        assert_eq!(
+            parse(&text).unwrap().content_fingerprint(),
+            assumed_fingerprint,
+            "pricing does not change what recipients receive"
         );
     }
 

@@ -9,6 +9,7 @@ use crate::campaign::Campaign;
 use crate::cmd::Context;
 use crate::exit_codes::Exit;
 use crate::plan::{PlanItem, Planner};
+use crate::pricing::Pricing;
 use crate::report::{CheckReport, ExcludedWriter};
 use crate::ui::json_line;
 
@@ -18,12 +19,17 @@ use crate::ui::json_line;
 /// contacts are eligible and how many are excluded, by reason. Nothing is sent and
 /// the journal is not touched. Exits 0 when the campaign is valid, even with excluded
 /// rows, and 2 when it is not.
+///
+/// With a rate card (`[pricing] rate_card` in the campaign file) it estimates the
+/// cost by market and category in the card's currency; messages to a market the
+/// card has no rate for are reported with their count, never priced at zero.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   wacampaign check campaigns/appointment-reminder.toml
   wacampaign check campaigns/promotion.toml --excluded excluded.csv
-  wacampaign check campaigns/promotion.toml --json | jq .data.eligible")]
+  wacampaign check campaigns/promotion.toml --json | jq .data.eligible
+  wacampaign check campaigns/promotion.toml --json | jq .data.cost.total")]
 pub struct Args {
     /// The campaign file (TOML).
     #[arg(value_name = "CAMPAIGN.toml")]
@@ -37,6 +43,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = Campaign::load(&args.campaign)?;
     let gate = ctx.consent_gate(&campaign)?;
     let planner = Planner::new(&campaign, &gate)?;
+    let pricing = Pricing::of(&campaign)?;
+    let mut estimator = pricing.as_ref().map(Pricing::estimator);
     let contacts_file = planner.contacts_path().to_owned();
     let mut excluded_out = args
         .excluded
@@ -47,6 +55,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         .transpose()?;
     let mut write_error = None;
     let stats = planner.run(|item| {
+        if let (PlanItem::Eligible(recipient), Some(estimator)) = (&item, estimator.as_mut()) {
+            estimator.add(recipient.phone);
+        }
         if let (PlanItem::Excluded(excluded), Some(out)) = (&item, excluded_out.as_mut())
             && let Err(e) = out.write(excluded)
         {
@@ -61,12 +72,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         };
         finished.with_context(|| format!("writing {}", path.display()))?;
     }
-    let report = CheckReport::new(
+    let mut report = CheckReport::new(
         &campaign,
         &contacts_file,
         stats,
         campaign.sending.rate_per_second,
     );
+    report.cost = estimator.map(crate::pricing::Estimator::finish);
     if ctx.ui.json {
         json_line("check", &report)?;
     } else {

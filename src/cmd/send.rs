@@ -42,6 +42,7 @@ Examples:
   wacampaign send campaigns/promotion.toml --limit 20          # a test batch first
   WACAMPAIGN_RATE=40 wacampaign send campaigns/promotion.toml --yes --json
   wacampaign send campaigns/promotion.toml --yes --resume-halted
+  wacampaign send campaigns/promotion.toml --yes --max-cost 25USD
 
 In cron (no terminal), --yes is required; exit codes tell how the run ended.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
@@ -74,6 +75,11 @@ pub struct Args {
     /// Continue a campaign that halted, once its cause is fixed.
     #[arg(long)]
     pub resume_halted: bool,
+    /// Refuse the run, sending nothing, when its estimated cost is above AMOUNT, given
+    /// in the rate card's currency (`25USD`, "25 USD"). Needs `[pricing] rate_card`
+    /// in the campaign file; messages the card has no rate for also refuse it.
+    #[arg(long, env = "WACAMPAIGN_MAX_COST", value_name = "AMOUNT")]
+    pub max_cost: Option<crate::pricing::Money>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -198,7 +204,7 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = load_campaign(args)?;
     if args.dry_run {
-        return dry_run(ctx, &campaign);
+        return dry_run(ctx, args, &campaign);
     }
     let Some(prepared) = prepare(ctx, args, campaign)? else {
         return Ok(Exit::Halted);
@@ -211,6 +217,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         resend,
         _lock,
     } = prepared;
+    crate::cmd::status::warn_before_send(ctx, &campaign)?;
+    summary.plan.cost = crate::pricing::estimate::for_run(&ctx.db, &campaign, args, resend > 0)?;
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));
     }
@@ -287,19 +295,24 @@ fn after_sending(ctx: &Context, error: anyhow::Error) -> anyhow::Result<Exit> {
     Ok(Exit::Halted)
 }
 
-fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
+fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Exit> {
     let gate = ctx.consent_gate(campaign)?;
     let planner = Planner::new(campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();
     let mut rendered = 0u64;
+    let pricing = crate::pricing::Pricing::of(campaign)?;
+    let mut estimator = pricing.as_ref().map(crate::pricing::Pricing::estimator);
     let stats = planner.run(|item| {
         if let PlanItem::Eligible(recipient) = item {
+            if let Some(estimator) = estimator.as_mut() {
+                estimator.add(recipient.phone);
+            }
             // Render exactly what would be sent, so a dry run costs what a run does.
             let body = provider::request_body(campaign, recipient.phone, &recipient.values);
             rendered += u64::from(serde_json::to_vec(&body).is_ok());
         }
     })?;
-    let summary = SendSummary {
+    let mut summary = SendSummary {
         plan: CheckReport::new(
             campaign,
             &contacts_file,
@@ -315,6 +328,10 @@ fn dry_run(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Exit> {
         end: None,
         failures_by_code: BTreeMap::new(),
     };
+    summary.plan.cost = estimator.map(crate::pricing::Estimator::finish);
+    if let Some(max) = &args.max_cost {
+        crate::pricing::estimate::check_max_cost(summary.plan.cost.as_ref(), max)?;
+    }
     if ctx.ui.json {
         json_line("send_summary", &summary)?;
     } else {

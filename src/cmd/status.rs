@@ -11,9 +11,13 @@ use crate::cmd::Context;
 use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::journal::{self, Counts, JournalRow};
+use crate::pricing::Pricing;
+use crate::pricing::billed::{self, Billed};
 use crate::report::spreadsheet_safe;
 use crate::ui::json_line;
 use crate::webhook::history::{self, DeliveryCounts};
+use crate::webhook::possible::{self, Pending};
+use crate::webhook::silence::{self, Silence};
 
 /// Show where a campaign stands: counts by state and error code, and the messages
 /// held in doubt.
@@ -22,7 +26,15 @@ use crate::webhook::history::{self, DeliveryCounts};
 /// and detail, timestamps, latest delivery status), safe to open in a spreadsheet.
 ///
 /// Delivery figures (delivered, read, failed after acceptance, replies) come from
-/// `wacampaign webhook serve` running alongside.
+/// `wacampaign webhook serve` running alongside. Replies that read like an opt-out
+/// without being a keyword ("please stop") are listed as "possible opt-out, needs a
+/// person", each with the `wacampaign consent opt-out ...` command that records it.
+/// When messages were sent in the last 24 h but no webhook was recorded in that
+/// time, a warning says opt-outs and statuses may be missing.
+///
+/// Billing: the messages Meta's status webhooks marked billable (their `pricing`
+/// object), by category, with free ones (free_customer_service, free_entry_point)
+/// apart; with a rate card, their cost as billable count × card rate, an estimate.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -47,6 +59,12 @@ struct Status {
     failures_by_code: std::collections::BTreeMap<String, u64>,
     in_doubt: Vec<JournalRow>,
     deliveries: DeliveryCounts,
+    /// Replies that read like an opt-out without being a keyword: a person decides.
+    possible_opt_outs: Vec<Pending>,
+    /// Set when messages went out in the last 24 h and no webhook arrived.
+    webhooks_silent: Option<Silence>,
+    /// What Meta's status webhooks said about billing, and its estimated cost.
+    billing: Billed,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +107,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let deliveries = history::delivery_counts(&db.conn, &campaign.id, &record.created_at)?;
+    let possible_opt_outs = possible::pending(&db.conn, &campaign.id, &record.created_at)?;
+    let webhooks_silent = silence::check(&db.conn, crate::clock::now())?;
+    let pricing = Pricing::of(&campaign)?;
+    let billing = billed::billed(&db.conn, &campaign.id, pricing.as_ref())?;
+    if let Some(silent) = &webhooks_silent {
+        ctx.ui.warn(silent.warning(&ctx.db));
+    }
     let status = Status {
         campaign: campaign.id.clone(),
         first_sent: record.created_at,
@@ -97,6 +122,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         failures_by_code,
         in_doubt,
         deliveries,
+        possible_opt_outs,
+        webhooks_silent,
+        billing,
     };
     if ctx.ui.json {
         json_line("status", &status)?;
@@ -153,7 +181,74 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             )?;
         }
     }
+    write_billing(&mut out, &status.billing)?;
+    write_possible_opt_outs(&mut out, &status.possible_opt_outs)?;
     Ok(Exit::Success)
+}
+
+/// The messages Meta marked billable or free, and their estimated cost.
+fn write_billing(out: &mut impl Write, billing: &Billed) -> std::io::Result<()> {
+    if billing.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "billing (pricing in Meta's status webhooks):")?;
+    for (category, n) in &billing.billable {
+        writeln!(out, "  billable   {n} {category}")?;
+    }
+    for (kind, n) in &billing.free {
+        writeln!(out, "  free       {n} {kind}")?;
+    }
+    if let Some(cost) = &billing.estimated_cost {
+        write!(
+            out,
+            "{}",
+            cost.render("  estimated cost (billable × card rate; the webhooks carry no amount):")
+        )?;
+    }
+    Ok(())
+}
+
+/// What `send` says before sending that `status` would show in full: webhooks
+/// silent for a day, and replies that may be opt-outs waiting for a person.
+pub fn warn_before_send(ctx: &Context, campaign: &Campaign) -> anyhow::Result<()> {
+    let Some(db) = Db::open_existing(&ctx.db)? else {
+        return Ok(());
+    };
+    if let Some(silent) = silence::check(&db.conn, crate::clock::now())? {
+        ctx.ui.warn(silent.warning(&ctx.db));
+    }
+    if let Some((record, _)) = journal::campaign_record(&db.conn, &campaign.id)? {
+        let pending = possible::pending(&db.conn, &campaign.id, &record.created_at)?;
+        if !pending.is_empty() {
+            ctx.ui.warn(format!(
+                "{} replies to this campaign may be opt-outs and need a person (possible opt-out): \
+                 `wacampaign status {}` lists them with the command that records each",
+                pending.len(),
+                campaign.file.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Replies that may be opt-outs, each with the command that records it.
+fn write_possible_opt_outs(out: &mut impl Write, pending: &[Pending]) -> std::io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "possible opt-out, needs a person ({}): not acted on; if it is one, record it with the command shown",
+        pending.len()
+    )?;
+    for p in pending {
+        writeln!(
+            out,
+            "  {} at {}: {:?} ({})\n    {}",
+            p.phone, p.occurred_at, p.text, p.reason, p.record_with
+        )?;
+    }
+    Ok(())
 }
 
 /// Delivery figures from the webhook server, as shares of the accepted messages.

@@ -43,6 +43,13 @@ pub enum WebhookCommand {
 /// database (--db) before it is answered; delivery statuses resolve messages held in
 /// doubt, replies such as STOP record opt-outs in the consent ledger, and every
 /// message a person sends opens their 24-hour customer-service window.
+///
+/// Opt-out keywords are recognised without configuration in English (every TCPA
+/// revocation word, REVOKE included), Spanish, Portuguese, Hindi (Latin and
+/// Devanagari), Indonesian, Arabic, Turkish, German, French, Italian and Russian,
+/// after NFKC and case folding, Latin accents ignored (the README lists them). A
+/// reply that only reads like one ("please stop") is kept as a possible opt-out that
+/// `wacampaign status` lists for a person to decide.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -82,8 +89,9 @@ pub struct ServeArgs {
     /// https://hooks.example.com/webhook/twilio.
     #[arg(long, env = "WACAMPAIGN_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// A reply that opts out of all messages, besides STOP, UNSUBSCRIBE, QUIT, END,
-    /// CANCEL, BAJA, ALTO, CANCELAR, PARAR, SAIR...; repeat, or give a comma list.
+    /// A reply that opts out of all messages, besides the built-in keywords (STOP,
+    /// REVOKE, BAJA, SAIR, BAND KARO, बंद, BERHENTI, توقف, İPTAL, STOPP, ARRÊT,
+    /// DISISCRIVIMI, СТОП...); repeat, or give a comma list.
     #[arg(
         long = "opt-out-keyword",
         env = "WACAMPAIGN_OPT_OUT_KEYWORDS",

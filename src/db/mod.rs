@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_webhooks.sql"),
     include_str!("migrations/0005_ledger_refuses_replace.sql"),
     include_str!("migrations/0006_journal_by_person.sql"),
+    include_str!("migrations/0009_possible_opt_outs_and_pricing.sql"),
 ];
 
 /// The schema version this build writes.

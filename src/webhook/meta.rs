@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    Delivery, Event, InboundEvent, NumberChange, OptOutRequest, OptOutRules, Preference,
-    PreferenceEvent, Source, StatusEvent, unix_to_rfc3339,
+    Billing, Delivery, Event, InboundEvent, NumberChange, OptOutRequest, OptOutRules, Preference,
+    PreferenceEvent, Source, StatusEvent, possible::possible, unix_to_rfc3339,
 };
 use crate::phone::E164;
 
@@ -119,6 +119,11 @@ fn status_event(status: &Status, received_at: &str) -> Option<StatusEvent> {
         callback: status.biz_opaque_callback_data.clone(),
         error_code: error.and_then(|e| e.code),
         error_detail: error.map(StatusError::describe),
+        pricing: status.pricing.as_ref().map(|p| Billing {
+            billable: p.billable,
+            category: p.category.clone(),
+            kind: p.kind.clone(),
+        }),
     })
 }
 
@@ -170,6 +175,13 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
         };
     }
     let opt_out = opt_out_request(message, rules);
+    let possible_opt_out = match (
+        &opt_out,
+        message.text.as_ref().and_then(|t| t.body.as_deref()),
+    ) {
+        (None, Some(text)) => possible(rules, text),
+        _ => None,
+    };
     Some(Event::Inbound(InboundEvent {
         source: Source::Meta,
         message_id: id,
@@ -178,6 +190,7 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
         context_id: message.context.as_ref().and_then(|c| c.id.clone()),
         occurred_at,
         opt_out,
+        possible_opt_out,
     }))
 }
 
@@ -292,6 +305,15 @@ struct Status {
     biz_opaque_callback_data: Option<String>,
     #[serde(default)]
     errors: Vec<StatusError>,
+    pricing: Option<StatusPricing>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusPricing {
+    billable: Option<bool>,
+    category: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

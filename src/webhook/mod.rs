@@ -22,7 +22,9 @@
 pub mod history;
 pub mod meta;
 pub mod optout;
+pub mod possible;
 pub mod server;
+pub mod silence;
 pub mod store;
 pub mod twilio;
 
@@ -127,6 +129,18 @@ pub struct StatusEvent {
     pub callback: Option<String>,
     pub error_code: Option<i64>,
     pub error_detail: Option<String>,
+    /// Meta's `pricing` object: how the message is billed.
+    pub pricing: Option<Billing>,
+}
+
+/// What a status says about billing (Meta's `pricing`: `billable`, `category`,
+/// `type`); it carries no amount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Billing {
+    pub billable: Option<bool>,
+    pub category: Option<String>,
+    /// `regular`, `free_customer_service`, `free_entry_point`.
+    pub kind: Option<String>,
 }
 
 /// A message a person sent us.
@@ -142,6 +156,17 @@ pub struct InboundEvent {
     pub occurred_at: String,
     /// Set when the message asks to stop all messages.
     pub opt_out: Option<OptOutRequest>,
+    /// Set when a text reads like an opt-out without being a bare keyword ("please
+    /// stop"): kept for a person to decide, never acted on automatically.
+    pub possible_opt_out: Option<PossibleOptOut>,
+}
+
+/// A reply that may be an opt-out: the text, kept as evidence, and why it was
+/// singled out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PossibleOptOut {
+    pub text: String,
+    pub reason: String,
 }
 
 /// An opt-out a person asked for in a message.

@@ -130,8 +130,8 @@ fn apply_status(
     conn.prepare_cached(
         "INSERT OR IGNORE INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
              provider, recipient, error_code, error_detail, campaign_id, person_id, occurrence,
-             received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             received_at, billable, pricing_category, pricing_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         status.message_id,
@@ -146,7 +146,10 @@ fn apply_status(
         row.as_ref().map(|r| &r.0.campaign_id),
         row.as_ref().map(|r| r.0.key.person),
         row.as_ref().map(|r| &r.0.key.occurrence),
-        now
+        now,
+        status.pricing.as_ref().and_then(|p| p.billable),
+        status.pricing.as_ref().and_then(|p| p.category.as_deref()),
+        status.pricing.as_ref().and_then(|p| p.kind.as_deref()),
     ])?;
     let mut subject = status.recipient.as_deref().and_then(recipient_number);
     if let Some((key, phone)) = &row {
@@ -217,6 +220,9 @@ fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqli
         message.occurred_at,
         now
     ])?;
+    if let Some(possible) = &message.possible_opt_out {
+        super::possible::record(conn, message, possible, now)?;
+    }
     if let Some(request) = &message.opt_out {
         consent::append_in(
             conn,
@@ -403,6 +409,7 @@ mod tests {
             callback: Some(format!("wacampaign:promo:{PHONE}")),
             error_code: error,
             error_detail: error.map(|c| format!("error {c} detail")),
+            pricing: None,
         })
     }
 
@@ -601,6 +608,7 @@ mod tests {
                     method: "whatsapp_reply".to_owned(),
                     evidence: "STOP".to_owned(),
                 }),
+                possible_opt_out: None,
             })],
         );
         let change = Event::NumberChanged(NumberChange {

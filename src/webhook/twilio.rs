@@ -11,7 +11,10 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::{Delivery, Event, InboundEvent, OptOutRequest, OptOutRules, Source, StatusEvent};
+use super::{
+    Delivery, Event, InboundEvent, OptOutRequest, OptOutRules, Source, StatusEvent,
+    possible::possible,
+};
 use crate::phone::E164;
 
 type HmacSha1 = Hmac<Sha1>;
@@ -131,6 +134,7 @@ pub fn parse(
                 callback,
                 error_code,
                 error_detail,
+                pricing: None,
             }));
         }
         _ => {
@@ -162,6 +166,11 @@ pub fn parse(
                     (None, None) => text.to_owned(),
                 },
             });
+            let possible_opt_out = if opt_out.is_none() && payload.is_none() {
+                possible(rules, text)
+            } else {
+                None
+            };
             let kind = if payload.is_some() {
                 "button"
             } else if get("NumMedia").is_some_and(|n| n != "0") {
@@ -177,6 +186,7 @@ pub fn parse(
                 context_id: get("OriginalRepliedMessageSid").map(str::to_owned),
                 occurred_at: received_at.to_owned(),
                 opt_out,
+                possible_opt_out,
             }));
         }
     }
@@ -294,6 +304,20 @@ mod tests {
         };
         assert_eq!(m.from.to_string(), "+5215512345678");
         assert_eq!(m.opt_out.as_ref().unwrap().method, "whatsapp_reply");
+        assert_eq!(m.possible_opt_out, None);
+
+        let sentence = params(&[
+            ("MessageSid", "SM4"),
+            ("From", "whatsapp:+5215512345678"),
+            ("Body", "Ya no me manden nada por favor"),
+        ]);
+        let d = parse(Vec::new(), &sentence, None, &rules, "x");
+        let [Event::Inbound(m)] = d.events.as_slice() else {
+            panic!("{d:?}")
+        };
+        assert_eq!(m.opt_out, None, "a sentence is not acted on");
+        let possible = m.possible_opt_out.as_ref().expect("but kept for a person");
+        assert_eq!(possible.text, "Ya no me manden nada por favor");
 
         let advanced = params(&[
             ("MessageSid", "SM3"),

@@ -6,6 +6,7 @@ mod check;
 mod conformance;
 mod consent;
 mod consent_support;
+mod cost;
 mod fuzz;
 mod mock_server;
 mod preview;

@@ -826,3 +826,312 @@ fn without_a_secret_there_is_nothing_to_serve() {
         .code(2)
         .stderr(predicates::str::contains("--public-url"));
 }
+
+#[test]
+fn a_reply_that_reads_like_an_opt_out_is_listed_for_a_person_with_its_command() {
+    let ws = Workspace::new();
+    let campaign = edit(
+        CAMPAIGN,
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    );
+    ws.write("campaign.toml", campaign);
+    ws.write(
+        "contacts.csv",
+        "name,phone,date\nAna,5512345678,lunes\nBeto,5587654321,martes\n",
+    );
+    opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    ws.wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    let server = Server::start(&ws, &[]);
+    let t = now();
+    let id = "wamid.HBgNNTIxNTUxMjM0NTY3OBUCABIYFFBPU1NJQkxF";
+    // Not a bare keyword: nobody is opted out automatically.
+    let reply =
+        server.post_meta_signed(&text("5215512345678", id, t, "No me manden más, porfa 🙏"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // A bare keyword in Hindi opts out at once and is not listed.
+    let reply = server.post_meta_signed(&text(
+        "5215587654321",
+        "wamid.HBgNNTIxNTU4NzY1NDMyMRUCABIYFEhJTkRJ",
+        t,
+        " बंद करो 🙏",
+    ));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(matches!(
+        standing(&ws, "525587654321", Purpose::Utility),
+        Standing::OptedOut { .. }
+    ));
+    assert!(matches!(
+        standing(&ws, "525512345678", Purpose::Utility),
+        Standing::OptedIn { .. }
+    ));
+    let status = ws
+        .wacampaign()
+        .args(["status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let out = crate::support::stdout(&status);
+    assert!(
+        out.contains("possible opt-out, needs a person (1)"),
+        "{out}"
+    );
+    assert!(out.contains("\"No me manden más, porfa 🙏\""), "{out}");
+    let command = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("wacampaign consent opt-out"))
+        .unwrap_or_else(|| panic!("no command in {out}"))
+        .trim()
+        .to_owned();
+    assert!(
+        command.contains(&format!("--method whatsapp_reply --source {id}")),
+        "{command}"
+    );
+    let json = ws
+        .wacampaign()
+        .args(["--json", "status", "campaign.toml"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let listed = &json_data(&json, "status")["possible_opt_outs"];
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["message_id"], id);
+    assert_eq!(
+        listed[0]["phone"], "+5215512345678",
+        "as WhatsApp spelled it"
+    );
+
+    // `send` points at them before sending.
+    let again = ws
+        .wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("1 replies to this campaign may be opt-outs and need a person"),
+        "{stderr}"
+    );
+    // The command, run as printed by a shell, records it with the text as evidence.
+    let db = ws.db();
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command.replacen(
+            "wacampaign ",
+            &format!(
+                "{} --db {} ",
+                env!("CARGO_BIN_EXE_wacampaign"),
+                db.display()
+            ),
+            1,
+        ))
+        .current_dir(ws.path())
+        .env("WACAMPAIGN_ACTOR", "tester")
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let Standing::OptedOut { method, .. } = standing(&ws, "525512345678", Purpose::Utility) else {
+        panic!("recorded")
+    };
+    assert_eq!(method, "whatsapp_reply");
+    let event = {
+        let db = Db::open(&ws.db()).unwrap();
+        Ledger::new(&db.conn)
+            .history(E164::from_digits("525512345678").unwrap())
+            .unwrap()
+            .pop()
+            .unwrap()
+    };
+    assert_eq!(event.source, id);
+    assert_eq!(
+        event.evidence.as_deref(),
+        Some("No me manden más, porfa 🙏")
+    );
+    let out = crate::support::stdout(
+        &ws.wacampaign()
+            .args(["status", "campaign.toml"])
+            .assert()
+            .code(0),
+    );
+    assert!(
+        !out.contains("possible opt-out"),
+        "recorded, so no longer listed: {out}"
+    );
+}
+
+#[test]
+fn sends_without_webhooks_for_a_day_are_warned_about_until_one_arrives() {
+    let ws = Workspace::new();
+    let campaign = edit(
+        CAMPAIGN,
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    );
+    ws.write("campaign.toml", campaign);
+    ws.write("contacts.csv", "name,phone,date\nAna,5512345678,lunes\n");
+    opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    let sent_at = chrono::Utc::now() - chrono::Duration::hours(3);
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    ws.wacampaign()
+        .env("WACAMPAIGN_NOW", rfc(sent_at))
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    // Just after the send: too early to expect webhooks, no warning.
+    let early = ws
+        .wacampaign()
+        .env(
+            "WACAMPAIGN_NOW",
+            rfc(sent_at + chrono::Duration::minutes(1)),
+        )
+        .args(["status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&early.get_output().stderr).into_owned();
+    assert!(!stderr.contains("no webhook"), "{stderr}");
+    // Three hours on, with no webhook recorded: `status` and `send` warn.
+    let shown = ws
+        .wacampaign()
+        .args(["status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&shown.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("1 messages were sent in the last 24 h but no webhook was recorded")
+            && stderr.contains("opt-outs and delivery statuses may be missing")
+            && stderr.contains("webhook serve"),
+        "{stderr}"
+    );
+    let send = ws
+        .wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&send.get_output().stderr).into_owned();
+    assert!(stderr.contains("no webhook was recorded"), "{stderr}");
+    // A day later still nothing sent in the window: no warning.
+    let later = ws
+        .wacampaign()
+        .env("WACAMPAIGN_NOW", rfc(sent_at + chrono::Duration::hours(25)))
+        .args(["status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&later.get_output().stderr).into_owned();
+    assert!(!stderr.contains("no webhook"), "{stderr}");
+    // Once a webhook arrives, the warning stops.
+    let server = Server::start(&ws, &[]);
+    let reply = server.post_meta_signed(&statuses(vec![status(
+        "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJTSUxFTlQ=",
+        "sent",
+        now(),
+        "525512345678",
+        None,
+    )]));
+    assert_eq!(reply.status, 200);
+    let shown = ws
+        .wacampaign()
+        .args(["status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&shown.get_output().stderr).into_owned();
+    assert!(!stderr.contains("no webhook"), "{stderr}");
+}
+
+#[test]
+fn status_reports_what_meta_marked_billable_and_its_estimated_cost() {
+    let ws = Workspace::new();
+    let card = crate::support::shipped_campaigns()
+        .join("meta-rate-card-EXAMPLE-rates-not-current-prices.csv");
+    let campaign = edit(
+        CAMPAIGN,
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    ) + &format!("\n[pricing]\nrate_card = \"{}\"\n", card.display());
+    ws.write("campaign.toml", campaign);
+    ws.write(
+        "contacts.csv",
+        "name,phone,date\nAna,5512345678,lunes\nBeto,5587654321,martes\nCaio,+55 11 98765 4321,lunes\n",
+    );
+    opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    ws.wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    let ids: Vec<(String, String)> = {
+        let db = Db::open(&ws.db()).unwrap();
+        let mut stmt = db
+            .conn
+            .prepare("SELECT message_id, phone FROM journal ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(ids.len(), 3);
+    let server = Server::start(&ws, &[]);
+    let t = now();
+    let priced = |i: usize, kind: &str, billable: bool, category: &str, pricing_type: &str| {
+        let (id, phone) = &ids[i];
+        let mut s = status(id, kind, t + i as i64, phone.trim_start_matches('+'), None);
+        s["pricing"] = json!({
+            "billable": billable, "pricing_model": "PMP",
+            "category": category, "type": pricing_type
+        });
+        s
+    };
+    let reply = server.post_meta_signed(&statuses(vec![
+        // Billable utility, reported on each status: counted once.
+        priced(0, "sent", true, "utility", "regular"),
+        priced(0, "delivered", true, "utility", "regular"),
+        // Free: inside a customer-service window.
+        priced(1, "sent", false, "utility", "free_customer_service"),
+        // Billable utility to Brazil.
+        priced(2, "delivered", true, "utility", "regular"),
+    ]));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let output = ws
+        .wacampaign()
+        .args(["--json", "status", "campaign.toml"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let billing = &json_data(&output, "status")["billing"];
+    assert_eq!(billing["billable"], json!({"utility": 2}), "{billing}");
+    assert_eq!(
+        billing["free"],
+        json!({"free_customer_service": 1}),
+        "{billing}"
+    );
+    // By hand on the shipped card: Mexico utility 0.0085 + Brazil utility 0.0068.
+    assert_eq!(billing["estimated_cost"]["total"], "0.0153", "{billing}");
+    assert_eq!(billing["estimated_cost"]["currency"], "USD");
+    let text = crate::support::stdout(
+        &ws.wacampaign()
+            .args(["status", "campaign.toml"])
+            .assert()
+            .code(0),
+    );
+    assert!(text.contains("billable   2 utility"), "{text}");
+    assert!(
+        text.contains("free       1 free_customer_service"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "estimated cost (billable × card rate; the webhooks carry no amount): 0.0153 USD"
+        ),
+        "{text}"
+    );
+}
