@@ -147,16 +147,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
                 .red(&format!("halted on {}: {}", halt.at, halt.reason))
         )?;
     }
-    for (label, n) in [
-        ("accepted", c.accepted),
-        ("failed", c.failed),
-        ("opted out", c.opted_out),
-        ("in doubt", c.in_doubt),
-        ("deferred", c.deferred),
-        ("planned", c.planned),
-        ("in flight", c.in_flight),
-    ] {
-        writeln!(out, "  {label:<10} {n}")?;
+    for state in crate::journal::State::REPORT_ORDER {
+        let n = c.get(state);
+        if state == crate::journal::State::Expired && n == 0 {
+            // Only recurring campaigns with send-by times have any.
+            continue;
+        }
+        writeln!(out, "  {:<10} {n}", state.label())?;
     }
     writeln!(out, "  {:<10} {}", "total", c.total())?;
     write_deliveries(&mut out, &status.deliveries, &status.first_sent)?;

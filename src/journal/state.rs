@@ -63,6 +63,32 @@ impl State {
         }
     }
 
+    /// How a person reads it in a report.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Planned => "planned",
+            State::InFlight => "in flight",
+            State::Accepted => "accepted",
+            State::Failed => "failed",
+            State::InDoubt => "in doubt",
+            State::Deferred => "deferred",
+            State::OptedOut => "opted out",
+            State::Expired => "expired",
+        }
+    }
+
+    /// The order reports list them in: outcomes first, then what is left.
+    pub const REPORT_ORDER: [State; 8] = [
+        State::Accepted,
+        State::Failed,
+        State::OptedOut,
+        State::InDoubt,
+        State::Expired,
+        State::Deferred,
+        State::Planned,
+        State::InFlight,
+    ];
+
     /// Rows that a later run may still send: they belong to the plan that made them.
     pub fn is_pending(self) -> bool {
         matches!(self, State::Planned | State::Deferred)

@@ -46,22 +46,14 @@ impl Silence {
 pub fn check(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Option<Silence>> {
     let since = clock::format(now - Duration::hours(WINDOW_HOURS));
     let until = clock::format(now - Duration::minutes(GRACE_MINUTES));
-    let sent: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM journal WHERE state IN ('accepted', 'in_doubt')
-               AND outcome_at >= ?1 AND outcome_at <= ?2",
-        )?
-        .query_row(params![since, until], |r| r.get(0))?;
+    let sent = crate::journal::query::sent_between(conn, &since, &until)?;
     if sent == 0 {
         return Ok(None);
     }
     let webhooks: i64 = conn
         .prepare_cached("SELECT count(*) FROM webhook_deliveries WHERE received_at >= ?1")?
         .query_row(params![since], |r| r.get(0))?;
-    Ok((webhooks == 0).then_some(Silence {
-        sent: sent as u64,
-        since,
-    }))
+    Ok((webhooks == 0).then_some(Silence { sent, since }))
 }
 
 #[cfg(test)]
