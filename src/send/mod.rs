@@ -197,6 +197,11 @@ async fn dispatch(
     let mut tasks = JoinSet::new();
     let stop = control.stop.clone();
     let mut next_claim = tokio::time::Instant::now();
+    // Slow start: the first claims of a run take 1, 2, 4… rows. A run starts with no
+    // open connections, so its first requests wait for their TCP (and TLS)
+    // handshakes after their rows are marked in flight; a kill then would hold a
+    // whole batch in doubt that never left.
+    let mut ramp: u32 = 0;
     loop {
         while let Some(joined) = tasks.try_join_next() {
             joined.context("a send task failed")?;
@@ -224,7 +229,7 @@ async fn dispatch(
         }
         // As many tickets as are due (a late wake-up catches up), no more than the
         // window has room for.
-        let tickets = match pacer.take(room) {
+        let tickets = match pacer.take(room.min(1usize << ramp.min(20))) {
             Ok(n) => n,
             Err(wait) => {
                 tokio::select! {
@@ -235,6 +240,7 @@ async fn dispatch(
             }
         };
         next_claim = tokio::time::Instant::now() + rate::BATCH_INTERVAL;
+        ramp = ramp.saturating_add(1);
         let (reply, claimed) = oneshot::channel();
         writer
             .send(WriterMsg::Claim {
