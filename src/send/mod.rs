@@ -229,6 +229,7 @@ async fn dispatch(
         }
         // As many tickets as are due (a late wake-up catches up), no more than the
         // window has room for.
+        let claim_started = tokio::time::Instant::now();
         let tickets = match pacer.take(room.min(1usize << ramp.min(20))) {
             Ok(n) => n,
             Err(wait) => {
@@ -239,7 +240,8 @@ async fn dispatch(
                 continue;
             }
         };
-        next_claim = tokio::time::Instant::now() + rate::BATCH_INTERVAL;
+        // From the claim's start: the commit's own time is part of the interval.
+        next_claim = claim_started + rate::BATCH_INTERVAL;
         ramp = ramp.saturating_add(1);
         let (reply, claimed) = oneshot::channel();
         writer
