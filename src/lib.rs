@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod consent;
+pub mod erasure;
 pub mod contacts;
 pub mod db;
 pub mod exclusion;
@@ -21,6 +22,7 @@ pub mod provider;
 pub mod report;
 pub mod secret;
 pub mod send;
+pub mod suppression;
 pub mod template;
 pub mod ui;
 pub mod webhook;
@@ -37,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let ctx = cmd::Context {
         db: g.db.clone(),
         ui: ui::Ui::new(g.json, g.quiet, g.verbose, g.color),
+        suppression_key_file: g.suppression_key_file.clone(),
     };
     match &cli.command {
         Command::Check(args) => cmd::check::run(&ctx, args),
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Send(args) => cmd::send::run(&ctx, args),
         Command::Status(args) => cmd::status::run(&ctx, args),
         Command::Webhook(args) => cmd::webhook::run(&ctx, args),
+        Command::Erase(args) => cmd::erase::run(&ctx, args),
     }
 }
 

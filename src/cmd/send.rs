@@ -112,8 +112,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let provider = provider::build(&campaign)?;
     let db = Db::open(&ctx.db)?;
     let _lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
-    let gate =
+    let mut gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
+    gate.erased = ctx.suppressions(&db.conn)?;
     let planner = Planner::new(&campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();
     let (mut journal, recovered) =

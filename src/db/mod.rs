@@ -22,7 +22,18 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_webhooks.sql"),
     include_str!("migrations/0005_ledger_refuses_replace.sql"),
     include_str!("migrations/0006_journal_by_person.sql"),
+    include_str!("migrations/0007_erasure.sql"),
 ];
+
+/// What runs in Rust right after a migration's SQL, in its transaction: for 0007,
+/// re-anchoring the ledger's old events, then the trigger that allows only erasures.
+fn after_migration(tx: &Connection, version: u32) -> rusqlite::Result<()> {
+    if version == 7 {
+        crate::consent::reanchor::run(tx)?;
+        tx.execute_batch(include_str!("migrations/0007_erasure_trigger.sql"))?;
+    }
+    Ok(())
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -155,6 +166,7 @@ impl Db {
                 continue;
             }
             tx.execute_batch(sql)?;
+            after_migration(&tx, index as u32 + 1)?;
             tx.pragma_update(None, "user_version", index as u32 + 1)?;
             tx.commit()?;
         }

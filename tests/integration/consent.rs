@@ -558,13 +558,13 @@ fn update_and_delete_through_sqlite3_are_refused() {
         (
             "REPLACE INTO consent_events SELECT id, subject, subject_key, purpose, 'opt_in', \
              occurred_at, recorded_at, method, recorded_via, source, evidence, notice_hash, \
-             actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+             actor, dedupe_key, prev_hash, hash, format, salt, commitment FROM consent_events WHERE id = 2",
             "consent_events is append-only",
         ),
         (
             "INSERT OR REPLACE INTO consent_events SELECT id, subject, subject_key, 'utility', \
              action, occurred_at, recorded_at, method, recorded_via, source, evidence, \
-             notice_hash, actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+             notice_hash, actor, dedupe_key, prev_hash, hash, format, salt, commitment FROM consent_events WHERE id = 2",
             "consent_events is append-only",
         ),
         (
