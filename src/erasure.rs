@@ -6,8 +6,9 @@
 //! erasure event with no personal data; the suppression list gains a keyed hash of
 //! each identity. Journal rows, statuses, inbound messages, number links, identities
 //! and the raw webhook bodies that mention them are deleted (a body is cleared, its
-//! hash kept for deduplication). The transaction runs with `secure_delete`, and the
-//! WAL is checkpointed and truncated after it, so freed pages do not keep the bytes.
+//! hash kept for deduplication). The transaction runs with `secure_delete`; after it
+//! the file is rebuilt (VACUUM) and the WAL checkpointed and truncated, so no free
+//! page or old WAL frame keeps the bytes.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -56,6 +57,8 @@ pub struct ErasureReport {
     /// The ledger event recording the erasure.
     pub erasure_event: i64,
     pub erased_at: String,
+    /// Whether the file was rebuilt (VACUUM) so no free page keeps old bytes.
+    pub vacuumed: bool,
     /// Whether the WAL was checkpointed and truncated (false while another process
     /// kept reading; then the old pages go at its next checkpoint).
     pub wal_truncated: bool,
@@ -245,7 +248,13 @@ pub fn erase(
         tx.commit()?;
         break report;
     };
+    // Pages freed before this version zeroed what it frees, or by another program,
+    // may still hold old copies of rows: rebuilding the file leaves only live data.
+    // The erasure is committed either way; a VACUUM that cannot get the database
+    // (a long write elsewhere) is reported, not an error.
+    let vacuumed = conn.execute_batch("VACUUM").is_ok();
     Ok(ErasureReport {
+        vacuumed,
         wal_truncated: truncate_wal(conn, wait)?,
         ..report
     })

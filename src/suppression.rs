@@ -41,7 +41,7 @@ pub enum SuppressionError {
         "suppression key file {path} is readable by other users (mode {mode:04o}); run `chmod 600 {path}`"
     )]
     WorldReadable { path: String, mode: u32 },
-    #[error("reading suppression key file {path}: {source}; {HOW_TO_CREATE}")]
+    #[error("cannot read suppression key file {path}; {HOW_TO_CREATE}")]
     Read {
         path: String,
         source: std::io::Error,

@@ -105,6 +105,14 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     ] {
         writeln!(out, "  {label:<24}{n}")?;
     }
+    if !report.vacuumed {
+        ctx.ui.warn(format!(
+            "{} could not be rebuilt (another process kept writing), so free pages may still hold \
+             old bytes; run `sqlite3 {} VACUUM` when it is idle",
+            ctx.db.display(),
+            ctx.db.display()
+        ));
+    }
     if !report.wal_truncated {
         ctx.ui.warn(format!(
             "another process kept reading {}, so its write-ahead log still holds pages from before \

@@ -132,6 +132,11 @@ impl Db {
             .map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite)?;
+        // A row deleted or moved by an update leaves its old bytes in free space
+        // unless they are overwritten: `wacampaign erase` must leave no trace of a
+        // person, so every connection zeroes what it frees.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(sqlite)?;
         register_functions(&conn).map_err(sqlite)?;
         let mut db = Db {
             conn,

@@ -6,6 +6,7 @@ mod check;
 mod conformance;
 mod consent;
 mod consent_support;
+mod erase;
 mod fuzz;
 mod mock_server;
 mod preview;
