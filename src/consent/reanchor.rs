@@ -171,3 +171,116 @@ fn salt_for_migration() -> rusqlite::Result<String> {
         })?;
     Ok(hex::encode(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::Ledger;
+    use crate::db::Db;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A ledger as version 5 wrote it: three format-1 events, correctly chained.
+    fn legacy_ledger(path: &std::path::Path) -> String {
+        let conn = Connection::open(path).unwrap();
+        for sql in &crate::db::MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        let mut prev = GENESIS.to_owned();
+        for id in 1..=3i64 {
+            let subject = format!("+52550000000{id}");
+            let mut event = Event {
+                id,
+                subject: subject.clone(),
+                purpose: "utility".into(),
+                action: "opt_in".into(),
+                occurred_at: "2026-01-01T00:00:00Z".into(),
+                recorded_at: "2026-01-01T00:00:00Z".into(),
+                method: "web_form".into(),
+                recorded_via: "command".into(),
+                source: format!("form {id}"),
+                evidence: None,
+                notice_hash: None,
+                actor: "ana".into(),
+                dedupe_key: None,
+                prev_hash: prev.clone(),
+                hash: String::new(),
+                format: 1,
+                salt: None,
+                commitment: None,
+            };
+            event.hash = hash_event(&event);
+            conn.execute(
+                "INSERT INTO consent_events (id, subject, subject_key, purpose, action, occurred_at,
+                     recorded_at, method, recorded_via, source, actor, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, 'utility', 'opt_in', ?4, ?4, 'web_form', 'command', ?5, 'ana', ?6, ?7)",
+                params![
+                    id,
+                    subject,
+                    E164::from_digits(&subject).unwrap().consent_key() as i64,
+                    event.occurred_at,
+                    event.source,
+                    event.prev_hash,
+                    event.hash
+                ],
+            )
+            .unwrap();
+            prev = event.hash;
+        }
+        drop(conn);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        prev
+    }
+
+    #[test]
+    fn an_old_ledger_is_re_anchored_to_its_head_and_verifies_before_and_after_an_erasure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let old_head = legacy_ledger(&path);
+        let db = Db::open(&path).unwrap();
+        let report = Ledger::new(&db.conn).verify().unwrap();
+        assert!(report.intact(), "{report:?}");
+        let anchor = report.anchor.expect("an anchor");
+        assert_eq!(anchor.legacy_head, old_head);
+        assert_eq!(anchor.legacy_events, 3);
+        assert_eq!(anchor.anchor, anchor_of(&old_head, 3));
+        assert!(anchor.legacy_problem.is_none());
+
+        let key = crate::consent::ledger_erasure::erase_subjects_in(&db.conn, &[525_500_000_002]);
+        assert_eq!(key.unwrap(), 1);
+        let report = Ledger::new(&db.conn).verify().unwrap();
+        assert!(report.intact(), "{report:?}");
+        assert_eq!(report.erased, 1);
+        // Editing a kept field of an erased event is still refused by the trigger.
+        assert!(
+            db.conn
+                .execute("UPDATE consent_events SET action = 'opt_out' WHERE id = 2", [])
+                .is_err()
+        );
+        // And restoring personal fields in place is refused too.
+        assert!(
+            db.conn
+                .execute("UPDATE consent_events SET subject = '+525500000009' WHERE id = 1", [])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_broken_old_chain_stays_reported_after_re_anchoring() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        legacy_ledger(&path);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER consent_events_append_only_update;
+             UPDATE consent_events SET action = 'opt_out' WHERE id = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let db = Db::open(&path).unwrap();
+        let report = Ledger::new(&db.conn).verify().unwrap();
+        assert!(!report.intact());
+        let broken = report.first_broken.expect("the old break is reported");
+        assert!(broken.problem.contains("event 2"), "{}", broken.problem);
+    }
+}

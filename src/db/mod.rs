@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 /// The migrations, in order; migration N brings the schema to `user_version` N.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_consent_ledger.sql"),
     include_str!("migrations/0002_send_journal.sql"),
     include_str!("migrations/0003_consent_standing_index.sql"),

@@ -37,7 +37,7 @@ END;
 
 -- The re-anchoring rewrites every old event's hash once; the trigger that allows only
 -- erasures is created after it (0007_erasure_trigger.sql).
-DROP TRIGGER consent_events_append_only_update;
+DROP TRIGGER IF EXISTS consent_events_append_only_update;
 
 -- People erased: a keyed hash (HMAC-SHA256 with a secret kept outside the database)
 -- of each of their identities, so the list excludes them from every later campaign
