@@ -29,6 +29,7 @@ Examples:
   wacampaign status campaigns/demo.toml --csv status.csv
   wacampaign webhook serve --listen 127.0.0.1:8088
   wacampaign erase '+52 55 1234 5678' --reason 'request 2026-11-27 ticket 5120'
+  wacampaign backup /var/backups/wacampaign-$(date +%F).db
 
 ";
 
@@ -86,6 +87,7 @@ pub enum Command {
     Status(cmd::status::Args),
     Webhook(cmd::webhook::Args),
     Erase(cmd::erase::Args),
+    Backup(cmd::backup::Args),
 }
 
 #[cfg(test)]

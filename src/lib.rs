@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod backup;
 pub mod campaign;
 pub mod cli;
 pub mod clock;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(args) => cmd::status::run(&ctx, args),
         Command::Webhook(args) => cmd::webhook::run(&ctx, args),
         Command::Erase(args) => cmd::erase::run(&ctx, args),
+        Command::Backup(args) => cmd::backup::run(&ctx, args),
     }
 }
 

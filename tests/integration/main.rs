@@ -2,6 +2,7 @@
 //! `wacampaign` against files written into a temporary directory, and against real
 //! servers on 127.0.0.1.
 
+mod backup;
 mod check;
 mod conformance;
 mod consent;
