@@ -88,6 +88,7 @@ pub enum Command {
     Webhook(cmd::webhook::Args),
     Erase(cmd::erase::Args),
     Backup(cmd::backup::Args),
+    Subject(cmd::subject::Args),
 }
 
 #[cfg(test)]

@@ -66,14 +66,14 @@ pub struct ErasureReport {
 
 /// Every identity linked to the one asked for, and how each is written.
 #[derive(Debug, Default)]
-struct Linked {
+pub struct Linked {
     /// Consent keys of numbers (positive journal person ids).
-    phone_keys: BTreeSet<i64>,
+    pub phone_keys: BTreeSet<i64>,
     /// Numbers as E.164 digits, in every spelling seen or WhatsApp produces.
-    spellings: BTreeSet<String>,
-    bsuids: BTreeSet<String>,
+    pub spellings: BTreeSet<String>,
+    pub bsuids: BTreeSet<String>,
     /// Journal person ids of BSUID-only persons (negative).
-    bsuid_persons: BTreeSet<i64>,
+    pub bsuid_persons: BTreeSet<i64>,
 }
 
 impl Linked {
@@ -84,7 +84,7 @@ impl Linked {
         self.phone_keys.insert(phone.consent_key() as i64)
     }
 
-    fn persons(&self) -> Vec<i64> {
+    pub fn persons(&self) -> Vec<i64> {
         self.phone_keys
             .iter()
             .chain(&self.bsuid_persons)
@@ -121,7 +121,7 @@ pub fn whatsapp_spellings(phone: E164) -> Vec<String> {
 }
 
 /// Follows number changes and BSUID links to every identity of the person.
-fn resolve(conn: &Connection, identity: &Identity) -> rusqlite::Result<Linked> {
+pub fn resolve(conn: &Connection, identity: &Identity) -> rusqlite::Result<Linked> {
     let mut linked = Linked::default();
     let mut pending_phones: Vec<E164> = Vec::new();
     let mut pending_bsuids: Vec<String> = Vec::new();

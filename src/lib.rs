@@ -23,6 +23,7 @@ pub mod provider;
 pub mod report;
 pub mod secret;
 pub mod send;
+pub mod subject;
 pub mod suppression;
 pub mod template;
 pub mod ui;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Webhook(args) => cmd::webhook::run(&ctx, args),
         Command::Erase(args) => cmd::erase::run(&ctx, args),
         Command::Backup(args) => cmd::backup::run(&ctx, args),
+        Command::Subject(args) => cmd::subject::run(&ctx, args),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod erase;
 pub mod preview;
 pub mod send;
 pub mod status;
+pub mod subject;
 pub mod webhook;
 
 /// What every command gets from the global options.

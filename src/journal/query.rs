@@ -226,3 +226,88 @@ pub fn replies_from_recipients(
     }
     Ok((replies, replied))
 }
+
+/// One message a person was sent (or planned to be), with its delivery history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonMessage {
+    pub campaign_id: String,
+    pub template: String,
+    pub category: String,
+    pub occurrence: String,
+    pub phone: Option<String>,
+    pub bsuid: Option<String>,
+    /// The values rendered into the template, in placeholder order.
+    pub values: serde_json::Value,
+    pub state: String,
+    pub attempts: i64,
+    pub message_id: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_detail: Option<String>,
+    pub intent_at: Option<String>,
+    pub outcome_at: Option<String>,
+    pub statuses: Vec<PersonStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonStatus {
+    pub status: String,
+    pub occurred_at: String,
+    pub error_code: Option<i64>,
+    pub error_detail: Option<String>,
+}
+
+/// Every journal row of one person (by journal person id), in every campaign, with
+/// the statuses recorded for each.
+pub fn messages_of_person(conn: &Connection, person: i64) -> rusqlite::Result<Vec<PersonMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.campaign_id, c.template, c.category, j.occurrence, j.phone, j.bsuid, j.params,
+                j.state, j.attempts, j.message_id, j.error_code, j.error_detail, j.intent_at,
+                j.outcome_at
+         FROM journal j JOIN campaigns c ON c.id = j.campaign_id
+         WHERE j.person_id = ?1 ORDER BY c.created_at, j.campaign_id, j.occurrence",
+    )?;
+    let mut messages: Vec<PersonMessage> = stmt
+        .query_map(params![person], |r| {
+            let params: String = r.get(6)?;
+            Ok(PersonMessage {
+                campaign_id: r.get(0)?,
+                template: r.get(1)?,
+                category: r.get(2)?,
+                occurrence: r.get(3)?,
+                phone: r.get(4)?,
+                bsuid: r.get(5)?,
+                values: serde_json::from_str(&params).unwrap_or(serde_json::Value::String(params)),
+                state: r.get(7)?,
+                attempts: r.get(8)?,
+                message_id: r.get(9)?,
+                error_code: r.get(10)?,
+                error_detail: r.get(11)?,
+                intent_at: r.get(12)?,
+                outcome_at: r.get(13)?,
+                statuses: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut statuses = conn.prepare_cached(
+        "SELECT status, occurred_at, error_code, error_detail FROM message_statuses
+         WHERE (campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3)
+            OR (?4 IS NOT NULL AND message_id = ?4)
+         ORDER BY rank, occurred_at",
+    )?;
+    for m in &mut messages {
+        m.statuses = statuses
+            .query_map(
+                params![m.campaign_id, person, m.occurrence, m.message_id],
+                |r| {
+                    Ok(PersonStatus {
+                        status: r.get(0)?,
+                        occurred_at: r.get(1)?,
+                        error_code: r.get(2)?,
+                        error_detail: r.get(3)?,
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(messages)
+}

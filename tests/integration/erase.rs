@@ -40,13 +40,13 @@ const ANA_SPELLINGS: &[&str] = &[
     ANA_NAME,
 ];
 
-fn key_file(ws: &Workspace) -> std::path::PathBuf {
+pub(crate) fn key_file(ws: &Workspace) -> std::path::PathBuf {
     let path = ws.write("suppression.key", KEY);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
 
-fn cmd(ws: &Workspace) -> assert_cmd::Command {
+pub(crate) fn cmd(ws: &Workspace) -> assert_cmd::Command {
     let mut cmd = ws.wacampaign();
     cmd.env("WACAMPAIGN_SUPPRESSION_KEY_FILE", ws.path().join("suppression.key"))
         .env_remove("WACAMPAIGN_SUPPRESSION_KEY")
@@ -151,7 +151,7 @@ fn sent_to_ana(ws: &Workspace, mock: &MockServer) {
     server.stop();
 }
 
-fn envelope(value: serde_json::Value) -> serde_json::Value {
+pub(crate) fn envelope(value: serde_json::Value) -> serde_json::Value {
     json!({"object": "whatsapp_business_account",
            "entry": [{"id": "419561257915477", "changes": [{"value": value, "field": "messages"}]}]})
 }

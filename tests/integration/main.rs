@@ -15,5 +15,6 @@ mod prism;
 mod send;
 mod send_conformance;
 mod session;
+mod subject;
 mod support;
 mod webhook;
