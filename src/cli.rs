@@ -30,6 +30,7 @@ Examples:
   wacampaign webhook serve --listen 127.0.0.1:8088
   wacampaign erase '+52 55 1234 5678' --reason 'request 2026-11-27 ticket 5120'
   wacampaign backup /var/backups/wacampaign-$(date +%F).db
+  wacampaign prune --older-than 90d
 
 ";
 
@@ -89,6 +90,7 @@ pub enum Command {
     Erase(cmd::erase::Args),
     Backup(cmd::backup::Args),
     Subject(cmd::subject::Args),
+    Prune(cmd::prune::Args),
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod phone;
 pub mod plan;
 pub mod provider;
 pub mod report;
+pub mod retention;
 pub mod secret;
 pub mod send;
 pub mod subject;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Erase(args) => cmd::erase::run(&ctx, args),
         Command::Backup(args) => cmd::backup::run(&ctx, args),
         Command::Subject(args) => cmd::subject::run(&ctx, args),
+        Command::Prune(args) => cmd::prune::run(&ctx, args),
     }
 }
 

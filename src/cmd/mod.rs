@@ -14,6 +14,7 @@ pub mod check;
 pub mod consent;
 pub mod erase;
 pub mod preview;
+pub mod prune;
 pub mod send;
 pub mod status;
 pub mod subject;

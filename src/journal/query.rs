@@ -104,7 +104,27 @@ pub fn counts(
         let (state, n) = row?;
         *counts.slot(state) = n;
     }
+    // Rows `prune` removed, folded in by state (only settled rows are pruned).
+    let mut pruned = conn.prepare_cached(
+        "SELECT substr(what, 9), count FROM pruned_counts
+         WHERE campaign_id = ?1 AND what LIKE 'journal:%'",
+    )?;
+    let rows = pruned.query_map(params![campaign_id], |r| {
+        Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        *counts.slot(state) += n;
+    }
     Ok(counts)
+}
+
+/// A figure `prune` folded away for a campaign (0 when none).
+pub fn pruned(conn: &Connection, campaign_id: &str, what: &str) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT count FROM pruned_counts WHERE campaign_id = ?1 AND what = ?2")?
+        .query_row(params![campaign_id, what], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|n| n.unwrap_or(0) as u64)
 }
 
 /// The campaign's record, if it was ever sent.
@@ -147,7 +167,18 @@ pub fn failures_by_code(
     let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
         Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
     })?;
-    rows.collect()
+    let mut by_code: BTreeMap<String, u64> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut pruned = conn.prepare_cached(
+        "SELECT substr(what, 6), count FROM pruned_counts
+         WHERE campaign_id = ?1 AND what LIKE 'code:%'",
+    )?;
+    for row in pruned.query_map(params![campaign_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })? {
+        let (code, n) = row?;
+        *by_code.entry(code).or_default() += n;
+    }
+    Ok(by_code)
 }
 
 /// Every row of a campaign's current plan (or only those in `state`), in plan order.
@@ -201,6 +232,17 @@ pub fn accepted_by_best_status(
         let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
         Ok((n(0)?, n(1)?, n(2)?, n(3)?, n(4)?))
     })
+    .and_then(|(accepted, with_status, delivered, read, failed)| {
+        // Accepted rows `prune` removed, by the best status each had reached.
+        let p = |what| pruned(conn, campaign_id, what);
+        Ok((
+            accepted + p("delivery:accepted")?,
+            with_status + p("delivery:with_status")?,
+            delivered + p("delivery:delivered")?,
+            read + p("delivery:read")?,
+            failed + p("delivery:failed")?,
+        ))
+    })
 }
 
 /// Replies from the people a campaign messaged (a message may have reached them),
@@ -225,6 +267,14 @@ pub fn replies_from_recipients(
         }
     }
     Ok((replies, replied))
+}
+
+/// The replies `prune` removed from a campaign's figures: (replies, people).
+pub fn pruned_replies(conn: &Connection, campaign_id: &str) -> rusqlite::Result<(u64, u64)> {
+    Ok((
+        pruned(conn, campaign_id, "replies")?,
+        pruned(conn, campaign_id, "replied")?,
+    ))
 }
 
 /// One message a person was sent (or planned to be), with its delivery history.

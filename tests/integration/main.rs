@@ -12,6 +12,7 @@ mod fuzz;
 mod mock_server;
 mod preview;
 mod prism;
+mod prune;
 mod send;
 mod send_conformance;
 mod session;
