@@ -19,6 +19,9 @@ use crate::webhook::history;
 /// Rows per transaction.
 const BATCH: i64 = 2000;
 
+/// How long providers retry a webhook (Meta: up to 7 days).
+const RETRY_DAYS: i64 = 7;
+
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum RetentionError {
@@ -44,6 +47,7 @@ pub struct PruneReport {
     pub journal_rows: u64,
     pub statuses: u64,
     pub replies: u64,
+    /// Raw webhook deliveries removed (older than a week: whole; else their body).
     pub raw_bodies: u64,
     /// Journal rows removed, by campaign.
     pub by_campaign: BTreeMap<String, u64>,
@@ -126,7 +130,24 @@ pub fn prune(
             break;
         }
     }
-    report.raw_bodies = crate::webhook::store::prune_bodies(conn, &cutoff)? as u64;
+    // Providers retry a webhook for up to a week: a delivery's hash is kept that long
+    // so a retry is recognised; older deliveries go whole, newer ones lose their body.
+    if period >= chrono::Duration::days(RETRY_DAYS) {
+        loop {
+            let gone = conn.execute(
+                "DELETE FROM webhook_deliveries WHERE body_sha256 IN (SELECT body_sha256
+                 FROM webhook_deliveries WHERE received_at < ?1 AND processed_at IS NOT NULL
+                 LIMIT ?2)",
+                params![cutoff, BATCH],
+            )? as u64;
+            report.raw_bodies += gone;
+            if gone == 0 {
+                break;
+            }
+        }
+    } else {
+        report.raw_bodies = crate::webhook::store::prune_bodies(conn, &cutoff)? as u64;
+    }
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     for (id, created_at) in &campaigns {
         let (before, before_people) = replies_before[id];
