@@ -582,6 +582,14 @@ fn write_export(
     let notices = ledger.notices(subject)?;
     match format {
         ExportFormat::Json => {
+            // A re-anchored chain starts from its anchor, not from 64 zeros.
+            if let Some(anchor) = ledger.anchor()? {
+                serde_json::to_writer(
+                    &mut sink,
+                    &serde_json::json!({"type": "anchor", "data": anchor}),
+                )?;
+                sink.write_all(b"\n")?;
+            }
             ledger.for_each_event(subject, |event| {
                 serde_json::to_writer(
                     &mut sink,

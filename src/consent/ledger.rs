@@ -205,6 +205,11 @@ impl<'c> Ledger<'c> {
             .map(|found| found.is_some())
     }
 
+    /// Where the chain starts, when the ledger was re-anchored (migration 0007).
+    pub fn anchor(&self) -> rusqlite::Result<Option<super::reanchor::Anchor>> {
+        super::reanchor::latest(self.conn)
+    }
+
     /// Recomputes the hash chain and checks the append-only triggers.
     pub fn verify(&self) -> rusqlite::Result<VerifyReport> {
         let mut missing_triggers = Vec::new();
