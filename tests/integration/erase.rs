@@ -372,3 +372,48 @@ fn sigkill_in_the_middle_of_erase_leaves_the_person_erased_or_untouched() {
     eprintln!("sigkill erase: {erased} erased, {untouched} untouched of 8");
     assert!(untouched > 0, "no kill landed before the commit: the test did not test");
 }
+
+#[test]
+fn erasing_during_a_send_to_that_person_waits_for_the_request_then_removes_it() {
+    let ws = Workspace::new();
+    let mock = MockServer::start();
+    key_file(&ws);
+    mock.set_latency(Duration::from_millis(2500));
+    ws.write(
+        "campaign.toml",
+        format!("{CAMPAIGN}base_url = \"{}\"\ntimeout_ms = 10000\n", mock.base_url()),
+    );
+    ws.write("contacts.csv", format!("name,phone,date\n{ANA_NAME},{ANA_CSV},martes\n"));
+    crate::support::opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    let mut send = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(ws.path())
+        .env("WHATSAPP_TOKEN", "EAAGtest0token")
+        .args(["--color", "never", "--db"])
+        .arg(ws.db())
+        .args(["send", "campaign.toml", "--yes"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(mock.wait_for(1, Duration::from_secs(30)), "the request left");
+    // Not willing to wait: refused, nothing erased.
+    cmd(&ws)
+        .args(["erase", ANA_CSV, "--default-region", "MX", "--reason", "t", "--wait", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("in flight in campaign test-campaign"))
+        .stderr(predicates::str::contains("nothing was erased"));
+    assert_eq!(ws.count("SELECT count(*) FROM suppressions"), 0);
+    // Willing: it waits for the answer to be recorded, then removes the row.
+    cmd(&ws)
+        .args(["erase", ANA_CSV, "--default-region", "MX", "--reason", "t", "--wait", "30"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("journal rows            1"));
+    assert!(send.wait().unwrap().success());
+    assert_eq!(mock.count(), 1, "sent once, not again");
+    assert_eq!(ws.count("SELECT count(*) FROM journal"), 0, "no half-erased row");
+    assert!(leaks(&ws, &[], ANA_SPELLINGS).is_empty());
+    cmd(&ws).args(["consent", "verify"]).assert().success();
+}
