@@ -44,7 +44,10 @@ fn main() -> anyhow::Result<()> {
     let conn = &db.conn;
     let started = Instant::now();
     seed_journal(conn, messages)?;
-    eprintln!("journal: {messages} rows in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "journal: {messages} rows in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     record_statuses(conn, messages)?;
     eprintln!(
@@ -87,7 +90,10 @@ fn main() -> anyhow::Result<()> {
     );
     for (label, tables) in [("before", &before.2), ("after", &after.2)] {
         for (table, bytes) in tables.iter().filter(|(_, b)| *b >= 1024) {
-            println!("  {label}: {table:<36} {bytes:>12} bytes  {:.1} per message", per(*bytes));
+            println!(
+                "  {label}: {table:<36} {bytes:>12} bytes  {:.1} per message",
+                per(*bytes)
+            );
         }
     }
     Ok(())
@@ -103,7 +109,8 @@ fn seed_journal(conn: &Connection, messages: u64) -> rusqlite::Result<()> {
     )?;
     let mut i = 0;
     while i < messages {
-        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
@@ -138,7 +145,8 @@ fn record_statuses(conn: &Connection, messages: u64) -> rusqlite::Result<()> {
     let base = 1_767_225_600i64; // 2026-01-01
     let mut batch = Vec::with_capacity(1000);
     let flush = |batch: &mut Vec<Vec<u8>>| -> rusqlite::Result<()> {
-        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
         let mut followups = Followups::default();
         for body in batch.drain(..) {
             let delivery = wacampaign::webhook::meta::parse(body, &rules, "2026-01-01T00:00:10Z");
@@ -148,7 +156,11 @@ fn record_statuses(conn: &Connection, messages: u64) -> rusqlite::Result<()> {
     };
     for (round, status) in ["sent", "delivered", "read"].iter().enumerate() {
         for i in 0..messages {
-            batch.push(status_body(i, status, base + i as i64 % 3600 + round as i64 * 5));
+            batch.push(status_body(
+                i,
+                status,
+                base + i as i64 % 3600 + round as i64 * 5,
+            ));
             if batch.len() == 1000 {
                 flush(&mut batch)?;
             }
@@ -199,9 +211,11 @@ fn reply_body(i: u64, timestamp: i64) -> Vec<u8> {
     .expect("JSON")
 }
 
+type Measured = (u64, u64, Vec<(String, u64)>);
+
 /// (file bytes after a checkpoint, bytes in use, bytes per table and index if the
 /// build has the dbstat table).
-fn measure(conn: &Connection, path: &std::path::Path) -> anyhow::Result<(u64, u64, Vec<(String, u64)>)> {
+fn measure(conn: &Connection, path: &std::path::Path) -> anyhow::Result<Measured> {
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     let file = std::fs::metadata(path)?.len();
     let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
@@ -210,7 +224,9 @@ fn measure(conn: &Connection, path: &std::path::Path) -> anyhow::Result<(u64, u6
     // Bytes in use: every page's size less its unused space, as a VACUUM would
     // pack it (free pages and half-empty pages after a prune are not counted).
     let used: Option<u64> = conn
-        .query_row("SELECT sum(pgsize - unused) FROM dbstat", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT sum(pgsize - unused) FROM dbstat", [], |r| {
+            r.get::<_, i64>(0)
+        })
         .ok()
         .map(|n| n as u64);
     let tables = conn

@@ -63,7 +63,11 @@ impl BackupReport {
 }
 
 /// Copies the database open on `conn` into `target` and checks the copy.
-pub fn backup(conn: &Connection, target: &Path, overwrite: bool) -> Result<BackupReport, BackupError> {
+pub fn backup(
+    conn: &Connection,
+    target: &Path,
+    overwrite: bool,
+) -> Result<BackupReport, BackupError> {
     let shown = target.display().to_string();
     if target.exists() && !overwrite {
         return Err(BackupError::Exists { path: shown });
@@ -91,7 +95,9 @@ pub fn backup(conn: &Connection, target: &Path, overwrite: bool) -> Result<Backu
     let bytes = std::fs::metadata(file.temp_path()).map_or(0, |m| m.len());
     file.commit().map_err(|source| {
         if source.raw_os_error() == Some(28) {
-            BackupError::DiskFull { path: shown.clone() }
+            BackupError::DiskFull {
+                path: shown.clone(),
+            }
         } else {
             BackupError::Create {
                 path: shown.clone(),

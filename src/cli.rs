@@ -75,7 +75,12 @@ pub struct GlobalArgs {
     pub color: ColorChoice,
     /// A file (mode 0600) holding the key the suppression list of erased people is
     /// hashed with; else the key is read from WACAMPAIGN_SUPPRESSION_KEY.
-    #[arg(long, global = true, env = "WACAMPAIGN_SUPPRESSION_KEY_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "WACAMPAIGN_SUPPRESSION_KEY_FILE",
+        value_name = "FILE"
+    )]
     pub suppression_key_file: Option<PathBuf>,
 }
 

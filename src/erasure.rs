@@ -160,8 +160,8 @@ pub fn resolve(conn: &Connection, identity: &Identity) -> rusqlite::Result<Linke
             if let Some((person, phone)) = row {
                 if person < 0 {
                     linked.bsuid_persons.insert(person);
-                    let mut same = conn
-                        .prepare_cached("SELECT bsuid FROM identities WHERE person_id = ?1")?;
+                    let mut same =
+                        conn.prepare_cached("SELECT bsuid FROM identities WHERE person_id = ?1")?;
                     for b in same.query_map(params![person], |r| r.get::<_, String>(0))? {
                         pending_bsuids.push(b?);
                     }
@@ -172,9 +172,8 @@ pub fn resolve(conn: &Connection, identity: &Identity) -> rusqlite::Result<Linke
                     pending_phones.push(p);
                 }
             }
-            let mut journal = conn.prepare_cached(
-                "SELECT DISTINCT person_id, phone FROM journal WHERE bsuid = ?1",
-            )?;
+            let mut journal = conn
+                .prepare_cached("SELECT DISTINCT person_id, phone FROM journal WHERE bsuid = ?1")?;
             let rows = journal.query_map(params![bsuid], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
             })?;
@@ -379,10 +378,7 @@ mod tests {
     #[test]
     fn spellings_cover_the_mobile_prefixes() {
         let mx = E164::from_digits("5215512345678").unwrap();
-        assert_eq!(
-            whatsapp_spellings(mx),
-            ["5215512345678", "525512345678"]
-        );
+        assert_eq!(whatsapp_spellings(mx), ["5215512345678", "525512345678"]);
         let ar = E164::from_digits("541123456789").unwrap();
         assert!(whatsapp_spellings(ar).contains(&"5491123456789".to_owned()));
         let br = E164::from_digits("5511912345678").unwrap();

@@ -56,7 +56,11 @@ impl Gate {
 impl ConsentGate for Gate {
     fn check(&self, phone: E164) -> Result<(), Exclusion> {
         // An erased person first: nothing else about them is left to decide on.
-        if let Some(erased) = self.erased.as_ref().and_then(|s| s.lookup(&Identity::Phone(phone))) {
+        if let Some(erased) = self
+            .erased
+            .as_ref()
+            .and_then(|s| s.lookup(&Identity::Phone(phone)))
+        {
             return Err(Exclusion::Erased {
                 date: crate::clock::date_part(&erased.erased_at).to_owned(),
             });

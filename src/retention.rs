@@ -56,16 +56,22 @@ pub struct PruneReport {
 /// Parses `90d`, `12w`, `36h` (a number and a unit: h, d or w).
 pub fn parse_period(text: &str) -> Result<chrono::Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a period; write a number and a unit: 90d, 12w, 36h"))?;
+    let n: i64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a period; write a number and a unit: 90d, 12w, 36h")
+    })?;
     let period = match unit {
         "h" => chrono::Duration::hours(n),
         "d" => chrono::Duration::days(n),
         "w" => chrono::Duration::weeks(n),
-        _ => return Err(format!("`{text}`: the unit must be h, d or w (90d, 12w, 36h)")),
+        _ => {
+            return Err(format!(
+                "`{text}`: the unit must be h, d or w (90d, 12w, 36h)"
+            ));
+        }
     };
     if period < chrono::Duration::days(1) {
         return Err(format!(
@@ -188,11 +194,21 @@ fn refuse_running(conn: &Connection, cutoff: &str) -> Result<(), RetentionError>
     }
 }
 
+/// person_id, occurrence, state, error_code, message_id, best status rank.
+type PrunedRow = (
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
 /// One transaction: up to BATCH settled rows of `campaign` whose outcome is older
 /// than the cutoff, folded into `pruned_counts`, then removed with their statuses.
 fn prune_batch(conn: &Connection, campaign: &str, cutoff: &str) -> rusqlite::Result<(u64, u64)> {
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let batch: Vec<(i64, String, String, Option<i64>, Option<String>, Option<i64>)> = tx
+    let batch: Vec<PrunedRow> = tx
         .prepare_cached(
             "SELECT j.person_id, j.occurrence, j.state, j.error_code, j.message_id,
                     (SELECT max(s.rank) FROM message_statuses s WHERE s.message_id = j.message_id)
@@ -203,7 +219,14 @@ fn prune_batch(conn: &Connection, campaign: &str, cutoff: &str) -> rusqlite::Res
              LIMIT ?3",
         )?
         .query_map(params![campaign, cutoff, BATCH], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     if batch.is_empty() {
@@ -278,7 +301,11 @@ mod tests {
         assert_eq!(parse_period("90d").unwrap(), chrono::Duration::days(90));
         assert_eq!(parse_period("2w").unwrap(), chrono::Duration::days(14));
         assert_eq!(parse_period("36h").unwrap(), chrono::Duration::hours(36));
-        assert!(parse_period("12h").unwrap_err().contains("shorter than a day"));
+        assert!(
+            parse_period("12h")
+                .unwrap_err()
+                .contains("shorter than a day")
+        );
         assert!(parse_period("90").unwrap_err().contains("unit"));
         assert!(parse_period("d").is_err());
     }

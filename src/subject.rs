@@ -52,7 +52,11 @@ pub struct Reply {
 }
 
 /// Collects everything held about `identity` and every identity linked to it.
-pub fn collect(conn: &Connection, identity: &Identity, shown: &str) -> rusqlite::Result<SubjectRecord> {
+pub fn collect(
+    conn: &Connection,
+    identity: &Identity,
+    shown: &str,
+) -> rusqlite::Result<SubjectRecord> {
     let linked = resolve(conn, identity)?;
     let phones: Vec<E164> = linked
         .phone_keys

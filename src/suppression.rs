@@ -35,7 +35,9 @@ const KEY_CHECK_INPUT: &[u8] = b"wacampaign suppression key check";
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SuppressionError {
-    #[error("no suppression key: {KEY_VARIABLE} is not set and no key file is named; {HOW_TO_CREATE}")]
+    #[error(
+        "no suppression key: {KEY_VARIABLE} is not set and no key file is named; {HOW_TO_CREATE}"
+    )]
     Missing,
     #[error(
         "suppression key file {path} is readable by other users (mode {mode:04o}); run `chmod 600 {path}`"
@@ -169,12 +171,14 @@ impl Identity {
         if is_bsuid(raw) {
             return Ok(Identity::Bsuid(raw.to_owned()));
         }
-        E164::normalize(raw, region).map(Identity::Phone).map_err(|e| {
-            format!(
-                "{e}; give a phone number with its country code (+52...) or a business-scoped \
+        E164::normalize(raw, region)
+            .map(Identity::Phone)
+            .map_err(|e| {
+                format!(
+                    "{e}; give a phone number with its country code (+52...) or a business-scoped \
                  user ID such as US.13491208655302741918"
-            )
-        })
+                )
+            })
     }
 
     pub fn kind(&self) -> &'static str {
@@ -230,9 +234,8 @@ impl Suppressions {
         let key = SuppressionKey::load(key_file)?;
         key.check_against(conn)?;
         let mut by_hash = HashMap::new();
-        let mut stmt = conn.prepare(
-            "SELECT identity_hmac, erased_at FROM suppressions WHERE lifted_by IS NULL",
-        )?;
+        let mut stmt = conn
+            .prepare("SELECT identity_hmac, erased_at FROM suppressions WHERE lifted_by IS NULL")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             by_hash.insert(
@@ -277,7 +280,12 @@ pub fn suppress_in(
          ON CONFLICT (identity_hmac) DO UPDATE SET erased_at = excluded.erased_at,
              event_id = excluded.event_id, lifted_by = NULL, lifted_at = NULL",
     )?
-    .execute(params![key.hash(identity), identity.kind(), erased_at, event_id])?;
+    .execute(params![
+        key.hash(identity),
+        identity.kind(),
+        erased_at,
+        event_id
+    ])?;
     Ok(())
 }
 
@@ -335,7 +343,9 @@ mod tests {
 
     #[test]
     fn a_short_key_is_refused_with_how_to_make_one() {
-        let err = SuppressionKey::new("short", "test".into()).unwrap_err().to_string();
+        let err = SuppressionKey::new("short", "test".into())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("head -c 32 /dev/urandom"), "{err}");
     }
 }

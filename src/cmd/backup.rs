@@ -46,10 +46,18 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         .with_context(|| format!("backing up {}", ctx.db.display()))?;
     let intact = report.intact();
     if ctx.ui.json {
-        json_line("backup", &serde_json::json!({"intact": intact, "report": report}))?;
+        json_line(
+            "backup",
+            &serde_json::json!({"intact": intact, "report": report}),
+        )?;
     } else {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "wrote {} ({} bytes)", report.path.display(), report.bytes)?;
+        writeln!(
+            out,
+            "wrote {} ({} bytes)",
+            report.path.display(),
+            report.bytes
+        )?;
         if report.integrity == ["ok"] {
             writeln!(out, "  integrity_check       ok")?;
         } else {

@@ -412,7 +412,10 @@ fn record(
                      (--evidence or --notice-file); nothing was recorded"
                 );
             }
-            let evidenced = new.evidence.as_deref().is_some_and(|e| !e.trim().is_empty())
+            let evidenced = new
+                .evidence
+                .as_deref()
+                .is_some_and(|e| !e.trim().is_empty())
                 || new.notice.is_some();
             if !evidenced {
                 bail!(

@@ -60,7 +60,10 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
     let identity =
         Identity::parse(&args.identity, args.region.default_region).map_err(anyhow::Error::msg)?;
     let Some(db) = Db::open_existing(&ctx.db)? else {
-        bail!("no database at {}; nothing is held about anyone", ctx.db.display());
+        bail!(
+            "no database at {}; nothing is held about anyone",
+            ctx.db.display()
+        );
     };
     let shown = match &identity {
         Identity::Phone(p) => p.to_string(),

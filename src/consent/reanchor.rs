@@ -147,11 +147,17 @@ fn verify_legacy(events: &[(Event, i64)]) -> (String, Option<String>) {
             } else if event.prev_hash != prev {
                 Some(format!("event {}: its prev_hash does not match", event.id))
             } else if hash_event(&as_legacy) != event.hash {
-                Some(format!("event {}: its content does not match its hash", event.id))
+                Some(format!(
+                    "event {}: its content does not match its hash",
+                    event.id
+                ))
             } else if E164::from_digits(&event.subject)
                 .is_none_or(|s| s.consent_key() as i64 != *subject_key)
             {
-                Some(format!("event {}: its subject_key does not match", event.id))
+                Some(format!(
+                    "event {}: its subject_key does not match",
+                    event.id
+                ))
             } else {
                 None
             };
@@ -254,13 +260,19 @@ mod tests {
         // Editing a kept field of an erased event is still refused by the trigger.
         assert!(
             db.conn
-                .execute("UPDATE consent_events SET action = 'opt_out' WHERE id = 2", [])
+                .execute(
+                    "UPDATE consent_events SET action = 'opt_out' WHERE id = 2",
+                    []
+                )
                 .is_err()
         );
         // And restoring personal fields in place is refused too.
         assert!(
             db.conn
-                .execute("UPDATE consent_events SET subject = '+525500000009' WHERE id = 1", [])
+                .execute(
+                    "UPDATE consent_events SET subject = '+525500000009' WHERE id = 1",
+                    []
+                )
                 .is_err()
         );
     }

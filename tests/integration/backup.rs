@@ -41,7 +41,10 @@ fn a_backup_taken_during_a_send_is_private_and_verifies() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(mock.wait_for(50, Duration::from_secs(60)), "the send started");
+    assert!(
+        mock.wait_for(50, Duration::from_secs(60)),
+        "the send started"
+    );
 
     let out = ws
         .wacampaign()
@@ -51,7 +54,10 @@ fn a_backup_taken_during_a_send_is_private_and_verifies() {
         .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(stdout.contains("integrity_check       ok"), "{stdout}");
-    assert!(stdout.contains("consent ledger        intact: 600 events"), "{stdout}");
+    assert!(
+        stdout.contains("consent ledger        intact: 600 events"),
+        "{stdout}"
+    );
     let still_sending = send.try_wait().unwrap().is_none();
     let copy = ws.path().join("copy.db");
     let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
@@ -66,12 +72,21 @@ fn a_backup_taken_during_a_send_is_private_and_verifies() {
         .assert()
         .success();
     let conn = rusqlite::Connection::open(&copy).unwrap();
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
     let accepted: i64 = conn
-        .query_row("SELECT count(*) FROM journal WHERE state = 'accepted'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM journal WHERE state = 'accepted'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert!(still_sending, "the send was still running when the backup finished");
+    assert!(
+        still_sending,
+        "the send was still running when the backup finished"
+    );
     assert!(accepted < 600, "the copy was taken mid-send: {accepted}");
     assert!(accepted >= 1, "the copy holds what was sent before it");
 }
@@ -88,7 +103,10 @@ fn an_existing_target_is_refused_and_overwrite_replaces_it() {
         .code(2)
         .stderr(predicates::str::contains("copy.db exists"))
         .stderr(predicates::str::contains("--overwrite"));
-    assert_eq!(std::fs::read(ws.path().join("copy.db")).unwrap(), b"not a database");
+    assert_eq!(
+        std::fs::read(ws.path().join("copy.db")).unwrap(),
+        b"not a database"
+    );
     ws.wacampaign()
         .args(["backup", "copy.db", "--overwrite"])
         .assert()
@@ -110,6 +128,8 @@ fn a_backup_to_a_missing_directory_fails_clearly_and_leaves_the_source() {
         .args(["backup", "no/such/dir/copy.db"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("cannot write a backup beside no/such/dir/copy.db"));
+        .stderr(predicates::str::contains(
+            "cannot write a backup beside no/such/dir/copy.db",
+        ));
     assert_eq!(std::fs::read(ws.db()).unwrap(), before);
 }

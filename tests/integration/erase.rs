@@ -48,10 +48,13 @@ pub(crate) fn key_file(ws: &Workspace) -> std::path::PathBuf {
 
 pub(crate) fn cmd(ws: &Workspace) -> assert_cmd::Command {
     let mut cmd = ws.wacampaign();
-    cmd.env("WACAMPAIGN_SUPPRESSION_KEY_FILE", ws.path().join("suppression.key"))
-        .env_remove("WACAMPAIGN_SUPPRESSION_KEY")
-        .env("WHATSAPP_TOKEN", "EAAGtest0token")
-        .timeout(Duration::from_secs(120));
+    cmd.env(
+        "WACAMPAIGN_SUPPRESSION_KEY_FILE",
+        ws.path().join("suppression.key"),
+    )
+    .env_remove("WACAMPAIGN_SUPPRESSION_KEY")
+    .env("WHATSAPP_TOKEN", "EAAGtest0token")
+    .timeout(Duration::from_secs(120));
     cmd
 }
 
@@ -102,7 +105,10 @@ fn sent_to_ana(ws: &Workspace, mock: &MockServer) {
         format!("name,phone,date\n{ANA_NAME},{ANA_CSV},martes\nBeto Queda,55 8765 4321,lunes\n"),
     );
     crate::support::opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
-    cmd(ws).args(["send", "campaign.toml", "--yes"]).assert().success();
+    cmd(ws)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .success();
 
     let conn = rusqlite::Connection::open(ws.db()).unwrap();
     let rows: Vec<(String, i64)> = conn
@@ -125,7 +131,11 @@ fn sent_to_ana(ws: &Workspace, mock: &MockServer) {
     let server = Server::start(ws, &[]);
     let now = chrono::Utc::now().timestamp();
     for (message_id, person) in &rows {
-        let wa_id = if *person == 525_531_415_926 { ANA_WA_ID } else { BETO_WA_ID };
+        let wa_id = if *person == 525_531_415_926 {
+            ANA_WA_ID
+        } else {
+            BETO_WA_ID
+        };
         for (i, kind) in ["sent", "delivered", "read"].iter().enumerate() {
             let payload = envelope(json!({
                 "messaging_product": "whatsapp",
@@ -170,7 +180,10 @@ fn after_erase_no_byte_names_the_person_the_ledger_verifies_and_they_stay_out() 
     let mock = MockServer::start();
     sent_to_ana(&ws, &mock);
     let before = status_csv(&ws);
-    assert!(before.contains("5531415926"), "the scan can see Ana: {before}");
+    assert!(
+        before.contains("5531415926"),
+        "the scan can see Ana: {before}"
+    );
     assert!(
         !leaks(&ws, &["status.csv"], ANA_SPELLINGS).is_empty(),
         "before the erasure her number is in the files"
@@ -179,12 +192,24 @@ fn after_erase_no_byte_names_the_person_the_ledger_verifies_and_they_stay_out() 
     assert_eq!(statuses_before, 6, "three statuses each");
 
     let out = cmd(&ws)
-        .args(["erase", "+52 1 55 3141 5926", "--reason", "request 2026-11-27 ticket 5120"])
+        .args([
+            "erase",
+            "+52 1 55 3141 5926",
+            "--reason",
+            "request 2026-11-27 ticket 5120",
+        ])
         .assert()
         .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    assert!(stdout.contains("erased 1 phone number(s) and 1 business-scoped ID(s)"), "{stdout}");
-    for line in ["journal rows            1", "statuses                3", "inbound messages        1"] {
+    assert!(
+        stdout.contains("erased 1 phone number(s) and 1 business-scoped ID(s)"),
+        "{stdout}"
+    );
+    for line in [
+        "journal rows            1",
+        "statuses                3",
+        "inbound messages        1",
+    ] {
         assert!(stdout.contains(line), "`{line}` in:\n{stdout}");
     }
 
@@ -208,7 +233,15 @@ fn after_erase_no_byte_names_the_person_the_ledger_verifies_and_they_stay_out() 
     // An import of an opt-in for her, in another spelling, is refused with the reason.
     ws.write("optins.csv", "phone\n+52 55 3141 5926\n+52 55 1111 2222\n");
     let out = cmd(&ws)
-        .args(["consent", "import", "optins.csv", "--purpose", "utility", "--method", "web_form"])
+        .args([
+            "consent",
+            "import",
+            "optins.csv",
+            "--purpose",
+            "utility",
+            "--method",
+            "web_form",
+        ])
         .assert()
         .success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned()
@@ -218,8 +251,17 @@ fn after_erase_no_byte_names_the_person_the_ledger_verifies_and_they_stay_out() 
     assert!(text.contains("was erased on"), "{text}");
     // So is an opt-in, unless it is a new, evidenced consent after the erasure.
     cmd(&ws)
-        .args(["consent", "opt-in", "+5215531415926", "--purpose", "utility", "--method",
-               "web_form", "--source", "form 3"])
+        .args([
+            "consent",
+            "opt-in",
+            "+5215531415926",
+            "--purpose",
+            "utility",
+            "--method",
+            "web_form",
+            "--source",
+            "form 3",
+        ])
         .assert()
         .failure()
         .stderr(predicates::str::contains("was erased on"))
@@ -242,9 +284,22 @@ fn after_erase_no_byte_names_the_person_the_ledger_verifies_and_they_stay_out() 
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     cmd(&ws)
-        .args(["consent", "opt-in", "+525531415926", "--purpose", "utility", "--method",
-               "web_form", "--source", "form 4", "--evidence", "signed again", "--after-erasure",
-               "--occurred-at", &later])
+        .args([
+            "consent",
+            "opt-in",
+            "+525531415926",
+            "--purpose",
+            "utility",
+            "--method",
+            "web_form",
+            "--source",
+            "form 4",
+            "--evidence",
+            "signed again",
+            "--after-erasure",
+            "--occurred-at",
+            &later,
+        ])
         .assert()
         .success();
     cmd(&ws)
@@ -260,13 +315,28 @@ fn erasing_someone_never_seen_suppresses_them_all_the_same() {
     let ws = Workspace::new();
     key_file(&ws);
     cmd(&ws)
-        .args(["erase", "+54 9 11 2345 6789", "--reason", "request by email, ref 88"])
+        .args([
+            "erase",
+            "+54 9 11 2345 6789",
+            "--reason",
+            "request by email, ref 88",
+        ])
         .assert()
         .success()
-        .stdout(predicates::str::contains("nothing was held about this phone"));
+        .stdout(predicates::str::contains(
+            "nothing was held about this phone",
+        ));
     ws.write("optins.csv", "phone\n+54 11 2345 6789\n");
     cmd(&ws)
-        .args(["consent", "import", "optins.csv", "--purpose", "marketing", "--method", "web_form"])
+        .args([
+            "consent",
+            "import",
+            "optins.csv",
+            "--purpose",
+            "marketing",
+            "--method",
+            "web_form",
+        ])
         .assert()
         .success()
         .stdout(predicates::str::contains("refused (erased)      1"));
@@ -293,15 +363,29 @@ fn a_missing_world_readable_or_changed_key_is_refused_with_the_fix() {
         .code(2)
         .stderr(predicates::str::contains("chmod 600"));
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    cmd(&ws).args(["erase", "+525531415926", "--reason", "r"]).assert().success();
+    cmd(&ws)
+        .args(["erase", "+525531415926", "--reason", "r"])
+        .assert()
+        .success();
     // Another key would silently match nobody: refused.
     std::fs::write(&path, "another-key-0123456789-abcdef").unwrap();
     cmd(&ws)
-        .args(["consent", "opt-in", "+525531415926", "--purpose", "utility", "--method", "x",
-               "--source", "y"])
+        .args([
+            "consent",
+            "opt-in",
+            "+525531415926",
+            "--purpose",
+            "utility",
+            "--method",
+            "x",
+            "--source",
+            "y",
+        ])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("not the one earlier erasures used"));
+        .stderr(predicates::str::contains(
+            "not the one earlier erasures used",
+        ));
 }
 
 /// One person with many journal rows (a recurring campaign's occurrences), so an
@@ -326,15 +410,25 @@ fn sigkill_in_the_middle_of_erase_leaves_the_person_erased_or_untouched() {
     let ws = Workspace::new();
     key_file(&ws);
     cmd(&ws)
-        .args(["consent", "opt-in", "+525531415926", "--purpose", "utility", "--method",
-               "web_form", "--source", "form 1"])
+        .args([
+            "consent",
+            "opt-in",
+            "+525531415926",
+            "--purpose",
+            "utility",
+            "--method",
+            "web_form",
+            "--source",
+            "form 1",
+        ])
         .assert()
         .success();
     big_person(&ws.db());
     let pristine = ws.path().join("pristine.db");
     {
         let conn = rusqlite::Connection::open(ws.db()).unwrap();
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
     }
     std::fs::copy(ws.db(), &pristine).unwrap();
 
@@ -345,7 +439,10 @@ fn sigkill_in_the_middle_of_erase_leaves_the_person_erased_or_untouched() {
         let _ = std::fs::remove_file(ws.db().with_extension("db-shm"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
             .current_dir(ws.path())
-            .env("WACAMPAIGN_SUPPRESSION_KEY_FILE", ws.path().join("suppression.key"))
+            .env(
+                "WACAMPAIGN_SUPPRESSION_KEY_FILE",
+                ws.path().join("suppression.key"),
+            )
             .args(["--db"])
             .arg(ws.db())
             .args(["erase", "+525531415926", "--reason", "ticket 9"])
@@ -365,12 +462,17 @@ fn sigkill_in_the_middle_of_erase_leaves_the_person_erased_or_untouched() {
             (150_000, 0, 0) => untouched += 1,
             // Blanked: the opt-in, plus the erasure event itself.
             (0, 2, 1) => erased += 1,
-            other => panic!("attempt {attempt}: half erased (rows, blanked, suppressions) = {other:?}"),
+            other => {
+                panic!("attempt {attempt}: half erased (rows, blanked, suppressions) = {other:?}")
+            }
         }
         cmd(&ws).args(["consent", "verify"]).assert().success();
     }
     eprintln!("sigkill erase: {erased} erased, {untouched} untouched of 8");
-    assert!(untouched > 0, "no kill landed before the commit: the test did not test");
+    assert!(
+        untouched > 0,
+        "no kill landed before the commit: the test did not test"
+    );
 }
 
 #[test]
@@ -381,9 +483,15 @@ fn erasing_during_a_send_to_that_person_waits_for_the_request_then_removes_it() 
     mock.set_latency(Duration::from_millis(2500));
     ws.write(
         "campaign.toml",
-        format!("{CAMPAIGN}base_url = \"{}\"\ntimeout_ms = 10000\n", mock.base_url()),
+        format!(
+            "{CAMPAIGN}base_url = \"{}\"\ntimeout_ms = 10000\n",
+            mock.base_url()
+        ),
     );
-    ws.write("contacts.csv", format!("name,phone,date\n{ANA_NAME},{ANA_CSV},martes\n"));
+    ws.write(
+        "contacts.csv",
+        format!("name,phone,date\n{ANA_NAME},{ANA_CSV},martes\n"),
+    );
     crate::support::opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
     let mut send = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
         .current_dir(ws.path())
@@ -396,24 +504,51 @@ fn erasing_during_a_send_to_that_person_waits_for_the_request_then_removes_it() 
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(mock.wait_for(1, Duration::from_secs(30)), "the request left");
+    assert!(
+        mock.wait_for(1, Duration::from_secs(30)),
+        "the request left"
+    );
     // Not willing to wait: refused, nothing erased.
     cmd(&ws)
-        .args(["erase", ANA_CSV, "--default-region", "MX", "--reason", "t", "--wait", "0"])
+        .args([
+            "erase",
+            ANA_CSV,
+            "--default-region",
+            "MX",
+            "--reason",
+            "t",
+            "--wait",
+            "0",
+        ])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("in flight in campaign test-campaign"))
+        .stderr(predicates::str::contains(
+            "in flight in campaign test-campaign",
+        ))
         .stderr(predicates::str::contains("nothing was erased"));
     assert_eq!(ws.count("SELECT count(*) FROM suppressions"), 0);
     // Willing: it waits for the answer to be recorded, then removes the row.
     cmd(&ws)
-        .args(["erase", ANA_CSV, "--default-region", "MX", "--reason", "t", "--wait", "30"])
+        .args([
+            "erase",
+            ANA_CSV,
+            "--default-region",
+            "MX",
+            "--reason",
+            "t",
+            "--wait",
+            "30",
+        ])
         .assert()
         .success()
         .stdout(predicates::str::contains("journal rows            1"));
     assert!(send.wait().unwrap().success());
     assert_eq!(mock.count(), 1, "sent once, not again");
-    assert_eq!(ws.count("SELECT count(*) FROM journal"), 0, "no half-erased row");
+    assert_eq!(
+        ws.count("SELECT count(*) FROM journal"),
+        0,
+        "no half-erased row"
+    );
     assert!(leaks(&ws, &[], ANA_SPELLINGS).is_empty());
     cmd(&ws).args(["consent", "verify"]).assert().success();
 }

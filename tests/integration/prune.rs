@@ -12,7 +12,10 @@ fn status(ws: &Workspace, now: Option<&str>) -> Value {
     if let Some(now) = now {
         c.env("WACAMPAIGN_NOW", now);
     }
-    let out = c.args(["--json", "status", "campaign.toml"]).assert().success();
+    let out = c
+        .args(["--json", "status", "campaign.toml"])
+        .assert()
+        .success();
     let line: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     line["data"].clone()
 }
@@ -37,7 +40,10 @@ fn sent(ws: &Workspace, mock: &MockServer) {
             Reply::Accept
         }
     });
-    cmd(ws).args(["send", "campaign.toml", "--yes"]).assert().code(1);
+    cmd(ws)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(1);
     let conn = rusqlite::Connection::open(ws.db()).unwrap();
     let rows: Vec<(String, i64, String)> = conn
         .prepare("SELECT message_id, person_id, phone FROM journal WHERE state = 'accepted'")
@@ -154,7 +160,9 @@ fn prune_refuses_a_period_shorter_than_a_campaign_still_running() {
         .env("WACAMPAIGN_NOW", "2026-12-31T00:00:00Z")
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("campaign `slow-drip` started on 2026-01-01"))
+        .stderr(predicates::str::contains(
+            "campaign `slow-drip` started on 2026-01-01",
+        ))
         .stderr(predicates::str::contains("nothing was removed"));
     assert_eq!(ws.count("SELECT count(*) FROM journal"), journal);
     cmd(&ws)

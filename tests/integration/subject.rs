@@ -23,13 +23,20 @@ fn a_person_who_received_three_campaigns_gets_all_three_with_their_statuses() {
         "name,phone,date\nAnabel,55 3141 5926,martes\nBeto,55 8765 4321,lunes\n",
     );
     for id in ["spring", "summer", "autumn"] {
-        let text = edit(CAMPAIGN, "id = \"test-campaign\"", &format!("id = \"{id}\""));
+        let text = edit(
+            CAMPAIGN,
+            "id = \"test-campaign\"",
+            &format!("id = \"{id}\""),
+        );
         ws.write(
             "campaign.toml",
             format!("{text}base_url = \"{}\"\n", mock.base_url()),
         );
         crate::support::opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
-        cmd(&ws).args(["send", "campaign.toml", "--yes"]).assert().success();
+        cmd(&ws)
+            .args(["send", "campaign.toml", "--yes"])
+            .assert()
+            .success();
     }
     let conn = rusqlite::Connection::open(ws.db()).unwrap();
     let sent: Vec<(String, String)> = conn
@@ -65,18 +72,31 @@ fn a_person_who_received_three_campaigns_gets_all_three_with_their_statuses() {
     server.stop();
 
     cmd(&ws)
-        .args(["subject", "export", "+52 55 3141 5926", "--output", "request-5120"])
+        .args([
+            "subject",
+            "export",
+            "+52 55 3141 5926",
+            "--output",
+            "request-5120",
+        ])
         .assert()
         .success();
     for file in ["request-5120.json", "request-5120.txt"] {
-        let mode = std::fs::metadata(ws.path().join(file)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(ws.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{file} is private");
     }
-    let record: Value =
-        serde_json::from_str(&std::fs::read_to_string(ws.path().join("request-5120.json")).unwrap())
-            .unwrap();
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.path().join("request-5120.json")).unwrap(),
+    )
+    .unwrap();
     let messages = record["messages"].as_array().unwrap();
-    let mut campaigns: Vec<&str> = messages.iter().map(|m| m["campaign_id"].as_str().unwrap()).collect();
+    let mut campaigns: Vec<&str> = messages
+        .iter()
+        .map(|m| m["campaign_id"].as_str().unwrap())
+        .collect();
     campaigns.sort_unstable();
     assert_eq!(campaigns, ["autumn", "spring", "summer"]);
     for m in messages {
@@ -95,10 +115,17 @@ fn a_person_who_received_three_campaigns_gets_all_three_with_their_statuses() {
     // The contacts file imported three times records one event, with its source.
     let events = record["consent_events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
-    assert!(events.iter().all(|e| e["source"].as_str().unwrap().contains("contacts.csv")));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["source"].as_str().unwrap().contains("contacts.csv"))
+    );
     // Nothing about Beto.
     let json_text = std::fs::read_to_string(ws.path().join("request-5120.json")).unwrap();
-    assert!(!json_text.contains("87654321"), "another person's data leaked into the export");
+    assert!(
+        !json_text.contains("87654321"),
+        "another person's data leaked into the export"
+    );
 
     let text = std::fs::read_to_string(ws.path().join("request-5120.txt")).unwrap();
     for campaign in ["spring", "summer", "autumn"] {
