@@ -552,3 +552,53 @@ fn erasing_during_a_send_to_that_person_waits_for_the_request_then_removes_it() 
     assert!(leaks(&ws, &[], ANA_SPELLINGS).is_empty());
     cmd(&ws).args(["consent", "verify"]).assert().success();
 }
+
+/// A send loads consent, then someone is erased before its plan is written: the
+/// plan leaves them out (in-process, to hit the gap between the two every time).
+#[test]
+fn someone_erased_while_a_send_plans_is_not_planned() {
+    use wacampaign::plan::{PlanItem, Planner};
+    let ws = Workspace::new();
+    let mock = MockServer::start();
+    key_file(&ws);
+    ws.write(
+        "campaign.toml",
+        format!("{CAMPAIGN}base_url = \"{}\"\n", mock.base_url()),
+    );
+    ws.write(
+        "contacts.csv",
+        format!("name,phone,date\n{ANA_NAME},{ANA_CSV},martes\nBeto,55 8765 4321,lunes\n"),
+    );
+    crate::support::opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    let campaign = wacampaign::campaign::Campaign::load(&ws.path().join("campaign.toml")).unwrap();
+    let db = wacampaign::db::Db::open(&ws.db()).unwrap();
+    let gate = wacampaign::gate::Gate::load(Some(&db.conn), &campaign).unwrap();
+    let mut planner = Planner::new(&campaign, &gate).unwrap();
+    let mut batch = Vec::new();
+    while let Some(item) = planner.next_item().unwrap() {
+        if let PlanItem::Eligible(r) = item {
+            batch.push((batch.len() as u64 + 1, r));
+        }
+    }
+    assert_eq!(batch.len(), 2, "both were eligible when consent was loaded");
+
+    cmd(&ws)
+        .args(["erase", "+52 55 3141 5926", "--reason", "t"])
+        .assert()
+        .success();
+
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let (mut journal, _) =
+        wacampaign::journal::Journal::begin(conn, &campaign, gate.clone(), false).unwrap();
+    journal.plan(&batch).unwrap();
+    drop(journal);
+    let phones: Vec<String> = db
+        .conn
+        .prepare("SELECT phone FROM journal")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(phones, ["+525587654321"], "only Beto is planned");
+}
