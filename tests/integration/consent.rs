@@ -1837,6 +1837,7 @@ fn importing_the_same_file_twice_records_nothing_new() {
             "already_present": 3,
             "blocked_by_opt_out": 0,
             "invalid": 1,
+            "erased": 0,
             "rejected": [{"line": 5, "reason": "invalid number: phone number `not a phone` contains letters"}],
         })
     );
