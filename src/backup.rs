@@ -25,8 +25,8 @@ pub enum BackupError {
     )]
     Exists { path: String },
     #[error(
-        "the disk holding {path} is full: the copy did not fit and was removed; the database was \
-         not changed. Free space there or back up to another disk"
+        "the disk holding {path} is full or refused the write: the copy did not fit and was \
+         removed; the database was not changed. Free space there or back up to another disk"
     )]
     DiskFull { path: String },
     #[error("cannot write a backup beside {path}")]
@@ -78,8 +78,7 @@ pub fn backup(
     })?;
     let temp = file.temp_path().to_string_lossy().into_owned();
     conn.execute("VACUUM INTO ?1", [&temp]).map_err(|source| {
-        if matches!(&source, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull)
-        {
+        if is_disk_full(&source) {
             BackupError::DiskFull { path: shown.clone() }
         } else {
             BackupError::Copy {
@@ -111,6 +110,14 @@ pub fn backup(
         integrity,
         ledger,
     })
+}
+
+/// SQLITE_FULL (no space left), or SQLITE_IOERR_WRITE (a write refused: a quota, a
+/// file-size limit, a disk that filled between two checks).
+fn is_disk_full(error: &rusqlite::Error) -> bool {
+    const SQLITE_IOERR_WRITE: std::ffi::c_int = 778;
+    matches!(error, rusqlite::Error::SqliteFailure(e, _)
+        if e.code == rusqlite::ErrorCode::DiskFull || e.extended_code == SQLITE_IOERR_WRITE)
 }
 
 /// SQLite's integrity_check and the ledger's verification, on a copy opened read-only.

@@ -133,3 +133,51 @@ fn a_backup_to_a_missing_directory_fails_clearly_and_leaves_the_source() {
         ));
     assert_eq!(std::fs::read(ws.db()).unwrap(), before);
 }
+
+/// A disk that fills during the copy, as a file-size limit on the process makes
+/// one: a clear error, no target and no temporary file left, the source unchanged.
+#[test]
+fn a_backup_onto_a_full_disk_fails_clearly_and_leaves_the_source() {
+    use std::os::unix::process::CommandExt as _;
+    let ws = Workspace::new();
+    let mock = MockServer::start();
+    campaign_of(&ws, &mock, 2000);
+    {
+        let conn = rusqlite::Connection::open(ws.db()).unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    }
+    let before = std::fs::read(ws.db()).unwrap();
+    assert!(before.len() > 256 * 1024, "the source is larger than the limit");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"));
+    command
+        .current_dir(ws.path())
+        .args(["--color", "never", "--db"])
+        .arg(ws.db())
+        .args(["backup", "copy.db"]);
+    // SAFETY: async-signal-safe calls only, in the child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 128 * 1024,
+                rlim_max: 128 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is full"), "{stderr}");
+    assert!(stderr.contains("the database was not changed"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(ws.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("copy") || n.starts_with(".wacampaign"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(std::fs::read(ws.db()).unwrap(), before);
+}
