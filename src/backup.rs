@@ -79,7 +79,9 @@ pub fn backup(
     let temp = file.temp_path().to_string_lossy().into_owned();
     conn.execute("VACUUM INTO ?1", [&temp]).map_err(|source| {
         if is_disk_full(&source) {
-            BackupError::DiskFull { path: shown.clone() }
+            BackupError::DiskFull {
+                path: shown.clone(),
+            }
         } else {
             BackupError::Copy {
                 path: shown.clone(),

@@ -284,6 +284,19 @@ fn erase_in(
             spellings.insert(phone.trim_start_matches('+').to_owned());
         }
     }
+    // Late statuses for these messages must not bring the number back.
+    for person in &persons {
+        let ids: Vec<String> = tx
+            .prepare_cached(
+                "SELECT message_id FROM journal WHERE person_id = ?1 AND message_id IS NOT NULL
+                 UNION SELECT message_id FROM message_statuses WHERE person_id = ?1",
+            )?
+            .query_map(params![person], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for id in ids {
+            crate::webhook::store::forget_message_in(tx, &id)?;
+        }
+    }
     for person in &persons {
         report.statuses += tx
             .prepare_cached(

@@ -144,10 +144,14 @@ fn a_backup_onto_a_full_disk_fails_clearly_and_leaves_the_source() {
     campaign_of(&ws, &mock, 2000);
     {
         let conn = rusqlite::Connection::open(ws.db()).unwrap();
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
     }
     let before = std::fs::read(ws.db()).unwrap();
-    assert!(before.len() > 256 * 1024, "the source is larger than the limit");
+    assert!(
+        before.len() > 256 * 1024,
+        "the source is larger than the limit"
+    );
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"));
     command
         .current_dir(ws.path())

@@ -191,6 +191,14 @@ fn after_erase_no_byte_names_the_person_the_ledger_verifies_and_they_stay_out() 
     let statuses_before = ws.count("SELECT count(*) FROM message_statuses");
     assert_eq!(statuses_before, 6, "three statuses each");
 
+    let ana_message: String = rusqlite::Connection::open(ws.db())
+        .unwrap()
+        .query_row(
+            "SELECT message_id FROM journal WHERE phone = '+525531415926'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     let out = cmd(&ws)
         .args([
             "erase",
@@ -212,6 +220,26 @@ fn after_erase_no_byte_names_the_person_the_ledger_verifies_and_they_stay_out() 
     ] {
         assert!(stdout.contains(line), "`{line}` in:\n{stdout}");
     }
+
+    // A status the provider sends days later for her message brings nothing back.
+    let server = Server::start(&ws, &[]);
+    let late = envelope(json!({
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+        "statuses": [{"id": ana_message, "status": "read", "timestamp": "1893456000",
+                      "recipient_id": ANA_WA_ID}]
+    }));
+    assert_eq!(server.post_meta_signed(&late).status, 200);
+    server.stop();
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        ws.count("SELECT count(*) FROM webhook_deliveries WHERE body IS NULL"),
+        5,
+        "her 4 deliveries cleared, and the late one recorded (so a retry is recognised) without its body"
+    );
 
     let after = status_csv(&ws);
     let found = leaks(&ws, &["status.csv"], ANA_SPELLINGS);

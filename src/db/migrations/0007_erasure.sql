@@ -54,6 +54,13 @@ CREATE TABLE suppressions (
     lifted_at     TEXT
 ) STRICT, WITHOUT ROWID;
 
+-- The messages sent to people since erased, as SHA-256 of the message id: a status
+-- the provider sends later for one (a `read` days after) is not recorded, and its raw
+-- body not kept, so it cannot bring the number back.
+CREATE TABLE erased_messages (
+    message_sha256 TEXT PRIMARY KEY NOT NULL
+) STRICT, WITHOUT ROWID;
+
 -- One row: HMAC(key, "wacampaign suppression key check"), so a different key is
 -- noticed instead of silently matching nobody.
 CREATE TABLE suppression_key_check (
