@@ -171,3 +171,67 @@ fn prune_refuses_a_period_shorter_than_a_campaign_still_running() {
         .code(2)
         .stderr(predicates::str::contains("shorter than a day"));
 }
+
+/// `prune` works in small transactions: the webhook server keeps recording while it
+/// removes a large campaign.
+#[test]
+fn the_webhook_server_keeps_recording_while_prune_runs() {
+    let ws = Workspace::new();
+    drop(wacampaign::db::Db::open(&ws.db()).unwrap());
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at, plan_run)
+         VALUES ('old', 'f', 't', 'es_MX', 'utility', 'cloud_api', '2025-01-01T00:00:00Z', 1);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000)
+         INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run, params,
+             state, message_id, outcome_at, updated_at)
+         SELECT 'old', 525500000000 + i, '', '+' || (525500000000 + i), i, i, 1, '[\"x\"]',
+             'accepted', 'wamid.old' || i, '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z' FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000)
+         INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at, provider,
+             campaign_id, person_id, occurrence, received_at)
+         SELECT 'wamid.old' || i, 'delivered', 2, 1, '2025-01-01T00:00:00Z', 'meta', 'old',
+             525500000000 + i, '', '2025-01-01T00:00:00Z' FROM n;",
+    )
+    .unwrap();
+    drop(conn);
+    let server = Server::start(&ws, &[]);
+    let mut prune = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(ws.path())
+        .args(["--db"])
+        .arg(ws.db())
+        .args(["prune", "--older-than", "30d"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let meta = json!({"display_phone_number": "15550783881", "phone_number_id": "106540352242922"});
+    let now = chrono::Utc::now().timestamp();
+    // Post statuses for as long as prune runs.
+    let (mut posted, mut answered) = (0i64, 0);
+    while prune.try_wait().unwrap().is_none() {
+        let payload = envelope(json!({
+            "messaging_product": "whatsapp", "metadata": meta,
+            "statuses": [{"id": format!("wamid.new{posted}"), "status": "delivered",
+                          "timestamp": (now + posted).to_string(), "recipient_id": "525511112222"}]
+        }));
+        answered += i64::from(server.post_meta_signed(&payload).status == 200);
+        posted += 1;
+    }
+    let output = prune.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("journal rows          60000"), "{text}");
+    server.stop();
+    eprintln!("prune alongside the webhook server: {posted} statuses posted while it ran");
+    assert!(
+        posted >= 5,
+        "only {posted} webhooks while prune ran: the test did not test"
+    );
+    assert_eq!(answered, posted, "every webhook answered while prune ran");
+    assert_eq!(
+        ws.count("SELECT count(*) FROM message_statuses WHERE message_id LIKE 'wamid.new%'"),
+        posted,
+        "and recorded"
+    );
+    assert_eq!(ws.count("SELECT count(*) FROM journal"), 0);
+}
