@@ -219,6 +219,7 @@ pub fn erase(
     reason: &str,
     actor: &str,
     wait: Duration,
+    vacuum: bool,
 ) -> Result<ErasureReport, ErasureError> {
     if reason.trim().is_empty() {
         return Err(ErasureError::NoReason);
@@ -251,7 +252,7 @@ pub fn erase(
     // may still hold old copies of rows: rebuilding the file leaves only live data.
     // The erasure is committed either way; a VACUUM that cannot get the database
     // (a long write elsewhere) is reported, not an error.
-    let vacuumed = conn.execute_batch("VACUUM").is_ok();
+    let vacuumed = vacuum && conn.execute_batch("VACUUM").is_ok();
     Ok(ErasureReport {
         vacuumed,
         wal_truncated: truncate_wal(conn, wait)?,

@@ -50,6 +50,11 @@ pub struct Args {
     /// How long to wait for a message to this person that is in flight.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub wait: u64,
+    /// Do not rebuild the file afterwards. The rebuild (VACUUM) writes the whole
+    /// database again and needs as much free disk; without it, pages freed before
+    /// this version zeroed freed space may still hold old bytes of the person.
+    #[arg(long)]
+    pub no_vacuum: bool,
     /// Who records this; defaults to WACAMPAIGN_ACTOR or the login name.
     #[arg(long)]
     pub actor: Option<String>,
@@ -72,6 +77,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         &args.reason,
         &actor,
         Duration::from_secs(args.wait),
+        !args.no_vacuum,
     )
     .with_context(|| format!("erasing from {}", ctx.db.display()))?;
     if ctx.ui.json {
@@ -105,7 +111,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     ] {
         writeln!(out, "  {label:<24}{n}")?;
     }
-    if !report.vacuumed {
+    if !report.vacuumed && !args.no_vacuum {
         ctx.ui.warn(format!(
             "{} could not be rebuilt (another process kept writing), so free pages may still hold \
              old bytes; run `sqlite3 {} VACUUM` when it is idle",
