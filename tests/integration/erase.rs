@@ -645,3 +645,56 @@ fn someone_erased_while_a_send_plans_is_not_planned() {
         .unwrap();
     assert_eq!(phones, ["+525587654321"], "only Beto is planned");
 }
+
+/// A BSUID names the person it is linked to: erasing it erases their number too.
+#[test]
+fn erasing_a_bsuid_erases_the_number_linked_to_it() {
+    let ws = Workspace::new();
+    key_file(&ws);
+    cmd(&ws)
+        .args([
+            "consent",
+            "opt-in",
+            "+525531415926",
+            "--purpose",
+            "utility",
+            "--method",
+            "web_form",
+            "--source",
+            "form 1",
+        ])
+        .assert()
+        .success();
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    conn.execute(
+        "INSERT INTO identities (bsuid, person_id, phone, linked_at)
+         VALUES (?1, 525531415926, '+525531415926', '2026-11-01T00:00:00Z')",
+        [ANA_BSUID],
+    )
+    .unwrap();
+    drop(conn);
+    cmd(&ws)
+        .args(["erase", ANA_BSUID, "--reason", "request 77"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "erased 1 phone number(s) and 1 business-scoped ID(s)",
+        ))
+        .stdout(predicates::str::contains("consent events blanked  1"));
+    assert!(leaks(&ws, &[], ANA_SPELLINGS).is_empty());
+    cmd(&ws)
+        .args([
+            "consent",
+            "opt-in",
+            "+5215531415926",
+            "--purpose",
+            "utility",
+            "--method",
+            "web_form",
+            "--source",
+            "form 2",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("was erased on"));
+}
