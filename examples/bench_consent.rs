@@ -112,6 +112,7 @@ fn main() -> anyhow::Result<()> {
                 actor: "bench".to_owned(),
                 delimiter: None,
                 encoding: Encoding::Utf8,
+                suppressions: None,
             },
         )
     };

@@ -580,6 +580,7 @@ fn prepare(dir: &Path, recipients: u64, provider_and_sending: &str) -> anyhow::R
             actor: "bench_send".into(),
             delimiter: campaign.contacts.delimiter,
             encoding: campaign.contacts.encoding,
+            suppressions: None,
         },
     )?;
     Ok(())

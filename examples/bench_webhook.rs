@@ -292,6 +292,7 @@ concurrency = 32
             actor: "bench".into(),
             delimiter: campaign.contacts.delimiter,
             encoding: campaign.contacts.encoding,
+            suppressions: None,
         },
     )?;
     Ok(())

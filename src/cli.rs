@@ -28,6 +28,9 @@ Examples:
   wacampaign send campaigns/demo.toml --yes
   wacampaign status campaigns/demo.toml --csv status.csv
   wacampaign webhook serve --listen 127.0.0.1:8088
+  wacampaign erase '+52 55 1234 5678' --reason 'request 2026-11-27 ticket 5120'
+  wacampaign backup /var/backups/wacampaign-$(date +%F).db
+  wacampaign prune --older-than 90d
 
 ";
 
@@ -70,6 +73,15 @@ pub struct GlobalArgs {
     /// When to use color; NO_COLOR in the environment turns `auto` off.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, env = "WACAMPAIGN_COLOR", value_name = "WHEN")]
     pub color: ColorChoice,
+    /// A file (mode 0600) holding the key the suppression list of erased people is
+    /// hashed with; else the key is read from WACAMPAIGN_SUPPRESSION_KEY.
+    #[arg(
+        long,
+        global = true,
+        env = "WACAMPAIGN_SUPPRESSION_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub suppression_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +92,10 @@ pub enum Command {
     Send(cmd::send::Args),
     Status(cmd::status::Args),
     Webhook(cmd::webhook::Args),
+    Erase(cmd::erase::Args),
+    Backup(cmd::backup::Args),
+    Subject(cmd::subject::Args),
+    Prune(cmd::prune::Args),
 }
 
 #[cfg(test)]

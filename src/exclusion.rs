@@ -31,6 +31,10 @@ pub enum Exclusion {
     OptedOut { date: String, method: String },
     #[error("no open customer-service window")]
     NoWindow,
+    /// Erased at the person's request (`wacampaign erase`): suppressed until they
+    /// give a new, evidenced consent.
+    #[error("erased on {date} at the person's request")]
+    Erased { date: String },
 }
 
 impl Exclusion {
@@ -44,6 +48,7 @@ impl Exclusion {
             Exclusion::NoOptIn { .. } => ExclusionKind::NoOptIn,
             Exclusion::OptedOut { .. } => ExclusionKind::OptedOut,
             Exclusion::NoWindow => ExclusionKind::NoWindow,
+            Exclusion::Erased { .. } => ExclusionKind::Erased,
         }
     }
 }
@@ -60,6 +65,7 @@ pub enum ExclusionKind {
     NoOptIn,
     OptedOut,
     NoWindow,
+    Erased,
 }
 
 impl ExclusionKind {
@@ -73,6 +79,7 @@ impl ExclusionKind {
             ExclusionKind::NoOptIn => "no_opt_in",
             ExclusionKind::OptedOut => "opted_out",
             ExclusionKind::NoWindow => "no_window",
+            ExclusionKind::Erased => "erased",
         }
     }
 
@@ -87,6 +94,7 @@ impl ExclusionKind {
             ExclusionKind::NoOptIn => "no opt-in",
             ExclusionKind::OptedOut => "opted out",
             ExclusionKind::NoWindow => "no open window",
+            ExclusionKind::Erased => "erased",
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::consent::{ConsentIndex, Ledger};
 use crate::exclusion::{ConsentGate, Exclusion};
 use crate::phone::E164;
 use crate::service_window::OpenWindows;
+use crate::suppression::{Identity, Suppressions};
 
 /// The ledger and the windows, loaded once for a whole plan.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Gate {
     /// The last ledger event the index includes; later ones are applied as a send
     /// claims rows, so an opt-out recorded while the ledger loads still wins.
     pub consent_seen: i64,
+    /// People erased (`wacampaign erase`), left out before anything else.
+    pub erased: Option<Suppressions>,
 }
 
 impl Gate {
@@ -45,13 +48,24 @@ impl Gate {
             consent,
             windows,
             consent_seen,
+            erased: None,
         })
     }
 }
 
 impl ConsentGate for Gate {
     fn check(&self, phone: E164) -> Result<(), Exclusion> {
-        // Consent first: an opt-out is the reason that matters most.
+        // An erased person first: nothing else about them is left to decide on.
+        if let Some(erased) = self
+            .erased
+            .as_ref()
+            .and_then(|s| s.lookup(&Identity::Phone(phone)))
+        {
+            return Err(Exclusion::Erased {
+                date: crate::clock::date_part(&erased.erased_at).to_owned(),
+            });
+        }
+        // Then consent: an opt-out is the reason that matters most.
         self.consent.check(phone)?;
         match &self.windows {
             Some(windows) if !windows.is_open(phone) => Err(Exclusion::NoWindow),

@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod backup;
 pub mod campaign;
 pub mod cli;
 pub mod clock;
@@ -10,6 +11,7 @@ pub mod cmd;
 pub mod consent;
 pub mod contacts;
 pub mod db;
+pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
 pub mod gate;
@@ -20,9 +22,12 @@ pub mod plan;
 pub mod pricing;
 pub mod provider;
 pub mod report;
+pub mod retention;
 pub mod secret;
 pub mod send;
 pub mod service_window;
+pub mod subject;
+pub mod suppression;
 pub mod template;
 pub mod ui;
 pub mod webhook;
@@ -39,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let ctx = cmd::Context {
         db: g.db.clone(),
         ui: ui::Ui::new(g.json, g.quiet, g.verbose, g.color),
+        suppression_key_file: g.suppression_key_file.clone(),
     };
     match &cli.command {
         Command::Check(args) => cmd::check::run(&ctx, args),
@@ -47,6 +53,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Send(args) => cmd::send::run(&ctx, args),
         Command::Status(args) => cmd::status::run(&ctx, args),
         Command::Webhook(args) => cmd::webhook::run(&ctx, args),
+        Command::Erase(args) => cmd::erase::run(&ctx, args),
+        Command::Backup(args) => cmd::backup::run(&ctx, args),
+        Command::Subject(args) => cmd::subject::run(&ctx, args),
+        Command::Prune(args) => cmd::prune::run(&ctx, args),
     }
 }
 

@@ -200,6 +200,11 @@ impl PrivateFile {
         })
     }
 
+    /// Where the file is being written, before [`PrivateFile::commit`] moves it.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
     /// Flushes the report to disk and renames it over the target.
     pub fn commit(self) -> std::io::Result<()> {
         self.temp.as_file().sync_all()?;

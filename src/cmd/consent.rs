@@ -17,6 +17,7 @@ use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::phone::{DefaultRegion, E164, PhoneError};
 use crate::report::spreadsheet_safe;
+use crate::suppression::Identity;
 use crate::ui::json_line;
 
 /// Record, inspect, export and verify the consent ledger.
@@ -120,6 +121,11 @@ pub struct OptInArgs {
     /// Where the proof is: a form id and version, a message id, a ticket.
     #[arg(long)]
     pub source: String,
+    /// The person was erased (`wacampaign erase`) and has since given new consent:
+    /// record it, with --evidence or --notice-file, dated after the erasure, and lift
+    /// their suppression. Without it, an opt-in for an erased person is refused.
+    #[arg(long)]
+    pub after_erasure: bool,
     #[command(flatten)]
     pub event: EventArgs,
 }
@@ -267,6 +273,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             &a.method,
             &a.source,
             &a.event,
+            a.after_erasure,
         ),
         ConsentCommand::OptOut(a) => record(
             ctx,
@@ -276,6 +283,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             &a.method,
             &a.source,
             &a.event,
+            false,
         ),
         ConsentCommand::Show(a) => show(ctx, a),
         ConsentCommand::Export(a) => export(ctx, a),
@@ -286,6 +294,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
 
 fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<Exit> {
     let db = Db::open(&ctx.db)?;
+    let suppressions = ctx.suppressions(&db.conn)?;
     let options = ImportOptions {
         file: args.file.clone(),
         purpose: args.purpose,
@@ -299,6 +308,7 @@ fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<Exit> {
         actor: args.actor.clone().unwrap_or_else(consent::default_actor),
         delimiter: None,
         encoding: args.encoding,
+        suppressions,
     };
     let summary = consent::import_file(&db.conn, &options)?;
     if ctx.ui.json {
@@ -323,6 +333,9 @@ fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<Exit> {
         )?;
     }
     writeln!(out, "  invalid               {}", summary.invalid)?;
+    if summary.erased > 0 {
+        writeln!(out, "  refused (erased)      {}", summary.erased)?;
+    }
     Ok(Exit::Success)
 }
 
@@ -336,6 +349,7 @@ struct Recorded {
     standing: Option<consent::Standing>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record(
     ctx: &Context,
     raw: &str,
@@ -344,6 +358,7 @@ fn record(
     method: &str,
     source: &str,
     event: &EventArgs,
+    after_erasure: bool,
 ) -> anyhow::Result<Exit> {
     if action == Action::OptIn && purpose == Purpose::All {
         bail!("an opt-in is for one purpose: use --purpose marketing or --purpose utility");
@@ -375,7 +390,61 @@ fn record(
     };
     let db = Db::open(&ctx.db)?;
     let ledger = Ledger::new(&db.conn);
-    let (id, already_present) = match ledger.append(&new)? {
+    let suppressions = ctx.suppressions(&db.conn)?;
+    let identity = Identity::Phone(subject);
+    let erased = suppressions.as_ref().and_then(|s| s.lookup(&identity));
+    let appended = match (erased, action) {
+        (None, _) => ledger.append(&new)?,
+        (Some(erased), Action::OptOut) => {
+            ctx.ui.warn(format!(
+                "{subject} was erased on {} and is left out of every campaign already; an opt-out \
+                 would store their number again, so nothing was recorded",
+                clock::date_part(&erased.erased_at)
+            ));
+            return Ok(Exit::Success);
+        }
+        (Some(erased), Action::OptIn) => {
+            let date = clock::date_part(&erased.erased_at).to_owned();
+            if !after_erasure {
+                bail!(
+                    "refused: {subject} was erased on {date} at their request. If they gave new \
+                     consent after that, record it with --after-erasure and its evidence \
+                     (--evidence or --notice-file); nothing was recorded"
+                );
+            }
+            let evidenced = new
+                .evidence
+                .as_deref()
+                .is_some_and(|e| !e.trim().is_empty())
+                || new.notice.is_some();
+            if !evidenced {
+                bail!(
+                    "refused: consent after an erasure needs its own evidence; pass --evidence \
+                     or --notice-file; nothing was recorded"
+                );
+            }
+            if new.occurred_at <= erased.erased_at {
+                bail!(
+                    "refused: this consent is dated {}, not after the erasure on {}; only \
+                     consent given after it can be recorded; nothing was recorded",
+                    new.occurred_at,
+                    erased.erased_at
+                );
+            }
+            let key = suppressions.as_ref().map(|s| s.key().clone());
+            let tx = rusqlite::Transaction::new_unchecked(
+                &db.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            let appended = consent::append_in(&tx, &new)?;
+            if let (Appended::Recorded(id), Some(key)) = (appended, key) {
+                crate::suppression::lift_in(&tx, &key, &identity, id, &new.occurred_at)?;
+            }
+            tx.commit()?;
+            appended
+        }
+    };
+    let (id, already_present) = match appended {
         Appended::Recorded(id) => (id, false),
         Appended::AlreadyPresent(id) => (id, true),
     };
@@ -516,6 +585,14 @@ fn write_export(
     let notices = ledger.notices(subject)?;
     match format {
         ExportFormat::Json => {
+            // A re-anchored chain starts from its anchor, not from 64 zeros.
+            if let Some(anchor) = ledger.anchor()? {
+                serde_json::to_writer(
+                    &mut sink,
+                    &serde_json::json!({"type": "anchor", "data": anchor}),
+                )?;
+                sink.write_all(b"\n")?;
+            }
             ledger.for_each_event(subject, |event| {
                 serde_json::to_writer(
                     &mut sink,
@@ -638,6 +715,8 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         None => true,
         Some(expected) => {
             expected == &report.head
+                // A head noted before the ledger was re-anchored (migration 0007).
+                || report.anchor.as_ref().is_some_and(|a| &a.legacy_head == expected)
                 || ledger.contains_hash(expected).with_context(|| {
                     format!("looking up the expected head in {}", ctx.db.display())
                 })?
@@ -669,6 +748,25 @@ fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
             writeln!(
                 out,
                 "the expected head is not in the chain: events were cut from the end or the chain was rebuilt"
+            )?;
+        }
+        if let Some(anchor) = &report.anchor {
+            writeln!(
+                out,
+                "re-anchored on {}: the {} events before erasable events ended at head {}; \
+                 the chain continues from SHA-256(\"wacampaign re-anchor\\n\" + that head + \"\\n{}\") = {}",
+                anchor.recorded_at,
+                anchor.legacy_events,
+                anchor.legacy_head,
+                anchor.legacy_events,
+                anchor.anchor
+            )?;
+        }
+        if report.erased > 0 {
+            writeln!(
+                out,
+                "{} events erased: their personal fields are gone, their commitments and hashes kept",
+                report.erased
             )?;
         }
         if intact {

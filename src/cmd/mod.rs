@@ -9,11 +9,15 @@ use crate::db::Db;
 use crate::gate::Gate;
 use crate::ui::Ui;
 
+pub mod backup;
 pub mod check;
 pub mod consent;
+pub mod erase;
 pub mod preview;
+pub mod prune;
 pub mod send;
 pub mod status;
+pub mod subject;
 pub mod webhook;
 
 /// What every command gets from the global options.
@@ -21,6 +25,8 @@ pub mod webhook;
 pub struct Context {
     pub db: PathBuf,
     pub ui: Ui,
+    /// A file holding the suppression key (else `WACAMPAIGN_SUPPRESSION_KEY`).
+    pub suppression_key_file: Option<PathBuf>,
 }
 
 impl Context {
@@ -37,7 +43,26 @@ impl Context {
                 self.db.display()
             ));
         }
-        Gate::load(db.as_ref().map(|db| &db.conn), campaign)
-            .with_context(|| format!("loading the consent ledger from {}", self.db.display()))
+        let mut gate = Gate::load(db.as_ref().map(|db| &db.conn), campaign)
+            .with_context(|| format!("loading the consent ledger from {}", self.db.display()))?;
+        if let Some(db) = &db {
+            gate.erased = self.suppressions(&db.conn)?;
+        }
+        Ok(gate)
+    }
+
+    /// The suppressions in force (people erased), or `None` when there are none; the
+    /// key is needed only when there are.
+    pub fn suppressions(
+        &self,
+        conn: &rusqlite::Connection,
+    ) -> anyhow::Result<Option<crate::suppression::Suppressions>> {
+        crate::suppression::Suppressions::load(conn, self.suppression_key_file.as_deref())
+            .with_context(|| {
+                format!(
+                    "loading the suppression list (people erased) from {}",
+                    self.db.display()
+                )
+            })
     }
 }

@@ -140,8 +140,9 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     let provider = provider::build(&campaign)?;
     let db = Db::open(&ctx.db)?;
     let lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
-    let gate =
+    let mut gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
+    gate.erased = ctx.suppressions(&db.conn)?;
     let planner = Planner::new(&campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();
     let (mut journal, recovered) =

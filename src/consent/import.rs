@@ -15,6 +15,7 @@ use crate::clock;
 use crate::contacts::{ContactReader, ContactsError, Encoding, Row};
 use crate::exclusion::ConsentGate;
 use crate::phone::{DefaultRegion, E164};
+use crate::suppression::{Identity, Suppressions};
 
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -31,6 +32,8 @@ pub struct ImportOptions {
     pub actor: String,
     pub delimiter: Option<u8>,
     pub encoding: Encoding,
+    /// People erased: their rows are refused, never recorded.
+    pub suppressions: Option<Suppressions>,
 }
 
 /// A row that could not be imported, and why.
@@ -49,6 +52,8 @@ pub struct ImportSummary {
     /// Opt-ins recorded, but the number stays blocked by an opt-out the import cannot lift.
     pub blocked_by_opt_out: u64,
     pub invalid: u64,
+    /// Rows for people who were erased: refused (listed in `rejected`).
+    pub erased: u64,
     pub rejected: Vec<RejectedRow>,
 }
 
@@ -104,6 +109,23 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
                 continue;
             }
         };
+        if let Some(erased) = options
+            .suppressions
+            .as_ref()
+            .and_then(|s| s.lookup(&Identity::Phone(subject)))
+        {
+            summary.erased += 1;
+            summary.rejected.push(RejectedRow {
+                line: row.line,
+                reason: format!(
+                    "refused: this person was erased on {} at their request; an import cannot \
+                     record anything for them. If they gave new consent after that, record it \
+                     with `wacampaign consent opt-in --after-erasure` and its evidence",
+                    clock::date_part(&erased.erased_at)
+                ),
+            });
+            continue;
+        }
         let occurred_at = match occurred_index.map(|i| row.get(i).unwrap_or("")) {
             None => now.clone(),
             Some(cell) => match clock::parse(cell) {

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Event, Fact, NewEvent, Purpose, Standing, StandingFold};
+use super::{Event, Fact, NewEvent, Purpose, RecordedVia, Standing, StandingFold};
 use crate::clock;
 use crate::phone::E164;
 
@@ -27,6 +27,10 @@ const TRIGGERS: &[&str] = &[
     // delete triggers: these refuse the collision (migration 0005).
     "consent_events_append_only_insert",
     "consent_notices_append_only_insert",
+    // Only format-2 events, whose personal fields sit outside the chain (0007).
+    "consent_events_erasable_only",
+    "consent_anchors_append_only_update",
+    "consent_anchors_append_only_delete",
 ];
 
 /// What an append did.
@@ -47,6 +51,12 @@ pub struct Ledger<'c> {
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     pub events: u64,
+    /// Events whose personal fields were erased: their hashes still verify, through
+    /// the commitment they keep.
+    pub erased: u64,
+    /// Where the chain starts when the ledger predates erasable events: the old
+    /// chain's head, re-anchored (see `consent::reanchor`).
+    pub anchor: Option<super::reanchor::Anchor>,
     /// The last event's hash: note it somewhere else to detect a later truncation.
     pub head: String,
     pub missing_triggers: Vec<String>,
@@ -116,7 +126,8 @@ impl<'c> Ledger<'c> {
     pub fn history(&self, subject: E164) -> rusqlite::Result<Vec<Event>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
-                    source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash
+                    source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash,
+                    format, salt, commitment
              FROM consent_events WHERE subject_key = ?1 ORDER BY occurred_at, id",
         )?;
         let rows = stmt.query_map(params![subject.consent_key() as i64], event_from_row)?;
@@ -152,7 +163,8 @@ impl<'c> Ledger<'c> {
     ) -> anyhow::Result<()> {
         let sql =
             "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
-                          source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash
+                          source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash,
+                    format, salt, commitment
                    FROM consent_events WHERE (?1 IS NULL OR subject_key = ?1) ORDER BY id";
         let mut stmt = self.conn.prepare(sql)?;
         let key = subject.map(|s| s.consent_key() as i64);
@@ -193,6 +205,11 @@ impl<'c> Ledger<'c> {
             .map(|found| found.is_some())
     }
 
+    /// Where the chain starts, when the ledger was re-anchored (migration 0007).
+    pub fn anchor(&self) -> rusqlite::Result<Option<super::reanchor::Anchor>> {
+        super::reanchor::latest(self.conn)
+    }
+
     /// Recomputes the hash chain and checks the append-only triggers.
     pub fn verify(&self) -> rusqlite::Result<VerifyReport> {
         let mut missing_triggers = Vec::new();
@@ -211,22 +228,35 @@ impl<'c> Ledger<'c> {
         }
         let mut stmt = self.conn.prepare(
             "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
-                    source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash, subject_key
+                    source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash,
+                    format, salt, commitment, subject_key
              FROM consent_events ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
-        let mut expected_prev = GENESIS.to_owned();
+        let anchor = super::reanchor::latest(self.conn)?;
+        let mut expected_prev = anchor
+            .as_ref()
+            .map_or_else(|| GENESIS.to_owned(), |a| a.anchor.clone());
         let mut expected_id = 1;
         let mut events = 0;
-        let mut first_broken = None;
+        let mut erased = 0;
+        let mut first_broken = anchor.as_ref().and_then(|a| {
+            a.legacy_problem.as_ref().map(|problem| BrokenEvent {
+                id: 0,
+                problem: format!("before it was re-anchored, the old chain was broken: {problem}"),
+            })
+        });
         while let Some(row) = rows.next()? {
             let event = event_from_row(row)?;
-            let subject_key: i64 = row.get(15)?;
+            let subject_key: i64 = row.get(18)?;
             events += 1;
+            erased += u64::from(event.is_erased());
             if first_broken.is_some() {
                 continue;
             }
-            let problem = if event.id != expected_id {
+            let problem = if event.format != 2 {
+                Some("it was written in the old form after the ledger was re-anchored".to_owned())
+            } else if event.id != expected_id {
                 Some(format!(
                     "event {expected_id} is missing (the next event is {})",
                     event.id
@@ -235,6 +265,13 @@ impl<'c> Ledger<'c> {
                 Some("its prev_hash does not match the event before it: an event was removed, inserted or reordered".to_owned())
             } else if hash_event(&event) != event.hash {
                 Some("its content does not match its hash: the event was edited".to_owned())
+            } else if event.is_erased() {
+                erased_problem(&event, subject_key)
+            } else if event.commitment.as_deref() != Some(commitment(&event).as_str()) {
+                Some("its content does not match its hash: the event was edited".to_owned())
+            } else if event.recorded_via == RecordedVia::Erasure.as_str() {
+                (subject_key != 0 || !event.subject.is_empty())
+                    .then(|| "an erasure event names a subject".to_owned())
             } else if E164::from_digits(&event.subject)
                 .is_none_or(|s| s.consent_key() as i64 != subject_key)
             {
@@ -253,6 +290,8 @@ impl<'c> Ledger<'c> {
         }
         Ok(VerifyReport {
             events,
+            erased,
+            anchor,
             head: expected_prev,
             missing_triggers,
             first_broken,
@@ -317,7 +356,7 @@ impl<'c> Ledger<'c> {
             clock::format(clock::now() - chrono::Duration::days(i64::from(older_than_days)));
         let mut stmt = self.conn.prepare(&format!(
             "SELECT subject_key, purpose, action, occurred_at, method, recorded_via, {HAS_EVIDENCE}
-             FROM consent_events ORDER BY subject_key, occurred_at, id"
+             FROM consent_events WHERE subject_key <> 0 ORDER BY subject_key, occurred_at, id"
         ))?;
         let mut rows = stmt.query([])?;
         let mut current: Option<i64> = None;
@@ -400,11 +439,7 @@ pub fn append_in(tx: &Connection, event: &NewEvent) -> rusqlite::Result<Appended
         }
         None => None,
     };
-    let (last_id, prev_hash): (i64, String) = tx
-        .prepare_cached("SELECT id, hash FROM consent_events ORDER BY id DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .unwrap_or((0, GENESIS.to_owned()));
+    let (last_id, prev_hash) = chain_head(tx)?;
     let mut stored = Event {
         id: last_id + 1,
         subject: event.subject.to_string(),
@@ -421,18 +456,53 @@ pub fn append_in(tx: &Connection, event: &NewEvent) -> rusqlite::Result<Appended
         dedupe_key: event.dedupe_key.clone(),
         prev_hash,
         hash: String::new(),
+        format: 2,
+        salt: None,
+        commitment: None,
     };
-    stored.hash = hash_event(&stored);
+    seal(&mut stored)?;
+    insert(tx, &stored, event.subject.consent_key() as i64)?;
+    Ok(Appended::Recorded(stored.id))
+}
+
+/// The head of the chain: (last id, its hash), or (0, where the chain starts).
+fn chain_head(tx: &Connection) -> rusqlite::Result<(i64, String)> {
+    let last: Option<(i64, String)> = tx
+        .prepare_cached("SELECT id, hash FROM consent_events ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match last {
+        Some(head) => Ok(head),
+        None => Ok((
+            0,
+            super::reanchor::latest(tx)?.map_or_else(|| GENESIS.to_owned(), |a| a.anchor),
+        )),
+    }
+}
+
+/// Gives an event a fresh salt, its commitment and its hash.
+fn seal(event: &mut Event) -> rusqlite::Result<()> {
+    event.format = 2;
+    event.salt = Some(random_salt().map_err(|e| {
+        rusqlite::Error::UserFunctionError(format!("reading /dev/urandom for a salt: {e}").into())
+    })?);
+    event.commitment = Some(commitment(event));
+    event.hash = hash_event(event);
+    Ok(())
+}
+
+fn insert(tx: &Connection, stored: &Event, subject_key: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO consent_events (id, subject, subject_key, purpose, action, occurred_at,
              recorded_at, method, recorded_via, source, evidence, notice_hash, actor, dedupe_key,
-             prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             prev_hash, hash, format, salt, commitment)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19)",
     )?
     .execute(params![
         stored.id,
         stored.subject,
-        event.subject.consent_key() as i64,
+        subject_key,
         stored.purpose,
         stored.action,
         stored.occurred_at,
@@ -446,16 +516,136 @@ pub fn append_in(tx: &Connection, event: &NewEvent) -> rusqlite::Result<Appended
         stored.dedupe_key,
         stored.prev_hash,
         stored.hash,
+        stored.format,
+        stored.salt,
+        stored.commitment,
     ])?;
-    Ok(Appended::Recorded(stored.id))
+    Ok(())
+}
+
+/// Appends the event that records an erasure, inside the erasing transaction. It
+/// holds no personal data: no subject, the operator's reason, how many identities.
+pub fn append_erasure_in(
+    tx: &Connection,
+    reason: &str,
+    identities: usize,
+    actor: &str,
+) -> rusqlite::Result<i64> {
+    let (last_id, prev_hash) = chain_head(tx)?;
+    let now = clock::now_string();
+    let mut stored = Event {
+        id: last_id + 1,
+        subject: String::new(),
+        purpose: Purpose::All.as_str().to_owned(),
+        action: super::Action::OptOut.as_str().to_owned(),
+        occurred_at: now.clone(),
+        recorded_at: now,
+        method: "erasure".to_owned(),
+        recorded_via: RecordedVia::Erasure.as_str().to_owned(),
+        source: format!("erasure of {identities} identities"),
+        evidence: Some(reason.to_owned()),
+        notice_hash: None,
+        actor: actor.to_owned(),
+        dedupe_key: None,
+        prev_hash,
+        hash: String::new(),
+        format: 2,
+        salt: None,
+        commitment: None,
+    };
+    seal(&mut stored)?;
+    insert(tx, &stored, 0)?;
+    Ok(stored.id)
+}
+
+/// Blanks the personal fields of every event of these subject keys, keeping their
+/// commitments and hashes. Returns how many events were erased.
+pub fn erase_subjects_in(tx: &Connection, subject_keys: &[i64]) -> rusqlite::Result<u64> {
+    let mut erased = 0;
+    let mut stmt = tx.prepare_cached(
+        "UPDATE consent_events SET subject = '', subject_key = 0, source = '', evidence = NULL,
+             dedupe_key = NULL, salt = NULL
+         WHERE subject_key = ?1",
+    )?;
+    for key in subject_keys {
+        erased += stmt.execute(params![key])? as u64;
+    }
+    Ok(erased)
+}
+
+/// Why an erased event does not look erased, if it does not.
+fn erased_problem(event: &Event, subject_key: i64) -> Option<String> {
+    let blank = event.subject.is_empty()
+        && subject_key == 0
+        && event.source.is_empty()
+        && event.evidence.is_none()
+        && event.dedupe_key.is_none()
+        && event.commitment.is_some();
+    (!blank).then(|| {
+        "its salt is gone but personal fields remain, or its commitment is missing".to_owned()
+    })
+}
+
+/// 16 random bytes, hex. A salt makes a commitment useless for guessing the number
+/// behind it once the fields are erased.
+fn random_salt() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// The commitment to an event's personal fields: SHA-256 of the salt, a line feed,
+/// and `[subject, source, evidence, dedupe_key]` as compact JSON.
+pub fn commitment(event: &Event) -> String {
+    let fields = serde_json::json!([
+        event.subject,
+        event.source,
+        event.evidence,
+        event.dedupe_key,
+    ]);
+    let mut hasher = Sha256::new();
+    hasher.update(event.salt.as_deref().unwrap_or_default().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(fields.to_string().as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 /// An event's hash: SHA-256 of the previous hash, a line feed, and the event's fields
-/// as a compact JSON array, so an auditor can recompute it with any JSON library:
+/// as a compact JSON array, so an auditor can recompute it with any JSON library.
+///
+/// Format 2 (erasable): `["v2", id, commitment, purpose, action, occurred_at,
+/// recorded_at, method, recorded_via, notice_hash, actor]`, the personal fields
+/// entering only through the commitment. Format 1 (before migration 0007):
 /// `[id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
 /// source, evidence, notice_hash, actor, dedupe_key]`.
 pub fn hash_event(event: &Event) -> String {
-    let fields = serde_json::json!([
+    let fields = if event.format == 2 {
+        serde_json::json!([
+            "v2",
+            event.id,
+            event.commitment,
+            event.purpose,
+            event.action,
+            event.occurred_at,
+            event.recorded_at,
+            event.method,
+            event.recorded_via,
+            event.notice_hash,
+            event.actor,
+        ])
+    } else {
+        legacy_fields(event)
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(event.prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(fields.to_string().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn legacy_fields(event: &Event) -> serde_json::Value {
+    serde_json::json!([
         event.id,
         event.subject,
         event.purpose,
@@ -469,12 +659,7 @@ pub fn hash_event(event: &Event) -> String {
         event.notice_hash,
         event.actor,
         event.dedupe_key,
-    ]);
-    let mut hasher = Sha256::new();
-    hasher.update(event.prev_hash.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(fields.to_string().as_bytes());
-    hex::encode(hasher.finalize())
+    ])
 }
 
 /// A standing from a history already in the order the person acted.
@@ -511,6 +696,9 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         dedupe_key: row.get(12)?,
         prev_hash: row.get(13)?,
         hash: row.get(14)?,
+        format: row.get(15)?,
+        salt: row.get(16)?,
+        commitment: row.get(17)?,
     })
 }
 

@@ -8,6 +8,7 @@
 mod import;
 mod index;
 mod ledger;
+pub mod reanchor;
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,7 +17,16 @@ use serde::Serialize;
 
 pub use import::{ImportOptions, ImportSummary, import_file};
 pub use index::{ConsentIndex, changes_since};
-pub use ledger::{Appended, Ledger, LedgerStats, VerifyReport, append_in, hash_event, standing_of};
+
+/// What `erasure` needs of the ledger: blanking a person's events and recording the
+/// erasure, inside its transaction.
+pub mod ledger_erasure {
+    pub use super::ledger::{append_erasure_in, erase_subjects_in};
+}
+pub use ledger::{
+    Appended, GENESIS, Ledger, LedgerStats, VerifyReport, append_in, commitment, hash_event,
+    standing_of,
+};
 
 use crate::clock;
 use crate::exclusion::Exclusion;
@@ -97,6 +107,8 @@ pub enum RecordedVia {
     Command,
     Webhook,
     Campaign,
+    /// `wacampaign erase`: the event recording an erasure, with no personal data.
+    Erasure,
 }
 
 impl RecordedVia {
@@ -106,6 +118,7 @@ impl RecordedVia {
             RecordedVia::Command => "command",
             RecordedVia::Webhook => "webhook",
             RecordedVia::Campaign => "campaign",
+            RecordedVia::Erasure => "erasure",
         }
     }
 }
@@ -147,6 +160,27 @@ pub struct Event {
     pub dedupe_key: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// 1: the hash covers the personal fields themselves (before migration 0007);
+    /// 2: it covers `commitment`, so the personal fields can be erased.
+    #[serde(default = "legacy_format")]
+    pub format: i64,
+    /// Random, hex; blanked with the personal fields by an erasure.
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// SHA-256 of the salt and the personal fields (see [`ledger::commitment`]).
+    #[serde(default)]
+    pub commitment: Option<String>,
+}
+
+fn legacy_format() -> i64 {
+    1
+}
+
+impl Event {
+    /// Whether an erasure blanked this event's personal fields.
+    pub fn is_erased(&self) -> bool {
+        self.format == 2 && self.salt.is_none()
+    }
 }
 
 /// The minimum of an event that decides a standing.

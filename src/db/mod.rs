@@ -15,15 +15,26 @@ use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 /// The migrations, in order; migration N brings the schema to `user_version` N.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_consent_ledger.sql"),
     include_str!("migrations/0002_send_journal.sql"),
     include_str!("migrations/0003_consent_standing_index.sql"),
     include_str!("migrations/0004_webhooks.sql"),
     include_str!("migrations/0005_ledger_refuses_replace.sql"),
     include_str!("migrations/0006_journal_by_person.sql"),
+    include_str!("migrations/0007_erasure.sql"),
     include_str!("migrations/0009_possible_opt_outs_and_pricing.sql"),
 ];
+
+/// What runs in Rust right after a migration's SQL, in its transaction: for 0007,
+/// re-anchoring the ledger's old events, then the trigger that allows only erasures.
+fn after_migration(tx: &Connection, version: u32) -> rusqlite::Result<()> {
+    if version == 7 {
+        crate::consent::reanchor::run(tx)?;
+        tx.execute_batch(include_str!("migrations/0007_erasure_trigger.sql"))?;
+    }
+    Ok(())
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -122,6 +133,11 @@ impl Db {
             .map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite)?;
+        // A row deleted or moved by an update leaves its old bytes in free space
+        // unless they are overwritten: `wacampaign erase` must leave no trace of a
+        // person, so every connection zeroes what it frees.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(sqlite)?;
         register_functions(&conn).map_err(sqlite)?;
         let mut db = Db {
             conn,
@@ -156,6 +172,7 @@ impl Db {
                 continue;
             }
             tx.execute_batch(sql)?;
+            after_migration(&tx, index as u32 + 1)?;
             tx.pragma_update(None, "user_version", index as u32 + 1)?;
             tx.commit()?;
         }

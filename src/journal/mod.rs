@@ -273,7 +273,11 @@ impl Journal {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
                      params, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9
+                 -- Someone erased after the plan's consent was loaded has no event under
+                 -- their key any more: they are not planned (the erasure and this
+                 -- insert each hold the write lock, so one sees the other).
+                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key = ?2)
                  ON CONFLICT (campaign_id, person_id, occurrence) DO UPDATE SET
                      plan_run = excluded.plan_run,
                      line = excluded.line,

@@ -104,7 +104,27 @@ pub fn counts(
         let (state, n) = row?;
         *counts.slot(state) = n;
     }
+    // Rows `prune` removed, folded in by state (only settled rows are pruned).
+    let mut pruned = conn.prepare_cached(
+        "SELECT substr(what, 9), count FROM pruned_counts
+         WHERE campaign_id = ?1 AND what LIKE 'journal:%'",
+    )?;
+    let rows = pruned.query_map(params![campaign_id], |r| {
+        Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        *counts.slot(state) += n;
+    }
     Ok(counts)
+}
+
+/// A figure `prune` folded away for a campaign (0 when none).
+pub fn pruned(conn: &Connection, campaign_id: &str, what: &str) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT count FROM pruned_counts WHERE campaign_id = ?1 AND what = ?2")?
+        .query_row(params![campaign_id, what], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|n| n.unwrap_or(0) as u64)
 }
 
 /// The campaign's record, if it was ever sent.
@@ -147,7 +167,18 @@ pub fn failures_by_code(
     let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
         Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
     })?;
-    rows.collect()
+    let mut by_code: BTreeMap<String, u64> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut pruned = conn.prepare_cached(
+        "SELECT substr(what, 6), count FROM pruned_counts
+         WHERE campaign_id = ?1 AND what LIKE 'code:%'",
+    )?;
+    for row in pruned.query_map(params![campaign_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })? {
+        let (code, n) = row?;
+        *by_code.entry(code).or_default() += n;
+    }
+    Ok(by_code)
 }
 
 /// Every row of a campaign's current plan (or only those in `state`), in plan order.
@@ -201,6 +232,17 @@ pub fn accepted_by_best_status(
         let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
         Ok((n(0)?, n(1)?, n(2)?, n(3)?, n(4)?))
     })
+    .and_then(|(accepted, with_status, delivered, read, failed)| {
+        // Accepted rows `prune` removed, by the best status each had reached.
+        let p = |what| pruned(conn, campaign_id, what);
+        Ok((
+            accepted + p("delivery:accepted")?,
+            with_status + p("delivery:with_status")?,
+            delivered + p("delivery:delivered")?,
+            read + p("delivery:read")?,
+            failed + p("delivery:failed")?,
+        ))
+    })
 }
 
 /// Replies from the people a campaign messaged (a message may have reached them),
@@ -237,4 +279,97 @@ pub fn sent_between(conn: &Connection, since: &str, until: &str) -> rusqlite::Re
     .query_row(params![since, until], |r| {
         r.get::<_, i64>(0).map(|n| n as u64)
     })
+}
+
+/// The replies `prune` removed from a campaign's figures: (replies, people).
+pub fn pruned_replies(conn: &Connection, campaign_id: &str) -> rusqlite::Result<(u64, u64)> {
+    Ok((
+        pruned(conn, campaign_id, "replies")?,
+        pruned(conn, campaign_id, "replied")?,
+    ))
+}
+
+/// One message a person was sent (or planned to be), with its delivery history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonMessage {
+    pub campaign_id: String,
+    pub template: String,
+    pub category: String,
+    pub occurrence: String,
+    pub phone: Option<String>,
+    pub bsuid: Option<String>,
+    /// The values rendered into the template, in placeholder order.
+    pub values: serde_json::Value,
+    pub state: String,
+    pub attempts: i64,
+    pub message_id: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_detail: Option<String>,
+    pub intent_at: Option<String>,
+    pub outcome_at: Option<String>,
+    pub statuses: Vec<PersonStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonStatus {
+    pub status: String,
+    pub occurred_at: String,
+    pub error_code: Option<i64>,
+    pub error_detail: Option<String>,
+}
+
+/// Every journal row of one person (by journal person id), in every campaign, with
+/// the statuses recorded for each.
+pub fn messages_of_person(conn: &Connection, person: i64) -> rusqlite::Result<Vec<PersonMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.campaign_id, c.template, c.category, j.occurrence, j.phone, j.bsuid, j.params,
+                j.state, j.attempts, j.message_id, j.error_code, j.error_detail, j.intent_at,
+                j.outcome_at
+         FROM journal j JOIN campaigns c ON c.id = j.campaign_id
+         WHERE j.person_id = ?1 ORDER BY c.created_at, j.campaign_id, j.occurrence",
+    )?;
+    let mut messages: Vec<PersonMessage> = stmt
+        .query_map(params![person], |r| {
+            let params: String = r.get(6)?;
+            Ok(PersonMessage {
+                campaign_id: r.get(0)?,
+                template: r.get(1)?,
+                category: r.get(2)?,
+                occurrence: r.get(3)?,
+                phone: r.get(4)?,
+                bsuid: r.get(5)?,
+                values: serde_json::from_str(&params).unwrap_or(serde_json::Value::String(params)),
+                state: r.get(7)?,
+                attempts: r.get(8)?,
+                message_id: r.get(9)?,
+                error_code: r.get(10)?,
+                error_detail: r.get(11)?,
+                intent_at: r.get(12)?,
+                outcome_at: r.get(13)?,
+                statuses: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut statuses = conn.prepare_cached(
+        "SELECT status, occurred_at, error_code, error_detail FROM message_statuses
+         WHERE (campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3)
+            OR (?4 IS NOT NULL AND message_id = ?4)
+         ORDER BY rank, occurred_at",
+    )?;
+    for m in &mut messages {
+        m.statuses = statuses
+            .query_map(
+                params![m.campaign_id, person, m.occurrence, m.message_id],
+                |r| {
+                    Ok(PersonStatus {
+                        status: r.get(0)?,
+                        occurred_at: r.get(1)?,
+                        error_code: r.get(2)?,
+                        error_detail: r.get(3)?,
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(messages)
 }

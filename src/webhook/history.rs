@@ -114,12 +114,15 @@ pub fn delivery_counts(
             by_sender.insert(key, n);
         }
     }
+    let (pruned_replies, pruned_replied) = journal::query::pruned_replies(conn, campaign_id)?;
+    counts.replies = pruned_replies;
+    counts.replied = pruned_replied;
     if by_sender.is_empty() {
         return Ok(counts);
     }
     let (replies, replied) = journal::query::replies_from_recipients(conn, campaign_id, by_sender)?;
-    counts.replies = replies;
-    counts.replied = replied;
+    counts.replies += replies;
+    counts.replied += replied;
     Ok(counts)
 }
 

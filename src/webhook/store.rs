@@ -7,6 +7,7 @@
 //! is kept with its error and tried again when the provider retries.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
 
 use super::{
     Delivery, Event, InboundEvent, NumberChange, Preference, PreferenceEvent, StatusEvent,
@@ -60,6 +61,13 @@ pub fn record_delivery(
         write_delivery(conn, delivery, now, Some(now), Some(reason))?;
         return Ok(Recorded::Unreadable(reason.clone()));
     }
+    // A status of a message to someone since erased is dropped, and the body that
+    // names them is not kept.
+    let keep_body = !delivery.events.iter().try_fold(false, |any, event| {
+        Ok::<_, rusqlite::Error>(
+            any || matches!(event, Event::Status(s) if is_erased_message(conn, &s.message_id)?),
+        )
+    })?;
     conn.execute_batch("SAVEPOINT delivery")?;
     let applied = delivery
         .events
@@ -68,7 +76,15 @@ pub fn record_delivery(
     match applied {
         Ok(()) => {
             conn.execute_batch("RELEASE delivery")?;
-            write_delivery(conn, delivery, now, Some(now), None)?;
+            if keep_body {
+                write_delivery(conn, delivery, now, Some(now), None)?;
+            } else {
+                let bodiless = Delivery {
+                    body: Vec::new(),
+                    ..delivery.clone()
+                };
+                write_delivery(conn, &bodiless, now, Some(now), None)?;
+            }
             Ok(Recorded::New {
                 events: delivery.events.len(),
             })
@@ -99,7 +115,8 @@ fn write_delivery(
         delivery.body_sha256,
         delivery.source.as_str(),
         now,
-        delivery.body,
+        // No body is kept for a delivery about someone erased (see record_delivery).
+        (!delivery.body.is_empty()).then_some(&delivery.body),
         processed_at,
         error
     ])?;
@@ -120,12 +137,32 @@ fn apply(
     }
 }
 
+/// Notes, inside an erasure's transaction, that `message_id` went to someone erased.
+pub fn forget_message_in(conn: &Connection, message_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO erased_messages (message_sha256) VALUES (?1)")?
+        .execute(params![hex::encode(Sha256::digest(message_id.as_bytes()))])?;
+    Ok(())
+}
+
+fn is_erased_message(conn: &Connection, message_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM erased_messages WHERE message_sha256 = ?1")?
+        .query_row(
+            params![hex::encode(Sha256::digest(message_id.as_bytes()))],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|found| found.is_some())
+}
+
 fn apply_status(
     conn: &Connection,
     status: &StatusEvent,
     now: &str,
     followups: &mut Followups,
 ) -> rusqlite::Result<()> {
+    if is_erased_message(conn, &status.message_id)? {
+        return Ok(());
+    }
     let row = find_row(conn, &status.message_id, status.callback.as_deref())?;
     conn.prepare_cached(
         "INSERT OR IGNORE INTO message_statuses (message_id, status, rank, timestamp, occurred_at,

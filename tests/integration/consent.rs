@@ -558,13 +558,13 @@ fn update_and_delete_through_sqlite3_are_refused() {
         (
             "REPLACE INTO consent_events SELECT id, subject, subject_key, purpose, 'opt_in', \
              occurred_at, recorded_at, method, recorded_via, source, evidence, notice_hash, \
-             actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+             actor, dedupe_key, prev_hash, hash, format, salt, commitment FROM consent_events WHERE id = 2",
             "consent_events is append-only",
         ),
         (
             "INSERT OR REPLACE INTO consent_events SELECT id, subject, subject_key, 'utility', \
              action, occurred_at, recorded_at, method, recorded_via, source, evidence, \
-             notice_hash, actor, dedupe_key, prev_hash, hash FROM consent_events WHERE id = 2",
+             notice_hash, actor, dedupe_key, prev_hash, hash, format, salt, commitment FROM consent_events WHERE id = 2",
             "consent_events is append-only",
         ),
         (
@@ -1837,6 +1837,7 @@ fn importing_the_same_file_twice_records_nothing_new() {
             "already_present": 3,
             "blocked_by_opt_out": 0,
             "invalid": 1,
+            "erased": 0,
             "rejected": [{"line": 5, "reason": "invalid number: phone number `not a phone` contains letters"}],
         })
     );

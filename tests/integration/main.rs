@@ -2,17 +2,21 @@
 //! `wacampaign` against files written into a temporary directory, and against real
 //! servers on 127.0.0.1.
 
+mod backup;
 mod check;
 mod conformance;
 mod consent;
 mod consent_support;
 mod cost;
+mod erase;
 mod fuzz;
 mod mock_server;
 mod preview;
 mod prism;
+mod prune;
 mod send;
 mod send_conformance;
 mod session;
+mod subject;
 mod support;
 mod webhook;

@@ -127,6 +127,7 @@ pub fn opt_in_everyone(campaign: &Path, db: &Path) {
         actor: "tests".into(),
         delimiter: campaign.contacts.delimiter,
         encoding: campaign.contacts.encoding,
+        suppressions: None,
     };
     // A contacts file a test made unreadable on purpose simply records nothing.
     let _ = wacampaign::consent::import_file(&db.conn, &options);
