@@ -371,6 +371,9 @@ impl Journal {
         // Rows are marked in flight by the statement that picks them (one statement
         // per kind instead of a select and an update per row); the few a check
         // below turns away are set to what they became in the same transaction.
+        // `LIMIT ?n + 0`, not `LIMIT ?n`: SQLite plans a bare bound LIMIT with its
+        // value, so it re-prepared both statements at every claim (a fifth of the
+        // writer's time at 1,000/s).
         let mut candidates = Vec::with_capacity(limit);
         if limit > 0 {
             let mut due = tx.prepare_cached(
@@ -379,7 +382,7 @@ impl Journal {
                  WHERE id IN (SELECT id FROM journal INDEXED BY journal_due
                               WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
                                 AND retry_at <= ?3
-                              ORDER BY retry_at LIMIT ?4)
+                              ORDER BY retry_at LIMIT ?4 + 0)
                  RETURNING person_id, occurrence, phone, params, attempts, send_by, id",
             )?;
             let rows = due.query_map(
@@ -396,7 +399,7 @@ impl Journal {
                          updated_at = ?4, retry_at = NULL
                      WHERE id IN (SELECT id FROM journal INDEXED BY journal_by_state
                                   WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
-                                  ORDER BY seq LIMIT ?3)
+                                  ORDER BY seq LIMIT ?3 + 0)
                      RETURNING person_id, occurrence, phone, params, attempts, send_by, id",
                 )?;
                 let rows = planned.query_map(

@@ -1017,7 +1017,11 @@ fn an_absurd_retry_after_neither_crashes_nor_loses_track() {
     // SAFETY: kill(2) on our own child's pid, which has not been reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert_eq!(wait(&mut child).code(), Some(130));
-    assert_eq!(setup.count("deferred"), 2);
+    // The refused one waits for its retry; a run's slow start may not have claimed
+    // the other before the pause, which leaves it planned. Either way, both are
+    // still to send and neither is in doubt.
+    assert!(setup.count("deferred") >= 1);
+    assert_eq!(setup.count("deferred") + setup.count("planned"), 2);
     assert_eq!(setup.count("in_doubt"), 0);
     assert_eq!(setup.count("in_flight"), 0);
 }
