@@ -66,6 +66,8 @@ pub struct Job {
     pub phone: E164,
     pub values: Vec<String>,
     pub attempts: u32,
+    /// How many times a rule (Meta's per-user limit) deferred it before.
+    pub deferrals: u32,
 }
 
 /// What happened to one claimed row, as the journal records it.
@@ -85,6 +87,9 @@ pub enum Disposition {
         code: Option<i64>,
         detail: String,
         retry_in: Duration,
+        /// A rule deferred it (Meta's per-user limit), rather than a transient
+        /// error: counted in the row's deferrals.
+        by_rule: bool,
     },
     /// The provider says the person stopped these messages: also recorded in the ledger.
     OptedOut {
@@ -383,7 +388,7 @@ impl Journal {
                               WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
                                 AND retry_at <= ?3
                               ORDER BY retry_at LIMIT ?4 + 0)
-                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id",
+                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals",
             )?;
             let rows = due.query_map(
                 params![self.campaign_id, self.plan_run, now, limit as i64, now],
@@ -400,7 +405,7 @@ impl Journal {
                      WHERE id IN (SELECT id FROM journal INDEXED BY journal_by_state
                                   WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
                                   ORDER BY seq LIMIT ?3 + 0)
-                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id",
+                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals",
                 )?;
                 let rows = planned.query_map(
                     params![self.campaign_id, self.plan_run, room as i64, now],
@@ -467,6 +472,7 @@ impl Journal {
                     values: c.values,
                     // The statement counted this attempt already.
                     attempts: c.attempts,
+                    deferrals: c.deferrals,
                 });
             }
         }
@@ -507,6 +513,7 @@ impl Journal {
 /// A row a claim may send.
 struct Candidate {
     row: i64,
+    deferrals: u32,
     key: RowKey,
     phone: Option<E164>,
     values: Vec<String>,
@@ -525,6 +532,7 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
     })?;
     Ok(Candidate {
         row: row.get(6)?,
+        deferrals: row.get(7)?,
         key: RowKey {
             person: row.get(0)?,
             occurrence: row.get(1)?,
@@ -546,6 +554,7 @@ struct Columns<'a> {
     code: Option<i64>,
     detail: Option<&'a str>,
     retry_at: Option<String>,
+    deferral: bool,
 }
 
 impl<'a> Columns<'a> {
@@ -572,7 +581,7 @@ fn record_in(
     let mut update = conn.prepare_cached(
         "UPDATE journal SET state = ?2, message_id = coalesce(?3, message_id), wa_id = coalesce(?4, wa_id),
              message_status = coalesce(?5, message_status), error_code = ?6, error_detail = ?7,
-             retry_at = ?8, outcome_at = ?9, updated_at = ?9
+             retry_at = ?8, outcome_at = ?9, updated_at = ?9, deferrals = deferrals + ?10
          WHERE id = ?1",
     )?;
     let now_instant = clock::now();
@@ -600,8 +609,10 @@ fn record_in(
                 code,
                 detail,
                 retry_in,
+                by_rule,
             } => Columns {
                 retry_at: Some(retry_at(now_instant, *retry_in)),
+                deferral: *by_rule,
                 ..Columns::error(State::Deferred, *code, detail)
             },
             Disposition::InDoubt { code, detail } => Columns::error(State::InDoubt, *code, detail),
@@ -618,7 +629,8 @@ fn record_in(
             c.code,
             c.detail,
             c.retry_at,
-            now
+            now,
+            i64::from(c.deferral)
         ])?;
         if let Disposition::OptedOut {
             purpose,
@@ -726,10 +738,10 @@ mod tests {
         let now = "2026-01-02T00:00:00Z";
         let until = "2026-01-03T00:00:00Z";
         assert!(
-            settle::defer_accepted(&db.conn, &row, until, Some(131_049), "limit", now).unwrap()
+            settle::defer_accepted(&db.conn, &row, until, Some(131_049), "limit", 3, now).unwrap()
         );
         assert!(
-            !settle::defer_accepted(&db.conn, &row, until, Some(131_049), "limit", now).unwrap(),
+            !settle::defer_accepted(&db.conn, &row, until, Some(131_049), "limit", 3, now).unwrap(),
             "the same status again changes nothing"
         );
         let (state, retry_at, deferrals): (State, String, i64) = db

@@ -153,6 +153,9 @@ pub fn settle(
             .execute(params![row.campaign_id, person, occurrence, best.message_id])?;
             return Ok(Settled::InFlight);
         }
+        // A failed status does not make a deferred row sent: Meta defers some
+        // refusals (131049) by failing the accepted message, and the row waits.
+        State::Deferred | State::Planned if best.rank == FAILED_RANK => {}
         State::InDoubt | State::Deferred | State::Planned if attempts > 0 => {
             conn.prepare_cached(
                 "UPDATE journal SET state = 'accepted', message_id = ?4, wa_id = coalesce(wa_id, ?5),
@@ -254,8 +257,9 @@ pub fn resolve_in_doubt(conn: &Connection, campaign_id: &str) -> rusqlite::Resul
 
 /// An accepted message that the provider later reported it did not deliver for a
 /// reason that passes (Meta's 131049, the per-user marketing limit): the row goes
-/// back to `deferred`, due at `until`, with one more deferral counted. A row that
-/// was already deferred (or moved on) is left as it is, so a status delivered twice
+/// back to `deferred`, due at `until`, with one more deferral counted; once it was
+/// deferred `max_deferrals` times, it fails instead, with the reason. A row that was
+/// already deferred (or moved on) is left as it is, so a status delivered twice
 /// defers once. Returns whether the row changed.
 pub fn defer_accepted(
     conn: &Connection,
@@ -263,12 +267,18 @@ pub fn defer_accepted(
     until: &str,
     code: Option<i64>,
     detail: &str,
+    max_deferrals: u32,
     now: &str,
 ) -> rusqlite::Result<bool> {
     let changed = conn
         .prepare_cached(
-            "UPDATE journal SET state = 'deferred', retry_at = ?4, error_code = ?5,
-                 error_detail = ?6, deferrals = deferrals + 1, updated_at = ?7
+            "UPDATE journal SET
+                 state = CASE WHEN deferrals + 1 >= ?8 THEN 'failed' ELSE 'deferred' END,
+                 retry_at = CASE WHEN deferrals + 1 >= ?8 THEN NULL ELSE ?4 END,
+                 error_code = ?5,
+                 error_detail = CASE WHEN deferrals + 1 >= ?8
+                     THEN 'given up after ' || (deferrals + 1) || ' deferrals: ' || ?6 ELSE ?6 END,
+                 deferrals = deferrals + 1, updated_at = ?7
              WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3 AND state = 'accepted'",
         )?
         .execute(params![
@@ -278,7 +288,8 @@ pub fn defer_accepted(
             until,
             code,
             detail,
-            now
+            now,
+            i64::from(max_deferrals)
         ])?;
     Ok(changed > 0)
 }

@@ -30,8 +30,18 @@ pub enum Class {
         #[serde(skip)]
         retry_after: Option<Duration>,
     },
+    /// This person cannot take this message for a while (Meta's per-user marketing
+    /// limit): their message waits `after`, never sooner; neither the pace nor the
+    /// breaker counts it.
+    DeferRecipient {
+        #[serde(skip)]
+        after: Duration,
+    },
     /// This recipient cannot get this message; the campaign goes on.
     FailRecipient,
+    /// Terminal for this recipient, but no sign of a bad campaign (Meta's marketing
+    /// experiment): failed, not retried, and not counted by the circuit breaker.
+    SkipRecipient,
     /// The recipient stopped these messages: record an opt-out for this purpose.
     OptOut {
         purpose: Purpose,
@@ -86,15 +96,15 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
         Family::Meta,
         131049,
         131049,
-        Kind::Fail,
-        "not delivered to maintain ecosystem health",
+        Kind::DeferRecipient,
+        "per-user marketing limit: this person got too many marketing messages; Meta asks for 24 h before another",
     ),
     (
         Family::Meta,
         130472,
         130472,
-        Kind::Fail,
-        "user's number is part of an experiment",
+        Kind::SkipRecipient,
+        "user's number is part of Meta's marketing experiment: not delivered, not billed, and a retry gets the same answer",
     ),
     (
         Family::Meta,
@@ -304,6 +314,15 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
     ),
 ];
 
+/// How long Meta asks to wait before sending marketing again to a person who hit
+/// the per-user marketing limit (131049). Retrying sooner can block delivery to
+/// them for a day.
+pub const MARKETING_LIMIT_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// How many times one message is deferred by the per-user limit before it is given
+/// up, with the reason.
+pub const MAX_DEFERRALS: u32 = 3;
+
 /// How long Meta's pair rate limit asks between two messages to the same person
 /// (one every 6 seconds), when the answer carries no `Retry-After`.
 pub const PAIR_RATE_WAIT: Duration = Duration::from_secs(6);
@@ -314,7 +333,11 @@ enum Kind {
     Retry,
     /// Another sender (or a burst) used up this recipient's allowance.
     BackOffRecipient,
+    /// The person's own limit: wait a day.
+    DeferRecipient,
     Fail,
+    /// Terminal, but says nothing about the campaign.
+    SkipRecipient,
     /// WhatsApp's own "stop marketing messages".
     OptOutMarketing,
     /// A STOP or a block: nothing more from this sender.
@@ -340,7 +363,11 @@ pub fn lookup(family: Family, code: i64) -> Option<(Class, &'static str)> {
                 Kind::BackOffRecipient => Class::BackOffRecipient {
                     retry_after: Some(PAIR_RATE_WAIT),
                 },
+                Kind::DeferRecipient => Class::DeferRecipient {
+                    after: MARKETING_LIMIT_WAIT,
+                },
                 Kind::Fail => Class::FailRecipient,
+                Kind::SkipRecipient => Class::SkipRecipient,
                 Kind::OptOutMarketing => Class::OptOut {
                     purpose: Purpose::Marketing,
                 },

@@ -290,12 +290,13 @@ async fn dispatch(
                 .next_retry_at
                 .as_deref()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| {
-                    // The one clock, so a run started at WACAMPAIGN_NOW waits as long
-                    // as the journal's due times say.
-                    let wait = crate::clock::until(t.with_timezone(&chrono::Utc));
-                    tokio::time::Instant::now() + wait + Duration::from_millis(50)
-                });
+                .map(|t| crate::clock::until(t.with_timezone(&chrono::Utc)))
+                // A row due much later (Meta's per-user limit asks for a day) is left
+                // for a later run, rather than keeping this one waiting.
+                .filter(|wait| *wait <= rate::MAX_PAUSE)
+                // The one clock, so a run started at WACAMPAIGN_NOW waits as long as
+                // the journal's due times say.
+                .map(|wait| tokio::time::Instant::now() + wait + Duration::from_millis(50));
             if tasks.is_empty() && retry_at.is_none() {
                 break;
             }
@@ -365,9 +366,10 @@ async fn send_one(
             code: None,
             detail: "stopped before sending".to_owned(),
             retry_in: Duration::ZERO,
+            by_rule: false,
         };
     }
-    let attempts = job.attempts;
+    let (attempts, deferrals) = (job.attempts, job.deferrals);
     let message = Message {
         phone: job.phone,
         values: job.values,
@@ -390,7 +392,8 @@ async fn send_one(
             ),
         }
     }
-    let (disposition, hard_failure) = decide(attempts, &response, &class, pacer, control);
+    let (disposition, hard_failure) =
+        decide(attempts, deferrals, &response, &class, pacer, control);
     let tally = &progress.tally;
     let counter = match &disposition {
         Disposition::Accepted { .. } => Some(&tally.accepted),
@@ -423,6 +426,7 @@ async fn send_one(
 /// for outcomes the circuit breaker counts.
 fn decide(
     attempts: u32,
+    deferrals: u32,
     response: &Response,
     class: &Class,
     pacer: &Pacer,
@@ -478,6 +482,7 @@ fn decide(
                         code,
                         detail: describe(),
                         retry_in,
+                        by_rule: false,
                     },
                     None,
                 )
@@ -490,6 +495,7 @@ fn decide(
                 code,
                 detail: describe(),
                 retry_in: backoff(attempts, *retry_after),
+                by_rule: false,
             },
             None,
         ),
@@ -514,11 +520,39 @@ fn decide(
                         code,
                         detail: describe(),
                         retry_in: backoff(attempts, None),
+                        by_rule: false,
                     },
                     None,
                 )
             }
         }
+        // Meta's per-user marketing limit: that person's message waits a day (never
+        // less), then goes again; given up after a few.
+        Class::DeferRecipient { after } if deferrals < crate::provider::classify::MAX_DEFERRALS => {
+            (
+                Disposition::Deferred {
+                    code,
+                    detail: describe(),
+                    retry_in: *after,
+                    by_rule: true,
+                },
+                None,
+            )
+        }
+        Class::DeferRecipient { .. } => (
+            Disposition::Failed {
+                code,
+                detail: format!("given up after {deferrals} deferrals: {}", describe()),
+            },
+            None,
+        ),
+        Class::SkipRecipient => (
+            Disposition::Failed {
+                code,
+                detail: describe(),
+            },
+            None,
+        ),
         Class::FailRecipient => (
             Disposition::Failed {
                 code,
@@ -542,6 +576,7 @@ fn decide(
                     code,
                     detail: describe(),
                     retry_in: Duration::ZERO,
+                    by_rule: false,
                 },
                 None,
             )

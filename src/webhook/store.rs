@@ -197,10 +197,38 @@ fn apply_status(
     }
     // The same table as a send's answer: a code that records an opt-out there records
     // one here. The other classes only describe the failure the row already shows.
-    let opt_out = match status
+    let class = status
         .error_code
-        .and_then(|code| classify::code_class(status.source.family(), code))
+        .and_then(|code| classify::code_class(status.source.family(), code));
+    // Meta reports its per-user marketing limit (131049) mostly in a failed status
+    // after accepting the send: the row goes back to wait a day, as if the send had
+    // been refused.
+    if let (Some(Class::DeferRecipient { after }), Some((key, _))) = (&class, &row)
+        && status.status == "failed"
     {
+        let from = clock::parse(&status.occurred_at).unwrap_or_else(|_| clock::now());
+        let until = clock::format(
+            from + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::days(1)),
+        );
+        let detail = format!(
+            "{} after it was accepted: {}",
+            status.status,
+            status
+                .error_detail
+                .as_deref()
+                .unwrap_or("per-user marketing limit")
+        );
+        crate::journal::settle::defer_accepted(
+            conn,
+            key,
+            &until,
+            status.error_code,
+            &detail,
+            classify::MAX_DEFERRALS,
+            now,
+        )?;
+    }
+    let opt_out = match class {
         Some(Class::OptOut { purpose }) => Some(purpose),
         _ => None,
     };
@@ -515,6 +543,32 @@ mod tests {
         );
         assert_eq!(count(&db.conn, "message_statuses"), 1);
         assert_eq!(count(&db.conn, "webhook_deliveries"), 2);
+    }
+
+    #[test]
+    fn the_per_user_limit_in_a_failed_status_defers_the_row_a_day() {
+        let (_dir, db) = db();
+        seed(&db.conn, "accepted", Some("wamid.X"));
+        let failed = || vec![status("wamid.X", "failed", 1_750_000_000, Some(131_049))];
+        deliver(&db.conn, "a", failed());
+        deliver(&db.conn, "b", failed());
+        let (state, retry_at, deferrals): (String, String, i64) = db
+            .conn
+            .query_row("SELECT state, retry_at, deferrals FROM journal", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        // 1,750,000,000 is 2025-06-15T15:06:40Z: due a day later, deferred once
+        // however often the status is delivered.
+        assert_eq!(
+            (state.as_str(), retry_at.as_str(), deferrals),
+            ("deferred", "2025-06-16T15:06:40Z", 1)
+        );
+        assert_eq!(
+            standing(&db.conn, PHONE, Purpose::Marketing),
+            Standing::NoOptIn,
+            "not an opt-out"
+        );
     }
 
     #[test]

@@ -1447,3 +1447,76 @@ fn in_doubt_rows_say_what_happened() {
     );
     assert_eq!(details[&setup.phones[3]], "");
 }
+
+/// Meta's per-user marketing limit (131049) for half a campaign: not a failure, so
+/// the breaker (which trips above 5%) does not; those people wait a day, never less:
+/// a run 23 h later sends none of them, a run 25 h later sends them all, once.
+#[test]
+fn the_per_user_marketing_limit_defers_a_day_without_tripping_the_breaker() {
+    const CONTACTS: usize = 60;
+    let server = MockServer::start();
+    let setup = Setup::new(
+        CONTACTS,
+        &server.base_url(),
+        Sending {
+            rate: 200,
+            ..Sending::default()
+        },
+    );
+    let limited: std::collections::HashSet<String> =
+        setup.phones.iter().step_by(2).cloned().collect();
+    let answer = limited.clone();
+    server.set_rule(move |r| {
+        if answer.contains(r.to) && r.earlier_for_recipient == 0 {
+            Reply::graph(
+                131049,
+                "This message was not delivered to maintain healthy ecosystem engagement.",
+            )
+        } else {
+            Reply::Accept
+        }
+    });
+    let start = chrono::Utc::now();
+    let at = |hours: i64| (start + chrono::Duration::hours(hours)).to_rfc3339();
+
+    setup
+        .send(&["--yes"])
+        .env("WACAMPAIGN_NOW", at(0))
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains(
+            "30 recipients left for a later run",
+        ));
+    assert_eq!(setup.count("deferred"), 30);
+    assert_eq!(setup.count("failed"), 0);
+    assert_eq!(setup.count("accepted"), 30);
+    assert!(
+        setup.status()["halted"].is_null(),
+        "the breaker did not trip"
+    );
+
+    let before = server.count();
+    setup
+        .send(&["--yes"])
+        .env("WACAMPAIGN_NOW", at(23))
+        .assert()
+        .code(0);
+    assert_eq!(server.count(), before, "23 h later, nobody is messaged");
+    assert_eq!(setup.count("deferred"), 30);
+
+    setup
+        .send(&["--yes"])
+        .env("WACAMPAIGN_NOW", at(25))
+        .assert()
+        .code(0);
+    assert_eq!(setup.count("accepted"), CONTACTS as u64);
+    assert_eq!(setup.count("deferred"), 0);
+    let log = server.log();
+    for phone in &limited {
+        assert_eq!(
+            log.iter().filter(|r| &r.to == phone).count(),
+            2,
+            "{phone}: refused once, sent once a day later"
+        );
+    }
+}
