@@ -28,6 +28,7 @@ Examples:
   wacampaign send campaigns/demo.toml --yes
   wacampaign status campaigns/demo.toml --csv status.csv
   wacampaign webhook serve --listen 127.0.0.1:8088
+  wacampaign templates sync campaigns/spring-sale.toml
 
 ";
 
@@ -80,6 +81,7 @@ pub enum Command {
     Send(cmd::send::Args),
     Status(cmd::status::Args),
     Webhook(cmd::webhook::Args),
+    Templates(cmd::templates::Args),
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod secret;
 pub mod send;
 pub mod service_window;
 pub mod template;
+pub mod templates;
 pub mod ui;
 pub mod webhook;
 
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Send(args) => cmd::send::run(&ctx, args),
         Command::Status(args) => cmd::status::run(&ctx, args),
         Command::Webhook(args) => cmd::webhook::run(&ctx, args),
+        Command::Templates(args) => cmd::templates::run(&ctx, args),
     }
 }
 

@@ -32,6 +32,9 @@ pub enum ProviderConfig {
         token: SecretRef,
         /// How long one request may take before its outcome is in doubt.
         timeout: std::time::Duration,
+        /// The WhatsApp Business Account whose templates `templates sync` reads and
+        /// pre-flight holds the campaign against.
+        waba_id: Option<String>,
     },
     Twilio(TwilioConfig),
     Simulator(SimulatorConfig),
@@ -84,6 +87,9 @@ pub struct SimulatorConfig {
     pub opt_out_rate: f64,
     /// Answer 429 to this many requests in a row once, to show throttling.
     pub throttle_burst: u32,
+    /// A saved `message_templates` answer: the templates the simulator's account
+    /// holds, which `templates sync` reads as it would read Meta's.
+    pub templates: Option<PathBuf>,
 }
 
 // ---- the section as serde reads it ----
@@ -93,6 +99,7 @@ pub struct SimulatorConfig {
 pub(super) struct RawProvider {
     kind: Spanned<String>,
     phone_number_id: Option<Spanned<String>>,
+    waba_id: Option<Spanned<String>>,
     api_version: Option<String>,
     base_url: Option<Spanned<String>>,
     token_env: Option<String>,
@@ -118,6 +125,7 @@ pub(super) struct RawProvider {
     undeliverable_rate: Option<Spanned<f64>>,
     opt_out_rate: Option<Spanned<f64>>,
     throttle_burst: Option<u32>,
+    templates: Option<String>,
 }
 
 /// Validates the `[provider]` section; a token file is found relative to `base_dir`,
@@ -176,7 +184,26 @@ pub(super) fn build_provider(
                 Some(url) => validate_url(url, at)?,
                 None => DEFAULT_GRAPH_URL.to_owned(),
             };
+            let waba_id = raw
+                .waba_id
+                .as_ref()
+                .map(|w| {
+                    let id = w.get_ref().trim();
+                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                        Err(at(
+                            w.span(),
+                            format!(
+                                "provider.waba_id `{id}`: expected the numeric WhatsApp Business \
+                                 Account ID (WhatsApp Manager > Account tools > Phone numbers)"
+                            ),
+                        ))
+                    } else {
+                        Ok(id.to_owned())
+                    }
+                })
+                .transpose()?;
             Ok(ProviderConfig::CloudApi {
+                waba_id,
                 timeout: timeout(raw, at)?,
                 phone_number_id: id.to_owned(),
                 api_version: raw
@@ -203,6 +230,7 @@ pub(super) fn build_provider(
                 undeliverable_rate: rate(&raw.undeliverable_rate, "undeliverable_rate", 0.02)?,
                 opt_out_rate: rate(&raw.opt_out_rate, "opt_out_rate", 0.01)?,
                 throttle_burst: raw.throttle_burst.unwrap_or(0),
+                templates: raw.templates.as_ref().map(|t| base_dir.join(t)),
             }))
         }
         other => Err(at(

@@ -31,10 +31,13 @@ pub struct Args {
     /// Write every excluded row, with its line and reason, to this CSV file.
     #[arg(long, value_name = "FILE")]
     pub excluded: Option<PathBuf>,
+    #[command(flatten)]
+    pub templates: crate::cmd::templates::PreflightArgs,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = Campaign::load(&args.campaign)?;
+    crate::cmd::templates::preflight(ctx, &campaign, &args.templates)?;
     let gate = ctx.consent_gate(&campaign)?;
     let planner = Planner::new(&campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();

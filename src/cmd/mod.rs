@@ -14,6 +14,7 @@ pub mod consent;
 pub mod preview;
 pub mod send;
 pub mod status;
+pub mod templates;
 pub mod webhook;
 
 /// What every command gets from the global options.

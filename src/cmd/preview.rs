@@ -45,6 +45,8 @@ pub struct Args {
     /// Print the JSON request body for the Cloud API instead of the text.
     #[arg(long)]
     pub payload: bool,
+    #[command(flatten)]
+    pub templates: crate::cmd::templates::PreflightArgs,
 }
 
 enum Selection {
@@ -67,6 +69,7 @@ impl Selection {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = Campaign::load(&args.campaign)?;
+    crate::cmd::templates::preflight(ctx, &campaign, &args.templates)?;
     let selection = match (&args.row, &args.phone) {
         (Some(line), _) => Selection::Line(*line),
         (None, Some(raw)) => Selection::Phone(

@@ -74,6 +74,8 @@ pub struct Args {
     /// Continue a campaign that halted, once its cause is fixed.
     #[arg(long)]
     pub resume_halted: bool,
+    #[command(flatten)]
+    pub templates: crate::cmd::templates::PreflightArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,6 +199,9 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = load_campaign(args)?;
+    // Before anything is sent, or even journaled: the approved template must be the
+    // one this campaign describes.
+    crate::cmd::templates::preflight(ctx, &campaign, &args.templates)?;
     if args.dry_run {
         return dry_run(ctx, &campaign);
     }

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_webhooks.sql"),
     include_str!("migrations/0005_ledger_refuses_replace.sql"),
     include_str!("migrations/0006_journal_by_person.sql"),
+    include_str!("migrations/0008_templates.sql"),
 ];
 
 /// The schema version this build writes.

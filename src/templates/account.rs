@@ -1,0 +1,60 @@
+//! Whose templates a campaign uses: the key its cache is stored under.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::campaign::{Campaign, ProviderConfig};
+
+/// An account that holds templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    /// A WhatsApp Business Account, by its ID.
+    Waba(String),
+    /// The simulator's account: the saved `message_templates` answer it serves.
+    Simulator(PathBuf),
+}
+
+impl Account {
+    /// The campaign's account: `--waba-id` first, then `provider.waba_id`, or the
+    /// simulator's `provider.templates` file. `None` when the campaign names none
+    /// (and Twilio, whose Content API sync is not built yet).
+    pub fn of(campaign: &Campaign, waba_id: Option<&str>) -> Option<Account> {
+        if let Some(id) = waba_id {
+            return Some(Account::Waba(id.to_owned()));
+        }
+        match &campaign.provider {
+            ProviderConfig::CloudApi { waba_id, .. } => waba_id.clone().map(Account::Waba),
+            ProviderConfig::Simulator(config) => config.templates.clone().map(Account::Simulator),
+            ProviderConfig::Twilio(_) => None,
+        }
+    }
+
+    /// The key its cache is stored under.
+    pub fn key(&self) -> String {
+        match self {
+            Account::Waba(id) => format!("waba:{id}"),
+            Account::Simulator(file) => format!(
+                "simulator:{}",
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::Waba(id) => write!(f, "WhatsApp Business Account {id}"),
+            Account::Simulator(file) => {
+                write!(f, "the simulator's account ({})", file.display())
+            }
+        }
+    }
+}
+
+/// Whether `id` is a WhatsApp Business Account ID (digits only).
+pub fn valid_waba_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
