@@ -54,8 +54,9 @@ pub enum SyncError {
     },
     #[error("{url}: {detail}. The cache was not changed.")]
     Transport { url: String, detail: String },
-    #[error("{0} The cache was not changed.")]
-    Answer(#[from] AnswerError),
+    // Not a `source`: the answer's error is the whole message, said once.
+    #[error("{0}. The cache was not changed.")]
+    Answer(AnswerError),
     #[error(
         "{url}: more than {MAX_PAGES} pages; the server's cursors loop. The cache was not changed."
     )]
@@ -65,6 +66,12 @@ pub enum SyncError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl From<AnswerError> for SyncError {
+    fn from(e: AnswerError) -> Self {
+        SyncError::Answer(e)
+    }
 }
 
 /// Where an account's templates are read from.

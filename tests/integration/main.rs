@@ -14,4 +14,5 @@ mod send;
 mod send_conformance;
 mod session;
 mod support;
+mod templates;
 mod webhook;

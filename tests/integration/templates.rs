@@ -1,0 +1,578 @@
+//! `wacampaign templates` (sync, import, list, show) against a loopback server, and
+//! the pre-flight that `check`, `preview` and `send` run against the synced
+//! templates: every mismatch refused before the first request.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::mock_server::{MockServer, Reply};
+use crate::support::{CAMPAIGN, Fixture, edit, stdout};
+
+const TOKEN: &str = "EAAGtemplates0token0for0the0mock";
+const WABA: &str = "102290129340398";
+
+/// The shared test campaign with an account, pointed at `base_url`.
+fn campaign(base_url: &str) -> String {
+    format!("{CAMPAIGN}waba_id = \"{WABA}\"\nbase_url = \"{base_url}\"\ntimeout_ms = 5000\n")
+}
+
+/// A template as Meta lists it.
+fn template(name: &str, language: &str, status: &str, category: &str, body: &str) -> Value {
+    json!({
+        "name": name,
+        "language": language,
+        "status": status,
+        "category": category,
+        "quality_score": {"score": "GREEN"},
+        "parameter_format": "POSITIONAL",
+        "components": [{"type": "BODY", "text": body}],
+        "id": format!("{name}-{language}"),
+    })
+}
+
+/// The template the test campaign describes, approved.
+fn reminder() -> Value {
+    template(
+        "appointment_reminder",
+        "es_MX",
+        "APPROVED",
+        "UTILITY",
+        "Hola {{1}}, tu cita es el {{2}}.",
+    )
+}
+
+/// One page of a listing; `after` makes it say more follow.
+fn page(data: Vec<Value>, after: Option<&str>) -> String {
+    let mut answer = json!({"data": data});
+    if let Some(cursor) = after {
+        answer["paging"] = json!({
+            "cursors": {"before": "B", "after": cursor},
+            "next": format!("https://graph.facebook.com/v23.0/{WABA}/message_templates?after={cursor}"),
+        });
+    }
+    answer.to_string()
+}
+
+fn ok(body: String) -> Reply {
+    Reply::Raw { status: 200, body }
+}
+
+/// A fixture whose campaign reaches `server`, with two contacts.
+fn fixture(server: &MockServer) -> Fixture {
+    let fx = Fixture::with_contacts(
+        "name,phone,date\nAna,+52 55 1234 5678,martes\nLuis,+52 55 2345 6789,\n",
+    );
+    fx.write("campaign.toml", campaign(&server.base_url()));
+    fx
+}
+
+fn sync(fx: &Fixture) -> assert_cmd::assert::Assert {
+    fx.wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["templates", "sync", "campaign.toml"])
+        .assert()
+}
+
+/// The names in the cache, as `templates list --json` prints them.
+fn listed(fx: &Fixture) -> Vec<String> {
+    let out = fx
+        .wacampaign()
+        .args(["--json", "templates", "list", "--waba-id", WABA])
+        .assert()
+        .success();
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("JSON Lines");
+            assert_eq!(v["type"], "template");
+            v["data"]["name"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// The listing in three pages, by the cursor each request carries.
+fn three_pages(path: &str) -> Reply {
+    if path.contains("after=P3") {
+        ok(page(
+            vec![template("c_one", "es_MX", "APPROVED", "UTILITY", "c")],
+            None,
+        ))
+    } else if path.contains("after=P2") {
+        ok(page(
+            vec![
+                template("b_one", "es_MX", "APPROVED", "UTILITY", "b"),
+                template("b_two", "en_US", "PAUSED", "MARKETING", "b"),
+            ],
+            Some("P3"),
+        ))
+    } else {
+        ok(page(vec![reminder()], Some("P2")))
+    }
+}
+
+#[test]
+fn sync_follows_three_pages_and_stores_every_template() {
+    let server = MockServer::start();
+    server.set_rule(|r| three_pages(r.path));
+    let fx = fixture(&server);
+    sync(&fx).success().stderr(format!(
+        "stored 4 templates (3 approved) of WhatsApp Business Account {WABA}\n"
+    ));
+    let log = server.log();
+    assert_eq!(log.len(), 3, "one request per page");
+    for (i, request) in log.iter().enumerate() {
+        assert_eq!(request.method, "GET");
+        assert!(
+            request.path.starts_with(&format!("/v23.0/{WABA}/message_templates?fields=name%2Clanguage%2Cstatus%2Ccategory%2Cquality_score%2Cparameter_format%2Ccomponents&limit=100")),
+            "{}",
+            request.path
+        );
+        assert_eq!(
+            request.header("authorization"),
+            Some(&*format!("Bearer {TOKEN}"))
+        );
+        let cursor = ["", "&after=P2", "&after=P3"][i];
+        assert!(
+            request.path.ends_with(&format!("limit=100{cursor}")),
+            "{}",
+            request.path
+        );
+    }
+    let mut names = listed(&fx);
+    names.sort();
+    assert_eq!(names, ["appointment_reminder", "b_one", "b_two", "c_one"]);
+}
+
+#[test]
+fn a_sync_interrupted_on_page_two_keeps_the_previous_cache_whole() {
+    let server = MockServer::start();
+    server.set_rule(|_| ok(page(vec![reminder()], None)));
+    let fx = fixture(&server);
+    sync(&fx).success();
+    for broken in [
+        Reply::Status(500),
+        ok("{\"data\": [".to_owned()),
+        ok(String::new()),
+        Reply::Drop,
+    ] {
+        server.set_rule(move |r| {
+            if r.path.contains("after=P2") {
+                broken.clone()
+            } else {
+                ok(page(
+                    vec![template("new_one", "es_MX", "APPROVED", "UTILITY", "x")],
+                    Some("P2"),
+                ))
+            }
+        });
+        let out = sync(&fx).code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(stderr.contains("The cache was not changed."), "{stderr}");
+        assert!(!stderr.contains(TOKEN), "the token was echoed: {stderr}");
+        assert_eq!(listed(&fx), ["appointment_reminder"], "after: {stderr}");
+    }
+}
+
+#[test]
+fn a_refused_token_is_a_clear_error_that_does_not_echo_it() {
+    let server = MockServer::start();
+    server.set_rule(|_| Reply::EchoAuthorization);
+    let fx = fixture(&server);
+    let out = sync(&fx).code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("the access token was refused (HTTP 401"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("$WHATSAPP_TOKEN"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "the token was echoed: {stderr}");
+}
+
+#[test]
+fn a_429_is_asked_again_after_its_retry_after() {
+    let server = MockServer::start();
+    server.set_rule(|r| {
+        if r.n == 1 {
+            Reply::TooMany { retry_after: 1 }
+        } else {
+            ok(page(vec![reminder()], None))
+        }
+    });
+    let fx = fixture(&server);
+    let started = Instant::now();
+    sync(&fx).success();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let log = server.log();
+    assert_eq!(log.len(), 2);
+    assert!(log[1].at - log[0].at >= Duration::from_millis(950));
+    assert_eq!(listed(&fx), ["appointment_reminder"]);
+}
+
+#[test]
+fn an_endless_429_gives_up_with_when_to_retry() {
+    let server = MockServer::start();
+    server.set_rule(|_| Reply::TooMany { retry_after: 3600 });
+    let fx = fixture(&server);
+    sync(&fx).code(2).stderr(predicates::str::contains(
+        "rate limited (HTTP 429) 1 times (Retry-After: 3600s); run `wacampaign templates sync` again later",
+    ));
+    assert_eq!(server.count(), 1);
+}
+
+#[test]
+fn import_refuses_what_is_not_a_message_templates_answer() {
+    let fx = Fixture::new();
+    for (contents, message) in [
+        ("", "empty; expected a `message_templates` answer"),
+        ("{\"data\": [", "not JSON"),
+        (
+            "{\"error\": {\"code\": 190}}",
+            "not a `message_templates` answer: it has no `data` key",
+        ),
+        (
+            "{\"data\": [{\"name\": \"x\", \"language\": \"es\", \"components\": []}]}",
+            "data[0] (x): `status` is missing",
+        ),
+    ] {
+        fx.write("saved.json", contents);
+        fx.wacampaign()
+            .args(["templates", "import", "saved.json", "--waba-id", WABA])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(format!("saved.json: {message}")));
+    }
+    fx.wacampaign()
+        .args(["templates", "list"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("run `wacampaign templates sync"));
+    assert!(
+        !fx.path("wacampaign.db").exists(),
+        "a refused import writes nothing"
+    );
+}
+
+/// A fixture with `templates` imported as the account's cache.
+fn imported(templates: Vec<Value>) -> Fixture {
+    let fx = Fixture::with_contacts("name,phone,date\nAna,+52 55 1234 5678,martes\n");
+    fx.write("campaign.toml", campaign("http://127.0.0.1:9"));
+    fx.write("saved.json", page(templates, None));
+    fx.wacampaign()
+        .args(["templates", "import", "saved.json", "--waba-id", WABA])
+        .assert()
+        .success();
+    fx
+}
+
+#[test]
+fn show_draws_the_template_as_a_customer_sees_it() {
+    let mut rich = reminder();
+    rich["components"] = json!([
+        {"type": "HEADER", "format": "IMAGE"},
+        {"type": "BODY", "text": "Hola {{1}}, tu cita es el {{2}}."},
+        {"type": "FOOTER", "text": "Clínica Roma"},
+        {"type": "BUTTONS", "buttons": [
+            {"type": "URL", "text": "Ver cita", "url": "https://clinica.example/c/{{1}}"},
+            {"type": "QUICK_REPLY", "text": "No más mensajes"}
+        ]}
+    ]);
+    let fx = imported(vec![rich]);
+    let out = fx
+        .wacampaign()
+        .args([
+            "templates",
+            "show",
+            "appointment_reminder",
+            "--language",
+            "es-mx",
+            "--waba-id",
+            WABA,
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        stdout(&out),
+        "appointment_reminder (es_MX) · UTILITY · APPROVED · quality GREEN · POSITIONAL parameters\n\
+         ┌──\n\
+         │ [image]\n\
+         │ Hola {{1}}, tu cita es el {{2}}.\n\
+         │ _Clínica Roma_\n\
+         │ [ Ver cita ] → https://clinica.example/c/{{1}}\n\
+         │ [ No más mensajes ]\n\
+         └──\n\
+         parameters:\n  HEADER: image\n  BODY: {{1}}\n  BODY: {{2}}\n  BUTTONS[0]: url \"Ver cita\"\n\n"
+    );
+    fx.wacampaign()
+        .args(["templates", "show", "appointment_remindr", "--waba-id", WABA])
+        .assert()
+        .code(2)
+        .stderr("error: no synced template is named `appointment_remindr`; did you mean appointment_reminder?\n");
+    fx.wacampaign()
+        .args([
+            "templates",
+            "show",
+            "appointment_reminder",
+            "--language",
+            "en_US",
+            "--waba-id",
+            WABA,
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            "error: template `appointment_reminder` has no `en_US` translation; it has es_MX\n",
+        );
+}
+
+#[test]
+fn a_campaign_that_matches_its_synced_template_passes_check() {
+    let fx = imported(vec![reminder()]);
+    fx.check(&[]).assert().success().stderr("");
+    fx.check(&["--offline"])
+        .assert()
+        .success()
+        .stderr(predicates::str::starts_with(format!(
+            "--offline: using the templates of WhatsApp Business Account {WABA} synced "
+        )));
+}
+
+#[test]
+fn without_any_sync_check_warns_and_goes_on() {
+    let fx = Fixture::with_contacts("name,phone,date\nAna,+52 55 1234 5678,martes\n");
+    fx.write("campaign.toml", campaign("http://127.0.0.1:9"));
+    fx.check(&[]).assert().success().stderr(format!(
+        "warning: no templates were ever synced for WhatsApp Business Account {WABA}: the campaign \
+         is not checked against the approved template; run `wacampaign templates sync campaign.toml`\n"
+    ));
+}
+
+/// `check` refuses the campaign against `templates` with `message` among its problems.
+fn refused(templates: Vec<Value>, campaign_edit: Option<(&str, &str)>, message: &str) {
+    let fx = imported(templates);
+    if let Some((from, to)) = campaign_edit {
+        fx.write(
+            "campaign.toml",
+            edit(&campaign("http://127.0.0.1:9"), from, to),
+        );
+    }
+    let out = fx.check(&[]).assert().code(2).stdout("");
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: campaign.toml: the campaign does not match the template synced from WhatsApp Business Account {WABA} "
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(message),
+        "expected `{message}` in:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_template_that_does_not_exist_is_refused_with_the_closest_names() {
+    refused(
+        vec![template(
+            "appointment_reminders",
+            "es_MX",
+            "APPROVED",
+            "UTILITY",
+            "x",
+        )],
+        None,
+        "template.name (template appointment_reminder): the account has no template named \
+         `appointment_reminder`; did you mean `appointment_reminders`?",
+    );
+}
+
+#[test]
+fn a_template_not_in_the_campaigns_language_is_refused() {
+    refused(
+        vec![template(
+            "appointment_reminder",
+            "en_US",
+            "APPROVED",
+            "UTILITY",
+            "x",
+        )],
+        None,
+        "template.language (template appointment_reminder): `appointment_reminder` has no `es_MX` \
+         translation; it has en_US",
+    );
+}
+
+#[test]
+fn every_status_but_approved_is_refused_with_what_to_do() {
+    for (status, words) in [
+        ("PENDING", "is still in review (status PENDING)"),
+        ("REJECTED", "was rejected by Meta"),
+        ("PAUSED", "is paused by Meta for low quality"),
+        ("DISABLED", "was disabled by Meta"),
+        ("ARCHIVED", "is archived"),
+    ] {
+        let mut t = reminder();
+        t["status"] = json!(status);
+        refused(
+            vec![t],
+            None,
+            &format!(
+                "template.name (template appointment_reminder (es_MX)): `appointment_reminder` {words}"
+            ),
+        );
+    }
+}
+
+#[test]
+fn red_quality_is_refused() {
+    let mut t = reminder();
+    t["quality_score"] = json!({"score": "RED"});
+    refused(vec![t], None, "`appointment_reminder` has RED quality");
+}
+
+#[test]
+fn another_category_names_the_consent_and_price_that_apply() {
+    let mut t = reminder();
+    t["category"] = json!("MARKETING");
+    refused(
+        vec![t],
+        None,
+        "campaign.category (template appointment_reminder (es_MX)): the campaign says `utility` but \
+         Meta approved `appointment_reminder` as MARKETING: it is priced as marketing and needs a \
+         marketing opt-in from each contact (the campaign checks for a utility opt-in)",
+    );
+}
+
+#[test]
+fn more_or_fewer_values_than_parameters_are_refused() {
+    let mut fewer = reminder();
+    fewer["components"] = json!([{"type": "BODY", "text": "Hola {{1}}."}]);
+    refused(
+        vec![fewer],
+        None,
+        "template.variables (BODY of appointment_reminder (es_MX)): the campaign gives 1 value(s) \
+         the template lacks: {{2}}",
+    );
+    let mut more = reminder();
+    more["components"] =
+        json!([{"type": "BODY", "text": "Hola {{1}}, tu cita es el {{2}} a las {{3}}."}]);
+    refused(
+        vec![more],
+        None,
+        "the template has 1 parameter(s) with no value source: {{3}}",
+    );
+}
+
+#[test]
+fn a_named_parameter_the_template_lacks_is_refused() {
+    let mut named = reminder();
+    named["parameter_format"] = json!("NAMED");
+    named["components"] =
+        json!([{"type": "BODY", "text": "Hola {{name}}, tu cita es el {{date}}."}]);
+    let body = "body = \"Hola {{name}}, tu cita es el {{day}}.\"\n\n[template.variables]\nname = { column = \"name\" }\nday = { column = \"date\" }\n";
+    let fx = imported(vec![named]);
+    let text = campaign("http://127.0.0.1:9");
+    let start = text.find("body = ").unwrap();
+    let end = text.find("[provider]").unwrap();
+    fx.write(
+        "campaign.toml",
+        format!("{}{body}\n{}", &text[..start], &text[end..]),
+    );
+    fx.check(&[])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "the campaign gives 1 value(s) the template lacks: {{day}}",
+        ));
+}
+
+#[test]
+fn another_parameter_format_is_refused() {
+    let mut named = reminder();
+    named["parameter_format"] = json!("NAMED");
+    named["components"] =
+        json!([{"type": "BODY", "text": "Hola {{name}}, tu cita es el {{date}}."}]);
+    refused(
+        vec![named],
+        None,
+        "the template's parameters are NAMED, the campaign's are POSITIONAL",
+    );
+}
+
+#[test]
+fn a_body_that_differs_shows_both_texts_and_spelling_does_not_count() {
+    refused(
+        vec![reminder()],
+        Some(("tu cita es el", "su cita es el")),
+        "campaign: \"Hola {{1}}, su cita es el {{2}}.\"\n      approved: \"Hola {{1}}, tu cita es el {{2}}.\"",
+    );
+    let fx = imported(vec![reminder()]);
+    fx.write(
+        "campaign.toml",
+        edit(
+            &campaign("http://127.0.0.1:9"),
+            "\"Hola {{1}}, tu cita es el {{2}}.\"",
+            "\"  Hola <<1>>, tu cita es el {{2}}.\\n\"",
+        ),
+    );
+    fx.check(&[]).assert().success();
+}
+
+#[test]
+fn send_refuses_a_mismatch_before_the_first_request() {
+    let server = MockServer::start();
+    server.set_rule(|r| {
+        if r.path.contains("message_templates") {
+            let mut t = reminder();
+            t["status"] = json!("PAUSED");
+            ok(page(vec![t], None))
+        } else {
+            Reply::Accept
+        }
+    });
+    let fx = fixture(&server);
+    crate::support::opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
+    let out = fx
+        .wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("is paused by Meta for low quality"),
+        "{stderr}"
+    );
+    let log = server.log();
+    assert_eq!(log.len(), 1, "only the template sync: {log:?}");
+    assert!(log[0].path.contains("/message_templates?"));
+}
+
+#[test]
+fn a_stale_cache_is_refreshed_with_a_token_and_used_as_is_offline() {
+    let server = MockServer::start();
+    server.set_rule(|_| ok(page(vec![reminder()], None)));
+    let fx = fixture(&server);
+    // Synced two days ago, PAUSED then.
+    let mut paused = reminder();
+    paused["status"] = json!("PAUSED");
+    fx.write("saved.json", page(vec![paused], None));
+    fx.wacampaign()
+        .env("WACAMPAIGN_NOW", "2026-11-20T10:00:00Z")
+        .args(["templates", "import", "saved.json", "--waba-id", WABA])
+        .assert()
+        .success();
+    fx.check(&["--offline"])
+        .env("WACAMPAIGN_NOW", "2026-11-22T10:00:00Z")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("synced 48h 00m ago"))
+        .stderr(predicates::str::contains("is paused by Meta"));
+    assert_eq!(server.count(), 0, "--offline reads nothing");
+    fx.check(&[])
+        .env("WACAMPAIGN_NOW", "2026-11-22T10:00:00Z")
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .assert()
+        .success();
+    assert_eq!(server.count(), 1, "the stale cache was refreshed");
+}
