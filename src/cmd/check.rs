@@ -37,7 +37,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = Campaign::load(&args.campaign)?;
-    crate::cmd::templates::preflight(ctx, &campaign, &args.templates)?;
+    crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let gate = ctx.consent_gate(&campaign)?;
     let planner = Planner::new(&campaign, &gate)?;
     let contacts_file = planner.contacts_path().to_owned();

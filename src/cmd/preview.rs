@@ -69,7 +69,7 @@ impl Selection {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = Campaign::load(&args.campaign)?;
-    crate::cmd::templates::preflight(ctx, &campaign, &args.templates)?;
+    crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let selection = match (&args.row, &args.phone) {
         (Some(line), _) => Selection::Line(*line),
         (None, Some(raw)) => Selection::Phone(

@@ -201,7 +201,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = load_campaign(args)?;
     // Before anything is sent, or even journaled: the approved template must be the
     // one this campaign describes.
-    crate::cmd::templates::preflight(ctx, &campaign, &args.templates)?;
+    crate::cmd::templates::preflight(ctx, &campaign, &args.templates, args.resume_halted)?;
     if args.dry_run {
         return dry_run(ctx, &campaign);
     }

@@ -459,7 +459,17 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
 /// refreshes a cache older than `--template-max-age` when a token is available, and
 /// returns every mismatch as one error. Without any sync for the account it warns
 /// and lets the campaign through, as before template sync existed.
-pub fn preflight(ctx: &Context, campaign: &Campaign, args: &PreflightArgs) -> anyhow::Result<()> {
+///
+/// `resuming` (send's `--resume-halted`): a campaign that halted for its template
+/// resumes only on a sync made since the halt, which must show the template
+/// APPROVED in the campaign's category; a cache older than the halt is refreshed,
+/// and without a way to refresh it the resume is refused.
+pub fn preflight(
+    ctx: &Context,
+    campaign: &Campaign,
+    args: &PreflightArgs,
+    resuming: bool,
+) -> anyhow::Result<()> {
     if campaign.kind == MessageKind::Session {
         return Ok(());
     }
@@ -477,12 +487,19 @@ pub fn preflight(ctx: &Context, campaign: &Campaign, args: &PreflightArgs) -> an
             .with_context(|| format!("reading the template cache in {}", ctx.db.display()))?,
         None => None,
     };
+    let halt = match (&db, resuming) {
+        (Some(db), true) => template_halt(&db.conn, &campaign.id)?,
+        _ => None,
+    };
+    // To the second: a sync in the second of the halt may have read the template before it.
+    let before_halt = |c: &Cache| halt.as_ref().is_some_and(|(at, _)| c.synced_at <= *at);
     let max_age = Duration::from_secs(args.template_max_age.saturating_mul(3600));
     let stale = cache.as_ref().is_none_or(|c| {
-        (crate::clock::now() - c.synced_at)
-            .to_std()
-            .unwrap_or_default()
-            > max_age
+        before_halt(c)
+            || (crate::clock::now() - c.synced_at)
+                .to_std()
+                .unwrap_or_default()
+                > max_age
     });
     if args.offline {
         if let Some(c) = &cache {
@@ -543,6 +560,19 @@ pub fn preflight(ctx: &Context, campaign: &Campaign, args: &PreflightArgs) -> an
             }
         }
     }
+    if let (Some((at, reason)), Some(c)) = (&halt, &cache)
+        && before_halt(c)
+    {
+        bail!(
+            "campaign {} halted at {} ({reason}); --resume-halted needs a template sync made \
+             since then that shows `{}` APPROVED as {}: run `wacampaign templates sync {}`",
+            campaign.id,
+            crate::clock::format(*at),
+            campaign.template.name,
+            campaign.category.as_str().to_ascii_uppercase(),
+            campaign.file.display()
+        );
+    }
     let Some(cache) = cache else {
         ctx.ui.warn(format!(
             "no templates were ever synced for {account}: the campaign is not checked against \
@@ -562,4 +592,28 @@ pub fn preflight(ctx: &Context, campaign: &Campaign, args: &PreflightArgs) -> an
         problems,
     }
     .into())
+}
+
+/// When and why the campaign halted, if it halted for its template (an error code
+/// or a webhook about the template), from the journal.
+fn template_halt(
+    conn: &rusqlite::Connection,
+    campaign_id: &str,
+) -> anyhow::Result<Option<(chrono::DateTime<chrono::Utc>, String)>> {
+    let Some((_, Some((at, reason)))) = crate::journal::query::campaign_record(conn, campaign_id)?
+    else {
+        return Ok(None);
+    };
+    // The pipeline's reason names the provider's error (`error 132015: ... Template is
+    // paused`), a webhook's names the template.
+    let lower = reason.to_ascii_lowercase();
+    if !lower.contains("template")
+        && !["132000", "132001", "132012", "132015", "132016"]
+            .iter()
+            .any(|code| lower.contains(code))
+    {
+        return Ok(None);
+    }
+    let at = crate::clock::parse(&at).map_err(anyhow::Error::msg)?;
+    Ok(Some((at, reason)))
 }

@@ -149,7 +149,8 @@ pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 }
 
 /// What a webhook says about a template (status, quality or category), applied to
-/// every cache that holds it. Returns how many templates changed.
+/// every cache that holds it, found by its id or by its name (and language, when
+/// given: a cache imported from a file may lack ids). Returns how many changed.
 pub fn update(
     conn: &Connection,
     template_id: Option<&str>,
@@ -165,7 +166,7 @@ pub fn update(
     };
     let sql = format!(
         "UPDATE templates SET {column} = ?1 WHERE \
-         (template_id = ?2 OR (?2 IS NULL AND name = ?3)) \
+         (template_id = ?2 OR name = ?3) \
          AND (?4 IS NULL OR lower(replace(language, '-', '_')) = lower(replace(?4, '-', '_')))"
     );
     conn.execute(&sql, params![value, template_id, name, language])

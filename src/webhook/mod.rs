@@ -107,6 +107,28 @@ pub enum Event {
     Inbound(InboundEvent),
     Preference(PreferenceEvent),
     NumberChanged(NumberChange),
+    Template(TemplateEvent),
+}
+
+/// Meta changed one of the account's templates: its status
+/// (`message_template_status_update`), quality (`message_template_quality_update`)
+/// or category (`template_category_update`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateEvent {
+    pub template_id: Option<String>,
+    pub name: String,
+    pub language: Option<String>,
+    pub change: TemplateChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateChange {
+    /// APPROVED, PAUSED, DISABLED, REJECTED, ... as Meta's `event`.
+    Status(String),
+    /// GREEN, YELLOW, RED, UNKNOWN.
+    Quality(String),
+    /// MARKETING, UTILITY, AUTHENTICATION.
+    Category(String),
 }
 
 /// A message we sent moved on: sent, delivered, read, failed.

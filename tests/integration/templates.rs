@@ -576,3 +576,229 @@ fn a_stale_cache_is_refreshed_with_a_token_and_used_as_is_offline() {
         .success();
     assert_eq!(server.count(), 1, "the stale cache was refreshed");
 }
+
+// ---- mid-run halts, and --resume-halted gated on a sync ----
+
+/// A mock that lists `status` for the template (changeable) and accepts messages.
+fn halting_server(
+    status: std::sync::Arc<std::sync::Mutex<&'static str>>,
+    fail_from: usize,
+) -> MockServer {
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(5));
+    server.set_rule(move |r| {
+        if r.path.contains("message_templates") {
+            let mut t = reminder();
+            t["status"] = json!(*status.lock().unwrap());
+            ok(page(vec![t], None))
+        } else if fail_from > 0 && r.n >= fail_from {
+            Reply::graph(132015, "(#132015) Template is paused")
+        } else {
+            Reply::Accept
+        }
+    });
+    server
+}
+
+/// `n` opted-in contacts and the campaign against `server`, at `rate`/s with a
+/// window of `concurrency`.
+fn run_setup(dir: &std::path::Path, server: &MockServer, n: usize, rate: u32, concurrency: usize) {
+    let mut csv = String::from("name,phone,date\n");
+    for i in 0..n {
+        csv.push_str(&format!("Cliente {i},+52 55 {},martes\n", 20_000_000 + i));
+    }
+    std::fs::write(dir.join("contacts.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("campaign.toml"),
+        format!(
+            "{}\n[sending]\nrate_per_second = {rate}\nconcurrency = {concurrency}\n",
+            campaign(&server.base_url())
+        ),
+    )
+    .unwrap();
+    crate::support::opt_in_everyone(&dir.join("campaign.toml"), &dir.join("wacampaign.db"));
+}
+
+fn messages_sent(server: &MockServer) -> usize {
+    server
+        .log()
+        .iter()
+        .filter(|r| r.path.ends_with("/messages"))
+        .count()
+}
+
+fn send_in(dir: &std::path::Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    crate::support::wacampaign_in(dir, &dir.join("wacampaign.db"))
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes"])
+        .args(args)
+        .assert()
+}
+
+#[test]
+fn error_132015_halts_and_resume_waits_for_a_sync_that_says_approved() {
+    const FAIL_FROM: usize = 12;
+    const CONCURRENCY: usize = 4;
+    let status = std::sync::Arc::new(std::sync::Mutex::new("APPROVED"));
+    let server = halting_server(status.clone(), FAIL_FROM);
+    let fx = Fixture::new();
+    let dir = fx.path("");
+    run_setup(&dir, &server, 60, 1000, CONCURRENCY);
+    let halted = send_in(&dir, &[]).code(3);
+    let sent = messages_sent(&server);
+    // The first request is the pre-flight sync.
+    assert!(
+        sent <= FAIL_FROM + CONCURRENCY,
+        "{sent} messages after the halt"
+    );
+    let output = halted.get_output();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("132015"), "{out}");
+
+    // Meta paused it: the refreshed cache says so, and the resume is refused.
+    *status.lock().unwrap() = "PAUSED";
+    send_in(&dir, &["--resume-halted"])
+        .code(2)
+        .stderr(predicates::str::contains(
+            "is paused by Meta for low quality",
+        ));
+    assert_eq!(messages_sent(&server), sent, "a paused template was sent");
+    // Offline, with the cache older than the halt, it is refused too.
+    send_in(&dir, &["--resume-halted", "--offline"])
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--resume-halted needs a template sync made since then that shows `appointment_reminder` APPROVED as UTILITY",
+        ));
+
+    // Approved again: the sync says so and the run continues.
+    *status.lock().unwrap() = "APPROVED";
+    server.set_rule(|r| {
+        if r.path.contains("message_templates") {
+            ok(page(vec![reminder()], None))
+        } else {
+            Reply::Accept
+        }
+    });
+    send_in(&dir, &["--resume-halted"]).code(0);
+    let accepted: std::collections::HashSet<String> = server
+        .log()
+        .iter()
+        .filter(|r| r.path.ends_with("/messages") && r.reply == Reply::Accept)
+        .map(|r| r.to.clone())
+        .collect();
+    assert_eq!(accepted.len(), 60);
+}
+
+fn template_webhook(field: &str, value: Value) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA, "time": 1_764_000_000, "changes": [{"field": field, "value": value}]}]
+    })
+}
+
+#[test]
+fn a_paused_webhook_halts_the_run_and_updates_the_cache() {
+    use crate::webhook::harness::{Server, Workspace};
+    const CONCURRENCY: usize = 2;
+    let status = std::sync::Arc::new(std::sync::Mutex::new("APPROVED"));
+    let server = halting_server(status.clone(), 0);
+    let ws = Workspace::new();
+    run_setup(ws.path(), &server, 200, 20, CONCURRENCY);
+    let hooks = Server::start(&ws, &[]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(ws.path())
+        .env("NO_COLOR", "1")
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args([
+            "--db",
+            "wacampaign.db",
+            "send",
+            "campaign.toml",
+            "--yes",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting wacampaign send");
+    assert!(
+        server.wait_for(10, Duration::from_secs(30)),
+        "the campaign never started"
+    );
+    let reply = hooks.post_meta_signed(&template_webhook(
+        "message_template_status_update",
+        json!({
+            "event": "PAUSED",
+            "message_template_id": 1_234_567_890,
+            "message_template_name": "appointment_reminder",
+            "message_template_language": "es_MX",
+            "reason": "LOW_QUALITY"
+        }),
+    ));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let at_webhook = messages_sent(&server);
+    let code = child.wait().expect("send finishes").code();
+    assert_eq!(code, Some(3), "the run halted");
+    let after = messages_sent(&server) - at_webhook;
+    // At 20/s, one claim may already be on its way besides the window.
+    assert!(
+        after <= CONCURRENCY + 1,
+        "{after} messages after the webhook"
+    );
+    assert!(messages_sent(&server) < 200);
+
+    // The cache says PAUSED (no refresh: it is fresh, and offline anyway).
+    let listed = ws
+        .wacampaign()
+        .args(["--json", "templates", "list", "--waba-id", WABA])
+        .assert()
+        .success();
+    assert!(
+        stdout(&listed).contains("\"status\":\"PAUSED\""),
+        "{}",
+        stdout(&listed)
+    );
+    ws.wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["check", "campaign.toml", "--offline"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("is paused by Meta"));
+    // A quality webhook updates the cache too.
+    let reply = hooks.post_meta_signed(&template_webhook(
+        "message_template_quality_update",
+        json!({
+            "previous_quality_score": "GREEN",
+            "new_quality_score": "RED",
+            "message_template_id": 1_234_567_890,
+            "message_template_name": "appointment_reminder",
+            "message_template_language": "es_MX"
+        }),
+    ));
+    assert_eq!(reply.status, 200);
+    let listed = ws
+        .wacampaign()
+        .args(["--json", "templates", "list", "--waba-id", WABA])
+        .assert()
+        .success();
+    assert!(
+        stdout(&listed).contains("\"quality\":\"RED\""),
+        "{}",
+        stdout(&listed)
+    );
+    drop(hooks);
+
+    // A sync that says APPROVED and GREEN lets the run resume.
+    send_in(ws.path(), &["--resume-halted"]).code(0);
+    let accepted: std::collections::HashSet<String> = server
+        .log()
+        .iter()
+        .filter(|r| r.path.ends_with("/messages") && r.reply == Reply::Accept)
+        .map(|r| r.to.clone())
+        .collect();
+    assert_eq!(accepted.len(), 200);
+}
