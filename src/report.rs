@@ -106,6 +106,18 @@ impl CheckReport {
         for (kind, count) in &s.excluded_by_reason {
             out.push_str(&format!("  {:<18} {count}\n", kind.label()));
         }
+        if !s.by_language.is_empty() {
+            let languages: Vec<String> = s
+                .by_language
+                .iter()
+                .map(|(language, n)| format!("{language} {n}"))
+                .collect();
+            out.push_str(&format!(
+                "{} {}\n",
+                ui.bold("language"),
+                languages.join(", ")
+            ));
+        }
         if s.blank_rows > 0 {
             out.push_str(&format!(
                 "  ({} skipped)\n",
@@ -119,7 +131,6 @@ impl CheckReport {
             self.rate_per_second,
             human_duration(self.estimated_seconds)
         ));
-        let f = &self.in_flight;
         let f = &self.in_flight;
         out.push_str(&format!(
             "{} up to {} at once{}, the most a crash can leave in doubt; the rate holds with answers under {}\n",

@@ -5,6 +5,7 @@
 //! line and column), then [`Campaign::load`] turns them into a validated [`Campaign`]
 //! whose every remaining problem is reported before anything is read or sent.
 
+pub mod components;
 mod error;
 mod provider;
 
@@ -109,6 +110,26 @@ pub struct TemplateSpec {
     pub sources: Vec<ValueSource>,
     /// Twilio's Content Template SID (`HX...`) for the approved template.
     pub content_sid: Option<String>,
+    /// The header's and buttons' values, after the body's in a recipient's values.
+    pub parts: Vec<components::PartSpec>,
+    /// Every translation the campaign sends, `language` first.
+    pub languages: Vec<String>,
+    /// Each contact's language, from this column: then a recipient's last value is
+    /// the language it is sent in (one of `languages`).
+    pub language_column: Option<String>,
+    /// For a contact whose language is not among `languages`: the first of these;
+    /// empty, and the contact is left out.
+    pub language_fallback: Vec<String>,
+}
+
+impl TemplateSpec {
+    /// The language a recipient's message is sent in.
+    pub fn language_of<'a>(&'a self, values: &'a [String]) -> &'a str {
+        match (&self.language_column, values.last()) {
+            (Some(_), Some(language)) => language,
+            _ => &self.language,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +206,12 @@ struct RawTemplate {
     content_sid: Option<Spanned<String>>,
     #[serde(default)]
     variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
+    header: Option<components::RawHeader>,
+    #[serde(default)]
+    buttons: Vec<components::RawButton>,
+    languages: Option<Spanned<Vec<String>>>,
+    language_column: Option<Spanned<String>>,
+    language_fallback: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -311,6 +338,17 @@ impl Campaign {
                     .into(),
             ));
         }
+        if matches!(provider, ProviderConfig::Twilio(_))
+            && (!template.parts.is_empty() || template.languages.len() > 1)
+        {
+            return Err(at(
+                raw.template.body.span(),
+                "twilio: header and button values ([template.header], [[template.buttons]]) and \
+                 several languages are sent through the Cloud API or the simulator only in this \
+                 version; Twilio's ContentVariables cover the body's variables"
+                    .into(),
+            ));
+        }
         let sending = build_sending(&raw.sending, &at)?;
 
         Ok(Campaign {
@@ -358,12 +396,33 @@ impl Campaign {
         );
         field(self.category.as_str());
         field(self.kind.as_str());
+        // Only when set, so campaigns from before per-contact languages keep theirs.
+        if let Some(column) = &self.template.language_column {
+            field("language_column");
+            field(column);
+            for l in self
+                .template
+                .languages
+                .iter()
+                .chain(&self.template.language_fallback)
+            {
+                field(l);
+            }
+        }
         // Another provider, or another Twilio Content SID, sends another message.
         field(self.provider.kind());
         if let Some(sid) = &self.template.content_sid {
             field(sid);
         }
-        for source in &self.template.sources {
+        let part_sources = self.template.parts.iter().map(|p| {
+            // The part's kind and key decide where the value goes.
+            (format!("{:?}", p.part), &p.source)
+        });
+        let body_sources = self.template.sources.iter().map(|s| (String::new(), s));
+        for (part, source) in body_sources.chain(part_sources) {
+            if !part.is_empty() {
+                field(&part);
+            }
             match source {
                 ValueSource::Column { column, default } => {
                     field("column");
@@ -399,12 +458,24 @@ fn build_template(
             let body = Template::parse(raw.body.get_ref())
                 .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
             let sources = value_sources(raw, &body, at)?;
+            if raw.header.is_some() || !raw.buttons.is_empty() {
+                return Err(at(
+                    raw.body.span(),
+                    "a session message is plain text: [template.header] and [[template.buttons]] \
+                     belong to template campaigns"
+                        .into(),
+                ));
+            }
             return Ok(TemplateSpec {
                 name: String::new(),
                 language: String::new(),
                 body,
                 sources,
                 content_sid: None,
+                parts: Vec::new(),
+                languages: Vec::new(),
+                language_column: None,
+                language_fallback: Vec::new(),
             });
         }
     };
@@ -424,11 +495,7 @@ fn build_template(
         ));
     }
     let language = language.get_ref().trim();
-    let valid_language = matches!(language.len(), 2 | 3 | 5 | 6)
-        && language
-            .split('_')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphabetic()));
-    if !valid_language {
+    if !valid_language(language) {
         return Err(at(
             language_span,
             format!(
@@ -445,13 +512,95 @@ fn build_template(
         .as_ref()
         .map(|c| sid(c, "HX", "template.content_sid", at))
         .transpose()?;
+    let parts = components::build(raw.header.as_ref(), &raw.buttons, at)?;
+    let (languages, language_column, language_fallback) = build_languages(raw, language, at)?;
     Ok(TemplateSpec {
         name: name.to_owned(),
         language: language.to_owned(),
         body,
         sources,
         content_sid,
+        parts,
+        languages,
+        language_column,
+        language_fallback,
     })
+}
+
+fn valid_language(language: &str) -> bool {
+    matches!(language.len(), 2 | 3 | 5 | 6)
+        && language
+            .split('_')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+type Languages = (Vec<String>, Option<String>, Vec<String>);
+
+/// `languages`, `language_column` and `language_fallback`: the translations sent,
+/// `language` first, each once whatever its spelling.
+fn build_languages(
+    raw: &RawTemplate,
+    language: &str,
+    at: &Locate<'_>,
+) -> Result<Languages, CampaignError> {
+    let same = crate::templates::normalize_language;
+    let mut languages = vec![language.to_owned()];
+    if let Some(list) = &raw.languages {
+        for code in list.get_ref() {
+            let code = code.trim();
+            if !valid_language(code) {
+                return Err(at(
+                    list.span(),
+                    format!(
+                        "template.languages: `{code}` is not a language code such as \"en_US\""
+                    ),
+                ));
+            }
+            if !languages.iter().any(|l| same(l) == same(code)) {
+                languages.push(code.to_owned());
+            }
+        }
+    }
+    let column = match &raw.language_column {
+        Some(c) if c.get_ref().trim().is_empty() => {
+            return Err(at(c.span(), "template.language_column is empty".into()));
+        }
+        Some(c) => Some(c.get_ref().trim().to_owned()),
+        None => None,
+    };
+    let mut fallback = Vec::new();
+    if let Some(list) = &raw.language_fallback {
+        if column.is_none() {
+            return Err(at(
+                list.span(),
+                "template.language_fallback needs template.language_column".into(),
+            ));
+        }
+        for code in list.get_ref() {
+            match languages.iter().find(|l| same(l) == same(code)) {
+                Some(l) => fallback.push(l.clone()),
+                None => {
+                    return Err(at(
+                        list.span(),
+                        format!(
+                            "template.language_fallback: `{code}` is not among the campaign's \
+                             languages ({}); add it to template.languages",
+                            languages.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if languages.len() > 1 && column.is_none() {
+        return Err(at(
+            raw.body.span(),
+            "template.languages lists several translations: set template.language_column to \
+             the column with each contact's language"
+                .into(),
+        ));
+    }
+    Ok((languages, column, fallback))
 }
 
 fn value_sources(

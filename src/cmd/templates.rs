@@ -469,9 +469,9 @@ pub fn preflight(
     campaign: &Campaign,
     args: &PreflightArgs,
     resuming: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Cache>> {
     if campaign.kind == MessageKind::Session {
-        return Ok(());
+        return Ok(None);
     }
     let Some(account) = Account::of(campaign, None) else {
         ctx.ui.debug(format!(
@@ -479,7 +479,7 @@ pub fn preflight(
              checked against a synced template",
             campaign.file.display()
         ));
-        return Ok(());
+        return Ok(None);
     };
     let mut db = Db::open_existing(&ctx.db)?;
     let mut cache = match &db {
@@ -579,11 +579,11 @@ pub fn preflight(
              the approved template; run `wacampaign templates sync {}`",
             campaign.file.display()
         ));
-        return Ok(());
+        return Ok(None);
     };
     let problems = preflight::check(campaign, &cache);
     if problems.is_empty() {
-        return Ok(());
+        return Ok(Some(cache));
     }
     Err(preflight::PreflightError {
         file: campaign.file.display().to_string(),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Message, Provider, Response, SendFuture, http};
+use crate::campaign::components::{Part, PartSpec};
 use crate::campaign::{Campaign, MessageKind, ProviderConfig};
 use crate::phone::E164;
 use crate::secret::Secret;
@@ -29,8 +30,9 @@ pub struct TemplateMessage<'a> {
 struct TemplateObject<'a> {
     name: &'a str,
     language: Language<'a>,
+    /// Header, body and buttons, in that order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    components: Vec<Component<'a>>,
+    components: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -126,14 +128,31 @@ pub fn template_message<'a>(
             text: value,
         })
         .collect();
-    let components = if parameters.is_empty() {
-        Vec::new()
-    } else {
-        vec![Component {
-            kind: "body",
-            parameters,
-        }]
-    };
+    let body_len = template.sources.len();
+    let mut components = Vec::new();
+    let parts = template
+        .parts
+        .iter()
+        .zip(values.get(body_len..).unwrap_or_default());
+    let header: Vec<(&PartSpec, &String)> = parts
+        .clone()
+        .filter(|(p, _)| p.part.button_index().is_none())
+        .collect();
+    if let Some(header) = header_component(&header) {
+        components.push(header);
+    }
+    if !parameters.is_empty() {
+        components.push(
+            serde_json::to_value(Component {
+                kind: "body",
+                parameters,
+            })
+            .unwrap_or_default(),
+        );
+    }
+    for (part, value) in parts.filter(|(p, _)| p.part.button_index().is_some()) {
+        components.push(button_component(&part.part, value));
+    }
     TemplateMessage {
         messaging_product: "whatsapp",
         recipient_type: "individual",
@@ -143,12 +162,73 @@ pub fn template_message<'a>(
             name: &template.name,
             language: Language {
                 policy: "deterministic",
-                code: &template.language,
+                code: template.language_of(values),
             },
             components,
         },
         biz_opaque_callback_data: callback_data(&campaign.id, phone),
     }
+}
+
+/// The header component for its values: a text variable, a media link or id, or a
+/// location's four fields. `None` for a template whose header takes no value.
+fn header_component(parts: &[(&PartSpec, &String)]) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let (first, value) = parts.first()?;
+    let parameter = match &first.part {
+        Part::HeaderText => json!({"type": "text", "text": value}),
+        Part::HeaderMedia {
+            media,
+            by_id,
+            filename,
+        } => {
+            let mut object = if *by_id {
+                json!({"id": value})
+            } else {
+                json!({"link": value})
+            };
+            if let Some(name) = filename {
+                object["filename"] = json!(name);
+            }
+            json!({"type": media.as_str(), media.as_str(): object})
+        }
+        Part::HeaderLocation(_) => {
+            let mut location = serde_json::Map::new();
+            for (part, value) in parts {
+                if let Part::HeaderLocation(field) = part.part {
+                    location.insert(field.as_str().to_owned(), json!(value));
+                }
+            }
+            json!({"type": "location", "location": location})
+        }
+        _ => return None,
+    };
+    Some(json!({"type": "header", "parameters": [parameter]}))
+}
+
+/// One button's component: its sub-type, its index (a string, as Meta's examples
+/// send it) and its one parameter.
+fn button_component(part: &Part, value: &str) -> serde_json::Value {
+    use serde_json::json;
+    let (sub_type, parameter) = match part {
+        Part::ButtonUrl { .. } | Part::ButtonOtp { .. } => {
+            ("url", json!({"type": "text", "text": value}))
+        }
+        Part::ButtonQuickReply { .. } => {
+            ("quick_reply", json!({"type": "payload", "payload": value}))
+        }
+        Part::ButtonCopyCode { .. } => (
+            "copy_code",
+            json!({"type": "coupon_code", "coupon_code": value}),
+        ),
+        _ => ("url", json!({"type": "text", "text": value})),
+    };
+    json!({
+        "type": "button",
+        "sub_type": sub_type,
+        "index": part.button_index().unwrap_or(0).to_string(),
+        "parameters": [parameter],
+    })
 }
 
 /// The Cloud API as a [`Provider`]: one `reqwest::Client`, reused, with explicit

@@ -6,6 +6,7 @@ use std::fmt;
 use thiserror::Error;
 
 use super::{Cache, SyncedTemplate, closest, normalize_language};
+use crate::campaign::components::{Media, Part};
 use crate::campaign::{Campaign, Category, MessageKind};
 use crate::template::{PlaceholderKey, Template};
 
@@ -79,27 +80,33 @@ pub fn check(campaign: &Campaign, cache: &Cache) -> Vec<Problem> {
         });
         return problems;
     }
-    let Some(template) = cache.find(&spec.name, &spec.language) else {
-        let languages: Vec<&str> = cache
-            .named(&spec.name)
-            .map(|t| t.language.as_str())
-            .collect();
-        problems.push(Problem {
-            key: "template.language",
-            component: this,
-            message: format!(
-                "`{}` has no `{}` translation; it has {}",
-                spec.name,
-                spec.language,
-                languages.join(", ")
-            ),
-        });
-        return problems;
-    };
-    let this = format!("template {} ({})", template.name, template.language);
-    check_standing(campaign, template, &this, &mut problems);
-    check_body(campaign, template, &mut problems);
-    check_other_components(template, &mut problems);
+    for (n, language) in spec.languages.iter().enumerate() {
+        let Some(template) = cache.find(&spec.name, language) else {
+            let languages: Vec<&str> = cache
+                .named(&spec.name)
+                .map(|t| t.language.as_str())
+                .collect();
+            problems.push(Problem {
+                key: if n == 0 {
+                    "template.language"
+                } else {
+                    "template.languages"
+                },
+                component: this.clone(),
+                message: format!(
+                    "`{}` has no `{language}` translation; it has {}",
+                    spec.name,
+                    languages.join(", ")
+                ),
+            });
+            continue;
+        };
+        let here = format!("template {} ({})", template.name, template.language);
+        check_standing(campaign, template, &here, &mut problems);
+        // The campaign's body is its first language's; the others' come from the sync.
+        check_body(campaign, template, n == 0, &mut problems);
+        check_components(campaign, template, &mut problems);
+    }
     problems
 }
 
@@ -186,7 +193,12 @@ fn check_standing(
 
 /// Parameter format and count, and the text once placeholder spellings and
 /// surrounding whitespace are normalised.
-fn check_body(campaign: &Campaign, template: &SyncedTemplate, problems: &mut Vec<Problem>) {
+fn check_body(
+    campaign: &Campaign,
+    template: &SyncedTemplate,
+    compare_text: bool,
+    problems: &mut Vec<Problem>,
+) {
     let spec = &campaign.template;
     let component = format!("BODY of {} ({})", template.name, template.language);
     let Some(approved_text) = template.body_text() else {
@@ -275,7 +287,7 @@ fn check_body(campaign: &Campaign, template: &SyncedTemplate, problems: &mut Vec
         .to_owned()
     };
     let (ours_text, theirs_text) = (normalized(&spec.body), normalized(&approved));
-    if extra.is_empty() && missing.is_empty() && ours_text != theirs_text {
+    if compare_text && extra.is_empty() && missing.is_empty() && ours_text != theirs_text {
         problems.push(Problem {
             key: "template.body",
             component,
@@ -302,28 +314,129 @@ fn list(keys: &[PlaceholderKey]) -> String {
     }
 }
 
-/// A header or button that needs a value per message: the campaign file cannot
-/// give one yet, so the message would be refused.
-fn check_other_components(template: &SyncedTemplate, problems: &mut Vec<Problem>) {
-    if template.header_needs_parameter() {
-        let format = template.header().map(|h| h.format).unwrap_or_default();
-        problems.push(Problem {
-            key: "template",
-            component: format!("HEADER ({format}) of {}", template.name),
-            message: "the header needs a value in every message, and this campaign gives none; \
-                      this version of wacampaign sends body parameters only, so choose a \
-                      template whose header has no variable"
-                .into(),
-        });
+/// The header and buttons: every one that needs a value has a source of the
+/// right kind in the campaign, and every part the campaign gives has its place.
+fn check_components(campaign: &Campaign, template: &SyncedTemplate, problems: &mut Vec<Problem>) {
+    let parts = &campaign.template.parts;
+    let header_part = parts.iter().find(|p| p.part.button_index().is_none());
+    let header = template.header();
+    let component = |what: String| format!("{what} of {} ({})", template.name, template.language);
+    match (&header, header_part) {
+        (Some(h), None) if template.header_needs_parameter() => problems.push(Problem {
+            key: "template.header",
+            component: component(format!("HEADER ({})", h.format)),
+            message: format!(
+                "the template's {} header needs a value in every message; add [template.header] \
+                 with type = \"{}\"",
+                h.format.to_ascii_lowercase(),
+                h.format.to_ascii_lowercase()
+            ),
+        }),
+        (Some(h), Some(part)) => {
+            let expected = match &part.part {
+                Part::HeaderText => "TEXT",
+                Part::HeaderMedia { media, .. } => match media {
+                    Media::Image => "IMAGE",
+                    Media::Video => "VIDEO",
+                    Media::Document => "DOCUMENT",
+                },
+                _ => "LOCATION",
+            };
+            if h.format != expected {
+                problems.push(Problem {
+                    key: "template.header",
+                    component: component(format!("HEADER ({})", h.format)),
+                    message: format!(
+                        "the campaign gives a {} header, the template has a {} one",
+                        expected.to_ascii_lowercase(),
+                        h.format.to_ascii_lowercase()
+                    ),
+                });
+            } else if !template.header_needs_parameter() {
+                problems.push(Problem {
+                    key: "template.header",
+                    component: component(format!("HEADER ({})", h.format)),
+                    message: "the template's header has no variable; remove [template.header]"
+                        .into(),
+                });
+            }
+        }
+        (None, Some(_)) => problems.push(Problem {
+            key: "template.header",
+            component: component("HEADER".into()),
+            message: "the template has no header; remove [template.header]".into(),
+        }),
+        _ => {}
     }
-    for (index, button) in template.buttons().iter().enumerate() {
-        if button.needs_parameter() {
+    let buttons = template.buttons();
+    for (index, button) in buttons.iter().enumerate() {
+        let given = parts
+            .iter()
+            .find(|p| p.part.button_index() == Some(index as u8));
+        let where_ = component(format!(
+            "BUTTONS[{index}] ({} \"{}\")",
+            button.kind, button.text
+        ));
+        let wanted = match button.kind.as_str() {
+            "URL" => "url",
+            "QUICK_REPLY" => "quick_reply",
+            "COPY_CODE" => "copy_code",
+            "OTP" => "otp",
+            _ => "",
+        };
+        match given {
+            None if button.needs_parameter() => problems.push(Problem {
+                key: "template.buttons",
+                component: where_,
+                message: format!(
+                    "the button needs a value in every message; add [[template.buttons]] with \
+                     index = {index} and type = \"{wanted}\""
+                ),
+            }),
+            Some(part) => {
+                let given_kind = match part.part {
+                    Part::ButtonUrl { .. } => "url",
+                    Part::ButtonQuickReply { .. } => "quick_reply",
+                    Part::ButtonCopyCode { .. } => "copy_code",
+                    _ => "otp",
+                };
+                // An authentication template's one-time password goes on its URL
+                // button (Meta lists it as OTP or URL).
+                let fits = given_kind == wanted
+                    || (given_kind == "otp" && wanted == "url")
+                    || (given_kind == "url" && wanted == "otp");
+                if !fits {
+                    problems.push(Problem {
+                        key: "template.buttons",
+                        component: where_,
+                        message: format!(
+                            "the campaign gives a {given_kind} value for button {index}, which is a {} button",
+                            button.kind.to_ascii_lowercase()
+                        ),
+                    });
+                } else if given_kind == "url" && !button.needs_parameter() {
+                    problems.push(Problem {
+                        key: "template.buttons",
+                        component: where_,
+                        message: "the button's URL has no variable suffix; remove its [[template.buttons]] entry".into(),
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+    for part in parts {
+        if let Some(index) = part.part.button_index()
+            && usize::from(index) >= buttons.len()
+        {
             problems.push(Problem {
-                key: "template",
-                component: format!("BUTTONS[{index}] ({} \"{}\")", button.kind, button.text),
-                message: "the button needs a value in every message, and this campaign gives \
-                          none; this version of wacampaign sends body parameters only"
-                    .into(),
+                key: "template.buttons",
+                component: component(format!("BUTTONS[{index}]")),
+                message: format!(
+                    "{}: the template has {} button(s), so no button {index}",
+                    part.key,
+                    buttons.len()
+                ),
             });
         }
     }

@@ -141,10 +141,8 @@ fn apply_template(conn: &Connection, event: &TemplateEvent, now: &str) -> rusqli
         field,
         value,
     )?;
-    let language = event
-        .language
-        .as_deref()
-        .map(crate::templates::normalize_language);
+    // Every campaign of the template, whichever translation changed: one may send
+    // several, and the journal records only its first.
     let mut campaigns = conn.prepare_cached(
         "SELECT id, language, category FROM campaigns WHERE template = ?1 AND halted_at IS NULL",
     )?;
@@ -157,13 +155,7 @@ fn apply_template(conn: &Connection, event: &TemplateEvent, now: &str) -> rusqli
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    for (id, campaign_language, category) in running {
-        if language
-            .as_ref()
-            .is_some_and(|l| *l != crate::templates::normalize_language(&campaign_language))
-        {
-            continue;
-        }
+    for (id, _, category) in running {
         let reason = match &event.change {
             TemplateChange::Status(s) if s != "APPROVED" && s != "PENDING" => format!(
                 "a webhook reported template {} {s}; resume with --resume-halted once                  `wacampaign templates sync` shows it APPROVED",
