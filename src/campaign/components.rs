@@ -328,6 +328,15 @@ pub(super) fn build(
             )
         })?;
         let source = source(raw, &key, span.clone(), at)?;
+        if b.opt_out && !matches!(source, ValueSource::Fixed(_)) {
+            return Err(at(
+                span,
+                format!(
+                    "{key}: an opt-out button's payload is fixed (`{{ value = \"STOP_PROMOS\" }}`), \
+                     so the webhook server knows a tap on it"
+                ),
+            ));
+        }
         if let ValueSource::Fixed(value) = &source {
             check(&part, value).map_err(|e| at(span.clone(), format!("{key}: {e}")))?;
         }

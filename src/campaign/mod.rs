@@ -123,6 +123,20 @@ pub struct TemplateSpec {
 }
 
 impl TemplateSpec {
+    /// The quick-reply payloads declared `opt_out = true`.
+    pub fn opt_out_payloads(&self) -> Vec<String> {
+        self.parts
+            .iter()
+            .filter_map(|p| match (&p.part, &p.source) {
+                (
+                    components::Part::ButtonQuickReply { opt_out: true, .. },
+                    ValueSource::Fixed(payload),
+                ) => Some(payload.trim().to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The language a recipient's message is sent in.
     pub fn language_of<'a>(&'a self, values: &'a [String]) -> &'a str {
         match (&self.language_column, values.last()) {

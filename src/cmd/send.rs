@@ -135,6 +135,14 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     // Everything that can stop the run is checked before anyone is messaged.
     let provider = provider::build(&campaign)?;
     let db = Db::open(&ctx.db)?;
+    // Before the first message: a tap on its opt-out button must count at once.
+    crate::webhook::optout::declare(
+        &db.conn,
+        &campaign.id,
+        &campaign.template.opt_out_payloads(),
+        &crate::clock::now_string(),
+    )
+    .context("recording the campaign's opt-out buttons")?;
     let lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
     let gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;

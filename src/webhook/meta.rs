@@ -209,6 +209,17 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
         context_id: message.context.as_ref().and_then(|c| c.id.clone()),
         occurred_at,
         opt_out,
+        button_payload: message
+            .button
+            .as_ref()
+            .and_then(|b| b.payload.clone())
+            .or_else(|| {
+                message
+                    .interactive
+                    .as_ref()
+                    .and_then(|i| i.button_reply.as_ref())
+                    .and_then(|r| r.id.clone())
+            }),
     }))
 }
 

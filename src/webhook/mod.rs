@@ -164,6 +164,8 @@ pub struct InboundEvent {
     pub occurred_at: String,
     /// Set when the message asks to stop all messages.
     pub opt_out: Option<OptOutRequest>,
+    /// A quick-reply button's payload, when the message is a tap on one.
+    pub button_payload: Option<String>,
 }
 
 /// An opt-out a person asked for in a message.

@@ -271,7 +271,18 @@ fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqli
         message.occurred_at,
         now
     ])?;
-    if let Some(request) = &message.opt_out {
+    let declared = match (&message.opt_out, &message.button_payload) {
+        (None, Some(payload)) => {
+            super::optout::declared_by(conn, payload)?.map(|campaign| super::OptOutRequest {
+                method: "whatsapp_reply".to_owned(),
+                evidence: format!(
+                    "button payload `{payload}`, declared an opt-out by campaign {campaign}"
+                ),
+            })
+        }
+        _ => None,
+    };
+    if let Some(request) = message.opt_out.as_ref().or(declared.as_ref()) {
         consent::append_in(
             conn,
             &NewEvent {
@@ -655,6 +666,7 @@ mod tests {
                     method: "whatsapp_reply".to_owned(),
                     evidence: "STOP".to_owned(),
                 }),
+                button_payload: None,
             })],
         );
         let change = Event::NumberChanged(NumberChange {

@@ -177,6 +177,7 @@ pub fn parse(
                 context_id: get("OriginalRepliedMessageSid").map(str::to_owned),
                 occurred_at: received_at.to_owned(),
                 opt_out,
+                button_payload: payload.map(str::to_owned),
             }));
         }
     }

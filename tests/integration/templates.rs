@@ -802,3 +802,252 @@ fn a_paused_webhook_halts_the_run_and_updates_the_cache() {
         .collect();
     assert_eq!(accepted.len(), 200);
 }
+
+// ---- header, buttons and languages: the shipped two-language campaign ----
+
+/// The shipped campaign run against a scratch database, from `campaigns/`.
+fn shipped(db: &std::path::Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    crate::support::wacampaign_in(&crate::support::shipped_campaigns(), db)
+        .args(args)
+        .assert()
+}
+
+#[test]
+fn the_shipped_spring_sale_checks_previews_per_language_and_sends_through_the_simulator() {
+    let scratch = Fixture::new();
+    let db = scratch.path("spring.db");
+    shipped(
+        &db,
+        &[
+            "consent",
+            "import",
+            "spring-sale.csv",
+            "--purpose",
+            "marketing",
+            "--method",
+            "web_form",
+            "--default-region",
+            "MX",
+            "--evidence-column",
+            "form_submission",
+        ],
+    )
+    .success();
+    let excluded = scratch.path("excluded.csv");
+    let check = shipped(
+        &db,
+        &[
+            "check",
+            "spring-sale.toml",
+            "--excluded",
+            excluded.to_str().unwrap(),
+        ],
+    )
+    .success()
+    .stderr("");
+    let report = stdout(&check);
+    assert!(report.contains("eligible 6\n"), "{report}");
+    assert!(report.contains("language en_US 3, es_MX 3\n"), "{report}");
+    // Sofía's suffix has a space: left out with the reason, as Meta would refuse it.
+    assert_eq!(
+        std::fs::read_to_string(&excluded).unwrap(),
+        "line,phone,reason_code,reason\n\
+         8,'+52 55 4100 2007,invalid_value,invalid value: template.buttons[0].suffix: `sofia 2007` has spaces; a URL suffix cannot\n"
+    );
+
+    // Each contact in their language, the body from the sync, the buttons filled.
+    let preview = stdout(&shipped(&db, &["preview", "spring-sale.toml", "--limit", "2"]).success());
+    assert_eq!(
+        preview,
+        "── line 2 · +525541002001 · es_MX ──\n\
+         [image: https://tiendas-aurora.example.com/img/primavera-2027.jpg]\n\
+         Hola Lucía, llegó la venta de primavera: hasta 40% en toda la tienda. Tu selección personal te espera.\n\
+         _Tiendas Aurora_\n\
+         [ Ver mi selección ] → https://tiendas-aurora.example.com/primavera/lucia-2001\n\
+         [ No más promociones ] (payload STOP_PROMOS: opts out)\n\n\
+         ── line 3 · +525541002002 · en_US ──\n\
+         [image: https://tiendas-aurora.example.com/img/primavera-2027.jpg]\n\
+         Hi Tom, our spring sale is here: up to 40% off everything. Your personal picks are waiting.\n\
+         _Tiendas Aurora_\n\
+         [ See my picks ] → https://tiendas-aurora.example.com/spring/tom-2002\n\
+         [ Stop promotions ] (payload STOP_PROMOS: opts out)\n\n"
+    );
+    // Marie writes fr_FR: no French translation, so the first fallback (en_US).
+    let payload = stdout(
+        &shipped(
+            &db,
+            &["--json", "preview", "spring-sale.toml", "--row", "6"],
+        )
+        .success(),
+    );
+    let line: Value = serde_json::from_str(payload.trim()).unwrap();
+    let template = &line["data"]["payload"]["template"];
+    assert_eq!(template["language"]["code"], "en_US");
+    assert_eq!(
+        template["components"],
+        json!([
+            {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://tiendas-aurora.example.com/img/primavera-2027.jpg"}}]},
+            {"type": "body", "parameters": [{"type": "text", "text": "Marie"}]},
+            {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "marie-2005"}]},
+            {"type": "button", "sub_type": "quick_reply", "index": "1", "parameters": [{"type": "payload", "payload": "STOP_PROMOS"}]}
+        ])
+    );
+
+    let sent = shipped(&db, &["send", "spring-sale.toml", "--yes"]).success();
+    let out = stdout(&sent);
+    assert!(out.contains("this run   6 accepted"), "{out}");
+}
+
+/// A cloud_api campaign with an image header and two buttons, against `templates`.
+const WITH_COMPONENTS: &str = r#"
+[template.header]
+type = "image"
+link = { column = "image" }
+
+[[template.buttons]]
+index = 0
+type = "url"
+suffix = { column = "order" }
+
+[[template.buttons]]
+index = 1
+type = "quick_reply"
+payload = { value = "STOP_PROMOS" }
+opt_out = true
+"#;
+
+fn rich_template() -> Value {
+    let mut t = reminder();
+    t["components"] = json!([
+        {"type": "HEADER", "format": "IMAGE"},
+        {"type": "BODY", "text": "Hola {{1}}, tu cita es el {{2}}."},
+        {"type": "BUTTONS", "buttons": [
+            {"type": "URL", "text": "Ver", "url": "https://clinica.example/c/{{1}}"},
+            {"type": "QUICK_REPLY", "text": "Baja"}
+        ]}
+    ]);
+    t
+}
+
+fn with_components(contacts: &str) -> Fixture {
+    let fx = imported(vec![rich_template()]);
+    let text = campaign("http://127.0.0.1:9");
+    let at = text.find("[provider]").unwrap();
+    fx.write(
+        "campaign.toml",
+        format!("{}{WITH_COMPONENTS}\n{}", &text[..at], &text[at..]),
+    );
+    fx.write("contacts.csv", contacts);
+    fx
+}
+
+#[test]
+fn a_row_whose_header_or_button_value_meta_would_refuse_is_left_out_with_the_reason() {
+    let fx = with_components(
+        "name,phone,date,image,order\n\
+         Ana,+52 55 1234 5678,martes,https://x.example/a.jpg,A-1\n\
+         Beto,+52 55 1234 5679,martes,http://x.example/a.jpg,A-2\n\
+         Carla,+52 55 1234 5680,martes,not a link,A-3\n\
+         Dora,+52 55 1234 5681,martes,https://x.example/a.jpg,A 4\n\
+         Eva,+52 55 1234 5682,martes,,A-5\n",
+    );
+    fx.check(&["--excluded", "excluded.csv"]).assert().success();
+    assert_eq!(
+        fx.read("excluded.csv"),
+        "line,phone,reason_code,reason\n\
+         3,'+52 55 1234 5679,invalid_value,invalid value: template.header.link: `http://x.example/a.jpg`: WhatsApp fetches media over https only\n\
+         4,'+52 55 1234 5680,invalid_value,invalid value: template.header.link: `not a link` is not a URL (relative URL without a base)\n\
+         5,'+52 55 1234 5681,invalid_value,invalid value: template.buttons[0].suffix: `A 4` has spaces; a URL suffix cannot\n\
+         6,'+52 55 1234 5682,missing_value,missing value: empty value for template.header.link\n"
+    );
+}
+
+#[test]
+fn a_column_missing_for_a_header_link_is_a_campaign_error() {
+    let fx = with_components("name,phone,date,order\nAna,+52 55 1234 5678,martes,A-1\n");
+    fx.check(&[])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("template.header.link"))
+        .stderr(predicates::str::contains("image"));
+}
+
+#[test]
+fn a_header_or_button_the_campaign_does_not_fill_is_refused() {
+    // The campaign gives only the body; the template's image and URL need values.
+    refused(
+        vec![rich_template()],
+        None,
+        "template.header (HEADER (IMAGE) of appointment_reminder (es_MX)): the template's image header needs a value in every message",
+    );
+    refused(
+        vec![rich_template()],
+        None,
+        "template.buttons (BUTTONS[0] (URL \"Ver\") of appointment_reminder (es_MX)): the button needs a value in every message; add [[template.buttons]] with index = 0 and type = \"url\"",
+    );
+}
+
+#[test]
+fn a_tap_on_a_declared_opt_out_button_opts_the_contact_out() {
+    use crate::webhook::harness::{Server, Workspace};
+    let ws = Workspace::new();
+    ws.write("saved.json", page(vec![rich_template()], None));
+    let text = campaign("http://127.0.0.1:9");
+    let at = text.find("[provider]").unwrap();
+    ws.write(
+        "campaign.toml",
+        format!("{}{WITH_COMPONENTS}\n{}", &text[..at], &text[at..]),
+    );
+    ws.write(
+        "contacts.csv",
+        "name,phone,date,image,order\nAna,+52 55 1234 5678,martes,https://x.example/a.jpg,A-1\n",
+    );
+    crate::support::opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    ws.wacampaign()
+        .args(["templates", "import", "saved.json", "--waba-id", WABA])
+        .assert()
+        .success();
+    // A dry run declares nothing; a send records the opt-out payload before it sends.
+    let server = MockServer::start();
+    ws.write(
+        "campaign.toml",
+        format!(
+            "{}{WITH_COMPONENTS}\n{}",
+            &campaign(&server.base_url())[..at],
+            &campaign(&server.base_url())[at..]
+        ),
+    );
+    ws.wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(server.count(), 1);
+    let hooks = Server::start(&ws, &[]);
+    let tap = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5215512345678"}],
+            "messages": [{
+                "from": "5215512345678", "id": "wamid.TAP1", "timestamp": "1764000000",
+                "type": "button", "button": {"payload": "STOP_PROMOS", "text": "Baja"}
+            }]
+        }}]}]
+    });
+    assert_eq!(hooks.post_meta_signed(&tap).status, 200);
+    drop(hooks);
+    ws.wacampaign()
+        .args([
+            "check",
+            "campaign.toml",
+            "--offline",
+            "--excluded",
+            "excluded.csv",
+        ])
+        .assert()
+        .success();
+    let excluded = std::fs::read_to_string(ws.path().join("excluded.csv")).unwrap();
+    assert!(excluded.contains("opted_out"), "{excluded}");
+}

@@ -29,3 +29,12 @@ CREATE TABLE templates (
     components       TEXT NOT NULL,
     PRIMARY KEY (sync_id, name, language)
 ) STRICT;
+
+-- Quick-reply payloads a campaign declared as opt-outs (`opt_out = true` on its
+-- button): a tap on one is recorded as an opt-out by the webhook server, whichever
+-- campaign sent it.
+CREATE TABLE opt_out_payloads (
+    payload     TEXT PRIMARY KEY NOT NULL,
+    campaign_id TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+) STRICT;
