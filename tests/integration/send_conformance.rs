@@ -263,3 +263,194 @@ fn a_request_that_breaks_the_contract_is_not_accepted() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+// ---- header and buttons, through the errata overlay (tests/integration/specs) ----
+
+/// An image header from a column, a URL button with a per-contact suffix, an opt-out
+/// quick reply, in each contact's language.
+const WITH_COMPONENTS: &str = r#"[template]
+name = "spring_sale"
+language = "es_MX"
+languages = ["es_MX", "en_US"]
+language_column = "lang"
+language_fallback = ["en_US"]
+body = "Hola {{1}}, tu selección {{2}} te espera."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "image"
+link = { column = "image" }
+
+[[template.buttons]]
+index = 0
+type = "url"
+suffix = { column = "order" }
+
+[[template.buttons]]
+index = 1
+type = "quick_reply"
+payload = { value = "STOP_PROMOS" }
+opt_out = true
+"#;
+
+/// A document header with its file name and a copy-code button.
+const DOCUMENT_AND_COUPON: &str = r#"[template]
+name = "invoice_coupon"
+language = "es_MX"
+body = "Hola {{1}}, aquí está tu factura {{2}}."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "document"
+link = { value = "https://tiendas-aurora.example.com/facturas/f.pdf" }
+filename = "factura.pdf"
+
+[[template.buttons]]
+index = 0
+type = "copy_code"
+code = { value = "AURORA25" }
+"#;
+
+/// A location header from columns and a URL button.
+const LOCATION: &str = r#"[template]
+name = "pickup_point"
+language = "es_MX"
+body = "Hola {{1}}, tu pedido {{2}} te espera aquí."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "location"
+latitude = { value = "19.4326" }
+longitude = { value = "-99.1332" }
+name = { value = "Tiendas Aurora Roma" }
+address = { column = "address" }
+
+[[template.buttons]]
+index = 0
+type = "url"
+suffix = { column = "order" }
+"#;
+
+fn component_contacts(n: usize) -> String {
+    let langs = ["es-MX", "en_US", "ES_mx", "fr_FR", ""];
+    let mut text = String::from("phone,name,order,lang,image,address\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "+52 55 {:04} {:04},Cliente {i},A-{i:05},{},https://tiendas-aurora.example.com/img/{i}.jpg,\"Calle {i}, Roma Nte.\"\n",
+            1000 + i,
+            2000 + i * 3,
+            langs[i % langs.len()]
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_template_with_an_image_header_buttons_and_two_languages_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(
+        prism,
+        WITH_COMPONENTS,
+        META_PROVIDER,
+        &component_contacts(10),
+    );
+    assert_all_accepted_first_time(&run, 10);
+    assert_meta_answers_read(&run);
+}
+
+#[test]
+fn a_document_header_and_a_copy_code_button_sent_through_the_cloud_api_conform() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(
+        prism,
+        DOCUMENT_AND_COUPON,
+        META_PROVIDER,
+        &component_contacts(3),
+    );
+    assert_all_accepted_first_time(&run, 3);
+}
+
+#[test]
+fn a_location_header_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(prism, LOCATION, META_PROVIDER, &component_contacts(3));
+    assert_all_accepted_first_time(&run, 3);
+}
+
+/// Without the overlay, Meta's v23.0 file refuses the index every first button has.
+#[test]
+fn the_errata_overlay_fits_the_spec_and_is_what_lets_index_0_through() {
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/specs/meta-business-messaging-api_v23.0.yaml");
+    if !spec.is_file() {
+        eprintln!("skipped: {} is not there", spec.display());
+        return;
+    }
+    let original = std::fs::read_to_string(&spec).unwrap();
+    let patched = prism::apply_errata(&spec, &prism::errata_file(prism::Spec::Meta)).unwrap();
+    assert!(original.contains("pattern: ^[2-6, 11-14]$"));
+    assert!(!patched.contains("pattern: ^[2-6, 11-14]$"));
+    assert!(patched.contains("ButtonCouponCodeParameter:"));
+    assert!(patched.contains("LocationParameter:"));
+    // Nothing but additions and the index pattern: every original line but the
+    // patterns is still there, in order.
+    let kept: Vec<&str> = original
+        .lines()
+        .filter(|l| !l.contains("pattern: ^[2-6, 11-14]$"))
+        .collect();
+    let mut patched_lines = patched.lines();
+    for line in kept {
+        assert!(
+            patched_lines.any(|p| p == line),
+            "the overlay removed or reordered `{line}`"
+        );
+    }
+}
+
+#[test]
+fn templates_sync_against_the_contract_reads_the_listing() {
+    let Some(prism) = prism::meta() else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let provider = format!(
+        "{}waba_id = \"102290129340398\"\n",
+        META_PROVIDER.replace("BASE_URL", prism.base_url())
+    );
+    let campaign = format!(
+        "[campaign]\nid = \"sync\"\ncategory = \"marketing\"\ncontacts = \"contacts.csv\"\n\
+         phone_column = \"phone\"\n\n{POSITIONAL}\n{provider}"
+    );
+    std::fs::write(dir.path().join("campaign.toml"), campaign).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args([
+            "--color",
+            "never",
+            "--db",
+            "w.db",
+            "templates",
+            "sync",
+            "campaign.toml",
+        ])
+        .env("WHATSAPP_TOKEN", "conformance-test-token")
+        .env_remove("WACAMPAIGN_DB")
+        .output()
+        .expect("running wacampaign templates sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stderr}\nPrism's log:\n{}",
+        prism.log_tail(40)
+    );
+    // The spec's example answer: two templates on one page.
+    assert!(stderr.contains("stored 2 templates"), "{stderr}");
+}
