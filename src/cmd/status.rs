@@ -46,6 +46,8 @@ struct Status {
     counts: Counts,
     failures_by_code: std::collections::BTreeMap<String, u64>,
     in_doubt: Vec<JournalRow>,
+    /// Accepted, but held by Meta while it assesses the template's quality.
+    held_for_quality_assessment: u64,
     deliveries: DeliveryCounts,
 }
 
@@ -96,6 +98,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         counts,
         failures_by_code,
         in_doubt,
+        held_for_quality_assessment: journal::held_for_quality(&db.conn, &campaign.id)?,
         deliveries,
     };
     if ctx.ui.json {
@@ -131,6 +134,17 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         writeln!(out, "  {label:<10} {n}")?;
     }
     writeln!(out, "  {:<10} {}", "total", c.total())?;
+    if status.held_for_quality_assessment > 0 {
+        writeln!(
+            out,
+            "{}",
+            ctx.ui.yellow(&format!(
+                "  {} accepted messages are held for quality assessment by Meta \
+                 (message_status held_for_quality_assessment): they may arrive late or not at all",
+                status.held_for_quality_assessment
+            ))
+        )?;
+    }
     write_deliveries(&mut out, &status.deliveries, &status.first_sent)?;
     if !status.failures_by_code.is_empty() {
         writeln!(out, "by error code:")?;

@@ -30,7 +30,8 @@ use crate::plan::{ConsentGate, Recipient};
 
 pub use key::RowKey;
 pub use query::{
-    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code, rows,
+    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code,
+    held_for_quality, rows,
 };
 pub use state::State;
 

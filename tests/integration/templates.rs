@@ -1051,3 +1051,51 @@ fn a_tap_on_a_declared_opt_out_button_opts_the_contact_out() {
     let excluded = std::fs::read_to_string(ws.path().join("excluded.csv")).unwrap();
     assert!(excluded.contains("opted_out"), "{excluded}");
 }
+
+#[test]
+fn a_send_held_for_quality_assessment_is_recorded_and_shown_by_status() {
+    let server = MockServer::start();
+    server.set_rule(|r| {
+        if r.path.contains("message_templates") {
+            return ok(page(vec![reminder()], None));
+        }
+        let wa_id = r.to.trim_start_matches('+');
+        let held = r.to.ends_with('8');
+        ok(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": r.to, "wa_id": wa_id}],
+            "messages": [if held {
+                json!({"id": format!("wamid.{wa_id}"), "message_status": "held_for_quality_assessment"})
+            } else {
+                json!({"id": format!("wamid.{wa_id}"), "message_status": "accepted"})
+            }]
+        })
+        .to_string())
+    });
+    let fx = fixture(&server);
+    crate::support::opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
+    fx.wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .success();
+    let status = fx
+        .wacampaign()
+        .args(["status", "campaign.toml"])
+        .assert()
+        .success();
+    assert!(
+        stdout(&status).contains(
+            "  1 accepted messages are held for quality assessment by Meta (message_status held_for_quality_assessment)"
+        ),
+        "{}",
+        stdout(&status)
+    );
+    let json = fx
+        .wacampaign()
+        .args(["--json", "status", "campaign.toml"])
+        .assert()
+        .success();
+    let line: Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    assert_eq!(line["data"]["held_for_quality_assessment"], 1);
+}
