@@ -216,7 +216,7 @@ struct RawCampaign {
 struct RawTemplate {
     name: Option<Spanned<String>>,
     language: Option<Spanned<String>>,
-    body: Spanned<String>,
+    body: Option<Spanned<String>>,
     content_sid: Option<Spanned<String>>,
     #[serde(default)]
     variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
@@ -226,6 +226,17 @@ struct RawTemplate {
     languages: Option<Spanned<Vec<String>>>,
     language_column: Option<Spanned<String>>,
     language_fallback: Option<Spanned<Vec<String>>>,
+}
+
+impl RawTemplate {
+    /// Where errors about the template point: its body, else its name.
+    fn span(&self) -> std::ops::Range<usize> {
+        self.body
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| self.name.as_ref().map(Spanned::span))
+            .unwrap_or(0..0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -257,6 +268,28 @@ impl Campaign {
 
     /// Validates campaign text as if it were read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Campaign, CampaignError> {
+        Self::parse_with_body(text, path, None)
+    }
+
+    /// Reads and validates a campaign file whose `template.body` may be left out:
+    /// `synced_body` (the approved text of its first language) stands in for it.
+    pub fn load_with_body(
+        path: &Path,
+        synced_body: Option<&str>,
+    ) -> Result<Campaign, CampaignError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse_with_body(&text, path, synced_body)
+    }
+
+    /// [`Campaign::parse`], with the approved body for a file that leaves it out.
+    pub fn parse_with_body(
+        text: &str,
+        path: &Path,
+        synced_body: Option<&str>,
+    ) -> Result<Campaign, CampaignError> {
         let shown = path.display().to_string();
         let raw: RawFile = toml::from_str(text).map_err(|e| CampaignError::Syntax {
             path: shown.clone(),
@@ -339,14 +372,14 @@ impl Campaign {
         };
 
         let kind = raw.campaign.kind;
-        let template = build_template(&raw.template, kind, &at)?;
+        let template = build_template(&raw.template, kind, synced_body, &shown, &at)?;
         let provider = build_provider(&raw.provider, base_dir, &at)?;
         if kind == MessageKind::Template
             && matches!(provider, ProviderConfig::Twilio(_))
             && template.content_sid.is_none()
         {
             return Err(at(
-                raw.template.body.span(),
+                raw.template.span(),
                 "twilio sends approved templates by their Content SID: add template.content_sid \
                  = \"HX...\" (Twilio Console > Content Template Builder)"
                     .into(),
@@ -356,7 +389,7 @@ impl Campaign {
             && (!template.parts.is_empty() || template.languages.len() > 1)
         {
             return Err(at(
-                raw.template.body.span(),
+                raw.template.span(),
                 "twilio: header and button values ([template.header], [[template.buttons]]) and \
                  several languages are sent through the Cloud API or the simulator only in this \
                  version; Twilio's ContentVariables cover the body's variables"
@@ -456,25 +489,33 @@ impl Campaign {
 fn build_template(
     raw: &RawTemplate,
     kind: MessageKind,
+    synced_body: Option<&str>,
+    path: &str,
     at: &Locate<'_>,
 ) -> Result<TemplateSpec, CampaignError> {
     let (name, language) = match (kind, &raw.name, &raw.language) {
         (MessageKind::Template, Some(name), Some(language)) => (name, language),
         (MessageKind::Template, _, _) => {
             return Err(at(
-                raw.body.span(),
+                raw.span(),
                 "template.name and template.language are required: the approved template's \
                  name and language code as WhatsApp Manager shows them"
                     .into(),
             ));
         }
         (MessageKind::Session, _, _) => {
-            let body = Template::parse(raw.body.get_ref())
-                .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
+            let text = raw.body.as_ref().ok_or_else(|| {
+                at(
+                    raw.span(),
+                    "template.body is required: a session message is the text itself".into(),
+                )
+            })?;
+            let body = Template::parse(text.get_ref())
+                .map_err(|e| at(raw.span(), format!("template.body: {e}")))?;
             let sources = value_sources(raw, &body, at)?;
             if raw.header.is_some() || !raw.buttons.is_empty() {
                 return Err(at(
-                    raw.body.span(),
+                    raw.span(),
                     "a session message is plain text: [template.header] and [[template.buttons]] \
                      belong to template campaigns"
                         .into(),
@@ -517,8 +558,25 @@ fn build_template(
             ),
         ));
     }
-    let body = Template::parse(raw.body.get_ref())
-        .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
+    let body_text = match (&raw.body, synced_body) {
+        (Some(body), _) => body.get_ref().as_str(),
+        (None, Some(synced)) => synced,
+        (None, None) => {
+            return Err(CampaignError::BodyNotSynced {
+                path: path.to_owned(),
+                name: name.to_owned(),
+                language: language.to_owned(),
+            });
+        }
+    };
+    let body = Template::parse(body_text).map_err(|e| {
+        let whose = if raw.body.is_some() {
+            "template.body"
+        } else {
+            "the synced body"
+        };
+        at(raw.span(), format!("{whose}: {e}"))
+    })?;
 
     let sources = value_sources(raw, &body, at)?;
     let content_sid = raw
@@ -608,7 +666,7 @@ fn build_languages(
     }
     if languages.len() > 1 && column.is_none() {
         return Err(at(
-            raw.body.span(),
+            raw.span(),
             "template.languages lists several translations: set template.language_column to \
              the column with each contact's language"
                 .into(),
@@ -627,7 +685,7 @@ fn value_sources(
         let wanted = key.as_variable_name();
         let Some((_, variable)) = raw.variables.iter().find(|(k, _)| *k.get_ref() == wanted) else {
             return Err(at(
-                raw.body.span(),
+                raw.span(),
                 format!(
                     "template.body uses {key} but [template.variables] has no `{wanted}`; add \
                      `\"{wanted}\" = {{ column = \"...\" }}` or `{{ value = \"...\" }}`"

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::campaign::Campaign;
 use crate::cmd::Context;
 use crate::exit_codes::Exit;
 use crate::plan::{PlanItem, Planner};
@@ -36,7 +35,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = Campaign::load(&args.campaign)?;
+    let campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
     crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let gate = ctx.consent_gate(&campaign)?;
     let planner = Planner::new(&campaign, &gate)?;

@@ -68,7 +68,7 @@ impl Selection {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = Campaign::load(&args.campaign)?;
+    let campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
     let cache = crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let selection = match (&args.row, &args.phone) {
         (Some(line), _) => Selection::Line(*line),

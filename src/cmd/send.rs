@@ -74,6 +74,10 @@ pub struct Args {
     /// Continue a campaign that halted, once its cause is fixed.
     #[arg(long)]
     pub resume_halted: bool,
+    /// Go on with the text Meta approved since the campaign's last run (shown), and
+    /// record that in the journal; the campaign keeps its id and history.
+    #[arg(long)]
+    pub accept_template_change: bool,
     #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
 }
@@ -118,8 +122,8 @@ struct Prepared {
 
 /// The campaign file with the command line's overrides, each checked once by the
 /// same rule as the file's own value.
-fn load_campaign(args: &Args) -> anyhow::Result<Campaign> {
-    let mut campaign = Campaign::load(&args.campaign)?;
+fn load_campaign(ctx: &Context, args: &Args) -> anyhow::Result<Campaign> {
+    let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
     if let Some(rate) = args.rate {
         campaign.sending.rate_per_second = Sending::check_rate(rate).map_err(anyhow::Error::msg)?;
     }
@@ -206,12 +210,16 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = load_campaign(args)?;
+    let campaign = load_campaign(ctx, args)?;
     // Before anything is sent, or even journaled: the approved template must be the
     // one this campaign describes.
-    crate::cmd::templates::preflight(ctx, &campaign, &args.templates, args.resume_halted)?;
+    let cache =
+        crate::cmd::templates::preflight(ctx, &campaign, &args.templates, args.resume_halted)?;
     if args.dry_run {
         return dry_run(ctx, &campaign);
+    }
+    if let Some(cache) = &cache {
+        template_changes(ctx, args, &campaign, cache)?;
     }
     let Some(prepared) = prepare(ctx, args, campaign)? else {
         return Ok(Exit::Halted);
@@ -285,6 +293,71 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     summary.this_run = Some(progress.tally.snapshot());
     summary.end = Some(end);
     finish(ctx, &campaign, summary, &journal).or_else(|e| after_sending(ctx, e))
+}
+
+/// Holds the approved texts against those of the campaign's earlier runs: a text
+/// Meta approved since is shown, old and new, and the run goes on only with
+/// `--accept-template-change`, which the journal records.
+fn template_changes(
+    ctx: &Context,
+    args: &Args,
+    campaign: &Campaign,
+    cache: &crate::templates::Cache,
+) -> anyhow::Result<()> {
+    use crate::journal::template_text;
+    let texts: Vec<(String, String)> = campaign
+        .template
+        .languages
+        .iter()
+        .filter_map(|language| {
+            cache
+                .find(&campaign.template.name, language)
+                .and_then(crate::templates::SyncedTemplate::body_text)
+                .map(|text| (language.clone(), text.to_owned()))
+        })
+        .collect();
+    let mut db = Db::open(&ctx.db)?;
+    let now = crate::clock::now_string();
+    let changed = template_text::changes(&db.conn, &campaign.id, &texts, &now)
+        .context("reading the campaign's approved texts from the journal")?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = changed
+        .iter()
+        .map(|c| {
+            format!(
+                "  {}:
+    was: {:?}
+    now: {:?}",
+                c.language, c.old, c.new
+            )
+        })
+        .collect();
+    if !args.accept_template_change {
+        bail!(
+            "Meta approved a new text for template `{}` since campaign {} last ran; recipients \
+             from now on get the new one:\n{}\nRun again with --accept-template-change to go on \
+             under the same campaign id (recorded in the journal). Nothing was sent.",
+            campaign.template.name,
+            campaign.id,
+            shown.join("\n")
+        );
+    }
+    template_text::accept(
+        &mut db.conn,
+        &campaign.id,
+        &changed,
+        &campaign.content_fingerprint(),
+        &now,
+    )
+    .context("recording the accepted template change")?;
+    ctx.ui.warn(format!(
+        "going on with the new approved text of `{}` (--accept-template-change, recorded):\n{}",
+        campaign.template.name,
+        shown.join("\n")
+    ));
+    Ok(())
 }
 
 /// An error once messages may have gone out: what was recorded stands and a run can

@@ -218,7 +218,7 @@ fn source(campaign: &Campaign, account: &Account) -> anyhow::Result<Source> {
 }
 
 fn sync(ctx: &Context, args: &SyncArgs) -> anyhow::Result<Exit> {
-    let campaign = Campaign::load(&args.campaign)?;
+    let campaign = for_provider(&args.campaign)?;
     let account = campaign_account(&campaign, args.waba_id.as_deref())?;
     let source = source(&campaign, &account)?;
     let templates = source.fetch_all()?;
@@ -287,7 +287,7 @@ fn which(which: &Which) -> anyhow::Result<Option<Account>> {
     match (&which.campaign, &which.waba_id) {
         (_, Some(id)) => waba(id).map(Some),
         (Some(path), None) => {
-            let campaign = Campaign::load(path)?;
+            let campaign = for_provider(path)?;
             campaign_account(&campaign, None).map(Some)
         }
         (None, None) => Ok(None),
@@ -455,21 +455,14 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Holds `campaign` against its account's synced template before anything is sent:
-/// refreshes a cache older than `--template-max-age` when a token is available, and
-/// returns every mismatch as one error. Without any sync for the account it warns
-/// and lets the campaign through, as before template sync existed.
-///
-/// `resuming` (send's `--resume-halted`): a campaign that halted for its template
-/// resumes only on a sync made since the halt, which must show the template
-/// APPROVED in the campaign's category; a cache older than the halt is refreshed,
-/// and without a way to refresh it the resume is refused.
-pub fn preflight(
+/// The account's template cache, refreshed as `preflight` says; `None` when the
+/// campaign names no account (or is a session).
+fn cache_for(
     ctx: &Context,
     campaign: &Campaign,
     args: &PreflightArgs,
     resuming: bool,
-) -> anyhow::Result<Option<Cache>> {
+) -> anyhow::Result<Option<(Account, Option<Cache>)>> {
     if campaign.kind == MessageKind::Session {
         return Ok(None);
     }
@@ -573,6 +566,27 @@ pub fn preflight(
             campaign.file.display()
         );
     }
+    Ok(Some((account, cache)))
+}
+
+/// Holds `campaign` against its account's synced template before anything is sent:
+/// refreshes a cache older than `--template-max-age` when a token is available, and
+/// returns every mismatch as one error. Without any sync for the account it warns
+/// and lets the campaign through, as before template sync existed.
+///
+/// `resuming` (send's `--resume-halted`): a campaign that halted for its template
+/// resumes only on a sync made since the halt, which must show the template
+/// APPROVED in the campaign's category; a cache older than the halt is refreshed,
+/// and without a way to refresh it the resume is refused.
+pub fn preflight(
+    ctx: &Context,
+    campaign: &Campaign,
+    args: &PreflightArgs,
+    resuming: bool,
+) -> anyhow::Result<Option<Cache>> {
+    let Some((account, cache)) = cache_for(ctx, campaign, args, resuming)? else {
+        return Ok(None);
+    };
     let Some(cache) = cache else {
         ctx.ui.warn(format!(
             "no templates were ever synced for {account}: the campaign is not checked against \
@@ -616,4 +630,62 @@ fn template_halt(
     }
     let at = crate::clock::parse(&at).map_err(anyhow::Error::msg)?;
     Ok(Some((at, reason)))
+}
+
+/// Loads a campaign file. One that leaves `template.body` out takes the approved
+/// body of its first language from the synced templates, refreshed first as
+/// pre-flight would (so pre-flight, right after, holds it against the same sync).
+pub fn load_campaign(
+    ctx: &Context,
+    path: &std::path::Path,
+    args: &PreflightArgs,
+) -> anyhow::Result<Campaign> {
+    let error = match Campaign::load(path) {
+        Ok(campaign) => return Ok(campaign),
+        Err(e @ crate::campaign::CampaignError::BodyNotSynced { .. }) => e,
+        Err(e) => return Err(e.into()),
+    };
+    let crate::campaign::CampaignError::BodyNotSynced { name, language, .. } = &error else {
+        return Err(error.into());
+    };
+    let stand_in = for_provider(path)?;
+    let Some((_, Some(cache))) = cache_for(ctx, &stand_in, args, false)? else {
+        return Err(error.into());
+    };
+    let Some(body) = cache
+        .find(name, language)
+        .and_then(SyncedTemplate::body_text)
+    else {
+        return Err(error.into());
+    };
+    Ok(Campaign::load_with_body(path, Some(body))?)
+}
+
+/// A campaign file read for its provider and account only (`templates sync`,
+/// `list`, `show`, `import`): one that leaves `template.body` out, waiting for the
+/// sync, stands in a body made of its variables, which nothing sends or checks.
+fn for_provider(path: &std::path::Path) -> anyhow::Result<Campaign> {
+    match Campaign::load(path) {
+        Err(error @ crate::campaign::CampaignError::BodyNotSynced { .. }) => {
+            let table: Option<toml::Table> = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.parse().ok());
+            let mut keys: Vec<String> = table
+                .as_ref()
+                .and_then(|t| t.get("template")?.get("variables")?.as_table().cloned())
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default();
+            keys.sort_by_key(|k| (k.parse::<u32>().unwrap_or(u32::MAX), k.clone()));
+            let stand_in = if keys.is_empty() {
+                "-".to_owned()
+            } else {
+                keys.iter()
+                    .map(|k| format!("{{{{{k}}}}}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            Campaign::load_with_body(path, Some(&stand_in)).map_err(|_| error.into())
+        }
+        other => Ok(other?),
+    }
 }

@@ -15,6 +15,7 @@ pub mod key;
 pub mod query;
 pub mod settle;
 pub mod state;
+pub mod template_text;
 
 use std::time::Duration;
 

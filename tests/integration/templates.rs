@@ -659,6 +659,12 @@ fn error_132015_halts_and_resume_waits_for_a_sync_that_says_approved() {
     );
     assert!(out.contains("132015"), "{out}");
 
+    // Offline, with the cache older than the halt, the resume is refused.
+    send_in(&dir, &["--resume-halted", "--offline"])
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--resume-halted needs a template sync made since then that shows `appointment_reminder` APPROVED as UTILITY",
+        ));
     // Meta paused it: the refreshed cache says so, and the resume is refused.
     *status.lock().unwrap() = "PAUSED";
     send_in(&dir, &["--resume-halted"])
@@ -667,12 +673,8 @@ fn error_132015_halts_and_resume_waits_for_a_sync_that_says_approved() {
             "is paused by Meta for low quality",
         ));
     assert_eq!(messages_sent(&server), sent, "a paused template was sent");
-    // Offline, with the cache older than the halt, it is refused too.
-    send_in(&dir, &["--resume-halted", "--offline"])
-        .code(2)
-        .stderr(predicates::str::contains(
-            "--resume-halted needs a template sync made since then that shows `appointment_reminder` APPROVED as UTILITY",
-        ));
+    // Still PAUSED in the cache, offline: refused as well.
+    send_in(&dir, &["--resume-halted", "--offline"]).code(2);
 
     // Approved again: the sync says so and the run continues.
     *status.lock().unwrap() = "APPROVED";
@@ -1098,4 +1100,94 @@ fn a_send_held_for_quality_assessment_is_recorded_and_shown_by_status() {
         .success();
     let line: Value = serde_json::from_str(stdout(&json).trim()).unwrap();
     assert_eq!(line["data"]["held_for_quality_assessment"], 1);
+}
+
+#[test]
+fn a_body_left_out_is_taken_from_the_sync_and_a_new_approved_text_needs_accepting() {
+    let text = std::sync::Arc::new(std::sync::Mutex::new("Hola {{1}}, tu cita es el {{2}}."));
+    let served = text.clone();
+    let server = MockServer::start();
+    server.set_rule(move |r| {
+        if r.path.contains("message_templates") {
+            let mut t = reminder();
+            t["components"] = json!([{"type": "BODY", "text": *served.lock().unwrap()}]);
+            ok(page(vec![t], None))
+        } else {
+            Reply::Accept
+        }
+    });
+    let fx = fixture(&server);
+    // Opt-ins recorded with the full campaign: the helper needs it to load.
+    crate::support::opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
+    fx.write(
+        "campaign.toml",
+        edit(
+            &campaign(&server.base_url()),
+            "body = \"Hola {{1}}, tu cita es el {{2}}.\"\n",
+            "",
+        ),
+    );
+    // Without any sync the body cannot be known.
+    fx.wacampaign()
+        .args(["check", "campaign.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "template.body is left out, so it is taken from the synced template `appointment_reminder` (es_MX), and there is none",
+        ));
+    sync(&fx).success();
+    let preview = fx
+        .wacampaign()
+        .args(["preview", "campaign.toml", "--limit", "1"])
+        .assert()
+        .success();
+    assert!(
+        stdout(&preview).contains("Hola Ana, tu cita es el martes."),
+        "{}",
+        stdout(&preview)
+    );
+    let send = |args: &[&str]| {
+        fx.wacampaign()
+            .env("WHATSAPP_TOKEN", TOKEN)
+            .args(["send", "campaign.toml", "--yes", "--template-max-age", "0"])
+            .args(args)
+            .assert()
+    };
+    send(&["--limit", "1"]).success();
+    let sent = messages_sent(&server);
+    assert_eq!(sent, 1);
+
+    // Meta approves a new text: the run shows both and stops, nothing sent.
+    *text.lock().unwrap() = "Hola {{1}}, le recordamos su cita del {{2}}.";
+    let refused = send(&[]).code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("was: \"Hola {{1}}, tu cita es el {{2}}.\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("now: \"Hola {{1}}, le recordamos su cita del {{2}}.\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--accept-template-change"), "{stderr}");
+    assert_eq!(messages_sent(&server), sent);
+
+    // Accepted: the same campaign id goes on, and the journal records it.
+    send(&["--accept-template-change"]).success();
+    assert_eq!(messages_sent(&server), 2);
+    let db = wacampaign::db::Db::open(&fx.path("wacampaign.db")).unwrap();
+    let accepted: i64 = db
+        .conn
+        .query_row(
+            "SELECT count(*) FROM campaign_template_texts WHERE campaign_id = 'test-campaign' AND accepted_change = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(accepted, 1);
+    let campaigns: i64 = db
+        .conn
+        .query_row("SELECT count(*) FROM campaigns", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(campaigns, 1, "no new campaign id");
 }

@@ -38,3 +38,18 @@ CREATE TABLE opt_out_payloads (
     campaign_id TEXT NOT NULL,
     recorded_at TEXT NOT NULL
 ) STRICT;
+
+-- The approved text each campaign was sent with, per language: when Meta approves a
+-- new text between two runs, the run shows both and goes on only with
+-- --accept-template-change, recorded here (accepted_change = 1).
+CREATE TABLE campaign_template_texts (
+    id              INTEGER PRIMARY KEY NOT NULL,
+    campaign_id     TEXT NOT NULL,
+    language        TEXT NOT NULL,
+    text            TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    accepted_change INTEGER NOT NULL DEFAULT 0 CHECK (accepted_change IN (0, 1))
+) STRICT;
+
+CREATE INDEX campaign_template_texts_by_campaign
+    ON campaign_template_texts (campaign_id, language, id);
