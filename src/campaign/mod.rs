@@ -7,6 +7,7 @@
 
 pub mod components;
 mod error;
+pub mod media;
 mod provider;
 
 use std::collections::BTreeMap;

@@ -74,6 +74,10 @@ pub struct Args {
     /// Continue a campaign that halted, once its cause is fixed.
     #[arg(long)]
     pub resume_halted: bool,
+    /// Do not fetch the header's media links before sending (links behind a login,
+    /// or offline rehearsals); WhatsApp still fetches them for each message.
+    #[arg(long)]
+    pub no_media_check: bool,
     /// Go on with the text Meta approved since the campaign's last run (shown), and
     /// record that in the journal; the campaign keeps its id and history.
     #[arg(long)]
@@ -221,6 +225,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     if let Some(cache) = &cache {
         template_changes(ctx, args, &campaign, cache)?;
     }
+    // The simulator fetches nothing, so neither does a rehearsal with it.
+    if !args.no_media_check
+        && !matches!(
+            campaign.provider,
+            crate::campaign::ProviderConfig::Simulator(_)
+        )
+    {
+        check_media(ctx, &campaign)?;
+    }
     let Some(prepared) = prepare(ctx, args, campaign)? else {
         return Ok(Exit::Halted);
     };
@@ -358,6 +371,39 @@ fn template_changes(
         shown.join("\n")
     ));
     Ok(())
+}
+
+/// Fetches the header's media links (HEAD, or a ranged GET) before the first
+/// message: unreachable, of a type or a size WhatsApp does not take, is an error.
+fn check_media(ctx: &Context, campaign: &Campaign) -> anyhow::Result<()> {
+    use crate::campaign::media;
+    let Some((kind, links)) = media::links_of(campaign)? else {
+        return Ok(());
+    };
+    ctx.ui.debug(format!(
+        "checking {} {} link(s)",
+        links.len(),
+        kind.as_str()
+    ));
+    let problems = media::check_links(&links, kind, std::time::Duration::from_secs(10));
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = problems
+        .iter()
+        .take(5)
+        .map(|p| format!("  - {p}"))
+        .collect();
+    bail!(
+        "{}: {} of {} header {} link(s) would fail (template.header.link); nothing was sent:\n{}{}\n\
+         Fix the links, or pass --no-media-check to send anyway",
+        campaign.file.display(),
+        problems.len(),
+        links.len(),
+        kind.as_str(),
+        shown.join("\n"),
+        if problems.len() > 5 { "\n  ..." } else { "" }
+    )
 }
 
 /// An error once messages may have gone out: what was recorded stands and a run can

@@ -62,7 +62,7 @@ fn run_send(
         .current_dir(dir.path())
         .args(["--color", "never", "--json", "--db"])
         .arg(&db)
-        .args(["send", "campaign.toml", "--yes"])
+        .args(["send", "campaign.toml", "--yes", "--no-media-check"])
         .env("WHATSAPP_TOKEN", "conformance-test-token")
         .env("TWILIO_ACCOUNT_SID", account_sid)
         .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")

@@ -1021,7 +1021,7 @@ fn a_tap_on_a_declared_opt_out_button_opts_the_contact_out() {
     );
     ws.wacampaign()
         .env("WHATSAPP_TOKEN", TOKEN)
-        .args(["send", "campaign.toml", "--yes"])
+        .args(["send", "campaign.toml", "--yes", "--no-media-check"])
         .assert()
         .success();
     assert_eq!(server.count(), 1);
@@ -1190,4 +1190,130 @@ fn a_body_left_out_is_taken_from_the_sync_and_a_new_approved_text_needs_acceptin
         .query_row("SELECT count(*) FROM campaigns", [], |r| r.get(0))
         .unwrap();
     assert_eq!(campaigns, 1, "no new campaign id");
+}
+
+// ---- media links, fetched before the first send ----
+
+/// A loopback server answering each request by its path, one request per
+/// connection: `/photo.jpg` a 1 kB JPEG, `/huge.jpg` a 6 MB one, `/page` HTML,
+/// `/ranged.png` refusing HEAD (405) but answering a ranged GET, anything else 404.
+fn media_server() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let mut parts = request_line.split_whitespace();
+            let method = parts.next().unwrap_or_default().to_owned();
+            let path = parts.next().unwrap_or_default().to_owned();
+            let head = match (method.as_str(), path.as_str()) {
+                (_, "/photo.jpg") => "200 OK\r\ncontent-type: image/jpeg\r\ncontent-length: 1000".to_owned(),
+                (_, "/huge.jpg") => "200 OK\r\ncontent-type: image/jpeg\r\ncontent-length: 6291456".to_owned(),
+                (_, "/page") => "200 OK\r\ncontent-type: text/html\r\ncontent-length: 10".to_owned(),
+                ("HEAD", "/ranged.png") => "405 Method Not Allowed\r\ncontent-length: 0".to_owned(),
+                ("GET", "/ranged.png") => "206 Partial Content\r\ncontent-type: image/png\r\ncontent-range: bytes 0-0/2048\r\ncontent-length: 1".to_owned(),
+                _ => "404 Not Found\r\ncontent-length: 0".to_owned(),
+            };
+            let body = if method == "GET" && path == "/ranged.png" {
+                "x"
+            } else {
+                ""
+            };
+            let mut stream = stream;
+            let _ = write!(stream, "HTTP/1.1 {head}\r\nconnection: close\r\n\r\n{body}");
+        }
+    });
+    base
+}
+
+#[test]
+fn media_links_are_fetched_and_held_to_whatsapps_limits() {
+    use wacampaign::campaign::components::Media;
+    use wacampaign::campaign::media::check_links;
+    let base = media_server();
+    let links: Vec<String> = [
+        "/photo.jpg",
+        "/ranged.png",
+        "/huge.jpg",
+        "/page",
+        "/gone.jpg",
+    ]
+    .iter()
+    .map(|p| format!("{base}{p}"))
+    .collect();
+    let problems: Vec<String> = check_links(&links, Media::Image, Duration::from_secs(5))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            format!("{base}/huge.jpg: 6291456 bytes; a image header takes at most 5242880"),
+            format!(
+                "{base}/page: content type `text/html`; a image header takes image/jpeg, image/png"
+            ),
+            format!("{base}/gone.jpg: HTTP 404"),
+        ]
+    );
+}
+
+#[test]
+fn an_unreachable_media_link_stops_the_send_before_the_first_message() {
+    let server = MockServer::start();
+    server.set_rule(|r| {
+        if r.path.contains("message_templates") {
+            ok(page(vec![rich_template()], None))
+        } else {
+            Reply::Accept
+        }
+    });
+    let fx = Fixture::with_contacts("name,phone,date,order\nAna,+52 55 1234 5678,martes,A-1\n");
+    let text = campaign(&server.base_url());
+    let at = text.find("[provider]").unwrap();
+    // Nothing listens on port 9 of 127.0.0.1: the link cannot be fetched.
+    let components = WITH_COMPONENTS.replace(
+        "link = { column = \"image\" }",
+        "link = { value = \"https://127.0.0.1:9/promo.jpg\" }",
+    );
+    fx.write(
+        "campaign.toml",
+        format!("{}{components}\n{}", &text[..at], &text[at..]),
+    );
+    crate::support::opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
+    let out = fx
+        .wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(
+            "1 of 1 header image link(s) would fail (template.header.link); nothing was sent"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("https://127.0.0.1:9/promo.jpg: not reachable"),
+        "{stderr}"
+    );
+    assert_eq!(messages_sent(&server), 0);
+    // --no-media-check sends it anyway.
+    fx.wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes", "--no-media-check"])
+        .assert()
+        .success();
+    assert_eq!(messages_sent(&server), 1);
 }
