@@ -13,6 +13,7 @@ use super::error::{CampaignError, Locate};
 pub const DEFAULT_API_VERSION: &str = "v23.0";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
+pub const DEFAULT_TWILIO_CONTENT_URL: &str = "https://content.twilio.com";
 
 /// Credentials: never a literal, always where to find one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct TwilioConfig {
     pub api_key_secret_env: String,
     pub sender: TwilioSender,
     pub base_url: String,
+    /// Twilio's Content API, where `templates sync` reads the account's templates.
+    pub content_base_url: String,
     pub timeout: std::time::Duration,
     pub status_callback: Option<String>,
 }
@@ -114,6 +117,7 @@ pub(super) struct RawProvider {
     from: Option<Spanned<String>>,
     messaging_service_sid: Option<Spanned<String>>,
     status_callback: Option<Spanned<String>>,
+    content_base_url: Option<Spanned<String>>,
     // Declared only so a secret pasted into the file gets a tailored error.
     token: Option<Spanned<toml::Value>>,
     access_token: Option<Spanned<toml::Value>>,
@@ -324,6 +328,10 @@ fn build_twilio(raw: &RawProvider, at: &Locate<'_>) -> Result<ProviderConfig, Ca
             .unwrap_or_else(|| "TWILIO_API_KEY_SECRET".to_owned()),
         sender,
         base_url,
+        content_base_url: match &raw.content_base_url {
+            Some(url) => validate_url(url, at)?,
+            None => DEFAULT_TWILIO_CONTENT_URL.to_owned(),
+        },
         timeout: timeout(raw, at)?,
         status_callback,
     }))

@@ -163,8 +163,8 @@ fn campaign_account(campaign: &Campaign, waba_id: Option<&str>) -> anyhow::Resul
     }
     Account::of(campaign, None).with_context(|| match &campaign.provider {
         ProviderConfig::Twilio(_) => format!(
-            "{}: template sync through Twilio's Content API is not built yet; pre-flight \
-             checks Cloud API and simulator campaigns",
+            "{}: no account to sync: add provider.account_sid (AC..., the Twilio account whose \
+             Content API holds the templates)",
             campaign.file.display()
         ),
         ProviderConfig::Simulator(_) => format!(
@@ -208,6 +208,20 @@ fn source(campaign: &Campaign, account: &Account) -> anyhow::Result<Source> {
                 timeout: *timeout,
             })
         }
+        (Account::Twilio(_), ProviderConfig::Twilio(config)) => {
+            let credentials = crate::provider::twilio::Credentials::load(config)?;
+            Ok(Source::TwilioContent {
+                base_url: config.content_base_url.clone(),
+                username: credentials.username,
+                password: credentials.password,
+                timeout: config.timeout,
+            })
+        }
+        (Account::Twilio(_), other) => bail!(
+            "{}: provider.kind is {}; a Twilio account's templates are synced through Twilio",
+            campaign.file.display(),
+            other.kind()
+        ),
         (Account::Waba(_), other) => bail!(
             "{}: provider.kind is {}; templates are synced through the Cloud API \
              (provider.kind = \"cloud_api\")",

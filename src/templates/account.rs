@@ -12,12 +12,14 @@ pub enum Account {
     Waba(String),
     /// The simulator's account: the saved `message_templates` answer it serves.
     Simulator(PathBuf),
+    /// A Twilio account (`AC...`), whose Content API holds its WhatsApp templates.
+    Twilio(String),
 }
 
 impl Account {
-    /// The campaign's account: `--waba-id` first, then `provider.waba_id`, or the
-    /// simulator's `provider.templates` file. `None` when the campaign names none
-    /// (and Twilio, whose Content API sync is not built yet).
+    /// The campaign's account: `--waba-id` first, then `provider.waba_id`, the
+    /// simulator's `provider.templates` file, or Twilio's `provider.account_sid`.
+    /// `None` when the campaign names none.
     pub fn of(campaign: &Campaign, waba_id: Option<&str>) -> Option<Account> {
         if let Some(id) = waba_id {
             return Some(Account::Waba(id.to_owned()));
@@ -25,7 +27,9 @@ impl Account {
         match &campaign.provider {
             ProviderConfig::CloudApi { waba_id, .. } => waba_id.clone().map(Account::Waba),
             ProviderConfig::Simulator(config) => config.templates.clone().map(Account::Simulator),
-            ProviderConfig::Twilio(_) => None,
+            // Named in the file: an account SID only in the environment leaves
+            // pre-flight off, as before template sync existed.
+            ProviderConfig::Twilio(config) => config.account_sid.clone().map(Account::Twilio),
         }
     }
 
@@ -33,6 +37,7 @@ impl Account {
     pub fn key(&self) -> String {
         match self {
             Account::Waba(id) => format!("waba:{id}"),
+            Account::Twilio(sid) => format!("twilio:{sid}"),
             Account::Simulator(file) => format!(
                 "simulator:{}",
                 file.file_name()
@@ -47,6 +52,7 @@ impl fmt::Display for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Account::Waba(id) => write!(f, "WhatsApp Business Account {id}"),
+            Account::Twilio(sid) => write!(f, "Twilio account {sid}"),
             Account::Simulator(file) => {
                 write!(f, "the simulator's account ({})", file.display())
             }

@@ -144,6 +144,120 @@ fn template(item: &Value, index: usize, source: &str) -> Result<SyncedTemplate, 
     })
 }
 
+/// Parses one page of Twilio's `GET /v1/ContentAndApprovals`: each Content resource
+/// as a template (its WhatsApp name, language, approval status and category, and its
+/// body, media header and buttons as Meta's components); `after` is the query of
+/// `meta.next_page_url`, asked of our own base URL (never the URL itself).
+pub fn parse_twilio(bytes: &[u8], source: &str) -> Result<Page, AnswerError> {
+    let not_templates = |detail: &str| AnswerError::NotTemplates {
+        origin: source.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(AnswerError::Empty {
+            origin: source.to_owned(),
+        });
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| AnswerError::NotJson {
+        origin: source.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let contents = value
+        .get("contents")
+        .and_then(Value::as_array)
+        .ok_or_else(|| not_templates("it has no `contents` array (a ContentAndApprovals page)"))?;
+    let mut templates = Vec::new();
+    for (index, item) in contents.iter().enumerate() {
+        let approval = item.get("approval_requests");
+        let text = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let name = text(approval.and_then(|a| a.get("name")))
+            .or_else(|| text(item.get("friendly_name")))
+            .ok_or_else(|| AnswerError::Template {
+                origin: source.to_owned(),
+                index,
+                name: "no name".into(),
+                detail: "neither `approval_requests.name` nor `friendly_name`".into(),
+            })?;
+        let types = item.get("types").and_then(Value::as_object);
+        let mut components = Vec::new();
+        let mut body = None;
+        let mut buttons = Vec::new();
+        for (kind, content) in types.into_iter().flatten() {
+            if body.is_none() {
+                body = text(content.get("body"));
+            }
+            // A fixed media URL needs no value per message; one with a variable does.
+            let variable_media = content
+                .get("media")
+                .and_then(Value::as_array)
+                .is_some_and(|m| {
+                    m.iter()
+                        .any(|u| u.as_str().is_some_and(|u| u.contains("{{")))
+                });
+            if kind == "twilio/media" && variable_media && components.is_empty() {
+                components.push(serde_json::json!({"type": "HEADER", "format": "IMAGE"}));
+            }
+            for action in content
+                .get("actions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let mut button = serde_json::json!({
+                    "type": text(action.get("type")).unwrap_or_default().to_ascii_uppercase(),
+                    "text": text(action.get("title")).unwrap_or_default(),
+                });
+                if let Some(url) = text(action.get("url")) {
+                    button["url"] = Value::String(url);
+                }
+                buttons.push(button);
+            }
+        }
+        if let Some(body) = body {
+            components.push(serde_json::json!({"type": "BODY", "text": body}));
+        }
+        if !buttons.is_empty() {
+            components.push(serde_json::json!({"type": "BUTTONS", "buttons": buttons}));
+        }
+        templates.push(SyncedTemplate {
+            id: text(item.get("sid")),
+            name,
+            language: text(item.get("language")).unwrap_or_default(),
+            status: text(approval.and_then(|a| a.get("status")))
+                .unwrap_or_else(|| "UNSUBMITTED".into())
+                .to_ascii_uppercase(),
+            // TRANSACTIONAL is the category's name before Meta called it UTILITY.
+            category: match text(approval.and_then(|a| a.get("category")))
+                .unwrap_or_else(|| "UNKNOWN".into())
+                .to_ascii_uppercase()
+                .as_str()
+            {
+                "TRANSACTIONAL" => "UTILITY".to_owned(),
+                other => other.to_owned(),
+            },
+            quality: None,
+            parameter_format: None,
+            components,
+        });
+    }
+    let after = value
+        .pointer("/meta/next_page_url")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            reqwest::Url::parse(u)
+                .map(|url| url.query().unwrap_or_default().to_owned())
+                .map_err(|e| not_templates(&format!("`meta.next_page_url` is not a URL: {e}")))
+        })
+        .transpose()?;
+    Ok(Page { templates, after })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

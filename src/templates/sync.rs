@@ -89,6 +89,13 @@ pub enum Source {
     },
     /// A saved `message_templates` answer.
     File(PathBuf),
+    /// Twilio's Content API (`GET /v1/ContentAndApprovals`), with HTTP Basic auth.
+    TwilioContent {
+        base_url: String,
+        username: String,
+        password: Secret,
+        timeout: Duration,
+    },
 }
 
 impl Source {
@@ -102,6 +109,7 @@ impl Source {
                 ..
             } => format!("{base_url}/{api_version}/{waba_id}/message_templates"),
             Source::File(path) => path.display().to_string(),
+            Source::TwilioContent { base_url, .. } => format!("{base_url}/v1/ContentAndApprovals"),
         }
     }
 
@@ -109,7 +117,7 @@ impl Source {
     pub fn fetch_all(&self) -> Result<Vec<SyncedTemplate>, SyncError> {
         match self {
             Source::File(path) => read_file(path),
-            Source::Graph { .. } => {
+            Source::Graph { .. } | Source::TwilioContent { .. } => {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -117,7 +125,10 @@ impl Source {
                         url: self.origin(),
                         detail: format!("starting the async runtime: {e}"),
                     })?;
-                runtime.block_on(self.fetch_graph())
+                match self {
+                    Source::TwilioContent { .. } => runtime.block_on(self.fetch_twilio()),
+                    _ => runtime.block_on(self.fetch_graph()),
+                }
             }
         }
     }
@@ -198,6 +209,83 @@ impl Source {
             templates.extend(page.templates);
             match page.after {
                 Some(cursor) if after.as_deref() != Some(cursor.as_str()) => after = Some(cursor),
+                Some(_) => return Err(SyncError::TooManyPages { url }),
+                None => return Ok(templates),
+            }
+        }
+        Err(SyncError::TooManyPages { url })
+    }
+}
+
+impl Source {
+    async fn fetch_twilio(&self) -> Result<Vec<SyncedTemplate>, SyncError> {
+        let Source::TwilioContent {
+            username,
+            password,
+            timeout,
+            ..
+        } = self
+        else {
+            return Ok(Vec::new());
+        };
+        let url = self.origin();
+        let client = http::client(*timeout, 1).map_err(|e| SyncError::Transport {
+            url: url.clone(),
+            detail: format!("{e:#}"),
+        })?;
+        let mut templates = Vec::new();
+        let mut query = format!("PageSize={PAGE_SIZE}");
+        for page_number in 1..=MAX_PAGES {
+            let page_url = format!("{url}?{query}");
+            let mut attempts = 0;
+            let answer = loop {
+                let request = client
+                    .get(&page_url)
+                    .basic_auth(username, Some(password.expose()));
+                let answer = http::send(request, password, *timeout)
+                    .await
+                    .map_err(|response| SyncError::Transport {
+                        url: url.clone(),
+                        detail: describe_failure(&response),
+                    })?;
+                if answer.status != 429 {
+                    break answer;
+                }
+                attempts += 1;
+                let wait = answer.retry_after.unwrap_or(Duration::from_secs(2));
+                if attempts > MAX_RETRIES || wait > MAX_RETRY_AFTER {
+                    return Err(SyncError::RateLimited {
+                        url: url.clone(),
+                        attempts,
+                        wait: answer
+                            .retry_after
+                            .map(|w| format!(" (Retry-After: {}s)", w.as_secs()))
+                            .unwrap_or_default(),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+            };
+            if matches!(answer.status, 401 | 403) {
+                return Err(SyncError::Unauthorized {
+                    url: url.clone(),
+                    status: answer.status,
+                    detail: String::new(),
+                    token_origin: "the Twilio credentials (TWILIO_AUTH_TOKEN, or \
+                                   TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET)"
+                        .into(),
+                });
+            }
+            if !answer.is_success() {
+                return Err(SyncError::Http {
+                    url: url.clone(),
+                    status: answer.status,
+                    detail: String::new(),
+                });
+            }
+            let page = answer::parse_twilio(&answer.body, &format!("{url} (page {page_number})"))?;
+            templates.extend(page.templates);
+            match page.after {
+                Some(next) if next != query => query = next,
                 Some(_) => return Err(SyncError::TooManyPages { url }),
                 None => return Ok(templates),
             }

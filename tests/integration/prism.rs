@@ -77,6 +77,8 @@ pub enum Spec {
     Meta,
     /// Twilio's REST API 2010-04-01.
     Twilio,
+    /// Twilio's Content API v1 (the account's templates and their approvals).
+    TwilioContent,
 }
 
 impl Spec {
@@ -84,6 +86,7 @@ impl Spec {
         match self {
             Spec::Meta => "meta-business-messaging-api_v23.0.yaml",
             Spec::Twilio => "twilio_api_v2010.yaml",
+            Spec::TwilioContent => "twilio_content_v1.yaml",
         }
     }
 
@@ -91,6 +94,7 @@ impl Spec {
         match self {
             Spec::Meta => "meta",
             Spec::Twilio => "twilio",
+            Spec::TwilioContent => "twilio-content",
         }
     }
 }
@@ -106,6 +110,12 @@ pub fn meta() -> Option<&'static Prism> {
 pub fn twilio() -> Option<&'static Prism> {
     static PRISM: OnceLock<Availability> = OnceLock::new();
     serving(&PRISM, Spec::Twilio)
+}
+
+/// Prism serving Twilio's Content API contract; see [`meta`].
+pub fn twilio_content() -> Option<&'static Prism> {
+    static PRISM: OnceLock<Availability> = OnceLock::new();
+    serving(&PRISM, Spec::TwilioContent)
 }
 
 /// A running Prism.

@@ -454,3 +454,51 @@ fn templates_sync_against_the_contract_reads_the_listing() {
     // The spec's example answer: two templates on one page.
     assert!(stderr.contains("stored 2 templates"), "{stderr}");
 }
+
+#[test]
+fn templates_sync_against_twilios_content_contract_reads_the_listing() {
+    let Some(prism) = prism::twilio_content() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let provider = format!(
+        "{}account_sid = \"{ACCOUNT_SID}\"\ncontent_base_url = \"{}\"\n",
+        TWILIO_PROVIDER.replace("BASE_URL", "https://api.twilio.com"),
+        prism.base_url()
+    );
+    let campaign = format!(
+        "[campaign]\nid = \"sync\"\ncategory = \"utility\"\ncontacts = \"contacts.csv\"\n\
+         phone_column = \"phone\"\n\n{POSITIONAL}\n{provider}"
+    );
+    std::fs::write(dir.path().join("campaign.toml"), campaign).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args([
+            "--color",
+            "never",
+            "--db",
+            "w.db",
+            "templates",
+            "sync",
+            "campaign.toml",
+        ])
+        .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")
+        .env_remove("TWILIO_API_KEY_SID")
+        .env_remove("TWILIO_API_KEY_SECRET")
+        .env_remove("WACAMPAIGN_DB")
+        .output()
+        .expect("running wacampaign templates sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Prism answers a request that breaks the contract with 4xx, which fails the sync.
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stderr}\nPrism's log:\n{}",
+        prism.log_tail(40)
+    );
+    assert!(stderr.contains("templates"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("of Twilio account {ACCOUNT_SID}")),
+        "{stderr}"
+    );
+}

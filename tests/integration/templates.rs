@@ -1317,3 +1317,95 @@ fn an_unreachable_media_link_stops_the_send_before_the_first_message() {
         .success();
     assert_eq!(messages_sent(&server), 1);
 }
+
+// ---- Twilio's Content API ----
+
+const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+/// One page of `GET /v1/ContentAndApprovals`.
+fn content_page(contents: Value, next: Option<&str>) -> String {
+    json!({
+        "contents": contents,
+        "meta": {
+            "page": 0, "page_size": 100, "key": "contents",
+            "next_page_url": next.map(|token| format!("https://content.twilio.com/v1/ContentAndApprovals?PageSize=100&Page=1&PageToken={token}")),
+        }
+    })
+    .to_string()
+}
+
+#[test]
+fn twilio_content_is_synced_page_by_page_and_holds_a_twilio_campaign() {
+    let server = MockServer::start();
+    server.set_rule(|r| {
+        if r.path.contains("PageToken=T2") {
+            ok(content_page(
+                json!([{
+                    "sid": "HX0123456789abcdef0123456789abcdef", "language": "es_MX",
+                    "friendly_name": "order ready",
+                    "types": {"twilio/text": {"body": "Hola {{1}}, tu cita es el {{2}}."}},
+                    "approval_requests": {"name": "appointment_reminder", "category": "UTILITY", "status": "approved"}
+                }]),
+                None,
+            ))
+        } else {
+            ok(content_page(
+                json!([{
+                    "sid": "HX1123456789abcdef0123456789abcdef", "language": "en",
+                    "friendly_name": "Media Test",
+                    "types": {"twilio/media": {"body": "{{1}} hi", "media": ["https://example.com/a.jpg"]}},
+                    "approval_requests": {"name": "media_test", "category": "TRANSACTIONAL", "status": "rejected"}
+                }]),
+                Some("T2"),
+            ))
+        }
+    });
+    let fx = Fixture::with_contacts("name,phone,date\nAna,+52 55 1234 5678,martes\n");
+    let twilio = edit(
+        &edit(
+            CAMPAIGN,
+            "language = \"es_MX\"\n",
+            "language = \"es_MX\"\ncontent_sid = \"HX0123456789abcdef0123456789abcdef\"\n",
+        ),
+        "[provider]\nkind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        &format!(
+            "[provider]\nkind = \"twilio\"\nfrom = \"+14155238886\"\n\
+             account_sid = \"{TWILIO_SID}\"\ncontent_base_url = \"{}\"\n",
+            server.base_url()
+        ),
+    );
+    fx.write("campaign.toml", &twilio);
+    fx.wacampaign()
+        .env("TWILIO_AUTH_TOKEN", "twilio-test-token")
+        .args(["templates", "sync", "campaign.toml"])
+        .assert()
+        .success()
+        .stderr(format!(
+            "stored 2 templates (1 approved) of Twilio account {TWILIO_SID}\n"
+        ));
+    let log = server.log();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].path, "/v1/ContentAndApprovals?PageSize=100");
+    assert_eq!(
+        log[1].path,
+        "/v1/ContentAndApprovals?PageSize=100&Page=1&PageToken=T2"
+    );
+    // HTTP Basic: the account SID and the auth token.
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{TWILIO_SID}:twilio-test-token"));
+    assert_eq!(
+        log[0].header("authorization"),
+        Some(&*format!("Basic {basic}"))
+    );
+    fx.check(&[]).assert().success().stderr("");
+    // The same campaign against another body is refused before anything is sent.
+    fx.write(
+        "campaign.toml",
+        edit(&twilio, "tu cita es el {{2}}.", "su cita es el {{2}}."),
+    );
+    fx.check(&["--offline"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("differs from the approved text"));
+}
