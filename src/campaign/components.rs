@@ -110,6 +110,8 @@ pub struct PartSpec {
     pub source: ValueSource,
     /// The campaign key, for messages: `template.header.link`, `template.buttons[0].suffix`.
     pub key: String,
+    /// Twilio: the Content template's variable this value fills (`"3"`).
+    pub twilio_variable: Option<String>,
 }
 
 // ---- the sections as serde reads them ----
@@ -127,6 +129,7 @@ pub(super) struct RawHeader {
     longitude: Option<RawValue>,
     name: Option<RawValue>,
     address: Option<RawValue>,
+    twilio_variable: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +143,7 @@ pub(super) struct RawButton {
     code: Option<RawValue>,
     #[serde(default)]
     opt_out: bool,
+    twilio_variable: Option<String>,
 }
 
 /// `{ column = "...", default = "..." }` or `{ value = "..." }`.
@@ -189,6 +193,7 @@ pub(super) fn build(
                 part,
                 source,
                 key: key.to_owned(),
+                twilio_variable: h.twilio_variable.clone(),
             });
             Ok(())
         };
@@ -340,7 +345,12 @@ pub(super) fn build(
         if let ValueSource::Fixed(value) = &source {
             check(&part, value).map_err(|e| at(span.clone(), format!("{key}: {e}")))?;
         }
-        parts.push(PartSpec { part, source, key });
+        parts.push(PartSpec {
+            part,
+            source,
+            key,
+            twilio_variable: b.twilio_variable.clone(),
+        });
     }
     Ok(parts)
 }

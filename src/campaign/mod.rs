@@ -111,6 +111,8 @@ pub struct TemplateSpec {
     pub sources: Vec<ValueSource>,
     /// Twilio's Content Template SID (`HX...`) for the approved template.
     pub content_sid: Option<String>,
+    /// Twilio: the Content SID of each other language (`template.content_sids`).
+    pub content_sids: Vec<(String, String)>,
     /// The header's and buttons' values, after the body's in a recipient's values.
     pub parts: Vec<components::PartSpec>,
     /// Every translation the campaign sends, `language` first.
@@ -124,6 +126,16 @@ pub struct TemplateSpec {
 }
 
 impl TemplateSpec {
+    /// Twilio: the Content SID for a language (`content_sids`, else `content_sid`).
+    pub fn content_sid_for(&self, language: &str) -> Option<&str> {
+        let wanted = crate::templates::normalize_language(language);
+        self.content_sids
+            .iter()
+            .find(|(l, _)| crate::templates::normalize_language(l) == wanted)
+            .map(|(_, sid)| sid.as_str())
+            .or(self.content_sid.as_deref())
+    }
+
     /// The quick-reply payloads declared `opt_out = true`.
     pub fn opt_out_payloads(&self) -> Vec<String> {
         self.parts
@@ -219,6 +231,8 @@ struct RawTemplate {
     language: Option<Spanned<String>>,
     body: Option<Spanned<String>>,
     content_sid: Option<Spanned<String>>,
+    #[serde(default)]
+    content_sids: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
     header: Option<components::RawHeader>,
@@ -386,16 +400,43 @@ impl Campaign {
                     .into(),
             ));
         }
-        if matches!(provider, ProviderConfig::Twilio(_))
-            && (!template.parts.is_empty() || template.languages.len() > 1)
-        {
-            return Err(at(
-                raw.template.span(),
-                "twilio: header and button values ([template.header], [[template.buttons]]) and \
-                 several languages are sent through the Cloud API or the simulator only in this \
-                 version; Twilio's ContentVariables cover the body's variables"
-                    .into(),
-            ));
+        if matches!(provider, ProviderConfig::Twilio(_)) && kind == MessageKind::Template {
+            // Twilio fills a Content template by its variables' names: each header or
+            // button value names the one it fills.
+            if let Some(part) = template.parts.iter().find(|p| {
+                p.twilio_variable.is_none() || matches!(p.part, components::Part::HeaderLocation(_))
+            }) {
+                return Err(at(
+                    raw.template.span(),
+                    if matches!(part.part, components::Part::HeaderLocation(_)) {
+                        "twilio: a location header is part of the Content template itself; \
+                         remove [template.header]"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "twilio: {} fills a variable of the Content template: add \
+                             twilio_variable = \"N\" to its section (the variable's number in \
+                             the Content Template Builder)",
+                            part.key
+                        )
+                    },
+                ));
+            }
+            // Twilio has one Content SID per language.
+            if let Some(missing) = template.languages.iter().skip(1).find(|l| {
+                !template.content_sids.iter().any(|(language, _)| {
+                    crate::templates::normalize_language(language)
+                        == crate::templates::normalize_language(l)
+                })
+            }) {
+                return Err(at(
+                    raw.template.span(),
+                    format!(
+                        "twilio has one Content SID per language: add `{missing} = \"HX...\"` to \
+                         [template.content_sids]"
+                    ),
+                ));
+            }
         }
         let sending = build_sending(&raw.sending, &at)?;
 
@@ -461,6 +502,15 @@ impl Campaign {
         field(self.provider.kind());
         if let Some(sid) = &self.template.content_sid {
             field(sid);
+        }
+        for (language, sid) in &self.template.content_sids {
+            field(language);
+            field(sid);
+        }
+        for part in &self.template.parts {
+            if let Some(variable) = &part.twilio_variable {
+                field(variable);
+            }
         }
         let part_sources = self.template.parts.iter().map(|p| {
             // The part's kind and key decide where the value goes.
@@ -528,6 +578,7 @@ fn build_template(
                 body,
                 sources,
                 content_sid: None,
+                content_sids: Vec::new(),
                 parts: Vec::new(),
                 languages: Vec::new(),
                 language_column: None,
@@ -585,6 +636,14 @@ fn build_template(
         .as_ref()
         .map(|c| sid(c, "HX", "template.content_sid", at))
         .transpose()?;
+    let content_sids = raw
+        .content_sids
+        .iter()
+        .map(|(language, s)| {
+            sid(s, "HX", &format!("template.content_sids.{language}"), at)
+                .map(|sid| (language.clone(), sid))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let parts = components::build(raw.header.as_ref(), &raw.buttons, at)?;
     let (languages, language_column, language_fallback) = build_languages(raw, language, at)?;
     Ok(TemplateSpec {
@@ -593,6 +652,7 @@ fn build_template(
         body,
         sources,
         content_sid,
+        content_sids,
         parts,
         languages,
         language_column,

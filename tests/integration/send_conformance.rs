@@ -502,3 +502,32 @@ fn templates_sync_against_twilios_content_contract_reads_the_listing() {
         "{stderr}"
     );
 }
+
+/// [`WITH_COMPONENTS`] for Twilio: one Content SID per language, and the Content
+/// template's variable each header and button value fills.
+fn twilio_components() -> String {
+    WITH_COMPONENTS
+        .replace(
+            "language_fallback = [\"en_US\"]\n",
+            "language_fallback = [\"en_US\"]\ncontent_sid = \"HX0123456789abcdef0123456789abcdef\"\n\
+             content_sids = { en_US = \"HX1123456789abcdef0123456789abcdef\" }\n",
+        )
+        .replace(
+            "link = { column = \"image\" }\n",
+            "link = { column = \"image\" }\ntwilio_variable = \"3\"\n",
+        )
+        .replace(
+            "suffix = { column = \"order\" }\n",
+            "suffix = { column = \"order\" }\ntwilio_variable = \"4\"\n",
+        )
+        .replace("opt_out = true\n", "opt_out = true\ntwilio_variable = \"5\"\n")
+}
+
+#[test]
+fn a_template_with_an_image_header_buttons_and_two_languages_sent_through_twilio_conforms() {
+    let Some(prism) = prism::twilio() else { return };
+    let template = twilio_components();
+    let run = send(prism, &template, TWILIO_PROVIDER, &component_contacts(10));
+    assert_all_accepted_first_time(&run, 10);
+    assert_twilio_answers_read(&run);
+}

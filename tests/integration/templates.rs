@@ -1409,3 +1409,53 @@ fn twilio_content_is_synced_page_by_page_and_holds_a_twilio_campaign() {
         .code(2)
         .stderr(predicates::str::contains("differs from the approved text"));
 }
+
+#[test]
+fn a_twilio_message_takes_its_languages_content_sid_and_every_variable() {
+    let fx = Fixture::with_contacts(
+        "name,phone,date,image,order,lang\nAna,+52 55 1234 5678,martes,https://x.example/a.jpg,A-1,en-us\n",
+    );
+    let text = edit(
+        &edit(
+            CAMPAIGN,
+            "language = \"es_MX\"\n",
+            "language = \"es_MX\"\nlanguages = [\"es_MX\", \"en_US\"]\nlanguage_column = \"lang\"\n\
+             content_sid = \"HX0123456789abcdef0123456789abcdef\"\n\
+             content_sids = { en_US = \"HX1123456789abcdef0123456789abcdef\" }\n",
+        ),
+        "[provider]\nkind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "[template.header]\ntype = \"image\"\nlink = { column = \"image\" }\ntwilio_variable = \"3\"\n\n\
+         [[template.buttons]]\nindex = 0\ntype = \"url\"\nsuffix = { column = \"order\" }\ntwilio_variable = \"4\"\n\n\
+         [provider]\nkind = \"twilio\"\nfrom = \"+14155238886\"\n",
+    );
+    fx.write("campaign.toml", &text);
+    let out = fx.preview(&["--json"]).assert().success();
+    let line: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let payload = &line["data"]["payload"];
+    assert_eq!(payload["ContentSid"], "HX1123456789abcdef0123456789abcdef");
+    let variables: Value =
+        serde_json::from_str(payload["ContentVariables"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        variables,
+        json!({"1": "Ana", "2": "martes", "3": "https://x.example/a.jpg", "4": "A-1"})
+    );
+    // Without the variable's name, or without the second language's SID: refused.
+    fx.write(
+        "campaign.toml",
+        edit(&text, "twilio_variable = \"4\"\n", ""),
+    );
+    fx.check(&[]).assert().code(2).stderr(predicates::str::contains(
+        "twilio: template.buttons[0].suffix fills a variable of the Content template: add twilio_variable",
+    ));
+    fx.write(
+        "campaign.toml",
+        edit(
+            &text,
+            "content_sids = { en_US = \"HX1123456789abcdef0123456789abcdef\" }\n",
+            "",
+        ),
+    );
+    fx.check(&[]).assert().code(2).stderr(predicates::str::contains(
+        "twilio has one Content SID per language: add `en_US = \"HX...\"` to [template.content_sids]",
+    ));
+}
