@@ -531,3 +531,94 @@ fn a_template_with_an_image_header_buttons_and_two_languages_sent_through_twilio
     assert_all_accepted_first_time(&run, 10);
     assert_twilio_answers_read(&run);
 }
+
+/// The shipped `campaigns/spring-sale.toml` (image header, URL button, opt-out quick
+/// reply, two languages), its `[provider]` aimed at Prism: every request of the real
+/// campaign file is accepted on the first try.
+fn send_shipped_spring_sale(prism: &Prism, provider: &str, twilio: bool) -> Run {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns");
+    let text = std::fs::read_to_string(shipped.join("spring-sale.toml")).unwrap();
+    let at = text.find("[provider]").unwrap();
+    let sending = text.find("[sending]").unwrap();
+    let mut campaign = format!(
+        "{}{}\n{}",
+        &text[..at],
+        provider.replace("BASE_URL", prism.base_url()),
+        &text[sending..]
+    );
+    if twilio {
+        campaign = campaign
+            .replace(
+                "language_fallback = [\"en_US\"]\n",
+                "language_fallback = [\"en_US\"]\ncontent_sid = \"HX0123456789abcdef0123456789abcdef\"\n\
+                 content_sids = { en_US = \"HX1123456789abcdef0123456789abcdef\" }\n",
+            )
+            .replace("primavera-2027.jpg\" }\n", "primavera-2027.jpg\" }\ntwilio_variable = \"2\"\n")
+            .replace("suffix = { column = \"oferta\" }\n", "suffix = { column = \"oferta\" }\ntwilio_variable = \"3\"\n")
+            .replace("opt_out = true\n", "opt_out = true\ntwilio_variable = \"4\"\n");
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("spring-sale.toml"), campaign).unwrap();
+    std::fs::copy(
+        shipped.join("spring-sale.csv"),
+        dir.path().join("spring-sale.csv"),
+    )
+    .unwrap();
+    let db = dir.path().join("wacampaign.db");
+    opt_in_everyone(&dir.path().join("spring-sale.toml"), &db);
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args(["--color", "never", "--json", "--db"])
+        .arg(&db)
+        .args(["send", "spring-sale.toml", "--yes", "--no-media-check"])
+        .env("WHATSAPP_TOKEN", "conformance-test-token")
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+        .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")
+        .env_remove("TWILIO_API_KEY_SID")
+        .env_remove("TWILIO_API_KEY_SECRET")
+        .env_remove("WACAMPAIGN_DB")
+        .env_remove("WACAMPAIGN_RATE")
+        .env_remove("WACAMPAIGN_CONCURRENCY")
+        .output()
+        .expect("running wacampaign send");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{stdout}\nPrism's log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        prism.log_tail(40)
+    );
+    let summary: Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|record| record["type"] == "send_summary")
+        .unwrap_or_else(|| panic!("no send_summary in:\n{stdout}"))["data"]
+        .clone();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows = conn
+        .prepare("SELECT state, message_id, wa_id, message_status FROM journal ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    Run { summary, rows }
+}
+
+#[test]
+fn the_shipped_two_language_campaign_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send_shipped_spring_sale(prism, META_PROVIDER, false);
+    // Seven contacts; one is left out for the space in its URL suffix.
+    assert_all_accepted_first_time(&run, 6);
+    assert_meta_answers_read(&run);
+}
+
+#[test]
+fn the_shipped_two_language_campaign_sent_through_twilio_conforms() {
+    let Some(prism) = prism::twilio() else { return };
+    let run = send_shipped_spring_sale(prism, TWILIO_PROVIDER, true);
+    assert_all_accepted_first_time(&run, 6);
+    assert_twilio_answers_read(&run);
+}
