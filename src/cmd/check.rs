@@ -22,7 +22,11 @@ use crate::ui::json_line;
 Examples:
   wacampaign check campaigns/appointment-reminder.toml
   wacampaign check campaigns/promotion.toml --excluded excluded.csv
-  wacampaign check campaigns/promotion.toml --json | jq .data.eligible")]
+  wacampaign check campaigns/promotion.toml --json | jq .data.eligible
+  wacampaign check campaigns/spring-sale.toml --offline     # the synced templates as they are
+
+A campaign whose account was synced (`wacampaign templates sync`) is held against its
+approved template first: every mismatch is an error, before anything else.")]
 pub struct Args {
     /// The campaign file (TOML).
     #[arg(value_name = "CAMPAIGN.toml")]

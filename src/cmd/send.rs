@@ -42,6 +42,7 @@ Examples:
   wacampaign send campaigns/promotion.toml --limit 20          # a test batch first
   WACAMPAIGN_RATE=40 wacampaign send campaigns/promotion.toml --yes --json
   wacampaign send campaigns/promotion.toml --yes --resume-halted
+  wacampaign send campaigns/spring-sale.toml --yes --accept-template-change
 
 In cron (no terminal), --yes is required; exit codes tell how the run ended.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
