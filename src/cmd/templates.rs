@@ -515,7 +515,12 @@ fn cache_for(
                 c.age()
             ));
         }
-    } else if stale {
+    } else if stale
+        // A first sync from an account's API is the operator's `templates sync`: until
+        // then the campaign runs unchecked, as before template sync existed. The
+        // simulator's file is local, and resuming a template halt needs a sync anyway.
+        && (cache.is_some() || matches!(account, Account::Simulator(_)) || halt.is_some())
+    {
         match source(campaign, &account) {
             Ok(source) => match source.fetch_all() {
                 Ok(templates) => {
@@ -577,6 +582,16 @@ fn cache_for(
             crate::clock::format(*at),
             campaign.template.name,
             campaign.category.as_str().to_ascii_uppercase(),
+            campaign.file.display()
+        );
+    }
+    if let (Some((at, reason)), None) = (&halt, &cache) {
+        bail!(
+            "campaign {} halted at {} ({reason}); --resume-halted needs a template sync that \
+             shows `{}` APPROVED: run `wacampaign templates sync {}`",
+            campaign.id,
+            crate::clock::format(*at),
+            campaign.template.name,
             campaign.file.display()
         );
     }

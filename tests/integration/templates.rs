@@ -532,6 +532,7 @@ fn send_refuses_a_mismatch_before_the_first_request() {
     });
     let fx = fixture(&server);
     crate::support::opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
+    sync(&fx).success();
     let out = fx
         .wacampaign()
         .env("WHATSAPP_TOKEN", TOKEN)
@@ -617,6 +618,11 @@ fn run_setup(dir: &std::path::Path, server: &MockServer, n: usize, rate: u32, co
     )
     .unwrap();
     crate::support::opt_in_everyone(&dir.join("campaign.toml"), &dir.join("wacampaign.db"));
+    crate::support::wacampaign_in(dir, &dir.join("wacampaign.db"))
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["templates", "sync", "campaign.toml"])
+        .assert()
+        .success();
 }
 
 fn messages_sent(server: &MockServer) -> usize {
