@@ -112,6 +112,9 @@ pub struct PartSpec {
     pub key: String,
     /// Twilio: the Content template's variable this value fills (`"3"`).
     pub twilio_variable: Option<String>,
+    /// A local file sent to everyone: uploaded once per run (`POST
+    /// /{phone-number-id}/media`) and sent by the media id the upload answers.
+    pub upload: Option<std::path::PathBuf>,
 }
 
 // ---- the sections as serde reads them ----
@@ -124,6 +127,7 @@ pub(super) struct RawHeader {
     text: Option<RawValue>,
     link: Option<RawValue>,
     media_id: Option<RawValue>,
+    file: Option<String>,
     filename: Option<String>,
     latitude: Option<RawValue>,
     longitude: Option<RawValue>,
@@ -178,10 +182,63 @@ fn source(
 pub(super) fn build(
     header: Option<&RawHeader>,
     buttons: &[RawButton],
+    base_dir: &std::path::Path,
     at: &Locate<'_>,
 ) -> Result<Vec<PartSpec>, CampaignError> {
     let mut parts = Vec::new();
-    if let Some(h) = header {
+    if let Some(h) = header
+        && let Some(file) = &h.file
+    {
+        let kind = h.kind.get_ref().trim().to_ascii_lowercase();
+        let media = match kind.as_str() {
+            "image" => Media::Image,
+            "video" => Media::Video,
+            "document" => Media::Document,
+            _ => {
+                return Err(at(
+                    h.kind.span(),
+                    "template.header.file: only an image, video or document header takes a file"
+                        .into(),
+                ));
+            }
+        };
+        if h.link.is_some() || h.media_id.is_some() {
+            return Err(at(
+                h.kind.span(),
+                "template.header: give one of `file`, `link` or `media_id`".into(),
+            ));
+        }
+        let path = base_dir.join(file);
+        let size = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
+            at(
+                h.kind.span(),
+                format!("template.header.file: cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let (_, limit) = super::media::limits(media);
+        if size > limit {
+            return Err(at(
+                h.kind.span(),
+                format!(
+                    "template.header.file: {} is {size} bytes; a {} header takes at most {limit}",
+                    path.display(),
+                    media.as_str()
+                ),
+            ));
+        }
+        parts.push(PartSpec {
+            part: Part::HeaderMedia {
+                media,
+                by_id: true,
+                filename: h.filename.clone(),
+            },
+            // The media id the upload answers replaces it before the first send.
+            source: ValueSource::Fixed("0".into()),
+            key: "template.header.file".into(),
+            twilio_variable: h.twilio_variable.clone(),
+            upload: Some(path),
+        });
+    } else if let Some(h) = header {
         let span = h.kind.span();
         let mut push = |part: Part, raw: &RawValue, key: &str| -> Result<(), CampaignError> {
             let source = source(raw, key, span.clone(), at)?;
@@ -194,6 +251,7 @@ pub(super) fn build(
                 source,
                 key: key.to_owned(),
                 twilio_variable: h.twilio_variable.clone(),
+                upload: None,
             });
             Ok(())
         };
@@ -350,6 +408,7 @@ pub(super) fn build(
             source,
             key,
             twilio_variable: b.twilio_variable.clone(),
+            upload: None,
         });
     }
     Ok(parts)
@@ -387,12 +446,12 @@ pub fn check(part: &Part, value: &str) -> Result<String, String> {
             Ok(url.to_string())
         }
         Part::HeaderMedia { by_id: true, .. } => {
-            if value.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(value.to_owned())
-            } else {
+            if value.chars().any(char::is_whitespace) {
                 Err(format!(
-                    "`{value}`: a media id is the number the upload answered"
+                    "`{value}`: a media id is the one token an upload answered"
                 ))
+            } else {
+                Ok(value.to_owned())
             }
         }
         Part::HeaderLocation(field @ (LocationField::Latitude | LocationField::Longitude)) => {

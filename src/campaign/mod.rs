@@ -387,7 +387,7 @@ impl Campaign {
         };
 
         let kind = raw.campaign.kind;
-        let template = build_template(&raw.template, kind, synced_body, &shown, &at)?;
+        let template = build_template(&raw.template, kind, synced_body, &shown, base_dir, &at)?;
         let provider = build_provider(&raw.provider, base_dir, &at)?;
         if kind == MessageKind::Template
             && matches!(provider, ProviderConfig::Twilio(_))
@@ -404,11 +404,17 @@ impl Campaign {
             // Twilio fills a Content template by its variables' names: each header or
             // button value names the one it fills.
             if let Some(part) = template.parts.iter().find(|p| {
-                p.twilio_variable.is_none() || matches!(p.part, components::Part::HeaderLocation(_))
+                p.twilio_variable.is_none()
+                    || p.upload.is_some()
+                    || matches!(p.part, components::Part::HeaderLocation(_))
             }) {
                 return Err(at(
                     raw.template.span(),
-                    if matches!(part.part, components::Part::HeaderLocation(_)) {
+                    if part.upload.is_some() {
+                        "twilio: template.header.file is uploaded through the Cloud API only; \
+                         give the file's https `link` instead"
+                            .to_owned()
+                    } else if matches!(part.part, components::Part::HeaderLocation(_)) {
                         "twilio: a location header is part of the Content template itself; \
                          remove [template.header]"
                             .to_owned()
@@ -512,10 +518,25 @@ impl Campaign {
                 field(variable);
             }
         }
-        let part_sources = self.template.parts.iter().map(|p| {
-            // The part's kind and key decide where the value goes.
-            (format!("{:?}", p.part), &p.source)
-        });
+        let uploaded: Vec<ValueSource> = self
+            .template
+            .parts
+            .iter()
+            .map(|p| match &p.upload {
+                // Each run uploads again and gets a new id: the file is what counts.
+                Some(file) => ValueSource::Fixed(format!("file:{}", file.display())),
+                None => p.source.clone(),
+            })
+            .collect();
+        let part_sources = self
+            .template
+            .parts
+            .iter()
+            .zip(&uploaded)
+            .map(|(p, source)| {
+                // The part's kind and key decide where the value goes.
+                (format!("{:?}", p.part), source)
+            });
         let body_sources = self.template.sources.iter().map(|s| (String::new(), s));
         for (part, source) in body_sources.chain(part_sources) {
             if !part.is_empty() {
@@ -542,6 +563,7 @@ fn build_template(
     kind: MessageKind,
     synced_body: Option<&str>,
     path: &str,
+    base_dir: &Path,
     at: &Locate<'_>,
 ) -> Result<TemplateSpec, CampaignError> {
     let (name, language) = match (kind, &raw.name, &raw.language) {
@@ -644,7 +666,7 @@ fn build_template(
                 .map(|sid| (language.clone(), sid))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let parts = components::build(raw.header.as_ref(), &raw.buttons, at)?;
+    let parts = components::build(raw.header.as_ref(), &raw.buttons, base_dir, at)?;
     let (languages, language_column, language_fallback) = build_languages(raw, language, at)?;
     Ok(TemplateSpec {
         name: name.to_owned(),

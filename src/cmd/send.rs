@@ -226,6 +226,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     if let Some(cache) = &cache {
         template_changes(ctx, args, &campaign, cache)?;
     }
+    let mut campaign = campaign;
+    upload_media(ctx, &mut campaign)?;
     // The simulator fetches nothing, so neither does a rehearsal with it.
     if !args.no_media_check
         && !matches!(
@@ -371,6 +373,31 @@ fn template_changes(
         campaign.template.name,
         shown.join("\n")
     ));
+    Ok(())
+}
+
+/// Uploads a header file sent to everyone once, before the first message, and
+/// sends it by the media id the upload answers (the simulator takes none).
+fn upload_media(ctx: &Context, campaign: &mut Campaign) -> anyhow::Result<()> {
+    let crate::campaign::ProviderConfig::CloudApi { token, .. } = &campaign.provider else {
+        return Ok(());
+    };
+    let Some(index) = campaign
+        .template
+        .parts
+        .iter()
+        .position(|p| p.upload.is_some())
+    else {
+        return Ok(());
+    };
+    let secret = crate::secret::Secret::load(token)?;
+    let Some(path) = campaign.template.parts[index].upload.clone() else {
+        return Ok(());
+    };
+    let id = crate::provider::cloud_api::upload_media(campaign, &secret, &path)?;
+    ctx.ui
+        .info(format!("uploaded {} once: media id {id}", path.display()));
+    campaign.template.parts[index].source = crate::campaign::ValueSource::Fixed(id);
     Ok(())
 }
 

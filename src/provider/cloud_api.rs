@@ -231,6 +231,92 @@ fn button_component(part: &Part, value: &str) -> serde_json::Value {
     })
 }
 
+/// The content type WhatsApp is told for an uploaded file, from its extension.
+pub fn mime_of(path: &std::path::Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("mp4") => "video/mp4",
+        Some("3gp") => "video/3gpp",
+        Some("pdf") => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Uploads a file once (`POST {base}/{version}/{phone-number-id}/media`, multipart)
+/// and returns the media id the messages then carry.
+pub fn upload_media(
+    campaign: &Campaign,
+    token: &Secret,
+    path: &std::path::Path,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let ProviderConfig::CloudApi {
+        phone_number_id,
+        api_version,
+        base_url,
+        timeout,
+        ..
+    } = &campaign.provider
+    else {
+        anyhow::bail!("only the Cloud API uploads media");
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mime = mime_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(['"', '\r', '\n'], "_"))
+        .unwrap_or_else(|| "file".into());
+    let boundary = format!("wacampaign-{:016x}", fastrand::u64(..));
+    let mut body = Vec::with_capacity(bytes.len() + 512);
+    for (field, value) in [("messaging_product", "whatsapp"), ("type", mime)] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let url = format!("{base_url}/{api_version}/{phone_number_id}/media");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = http::client(*timeout, 1)?;
+    let request = client
+        .post(&url)
+        .bearer_auth(token.expose())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body);
+    let answer = runtime
+        .block_on(http::send(request, token, *timeout))
+        .map_err(|r| anyhow::anyhow!("uploading {} to {url}: {r:?}", path.display()))?;
+    let parsed: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    match parsed.get("id").and_then(serde_json::Value::as_str) {
+        Some(id) if answer.is_success() && !id.is_empty() => Ok(id.to_owned()),
+        _ => anyhow::bail!(
+            "uploading {} to {url}: HTTP {}: {}; nothing was sent",
+            path.display(),
+            answer.status,
+            token.redact(&answer.snippet())
+        ),
+    }
+}
+
 /// The Cloud API as a [`Provider`]: one `reqwest::Client`, reused, with explicit
 /// timeouts (reqwest has none by default).
 pub struct CloudApi {

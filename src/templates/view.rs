@@ -142,7 +142,11 @@ pub fn message(
                     .as_deref()
                     .map(|f| format!(" \"{f}\""))
                     .unwrap_or_default();
-                let _ = writeln!(out, "[{}{name}: {value}]", media.as_str());
+                let shown = part.upload.as_ref().map_or_else(
+                    || (*value).clone(),
+                    |file| format!("{} (uploaded once at send)", file.display()),
+                );
+                let _ = writeln!(out, "[{}{name}: {shown}]", media.as_str());
             }
             Part::HeaderText => {
                 let text = template

@@ -622,3 +622,27 @@ fn the_shipped_two_language_campaign_sent_through_twilio_conforms() {
     assert_all_accepted_first_time(&run, 6);
     assert_twilio_answers_read(&run);
 }
+
+#[test]
+fn a_file_uploaded_once_and_sent_by_media_id_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let template = r#"[template]
+name = "promo_image"
+language = "es_MX"
+body = "Hola {{1}}, tu pedido {{2}} está listo."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "image"
+file = "/PROMO_JPG"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("promo.jpg");
+    std::fs::write(&file, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let template = template.replace("/PROMO_JPG", file.to_str().unwrap());
+    let run = send(prism, &template, META_PROVIDER, &contacts(3));
+    assert_all_accepted_first_time(&run, 3);
+}

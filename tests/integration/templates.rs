@@ -1465,3 +1465,69 @@ fn a_twilio_message_takes_its_languages_content_sid_and_every_variable() {
         "twilio has one Content SID per language: add `en_US = \"HX...\"` to [template.content_sids]",
     ));
 }
+
+#[test]
+fn a_file_sent_to_everyone_is_uploaded_once_and_sent_by_its_media_id() {
+    let server = MockServer::start();
+    server.set_rule(|r| {
+        if r.path.ends_with("/media") {
+            ok(json!({"id": "4490709327384033"}).to_string())
+        } else {
+            Reply::Accept
+        }
+    });
+    let fx = Fixture::with_contacts(
+        "name,phone,date\nAna,+52 55 1234 5678,martes\nLuis,+52 55 2345 6789,jueves\n",
+    );
+    fx.write("promo.jpg", b"\xff\xd8\xff\xe0 not really a jpeg");
+    let text = CAMPAIGN.replace(
+        "[provider]",
+        "[template.header]\ntype = \"image\"\nfile = \"promo.jpg\"\n\n[provider]",
+    );
+    fx.write(
+        "campaign.toml",
+        format!("{text}base_url = \"{}\"\n", server.base_url()),
+    );
+    let preview = fx.preview(&["--limit", "1"]).assert().success();
+    assert!(
+        stdout(&preview).contains("[image: promo.jpg (uploaded once at send)]"),
+        "{}",
+        stdout(&preview)
+    );
+    fx.wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "uploaded promo.jpg once: media id 4490709327384033",
+        ));
+    let log = server.log();
+    let uploads: Vec<_> = log.iter().filter(|r| r.path.ends_with("/media")).collect();
+    assert_eq!(uploads.len(), 1, "one upload for two messages");
+    assert_eq!(uploads[0].path, "/v23.0/106540352242922/media");
+    assert!(
+        uploads[0]
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("multipart/form-data; boundary=")),
+        "{:?}",
+        uploads[0].headers
+    );
+    let messages: Vec<_> = log
+        .iter()
+        .filter(|r| r.path.ends_with("/messages"))
+        .collect();
+    assert_eq!(messages.len(), 2);
+    for m in messages {
+        assert_eq!(
+            m.body["template"]["components"][0],
+            json!({"type": "header", "parameters": [{"type": "image", "image": {"id": "4490709327384033"}}]})
+        );
+    }
+    // The next run uploads again (a new id) and goes on under the same campaign.
+    fx.wacampaign()
+        .env("WHATSAPP_TOKEN", TOKEN)
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .success();
+}
