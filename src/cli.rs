@@ -31,6 +31,7 @@ Examples:
   wacampaign erase '+52 55 1234 5678' --reason 'request 2026-11-27 ticket 5120'
   wacampaign backup /var/backups/wacampaign-$(date +%F).db
   wacampaign prune --older-than 90d
+  wacampaign templates sync campaigns/spring-sale.toml
 
 ";
 
@@ -96,6 +97,7 @@ pub enum Command {
     Backup(cmd::backup::Args),
     Subject(cmd::subject::Args),
     Prune(cmd::prune::Args),
+    Templates(cmd::templates::Args),
 }
 
 #[cfg(test)]

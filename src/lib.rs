@@ -29,6 +29,7 @@ pub mod service_window;
 pub mod subject;
 pub mod suppression;
 pub mod template;
+pub mod templates;
 pub mod ui;
 pub mod webhook;
 
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Backup(args) => cmd::backup::run(&ctx, args),
         Command::Subject(args) => cmd::subject::run(&ctx, args),
         Command::Prune(args) => cmd::prune::run(&ctx, args),
+        Command::Templates(args) => cmd::templates::run(&ctx, args),
     }
 }
 

@@ -53,6 +53,9 @@ pub struct PlanStats {
     pub excluded: u64,
     pub excluded_by_reason: BTreeMap<ExclusionKind, u64>,
     pub blank_rows: u64,
+    /// Eligible contacts by the language they are sent in (per-contact languages only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_language: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Error)]
@@ -77,6 +80,8 @@ pub struct Planner<'a> {
     reader: ContactReader,
     phone_index: usize,
     sources: Vec<Source>,
+    /// The column of each contact's language, when the campaign has one.
+    language_index: Option<usize>,
     header_len: usize,
     /// First line each consent key was seen on: the same person twice is a duplicate.
     seen: HashMap<u64, u64>,
@@ -110,8 +115,25 @@ impl<'a> Planner<'a> {
                 ValueSource::Fixed(value) => Source::Fixed(value.clone()),
             });
         }
+        // The header's and buttons' values come after the body's.
+        for part in &campaign.template.parts {
+            sources.push(match &part.source {
+                ValueSource::Column { column, default } => Source::Column {
+                    index: reader.column_index(column, &part.key)?,
+                    default: default.clone(),
+                },
+                ValueSource::Fixed(value) => Source::Fixed(value.clone()),
+            });
+        }
+        let language_index = campaign
+            .template
+            .language_column
+            .as_ref()
+            .map(|c| reader.column_index(c, "template.language_column"))
+            .transpose()?;
         let header_len = reader.headers().len();
         Ok(Planner {
+            language_index,
             campaign,
             gate,
             reader,
@@ -142,7 +164,21 @@ impl<'a> Planner<'a> {
         self.stats.contacts_read += 1;
         let item = self.judge();
         match &item {
-            PlanItem::Eligible(_) => self.stats.eligible += 1,
+            PlanItem::Eligible(recipient) => {
+                self.stats.eligible += 1;
+                if self.language_index.is_some() {
+                    *self
+                        .stats
+                        .by_language
+                        .entry(
+                            self.campaign
+                                .template
+                                .language_of(&recipient.values)
+                                .to_owned(),
+                        )
+                        .or_default() += 1;
+                }
+            }
             PlanItem::Excluded(excluded) => {
                 self.stats.excluded += 1;
                 *self
@@ -203,12 +239,43 @@ impl<'a> Planner<'a> {
             };
             values.push(value.to_owned());
         }
+        let body_len = self.campaign.template.sources.len();
+        for (value, part) in values[body_len..]
+            .iter_mut()
+            .zip(&self.campaign.template.parts)
+        {
+            match crate::campaign::components::check(&part.part, value) {
+                Ok(sent) => *value = sent,
+                Err(_) if value.trim().is_empty() => {
+                    return exclude(Exclusion::MissingValue(ValueError::EmptyPart(
+                        part.key.clone(),
+                    )));
+                }
+                Err(reason) => {
+                    return exclude(Exclusion::InvalidValue(ValueError::Part(
+                        part.key.clone(),
+                        reason,
+                    )));
+                }
+            }
+        }
+        if let Some(index) = self.language_index {
+            match self.language(self.row.get(index).unwrap_or("")) {
+                Ok(language) => values.push(language),
+                Err(reason) => {
+                    return exclude(Exclusion::InvalidValue(ValueError::Part(
+                        "template.language_column".into(),
+                        reason,
+                    )));
+                }
+            }
+        }
         let limit = self.campaign.kind.max_body_chars();
         if let Err(e) = self
             .campaign
             .template
             .body
-            .check_values_within(&values, limit)
+            .check_values_within(&values[..body_len], limit)
         {
             return exclude(match e {
                 ValueError::Empty(_) => Exclusion::MissingValue(e),
@@ -219,6 +286,32 @@ impl<'a> Planner<'a> {
             line,
             phone,
             values,
+        })
+    }
+
+    /// The translation a contact gets: their language when the campaign sends it
+    /// (`es-MX`, `es_mx` and `ES_MX` are one language), the campaign's language for
+    /// an empty cell, else the first fallback; `Err` says why there is none.
+    fn language(&self, cell: &str) -> Result<String, String> {
+        let template = &self.campaign.template;
+        let cell = cell.trim();
+        if cell.is_empty() {
+            return Ok(template.language.clone());
+        }
+        let wanted = crate::templates::normalize_language(cell);
+        if let Some(l) = template
+            .languages
+            .iter()
+            .find(|l| crate::templates::normalize_language(l) == wanted)
+        {
+            return Ok(l.clone());
+        }
+        template.language_fallback.first().cloned().ok_or_else(|| {
+            format!(
+                "no approved translation in `{cell}`; the campaign sends {} (add a \
+                 template.language_fallback to send those contacts another)",
+                template.languages.join(", ")
+            )
         })
     }
 

@@ -111,6 +111,18 @@ impl CheckReport {
         for (kind, count) in &s.excluded_by_reason {
             out.push_str(&format!("  {:<18} {count}\n", kind.label()));
         }
+        if !s.by_language.is_empty() {
+            let languages: Vec<String> = s
+                .by_language
+                .iter()
+                .map(|(language, n)| format!("{language} {n}"))
+                .collect();
+            out.push_str(&format!(
+                "{} {}\n",
+                ui.bold("language"),
+                languages.join(", ")
+            ));
+        }
         if s.blank_rows > 0 {
             out.push_str(&format!(
                 "  ({} skipped)\n",

@@ -115,6 +115,12 @@ pub enum ValueError {
     TooManySpaces(PlaceholderKey),
     #[error("rendered body is {0} characters; the limit is {1}")]
     BodyTooLong(usize, usize),
+    /// A header or button value is empty: the campaign key.
+    #[error("empty value for {0}")]
+    EmptyPart(String),
+    /// A header or button value Meta would refuse: the campaign key, and why.
+    #[error("{0}: {1}")]
+    Part(String, String),
 }
 
 impl Template {

@@ -16,6 +16,18 @@ pub enum CampaignError {
     /// already names the line, the column and what was expected.
     #[error("{path}: {message}")]
     Syntax { path: String, message: String },
+    /// `template.body` is left out, to be taken from the synced template, and
+    /// none was given.
+    #[error(
+        "{path}: template.body is left out, so it is taken from the synced template \
+         `{name}` ({language}), and there is none: run `wacampaign templates sync {path}` \
+         (or write the approved body as template.body)"
+    )]
+    BodyNotSynced {
+        path: String,
+        name: String,
+        language: String,
+    },
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
         path: String,

@@ -5,7 +5,9 @@
 //! line and column), then [`Campaign::load`] turns them into a validated [`Campaign`]
 //! whose every remaining problem is reported before anything is read or sent.
 
+pub mod components;
 mod error;
+pub mod media;
 mod provider;
 
 use std::collections::BTreeMap;
@@ -110,6 +112,52 @@ pub struct TemplateSpec {
     pub sources: Vec<ValueSource>,
     /// Twilio's Content Template SID (`HX...`) for the approved template.
     pub content_sid: Option<String>,
+    /// Twilio: the Content SID of each other language (`template.content_sids`).
+    pub content_sids: Vec<(String, String)>,
+    /// The header's and buttons' values, after the body's in a recipient's values.
+    pub parts: Vec<components::PartSpec>,
+    /// Every translation the campaign sends, `language` first.
+    pub languages: Vec<String>,
+    /// Each contact's language, from this column: then a recipient's last value is
+    /// the language it is sent in (one of `languages`).
+    pub language_column: Option<String>,
+    /// For a contact whose language is not among `languages`: the first of these;
+    /// empty, and the contact is left out.
+    pub language_fallback: Vec<String>,
+}
+
+impl TemplateSpec {
+    /// Twilio: the Content SID for a language (`content_sids`, else `content_sid`).
+    pub fn content_sid_for(&self, language: &str) -> Option<&str> {
+        let wanted = crate::templates::normalize_language(language);
+        self.content_sids
+            .iter()
+            .find(|(l, _)| crate::templates::normalize_language(l) == wanted)
+            .map(|(_, sid)| sid.as_str())
+            .or(self.content_sid.as_deref())
+    }
+
+    /// The quick-reply payloads declared `opt_out = true`.
+    pub fn opt_out_payloads(&self) -> Vec<String> {
+        self.parts
+            .iter()
+            .filter_map(|p| match (&p.part, &p.source) {
+                (
+                    components::Part::ButtonQuickReply { opt_out: true, .. },
+                    ValueSource::Fixed(payload),
+                ) => Some(payload.trim().to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The language a recipient's message is sent in.
+    pub fn language_of<'a>(&'a self, values: &'a [String]) -> &'a str {
+        match (&self.language_column, values.last()) {
+            (Some(_), Some(language)) => language,
+            _ => &self.language,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,10 +241,29 @@ struct RawCampaign {
 struct RawTemplate {
     name: Option<Spanned<String>>,
     language: Option<Spanned<String>>,
-    body: Spanned<String>,
+    body: Option<Spanned<String>>,
     content_sid: Option<Spanned<String>>,
     #[serde(default)]
+    content_sids: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
     variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
+    header: Option<components::RawHeader>,
+    #[serde(default)]
+    buttons: Vec<components::RawButton>,
+    languages: Option<Spanned<Vec<String>>>,
+    language_column: Option<Spanned<String>>,
+    language_fallback: Option<Spanned<Vec<String>>>,
+}
+
+impl RawTemplate {
+    /// Where errors about the template point: its body, else its name.
+    fn span(&self) -> std::ops::Range<usize> {
+        self.body
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| self.name.as_ref().map(Spanned::span))
+            .unwrap_or(0..0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -228,6 +295,28 @@ impl Campaign {
 
     /// Validates campaign text as if it were read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Campaign, CampaignError> {
+        Self::parse_with_body(text, path, None)
+    }
+
+    /// Reads and validates a campaign file whose `template.body` may be left out:
+    /// `synced_body` (the approved text of its first language) stands in for it.
+    pub fn load_with_body(
+        path: &Path,
+        synced_body: Option<&str>,
+    ) -> Result<Campaign, CampaignError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse_with_body(&text, path, synced_body)
+    }
+
+    /// [`Campaign::parse`], with the approved body for a file that leaves it out.
+    pub fn parse_with_body(
+        text: &str,
+        path: &Path,
+        synced_body: Option<&str>,
+    ) -> Result<Campaign, CampaignError> {
         let shown = path.display().to_string();
         let raw: RawFile = toml::from_str(text).map_err(|e| CampaignError::Syntax {
             path: shown.clone(),
@@ -310,18 +399,62 @@ impl Campaign {
         };
 
         let kind = raw.campaign.kind;
-        let template = build_template(&raw.template, kind, &at)?;
+        let template = build_template(&raw.template, kind, synced_body, &shown, base_dir, &at)?;
         let provider = build_provider(&raw.provider, base_dir, &at)?;
         if kind == MessageKind::Template
             && matches!(provider, ProviderConfig::Twilio(_))
             && template.content_sid.is_none()
         {
             return Err(at(
-                raw.template.body.span(),
+                raw.template.span(),
                 "twilio sends approved templates by their Content SID: add template.content_sid \
                  = \"HX...\" (Twilio Console > Content Template Builder)"
                     .into(),
             ));
+        }
+        if matches!(provider, ProviderConfig::Twilio(_)) && kind == MessageKind::Template {
+            // Twilio fills a Content template by its variables' names: each header or
+            // button value names the one it fills.
+            if let Some(part) = template.parts.iter().find(|p| {
+                p.twilio_variable.is_none()
+                    || p.upload.is_some()
+                    || matches!(p.part, components::Part::HeaderLocation(_))
+            }) {
+                return Err(at(
+                    raw.template.span(),
+                    if part.upload.is_some() {
+                        "twilio: template.header.file is uploaded through the Cloud API only; \
+                         give the file's https `link` instead"
+                            .to_owned()
+                    } else if matches!(part.part, components::Part::HeaderLocation(_)) {
+                        "twilio: a location header is part of the Content template itself; \
+                         remove [template.header]"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "twilio: {} fills a variable of the Content template: add \
+                             twilio_variable = \"N\" to its section (the variable's number in \
+                             the Content Template Builder)",
+                            part.key
+                        )
+                    },
+                ));
+            }
+            // Twilio has one Content SID per language.
+            if let Some(missing) = template.languages.iter().skip(1).find(|l| {
+                !template.content_sids.iter().any(|(language, _)| {
+                    crate::templates::normalize_language(language)
+                        == crate::templates::normalize_language(l)
+                })
+            }) {
+                return Err(at(
+                    raw.template.span(),
+                    format!(
+                        "twilio has one Content SID per language: add `{missing} = \"HX...\"` to \
+                         [template.content_sids]"
+                    ),
+                ));
+            }
         }
         let sending = build_sending(&raw.sending, &at)?;
         let pricing = raw
@@ -376,12 +509,57 @@ impl Campaign {
         );
         field(self.category.as_str());
         field(self.kind.as_str());
+        // Only when set, so campaigns from before per-contact languages keep theirs.
+        if let Some(column) = &self.template.language_column {
+            field("language_column");
+            field(column);
+            for l in self
+                .template
+                .languages
+                .iter()
+                .chain(&self.template.language_fallback)
+            {
+                field(l);
+            }
+        }
         // Another provider, or another Twilio Content SID, sends another message.
         field(self.provider.kind());
         if let Some(sid) = &self.template.content_sid {
             field(sid);
         }
-        for source in &self.template.sources {
+        for (language, sid) in &self.template.content_sids {
+            field(language);
+            field(sid);
+        }
+        for part in &self.template.parts {
+            if let Some(variable) = &part.twilio_variable {
+                field(variable);
+            }
+        }
+        let uploaded: Vec<ValueSource> = self
+            .template
+            .parts
+            .iter()
+            .map(|p| match &p.upload {
+                // Each run uploads again and gets a new id: the file is what counts.
+                Some(file) => ValueSource::Fixed(format!("file:{}", file.display())),
+                None => p.source.clone(),
+            })
+            .collect();
+        let part_sources = self
+            .template
+            .parts
+            .iter()
+            .zip(&uploaded)
+            .map(|(p, source)| {
+                // The part's kind and key decide where the value goes.
+                (format!("{:?}", p.part), source)
+            });
+        let body_sources = self.template.sources.iter().map(|s| (String::new(), s));
+        for (part, source) in body_sources.chain(part_sources) {
+            if !part.is_empty() {
+                field(&part);
+            }
             match source {
                 ValueSource::Column { column, default } => {
                     field("column");
@@ -401,28 +579,50 @@ impl Campaign {
 fn build_template(
     raw: &RawTemplate,
     kind: MessageKind,
+    synced_body: Option<&str>,
+    path: &str,
+    base_dir: &Path,
     at: &Locate<'_>,
 ) -> Result<TemplateSpec, CampaignError> {
     let (name, language) = match (kind, &raw.name, &raw.language) {
         (MessageKind::Template, Some(name), Some(language)) => (name, language),
         (MessageKind::Template, _, _) => {
             return Err(at(
-                raw.body.span(),
+                raw.span(),
                 "template.name and template.language are required: the approved template's \
                  name and language code as WhatsApp Manager shows them"
                     .into(),
             ));
         }
         (MessageKind::Session, _, _) => {
-            let body = Template::parse(raw.body.get_ref())
-                .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
+            let text = raw.body.as_ref().ok_or_else(|| {
+                at(
+                    raw.span(),
+                    "template.body is required: a session message is the text itself".into(),
+                )
+            })?;
+            let body = Template::parse(text.get_ref())
+                .map_err(|e| at(raw.span(), format!("template.body: {e}")))?;
             let sources = value_sources(raw, &body, at)?;
+            if raw.header.is_some() || !raw.buttons.is_empty() {
+                return Err(at(
+                    raw.span(),
+                    "a session message is plain text: [template.header] and [[template.buttons]] \
+                     belong to template campaigns"
+                        .into(),
+                ));
+            }
             return Ok(TemplateSpec {
                 name: String::new(),
                 language: String::new(),
                 body,
                 sources,
                 content_sid: None,
+                content_sids: Vec::new(),
+                parts: Vec::new(),
+                languages: Vec::new(),
+                language_column: None,
+                language_fallback: Vec::new(),
             });
         }
     };
@@ -442,11 +642,7 @@ fn build_template(
         ));
     }
     let language = language.get_ref().trim();
-    let valid_language = matches!(language.len(), 2 | 3 | 5 | 6)
-        && language
-            .split('_')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphabetic()));
-    if !valid_language {
+    if !valid_language(language) {
         return Err(at(
             language_span,
             format!(
@@ -454,8 +650,25 @@ fn build_template(
             ),
         ));
     }
-    let body = Template::parse(raw.body.get_ref())
-        .map_err(|e| at(raw.body.span(), format!("template.body: {e}")))?;
+    let body_text = match (&raw.body, synced_body) {
+        (Some(body), _) => body.get_ref().as_str(),
+        (None, Some(synced)) => synced,
+        (None, None) => {
+            return Err(CampaignError::BodyNotSynced {
+                path: path.to_owned(),
+                name: name.to_owned(),
+                language: language.to_owned(),
+            });
+        }
+    };
+    let body = Template::parse(body_text).map_err(|e| {
+        let whose = if raw.body.is_some() {
+            "template.body"
+        } else {
+            "the synced body"
+        };
+        at(raw.span(), format!("{whose}: {e}"))
+    })?;
 
     let sources = value_sources(raw, &body, at)?;
     let content_sid = raw
@@ -463,13 +676,104 @@ fn build_template(
         .as_ref()
         .map(|c| sid(c, "HX", "template.content_sid", at))
         .transpose()?;
+    let content_sids = raw
+        .content_sids
+        .iter()
+        .map(|(language, s)| {
+            sid(s, "HX", &format!("template.content_sids.{language}"), at)
+                .map(|sid| (language.clone(), sid))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let parts = components::build(raw.header.as_ref(), &raw.buttons, base_dir, at)?;
+    let (languages, language_column, language_fallback) = build_languages(raw, language, at)?;
     Ok(TemplateSpec {
         name: name.to_owned(),
         language: language.to_owned(),
         body,
         sources,
         content_sid,
+        content_sids,
+        parts,
+        languages,
+        language_column,
+        language_fallback,
     })
+}
+
+fn valid_language(language: &str) -> bool {
+    matches!(language.len(), 2 | 3 | 5 | 6)
+        && language
+            .split('_')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+type Languages = (Vec<String>, Option<String>, Vec<String>);
+
+/// `languages`, `language_column` and `language_fallback`: the translations sent,
+/// `language` first, each once whatever its spelling.
+fn build_languages(
+    raw: &RawTemplate,
+    language: &str,
+    at: &Locate<'_>,
+) -> Result<Languages, CampaignError> {
+    let same = crate::templates::normalize_language;
+    let mut languages = vec![language.to_owned()];
+    if let Some(list) = &raw.languages {
+        for code in list.get_ref() {
+            let code = code.trim();
+            if !valid_language(code) {
+                return Err(at(
+                    list.span(),
+                    format!(
+                        "template.languages: `{code}` is not a language code such as \"en_US\""
+                    ),
+                ));
+            }
+            if !languages.iter().any(|l| same(l) == same(code)) {
+                languages.push(code.to_owned());
+            }
+        }
+    }
+    let column = match &raw.language_column {
+        Some(c) if c.get_ref().trim().is_empty() => {
+            return Err(at(c.span(), "template.language_column is empty".into()));
+        }
+        Some(c) => Some(c.get_ref().trim().to_owned()),
+        None => None,
+    };
+    let mut fallback = Vec::new();
+    if let Some(list) = &raw.language_fallback {
+        if column.is_none() {
+            return Err(at(
+                list.span(),
+                "template.language_fallback needs template.language_column".into(),
+            ));
+        }
+        for code in list.get_ref() {
+            match languages.iter().find(|l| same(l) == same(code)) {
+                Some(l) => fallback.push(l.clone()),
+                None => {
+                    return Err(at(
+                        list.span(),
+                        format!(
+                            "template.language_fallback: `{code}` is not among the campaign's \
+                             languages ({}); add it to template.languages",
+                            languages.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if languages.len() > 1 && column.is_none() {
+        return Err(at(
+            raw.span(),
+            "template.languages lists several translations: set template.language_column to \
+             the column with each contact's language"
+                .into(),
+        ));
+    }
+    Ok((languages, column, fallback))
 }
 
 fn value_sources(
@@ -482,7 +786,7 @@ fn value_sources(
         let wanted = key.as_variable_name();
         let Some((_, variable)) = raw.variables.iter().find(|(k, _)| *k.get_ref() == wanted) else {
             return Err(at(
-                raw.body.span(),
+                raw.span(),
                 format!(
                     "template.body uses {key} but [template.variables] has no `{wanted}`; add \
                      `\"{wanted}\" = {{ column = \"...\" }}` or `{{ value = \"...\" }}`"

@@ -13,6 +13,7 @@ use super::error::{CampaignError, Locate};
 pub const DEFAULT_API_VERSION: &str = "v23.0";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
+pub const DEFAULT_TWILIO_CONTENT_URL: &str = "https://content.twilio.com";
 
 /// Credentials: never a literal, always where to find one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,9 @@ pub enum ProviderConfig {
         token: SecretRef,
         /// How long one request may take before its outcome is in doubt.
         timeout: std::time::Duration,
+        /// The WhatsApp Business Account whose templates `templates sync` reads and
+        /// pre-flight holds the campaign against.
+        waba_id: Option<String>,
     },
     Twilio(TwilioConfig),
     Simulator(SimulatorConfig),
@@ -59,6 +63,8 @@ pub struct TwilioConfig {
     pub api_key_secret_env: String,
     pub sender: TwilioSender,
     pub base_url: String,
+    /// Twilio's Content API, where `templates sync` reads the account's templates.
+    pub content_base_url: String,
     pub timeout: std::time::Duration,
     pub status_callback: Option<String>,
 }
@@ -84,6 +90,9 @@ pub struct SimulatorConfig {
     pub opt_out_rate: f64,
     /// Answer 429 to this many requests in a row once, to show throttling.
     pub throttle_burst: u32,
+    /// A saved `message_templates` answer: the templates the simulator's account
+    /// holds, which `templates sync` reads as it would read Meta's.
+    pub templates: Option<PathBuf>,
 }
 
 // ---- the section as serde reads it ----
@@ -93,6 +102,7 @@ pub struct SimulatorConfig {
 pub(super) struct RawProvider {
     kind: Spanned<String>,
     phone_number_id: Option<Spanned<String>>,
+    waba_id: Option<Spanned<String>>,
     api_version: Option<String>,
     base_url: Option<Spanned<String>>,
     token_env: Option<String>,
@@ -107,6 +117,7 @@ pub(super) struct RawProvider {
     from: Option<Spanned<String>>,
     messaging_service_sid: Option<Spanned<String>>,
     status_callback: Option<Spanned<String>>,
+    content_base_url: Option<Spanned<String>>,
     // Declared only so a secret pasted into the file gets a tailored error.
     token: Option<Spanned<toml::Value>>,
     access_token: Option<Spanned<toml::Value>>,
@@ -118,6 +129,7 @@ pub(super) struct RawProvider {
     undeliverable_rate: Option<Spanned<f64>>,
     opt_out_rate: Option<Spanned<f64>>,
     throttle_burst: Option<u32>,
+    templates: Option<String>,
 }
 
 /// Validates the `[provider]` section; a token file is found relative to `base_dir`,
@@ -176,7 +188,26 @@ pub(super) fn build_provider(
                 Some(url) => validate_url(url, at)?,
                 None => DEFAULT_GRAPH_URL.to_owned(),
             };
+            let waba_id = raw
+                .waba_id
+                .as_ref()
+                .map(|w| {
+                    let id = w.get_ref().trim();
+                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                        Err(at(
+                            w.span(),
+                            format!(
+                                "provider.waba_id `{id}`: expected the numeric WhatsApp Business \
+                                 Account ID (WhatsApp Manager > Account tools > Phone numbers)"
+                            ),
+                        ))
+                    } else {
+                        Ok(id.to_owned())
+                    }
+                })
+                .transpose()?;
             Ok(ProviderConfig::CloudApi {
+                waba_id,
                 timeout: timeout(raw, at)?,
                 phone_number_id: id.to_owned(),
                 api_version: raw
@@ -203,6 +234,7 @@ pub(super) fn build_provider(
                 undeliverable_rate: rate(&raw.undeliverable_rate, "undeliverable_rate", 0.02)?,
                 opt_out_rate: rate(&raw.opt_out_rate, "opt_out_rate", 0.01)?,
                 throttle_burst: raw.throttle_burst.unwrap_or(0),
+                templates: raw.templates.as_ref().map(|t| base_dir.join(t)),
             }))
         }
         other => Err(at(
@@ -296,6 +328,10 @@ fn build_twilio(raw: &RawProvider, at: &Locate<'_>) -> Result<ProviderConfig, Ca
             .unwrap_or_else(|| "TWILIO_API_KEY_SECRET".to_owned()),
         sender,
         base_url,
+        content_base_url: match &raw.content_base_url {
+            Some(url) => validate_url(url, at)?,
+            None => DEFAULT_TWILIO_CONTENT_URL.to_owned(),
+        },
         timeout: timeout(raw, at)?,
         status_callback,
     }))

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::campaign::Campaign;
 use crate::cmd::Context;
 use crate::exit_codes::Exit;
 use crate::plan::{PlanItem, Planner};
@@ -29,7 +28,11 @@ Examples:
   wacampaign check campaigns/appointment-reminder.toml
   wacampaign check campaigns/promotion.toml --excluded excluded.csv
   wacampaign check campaigns/promotion.toml --json | jq .data.eligible
-  wacampaign check campaigns/promotion.toml --json | jq .data.cost.total")]
+  wacampaign check campaigns/promotion.toml --json | jq .data.cost.total
+  wacampaign check campaigns/spring-sale.toml --offline     # the synced templates as they are
+
+A campaign whose account was synced (`wacampaign templates sync`) is held against its
+approved template first: every mismatch is an error, before anything else.")]
 pub struct Args {
     /// The campaign file (TOML).
     #[arg(value_name = "CAMPAIGN.toml")]
@@ -37,10 +40,13 @@ pub struct Args {
     /// Write every excluded row, with its line and reason, to this CSV file.
     #[arg(long, value_name = "FILE")]
     pub excluded: Option<PathBuf>,
+    #[command(flatten)]
+    pub templates: crate::cmd::templates::PreflightArgs,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = Campaign::load(&args.campaign)?;
+    let campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let gate = ctx.consent_gate(&campaign)?;
     let planner = Planner::new(&campaign, &gate)?;
     let pricing = Pricing::of(&campaign)?;

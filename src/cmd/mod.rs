@@ -18,6 +18,7 @@ pub mod prune;
 pub mod send;
 pub mod status;
 pub mod subject;
+pub mod templates;
 pub mod webhook;
 
 /// What every command gets from the global options.

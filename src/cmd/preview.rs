@@ -23,7 +23,8 @@ Examples:
   wacampaign preview campaigns/appointment-reminder.toml
   wacampaign preview campaigns/promotion.toml --limit 10
   wacampaign preview campaigns/promotion.toml --row 7
-  wacampaign preview campaigns/promotion.toml --phone '+52 55 1234 5678' --payload")]
+  wacampaign preview campaigns/promotion.toml --phone '+52 55 1234 5678' --payload
+  wacampaign preview campaigns/spring-sale.toml --limit 4   # header, buttons, each contact's language")]
 pub struct Args {
     /// The campaign file (TOML).
     #[arg(value_name = "CAMPAIGN.toml")]
@@ -45,6 +46,8 @@ pub struct Args {
     /// Print the JSON request body for the Cloud API instead of the text.
     #[arg(long)]
     pub payload: bool,
+    #[command(flatten)]
+    pub templates: crate::cmd::templates::PreflightArgs,
 }
 
 enum Selection {
@@ -66,7 +69,8 @@ impl Selection {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = Campaign::load(&args.campaign)?;
+    let campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    let cache = crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let selection = match (&args.row, &args.phone) {
         (Some(line), _) => Selection::Line(*line),
         (None, Some(raw)) => Selection::Phone(
@@ -122,7 +126,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         }
     }
     for recipient in &shown {
-        show(ctx, &campaign, recipient, args.payload)?;
+        show(ctx, &campaign, cache.as_ref(), recipient, args.payload)?;
     }
     Ok(Exit::Success)
 }
@@ -130,13 +134,27 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
 fn show(
     ctx: &Context,
     campaign: &Campaign,
+    cache: Option<&crate::templates::Cache>,
     recipient: &Recipient,
     payload: bool,
 ) -> anyhow::Result<()> {
     let body = provider::request_body(campaign, recipient.phone, &recipient.values);
     let mut out = std::io::stdout().lock();
+    let language = campaign.template.language_of(&recipient.values);
+    let synced = cache.and_then(|c| c.find(&campaign.template.name, language));
+    // Campaigns with only a body and no synced template read as they always did.
+    let drawn = synced.is_some()
+        || !campaign.template.parts.is_empty()
+        || campaign.template.language_column.is_some();
+    let render = || {
+        if drawn {
+            crate::templates::view::message(campaign, synced, &recipient.values)
+        } else {
+            campaign.template.body.render(&recipient.values)
+        }
+    };
     if ctx.ui.json {
-        let text = campaign.template.body.render(&recipient.values);
+        let text = render();
         let data = serde_json::json!({
             "line": recipient.line,
             "to": recipient.phone.to_string(),
@@ -147,8 +165,15 @@ fn show(
     } else if payload {
         writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
     } else {
-        let text = campaign.template.body.render(&recipient.values);
-        let heading = format!("── line {} · {} ──", recipient.line, recipient.phone);
+        let text = render();
+        let heading = if campaign.template.language_column.is_some() {
+            format!(
+                "── line {} · {} · {language} ──",
+                recipient.line, recipient.phone
+            )
+        } else {
+            format!("── line {} · {} ──", recipient.line, recipient.phone)
+        };
         writeln!(out, "{}", ctx.ui.bold(&heading))?;
         writeln!(out, "{text}\n")?;
     }

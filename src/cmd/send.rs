@@ -43,6 +43,7 @@ Examples:
   WACAMPAIGN_RATE=40 wacampaign send campaigns/promotion.toml --yes --json
   wacampaign send campaigns/promotion.toml --yes --resume-halted
   wacampaign send campaigns/promotion.toml --yes --max-cost 25USD
+  wacampaign send campaigns/spring-sale.toml --yes --accept-template-change
 
 In cron (no terminal), --yes is required; exit codes tell how the run ended.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
@@ -80,6 +81,16 @@ pub struct Args {
     /// in the campaign file; messages the card has no rate for also refuse it.
     #[arg(long, env = "WACAMPAIGN_MAX_COST", value_name = "AMOUNT")]
     pub max_cost: Option<crate::pricing::Money>,
+    /// Do not fetch the header's media links before sending (links behind a login,
+    /// or offline rehearsals); WhatsApp still fetches them for each message.
+    #[arg(long)]
+    pub no_media_check: bool,
+    /// Go on with the text Meta approved since the campaign's last run (shown), and
+    /// record that in the journal; the campaign keeps its id and history.
+    #[arg(long)]
+    pub accept_template_change: bool,
+    #[command(flatten)]
+    pub templates: crate::cmd::templates::PreflightArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,8 +133,8 @@ struct Prepared {
 
 /// The campaign file with the command line's overrides, each checked once by the
 /// same rule as the file's own value.
-fn load_campaign(args: &Args) -> anyhow::Result<Campaign> {
-    let mut campaign = Campaign::load(&args.campaign)?;
+fn load_campaign(ctx: &Context, args: &Args) -> anyhow::Result<Campaign> {
+    let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
     if let Some(rate) = args.rate {
         campaign.sending.rate_per_second = Sending::check_rate(rate).map_err(anyhow::Error::msg)?;
     }
@@ -139,6 +150,14 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     // Everything that can stop the run is checked before anyone is messaged.
     let provider = provider::build(&campaign)?;
     let db = Db::open(&ctx.db)?;
+    // Before the first message: a tap on its opt-out button must count at once.
+    crate::webhook::optout::declare(
+        &db.conn,
+        &campaign.id,
+        &campaign.template.opt_out_payloads(),
+        &crate::clock::now_string(),
+    )
+    .context("recording the campaign's opt-out buttons")?;
     let lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
     let mut gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
@@ -203,9 +222,27 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = load_campaign(args)?;
+    let campaign = load_campaign(ctx, args)?;
+    // Before anything is sent, or even journaled: the approved template must be the
+    // one this campaign describes.
+    let cache =
+        crate::cmd::templates::preflight(ctx, &campaign, &args.templates, args.resume_halted)?;
     if args.dry_run {
         return dry_run(ctx, args, &campaign);
+    }
+    if let Some(cache) = &cache {
+        template_changes(ctx, args, &campaign, cache)?;
+    }
+    let mut campaign = campaign;
+    upload_media(ctx, &mut campaign)?;
+    // The simulator fetches nothing, so neither does a rehearsal with it.
+    if !args.no_media_check
+        && !matches!(
+            campaign.provider,
+            crate::campaign::ProviderConfig::Simulator(_)
+        )
+    {
+        check_media(ctx, &campaign)?;
     }
     let Some(prepared) = prepare(ctx, args, campaign)? else {
         return Ok(Exit::Halted);
@@ -281,6 +318,129 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     summary.this_run = Some(progress.tally.snapshot());
     summary.end = Some(end);
     finish(ctx, &campaign, summary, &journal).or_else(|e| after_sending(ctx, e))
+}
+
+/// Holds the approved texts against those of the campaign's earlier runs: a text
+/// Meta approved since is shown, old and new, and the run goes on only with
+/// `--accept-template-change`, which the journal records.
+fn template_changes(
+    ctx: &Context,
+    args: &Args,
+    campaign: &Campaign,
+    cache: &crate::templates::Cache,
+) -> anyhow::Result<()> {
+    use crate::journal::template_text;
+    let texts: Vec<(String, String)> = campaign
+        .template
+        .languages
+        .iter()
+        .filter_map(|language| {
+            cache
+                .find(&campaign.template.name, language)
+                .and_then(crate::templates::SyncedTemplate::body_text)
+                .map(|text| (language.clone(), text.to_owned()))
+        })
+        .collect();
+    let mut db = Db::open(&ctx.db)?;
+    let now = crate::clock::now_string();
+    let changed = template_text::changes(&db.conn, &campaign.id, &texts, &now)
+        .context("reading the campaign's approved texts from the journal")?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = changed
+        .iter()
+        .map(|c| {
+            format!(
+                "  {}:
+    was: {:?}
+    now: {:?}",
+                c.language, c.old, c.new
+            )
+        })
+        .collect();
+    if !args.accept_template_change {
+        bail!(
+            "Meta approved a new text for template `{}` since campaign {} last ran; recipients \
+             from now on get the new one:\n{}\nRun again with --accept-template-change to go on \
+             under the same campaign id (recorded in the journal). Nothing was sent.",
+            campaign.template.name,
+            campaign.id,
+            shown.join("\n")
+        );
+    }
+    template_text::accept(
+        &mut db.conn,
+        &campaign.id,
+        &changed,
+        &campaign.content_fingerprint(),
+        &now,
+    )
+    .context("recording the accepted template change")?;
+    ctx.ui.warn(format!(
+        "going on with the new approved text of `{}` (--accept-template-change, recorded):\n{}",
+        campaign.template.name,
+        shown.join("\n")
+    ));
+    Ok(())
+}
+
+/// Uploads a header file sent to everyone once, before the first message, and
+/// sends it by the media id the upload answers (the simulator takes none).
+fn upload_media(ctx: &Context, campaign: &mut Campaign) -> anyhow::Result<()> {
+    let crate::campaign::ProviderConfig::CloudApi { token, .. } = &campaign.provider else {
+        return Ok(());
+    };
+    let Some(index) = campaign
+        .template
+        .parts
+        .iter()
+        .position(|p| p.upload.is_some())
+    else {
+        return Ok(());
+    };
+    let secret = crate::secret::Secret::load(token)?;
+    let Some(path) = campaign.template.parts[index].upload.clone() else {
+        return Ok(());
+    };
+    let id = crate::provider::cloud_api::upload_media(campaign, &secret, &path)?;
+    ctx.ui
+        .info(format!("uploaded {} once: media id {id}", path.display()));
+    campaign.template.parts[index].source = crate::campaign::ValueSource::Fixed(id);
+    Ok(())
+}
+
+/// Fetches the header's media links (HEAD, or a ranged GET) before the first
+/// message: unreachable, of a type or a size WhatsApp does not take, is an error.
+fn check_media(ctx: &Context, campaign: &Campaign) -> anyhow::Result<()> {
+    use crate::campaign::media;
+    let Some((kind, links)) = media::links_of(campaign)? else {
+        return Ok(());
+    };
+    ctx.ui.debug(format!(
+        "checking {} {} link(s)",
+        links.len(),
+        kind.as_str()
+    ));
+    let problems = media::check_links(&links, kind, std::time::Duration::from_secs(10));
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = problems
+        .iter()
+        .take(5)
+        .map(|p| format!("  - {p}"))
+        .collect();
+    bail!(
+        "{}: {} of {} header {} link(s) would fail (template.header.link); nothing was sent:\n{}{}\n\
+         Fix the links, or pass --no-media-check to send anyway",
+        campaign.file.display(),
+        problems.len(),
+        links.len(),
+        kind.as_str(),
+        shown.join("\n"),
+        if problems.len() > 5 { "\n  ..." } else { "" }
+    )
 }
 
 /// An error once messages may have gone out: what was recorded stands and a run can

@@ -58,6 +58,8 @@ struct Status {
     counts: Counts,
     failures_by_code: std::collections::BTreeMap<String, u64>,
     in_doubt: Vec<JournalRow>,
+    /// Accepted, but held by Meta while it assesses the template's quality.
+    held_for_quality_assessment: u64,
     deliveries: DeliveryCounts,
     /// Replies that read like an opt-out without being a keyword: a person decides.
     possible_opt_outs: Vec<Pending>,
@@ -121,6 +123,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         counts,
         failures_by_code,
         in_doubt,
+        held_for_quality_assessment: journal::held_for_quality(&db.conn, &campaign.id)?,
         deliveries,
         possible_opt_outs,
         webhooks_silent,
@@ -156,6 +159,17 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         writeln!(out, "  {:<10} {n}", state.label())?;
     }
     writeln!(out, "  {:<10} {}", "total", c.total())?;
+    if status.held_for_quality_assessment > 0 {
+        writeln!(
+            out,
+            "{}",
+            ctx.ui.yellow(&format!(
+                "  {} accepted messages are held for quality assessment by Meta \
+                 (message_status held_for_quality_assessment): they may arrive late or not at all",
+                status.held_for_quality_assessment
+            ))
+        )?;
+    }
     write_deliveries(&mut out, &status.deliveries, &status.first_sent)?;
     if !status.failures_by_code.is_empty() {
         writeln!(out, "by error code:")?;

@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_ledger_refuses_replace.sql"),
     include_str!("migrations/0006_journal_by_person.sql"),
     include_str!("migrations/0007_erasure.sql"),
+    include_str!("migrations/0008_templates.sql"),
     include_str!("migrations/0009_possible_opt_outs_and_pricing.sql"),
 ];
 

@@ -15,6 +15,7 @@ pub mod key;
 pub mod query;
 pub mod settle;
 pub mod state;
+pub mod template_text;
 
 use std::time::Duration;
 
@@ -30,7 +31,8 @@ use crate::plan::{ConsentGate, Recipient};
 
 pub use key::RowKey;
 pub use query::{
-    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code, rows,
+    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code,
+    held_for_quality, rows,
 };
 pub use state::State;
 

@@ -151,6 +151,18 @@ pub fn campaign_record(
     .optional()
 }
 
+/// Accepted messages the Cloud API answered `message_status:
+/// held_for_quality_assessment`: Meta holds them while it judges the template's
+/// quality, and may not deliver them.
+pub fn held_for_quality(conn: &Connection, campaign_id: &str) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM journal WHERE campaign_id = ?1
+           AND message_status = 'held_for_quality_assessment'",
+        params![campaign_id],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )
+}
+
 /// Failed (or refused) rows by error code.
 pub fn failures_by_code(
     conn: &Connection,

@@ -131,7 +131,7 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
         Family::Meta,
         132012,
         132012,
-        Kind::Fail,
+        Kind::Halt,
         "parameter format does not match the template",
     ),
     (

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Message, Provider, Response, SendFuture, http};
+use crate::campaign::components::{Part, PartSpec};
 use crate::campaign::{Campaign, MessageKind, ProviderConfig};
 use crate::phone::E164;
 use crate::secret::Secret;
@@ -29,8 +30,9 @@ pub struct TemplateMessage<'a> {
 struct TemplateObject<'a> {
     name: &'a str,
     language: Language<'a>,
+    /// Header, body and buttons, in that order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    components: Vec<Component<'a>>,
+    components: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -126,14 +128,31 @@ pub fn template_message<'a>(
             text: value,
         })
         .collect();
-    let components = if parameters.is_empty() {
-        Vec::new()
-    } else {
-        vec![Component {
-            kind: "body",
-            parameters,
-        }]
-    };
+    let body_len = template.sources.len();
+    let mut components = Vec::new();
+    let parts = template
+        .parts
+        .iter()
+        .zip(values.get(body_len..).unwrap_or_default());
+    let header: Vec<(&PartSpec, &String)> = parts
+        .clone()
+        .filter(|(p, _)| p.part.button_index().is_none())
+        .collect();
+    if let Some(header) = header_component(&header) {
+        components.push(header);
+    }
+    if !parameters.is_empty() {
+        components.push(
+            serde_json::to_value(Component {
+                kind: "body",
+                parameters,
+            })
+            .unwrap_or_default(),
+        );
+    }
+    for (part, value) in parts.filter(|(p, _)| p.part.button_index().is_some()) {
+        components.push(button_component(&part.part, value));
+    }
     TemplateMessage {
         messaging_product: "whatsapp",
         recipient_type: "individual",
@@ -143,11 +162,158 @@ pub fn template_message<'a>(
             name: &template.name,
             language: Language {
                 policy: "deterministic",
-                code: &template.language,
+                code: template.language_of(values),
             },
             components,
         },
         biz_opaque_callback_data: callback_data(&campaign.id, phone),
+    }
+}
+
+/// The header component for its values: a text variable, a media link or id, or a
+/// location's four fields. `None` for a template whose header takes no value.
+fn header_component(parts: &[(&PartSpec, &String)]) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let (first, value) = parts.first()?;
+    let parameter = match &first.part {
+        Part::HeaderText => json!({"type": "text", "text": value}),
+        Part::HeaderMedia {
+            media,
+            by_id,
+            filename,
+        } => {
+            let mut object = if *by_id {
+                json!({"id": value})
+            } else {
+                json!({"link": value})
+            };
+            if let Some(name) = filename {
+                object["filename"] = json!(name);
+            }
+            json!({"type": media.as_str(), media.as_str(): object})
+        }
+        Part::HeaderLocation(_) => {
+            let mut location = serde_json::Map::new();
+            for (part, value) in parts {
+                if let Part::HeaderLocation(field) = part.part {
+                    location.insert(field.as_str().to_owned(), json!(value));
+                }
+            }
+            json!({"type": "location", "location": location})
+        }
+        _ => return None,
+    };
+    Some(json!({"type": "header", "parameters": [parameter]}))
+}
+
+/// One button's component: its sub-type, its index (a string, as Meta's examples
+/// send it) and its one parameter.
+fn button_component(part: &Part, value: &str) -> serde_json::Value {
+    use serde_json::json;
+    let (sub_type, parameter) = match part {
+        Part::ButtonUrl { .. } | Part::ButtonOtp { .. } => {
+            ("url", json!({"type": "text", "text": value}))
+        }
+        Part::ButtonQuickReply { .. } => {
+            ("quick_reply", json!({"type": "payload", "payload": value}))
+        }
+        Part::ButtonCopyCode { .. } => (
+            "copy_code",
+            json!({"type": "coupon_code", "coupon_code": value}),
+        ),
+        _ => ("url", json!({"type": "text", "text": value})),
+    };
+    json!({
+        "type": "button",
+        "sub_type": sub_type,
+        "index": part.button_index().unwrap_or(0).to_string(),
+        "parameters": [parameter],
+    })
+}
+
+/// The content type WhatsApp is told for an uploaded file, from its extension.
+pub fn mime_of(path: &std::path::Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("mp4") => "video/mp4",
+        Some("3gp") => "video/3gpp",
+        Some("pdf") => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Uploads a file once (`POST {base}/{version}/{phone-number-id}/media`, multipart)
+/// and returns the media id the messages then carry.
+pub fn upload_media(
+    campaign: &Campaign,
+    token: &Secret,
+    path: &std::path::Path,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let ProviderConfig::CloudApi {
+        phone_number_id,
+        api_version,
+        base_url,
+        timeout,
+        ..
+    } = &campaign.provider
+    else {
+        anyhow::bail!("only the Cloud API uploads media");
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mime = mime_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(['"', '\r', '\n'], "_"))
+        .unwrap_or_else(|| "file".into());
+    let boundary = format!("wacampaign-{:016x}", fastrand::u64(..));
+    let mut body = Vec::with_capacity(bytes.len() + 512);
+    for (field, value) in [("messaging_product", "whatsapp"), ("type", mime)] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let url = format!("{base_url}/{api_version}/{phone_number_id}/media");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = http::client(*timeout, 1)?;
+    let request = client
+        .post(&url)
+        .bearer_auth(token.expose())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body);
+    let answer = runtime
+        .block_on(http::send(request, token, *timeout))
+        .map_err(|r| anyhow::anyhow!("uploading {} to {url}: {r:?}", path.display()))?;
+    let parsed: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    match parsed.get("id").and_then(serde_json::Value::as_str) {
+        Some(id) if answer.is_success() && !id.is_empty() => Ok(id.to_owned()),
+        _ => anyhow::bail!(
+            "uploading {} to {url}: HTTP {}: {}; nothing was sent",
+            path.display(),
+            answer.status,
+            token.redact(&answer.snippet())
+        ),
     }
 }
 

@@ -90,10 +90,12 @@ pub fn form_fields(
         }
         return fields;
     }
-    if let Some(content_sid) = &campaign.template.content_sid {
-        fields.push(("ContentSid", content_sid.clone()));
+    let language = campaign.template.language_of(values);
+    if let Some(content_sid) = campaign.template.content_sid_for(language) {
+        fields.push(("ContentSid", content_sid.to_owned()));
     }
-    let variables: BTreeMap<String, &str> = campaign
+    let body_len = campaign.template.sources.len();
+    let mut variables: BTreeMap<String, &str> = campaign
         .template
         .body
         .placeholders()
@@ -107,6 +109,17 @@ pub fn form_fields(
             (name, value.as_str())
         })
         .collect();
+    // The header's and buttons' values, under the Content template's variables.
+    for (part, value) in campaign
+        .template
+        .parts
+        .iter()
+        .zip(values.get(body_len..).unwrap_or_default())
+    {
+        if let Some(variable) = &part.twilio_variable {
+            variables.insert(variable.clone(), value.as_str());
+        }
+    }
     if !variables.is_empty() {
         fields.push((
             "ContentVariables",

@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq;
 
 use super::{
     Billing, Delivery, Event, InboundEvent, NumberChange, OptOutRequest, OptOutRules, Preference,
-    PreferenceEvent, Source, StatusEvent, possible::possible, unix_to_rfc3339,
+    PreferenceEvent, Source, StatusEvent, TemplateChange, TemplateEvent, possible::possible,
+    unix_to_rfc3339,
 };
 use crate::phone::E164;
 
@@ -98,8 +99,39 @@ fn events(payload: &Payload, rules: &OptOutRules, received_at: &str) -> Vec<Even
                 events.push(Event::Preference(event));
             }
         }
+        if let Some(event) = template_event(change.field.as_deref(), value) {
+            events.push(Event::Template(event));
+        }
     }
     events
+}
+
+fn template_event(field: Option<&str>, value: &Value) -> Option<TemplateEvent> {
+    let upper = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_ascii_uppercase)
+    };
+    let change = match field? {
+        "message_template_status_update" => TemplateChange::Status(upper(&value.event)?),
+        "message_template_quality_update" => {
+            TemplateChange::Quality(upper(&value.new_quality_score)?)
+        }
+        "template_category_update" => TemplateChange::Category(upper(&value.new_category)?),
+        _ => return None,
+    };
+    let template_id = match &value.message_template_id {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    Some(TemplateEvent {
+        template_id,
+        name: value.message_template_name.clone()?,
+        language: value.message_template_language.clone(),
+        change,
+    })
 }
 
 fn status_event(status: &Status, received_at: &str) -> Option<StatusEvent> {
@@ -191,6 +223,17 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
         occurred_at,
         opt_out,
         possible_opt_out,
+        button_payload: message
+            .button
+            .as_ref()
+            .and_then(|b| b.payload.clone())
+            .or_else(|| {
+                message
+                    .interactive
+                    .as_ref()
+                    .and_then(|i| i.button_reply.as_ref())
+                    .and_then(|r| r.id.clone())
+            }),
     }))
 }
 
@@ -265,6 +308,7 @@ struct Entry {
 
 #[derive(Debug, Deserialize)]
 struct Change {
+    field: Option<String>,
     value: Option<Value>,
 }
 
@@ -276,6 +320,13 @@ struct Value {
     messages: Vec<Message>,
     #[serde(default)]
     user_preferences: Vec<UserPreference>,
+    // The template webhooks (`message_template_*_update`, `template_category_update`).
+    event: Option<String>,
+    message_template_id: Option<serde_json::Value>,
+    message_template_name: Option<String>,
+    message_template_language: Option<String>,
+    new_quality_score: Option<String>,
+    new_category: Option<String>,
 }
 
 /// Meta sends Unix timestamps as strings in messages and statuses, as numbers in

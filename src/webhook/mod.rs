@@ -109,6 +109,28 @@ pub enum Event {
     Inbound(InboundEvent),
     Preference(PreferenceEvent),
     NumberChanged(NumberChange),
+    Template(TemplateEvent),
+}
+
+/// Meta changed one of the account's templates: its status
+/// (`message_template_status_update`), quality (`message_template_quality_update`)
+/// or category (`template_category_update`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateEvent {
+    pub template_id: Option<String>,
+    pub name: String,
+    pub language: Option<String>,
+    pub change: TemplateChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateChange {
+    /// APPROVED, PAUSED, DISABLED, REJECTED, ... as Meta's `event`.
+    Status(String),
+    /// GREEN, YELLOW, RED, UNKNOWN.
+    Quality(String),
+    /// MARKETING, UTILITY, AUTHENTICATION.
+    Category(String),
 }
 
 /// A message we sent moved on: sent, delivered, read, failed.
@@ -156,6 +178,8 @@ pub struct InboundEvent {
     pub occurred_at: String,
     /// Set when the message asks to stop all messages.
     pub opt_out: Option<OptOutRequest>,
+    /// A quick-reply button's payload, when the message is a tap on one.
+    pub button_payload: Option<String>,
     /// Set when a text reads like an opt-out without being a bare keyword ("please
     /// stop"): kept for a person to decide, never acted on automatically.
     pub possible_opt_out: Option<PossibleOptOut>,

@@ -282,6 +282,32 @@ fn is_variation_selector(c: char) -> bool {
     matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
+/// Records the quick-reply payloads `campaign_id` declared as opt-outs, so the
+/// webhook server honours a tap on them. A payload already declared keeps its
+/// first campaign.
+pub fn declare(
+    conn: &rusqlite::Connection,
+    campaign_id: &str,
+    payloads: &[String],
+    now: &str,
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO opt_out_payloads (payload, campaign_id, recorded_at) VALUES (?1, ?2, ?3)",
+    )?;
+    for payload in payloads {
+        insert.execute(rusqlite::params![payload.trim(), campaign_id, now])?;
+    }
+    Ok(())
+}
+
+/// The campaign that declared `payload` an opt-out, if one did.
+pub fn declared_by(conn: &rusqlite::Connection, payload: &str) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension as _;
+    conn.prepare_cached("SELECT campaign_id FROM opt_out_payloads WHERE payload = ?1")?
+        .query_row(rusqlite::params![payload.trim()], |r| r.get(0))
+        .optional()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Delivery, Event, InboundEvent, NumberChange, Preference, PreferenceEvent, StatusEvent,
+    TemplateChange, TemplateEvent,
 };
 use crate::clock;
 use crate::consent::{self, Action, Ledger, NewEvent, Purpose, RecordedVia, Standing};
@@ -134,6 +135,7 @@ fn apply(
         Event::Inbound(message) => apply_inbound(conn, message, now),
         Event::Preference(preference) => apply_preference(conn, preference),
         Event::NumberChanged(change) => apply_number_change(conn, change, now),
+        Event::Template(template) => apply_template(conn, template, now),
     }
 }
 
@@ -152,6 +154,58 @@ fn is_erased_message(conn: &Connection, message_id: &str) -> rusqlite::Result<bo
         )
         .optional()
         .map(|found| found.is_some())
+}
+
+/// A template's new status, quality or category goes into every cache that holds
+/// it; a pause, a disable or a move to another category halts at once every
+/// campaign that sends it (its next claim stops the run), until a sync shows it
+/// APPROVED in the campaign's category again.
+fn apply_template(conn: &Connection, event: &TemplateEvent, now: &str) -> rusqlite::Result<()> {
+    use crate::templates::store::{Field, update};
+    let (field, value) = match &event.change {
+        TemplateChange::Status(s) => (Field::Status, s),
+        TemplateChange::Quality(q) => (Field::Quality, q),
+        TemplateChange::Category(c) => (Field::Category, c),
+    };
+    update(
+        conn,
+        event.template_id.as_deref(),
+        &event.name,
+        event.language.as_deref(),
+        field,
+        value,
+    )?;
+    // Every campaign of the template, whichever translation changed: one may send
+    // several, and the journal records only its first.
+    let mut campaigns = conn.prepare_cached(
+        "SELECT id, language, category FROM campaigns WHERE template = ?1 AND halted_at IS NULL",
+    )?;
+    let running = campaigns
+        .query_map(params![event.name], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (id, _, category) in running {
+        let reason = match &event.change {
+            TemplateChange::Status(s) if s != "APPROVED" && s != "PENDING" => format!(
+                "a webhook reported template {} {s}; resume with --resume-halted once                  `wacampaign templates sync` shows it APPROVED",
+                event.name
+            ),
+            TemplateChange::Category(c) if !c.eq_ignore_ascii_case(&category) => format!(
+                "a webhook reported template {} moved to category {c} (the campaign is {category}:                  the consent it needs and its price change); resume with --resume-halted once a                  sync shows it {} again, or send it as a {} campaign",
+                event.name,
+                category.to_ascii_uppercase(),
+                c.to_ascii_lowercase()
+            ),
+            _ => continue,
+        };
+        crate::journal::settle::halt_campaign(conn, &id, &reason, now)?;
+    }
+    Ok(())
 }
 
 fn apply_status(
@@ -288,7 +342,18 @@ fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqli
     if let Some(possible) = &message.possible_opt_out {
         super::possible::record(conn, message, possible, now)?;
     }
-    if let Some(request) = &message.opt_out {
+    let declared = match (&message.opt_out, &message.button_payload) {
+        (None, Some(payload)) => {
+            super::optout::declared_by(conn, payload)?.map(|campaign| super::OptOutRequest {
+                method: "whatsapp_reply".to_owned(),
+                evidence: format!(
+                    "button payload `{payload}`, declared an opt-out by campaign {campaign}"
+                ),
+            })
+        }
+        _ => None,
+    };
+    if let Some(request) = message.opt_out.as_ref().or(declared.as_ref()) {
         consent::append_in(
             conn,
             &NewEvent {
@@ -700,6 +765,7 @@ mod tests {
                     evidence: "STOP".to_owned(),
                 }),
                 possible_opt_out: None,
+                button_payload: None,
             })],
         );
         let change = Event::NumberChanged(NumberChange {

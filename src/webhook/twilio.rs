@@ -187,6 +187,7 @@ pub fn parse(
                 occurred_at: received_at.to_owned(),
                 opt_out,
                 possible_opt_out,
+                button_payload: payload.map(str::to_owned),
             }));
         }
     }

@@ -19,4 +19,5 @@ mod send_conformance;
 mod session;
 mod subject;
 mod support;
+mod templates;
 mod webhook;

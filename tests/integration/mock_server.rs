@@ -87,6 +87,8 @@ pub struct Request<'a> {
     pub to: &'a str,
     /// How many requests for this recipient came before this one.
     pub earlier_for_recipient: usize,
+    /// The request target: path and query (`/v23.0/1/message_templates?...`).
+    pub path: &'a str,
 }
 
 pub type Rule = Arc<dyn Fn(&Request<'_>) -> Reply + Send + Sync>;
@@ -343,6 +345,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 n,
                 to: &to,
                 earlier_for_recipient: earlier,
+                path: &head.path,
             });
             log.push(Received {
                 n,

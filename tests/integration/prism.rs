@@ -77,6 +77,8 @@ pub enum Spec {
     Meta,
     /// Twilio's REST API 2010-04-01.
     Twilio,
+    /// Twilio's Content API v1 (the account's templates and their approvals).
+    TwilioContent,
 }
 
 impl Spec {
@@ -84,6 +86,7 @@ impl Spec {
         match self {
             Spec::Meta => "meta-business-messaging-api_v23.0.yaml",
             Spec::Twilio => "twilio_api_v2010.yaml",
+            Spec::TwilioContent => "twilio_content_v1.yaml",
         }
     }
 
@@ -91,6 +94,7 @@ impl Spec {
         match self {
             Spec::Meta => "meta",
             Spec::Twilio => "twilio",
+            Spec::TwilioContent => "twilio-content",
         }
     }
 }
@@ -106,6 +110,12 @@ pub fn meta() -> Option<&'static Prism> {
 pub fn twilio() -> Option<&'static Prism> {
     static PRISM: OnceLock<Availability> = OnceLock::new();
     serving(&PRISM, Spec::Twilio)
+}
+
+/// Prism serving Twilio's Content API contract; see [`meta`].
+pub fn twilio_content() -> Option<&'static Prism> {
+    static PRISM: OnceLock<Availability> = OnceLock::new();
+    serving(&PRISM, Spec::TwilioContent)
 }
 
 /// A running Prism.
@@ -168,6 +178,10 @@ impl Availability {
                 spec_file.display()
             ));
         }
+        let spec_file = match with_errata(spec, &spec_file) {
+            Ok(file) => file,
+            Err(why) => return Availability::Broken(why),
+        };
         match Prism::start(spec, &prism, &spec_file) {
             Ok(running) => Availability::Running(running),
             Err(why) => Availability::Broken(why),
@@ -209,6 +223,75 @@ fn locate_prism() -> Result<PathBuf, String> {
                 looked.join(", ")
             )
         })
+}
+
+/// The committed errata overlay beside a spec (`tests/integration/specs/<spec
+/// file stem>.errata.toml`), if it has one.
+pub fn errata_file(spec: Spec) -> PathBuf {
+    let stem = spec.file_name().trim_end_matches(".yaml");
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/integration/specs/{stem}.errata.toml"))
+}
+
+/// The spec with its errata applied, as a copy in `CARGO_TARGET_TMPDIR`; the spec
+/// itself when it has none. Each change must find its text exactly `count` times,
+/// so an overlay that no longer fits the spec fails instead of silently passing.
+pub fn with_errata(spec: Spec, spec_file: &Path) -> Result<PathBuf, String> {
+    let errata = errata_file(spec);
+    if !errata.is_file() {
+        return Ok(spec_file.to_path_buf());
+    }
+    let patched = apply_errata(spec_file, &errata)?;
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{}-{}-{}",
+        spec.label(),
+        std::process::id(),
+        spec.file_name()
+    ));
+    fs::write(&out, patched).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// The text of `spec_file` with every change of `errata` applied.
+pub fn apply_errata(spec_file: &Path, errata: &Path) -> Result<String, String> {
+    let mut text = fs::read_to_string(spec_file)
+        .map_err(|e| format!("reading {}: {e}", spec_file.display()))?;
+    let overlay: toml::Table = fs::read_to_string(errata)
+        .map_err(|e| format!("reading {}: {e}", errata.display()))?
+        .parse()
+        .map_err(|e| format!("{}: {e}", errata.display()))?;
+    let changes = overlay
+        .get("change")
+        .and_then(toml::Value::as_array)
+        .ok_or_else(|| format!("{}: no [[change]]", errata.display()))?;
+    for (n, change) in changes.iter().enumerate() {
+        let field = |key: &str| {
+            change
+                .get(key)
+                .ok_or_else(|| format!("{} change {n}: no `{key}`", errata.display()))
+        };
+        let find = field("find")?.as_str().unwrap_or_default();
+        let replace = field("replace")?.as_str().unwrap_or_default();
+        let count = field("count")?.as_integer().unwrap_or(-1);
+        let doc = field("doc")?.as_str().unwrap_or_default();
+        if !doc.starts_with("https://developers.facebook.com/docs/") {
+            return Err(format!(
+                "{} change {n}: `doc` must cite Meta's documentation, not `{doc}`",
+                errata.display()
+            ));
+        }
+        let found = text.matches(find).count();
+        if i64::try_from(found).ok() != Some(count) {
+            return Err(format!(
+                "{} change {n}: its text is in {} {found} times, not {count}; update the overlay \
+                 for this version of the spec",
+                errata.display(),
+                spec_file.display()
+            ));
+        }
+        text = text.replace(find, replace);
+    }
+    Ok(text)
 }
 
 /// `WACAMPAIGN_SPECS`, else `shared/specs` beside the repository.

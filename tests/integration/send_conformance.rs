@@ -62,7 +62,7 @@ fn run_send(
         .current_dir(dir.path())
         .args(["--color", "never", "--json", "--db"])
         .arg(&db)
-        .args(["send", "campaign.toml", "--yes"])
+        .args(["send", "campaign.toml", "--yes", "--no-media-check"])
         .env("WHATSAPP_TOKEN", "conformance-test-token")
         .env("TWILIO_ACCOUNT_SID", account_sid)
         .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")
@@ -262,4 +262,387 @@ fn a_request_that_breaks_the_contract_is_not_accepted() {
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
+}
+
+// ---- header and buttons, through the errata overlay (tests/integration/specs) ----
+
+/// An image header from a column, a URL button with a per-contact suffix, an opt-out
+/// quick reply, in each contact's language.
+const WITH_COMPONENTS: &str = r#"[template]
+name = "spring_sale"
+language = "es_MX"
+languages = ["es_MX", "en_US"]
+language_column = "lang"
+language_fallback = ["en_US"]
+body = "Hola {{1}}, tu selección {{2}} te espera."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "image"
+link = { column = "image" }
+
+[[template.buttons]]
+index = 0
+type = "url"
+suffix = { column = "order" }
+
+[[template.buttons]]
+index = 1
+type = "quick_reply"
+payload = { value = "STOP_PROMOS" }
+opt_out = true
+"#;
+
+/// A document header with its file name and a copy-code button.
+const DOCUMENT_AND_COUPON: &str = r#"[template]
+name = "invoice_coupon"
+language = "es_MX"
+body = "Hola {{1}}, aquí está tu factura {{2}}."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "document"
+link = { value = "https://tiendas-aurora.example.com/facturas/f.pdf" }
+filename = "factura.pdf"
+
+[[template.buttons]]
+index = 0
+type = "copy_code"
+code = { value = "AURORA25" }
+"#;
+
+/// A location header from columns and a URL button.
+const LOCATION: &str = r#"[template]
+name = "pickup_point"
+language = "es_MX"
+body = "Hola {{1}}, tu pedido {{2}} te espera aquí."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "location"
+latitude = { value = "19.4326" }
+longitude = { value = "-99.1332" }
+name = { value = "Tiendas Aurora Roma" }
+address = { column = "address" }
+
+[[template.buttons]]
+index = 0
+type = "url"
+suffix = { column = "order" }
+"#;
+
+fn component_contacts(n: usize) -> String {
+    let langs = ["es-MX", "en_US", "ES_mx", "fr_FR", ""];
+    let mut text = String::from("phone,name,order,lang,image,address\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "+52 55 {:04} {:04},Cliente {i},A-{i:05},{},https://tiendas-aurora.example.com/img/{i}.jpg,\"Calle {i}, Roma Nte.\"\n",
+            1000 + i,
+            2000 + i * 3,
+            langs[i % langs.len()]
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_template_with_an_image_header_buttons_and_two_languages_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(
+        prism,
+        WITH_COMPONENTS,
+        META_PROVIDER,
+        &component_contacts(10),
+    );
+    assert_all_accepted_first_time(&run, 10);
+    assert_meta_answers_read(&run);
+}
+
+#[test]
+fn a_document_header_and_a_copy_code_button_sent_through_the_cloud_api_conform() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(
+        prism,
+        DOCUMENT_AND_COUPON,
+        META_PROVIDER,
+        &component_contacts(3),
+    );
+    assert_all_accepted_first_time(&run, 3);
+}
+
+#[test]
+fn a_location_header_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send(prism, LOCATION, META_PROVIDER, &component_contacts(3));
+    assert_all_accepted_first_time(&run, 3);
+}
+
+/// Without the overlay, Meta's v23.0 file refuses the index every first button has.
+#[test]
+fn the_errata_overlay_fits_the_spec_and_is_what_lets_index_0_through() {
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/specs/meta-business-messaging-api_v23.0.yaml");
+    if !spec.is_file() {
+        eprintln!("skipped: {} is not there", spec.display());
+        return;
+    }
+    let original = std::fs::read_to_string(&spec).unwrap();
+    let patched = prism::apply_errata(&spec, &prism::errata_file(prism::Spec::Meta)).unwrap();
+    assert!(original.contains("pattern: ^[2-6, 11-14]$"));
+    assert!(!patched.contains("pattern: ^[2-6, 11-14]$"));
+    assert!(patched.contains("ButtonCouponCodeParameter:"));
+    assert!(patched.contains("LocationParameter:"));
+    // Nothing but additions and the index pattern: every original line but the
+    // patterns is still there, in order.
+    let kept: Vec<&str> = original
+        .lines()
+        .filter(|l| !l.contains("pattern: ^[2-6, 11-14]$"))
+        .collect();
+    let mut patched_lines = patched.lines();
+    for line in kept {
+        assert!(
+            patched_lines.any(|p| p == line),
+            "the overlay removed or reordered `{line}`"
+        );
+    }
+}
+
+#[test]
+fn templates_sync_against_the_contract_reads_the_listing() {
+    let Some(prism) = prism::meta() else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let provider = format!(
+        "{}waba_id = \"102290129340398\"\n",
+        META_PROVIDER.replace("BASE_URL", prism.base_url())
+    );
+    let campaign = format!(
+        "[campaign]\nid = \"sync\"\ncategory = \"marketing\"\ncontacts = \"contacts.csv\"\n\
+         phone_column = \"phone\"\n\n{POSITIONAL}\n{provider}"
+    );
+    std::fs::write(dir.path().join("campaign.toml"), campaign).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args([
+            "--color",
+            "never",
+            "--db",
+            "w.db",
+            "templates",
+            "sync",
+            "campaign.toml",
+        ])
+        .env("WHATSAPP_TOKEN", "conformance-test-token")
+        .env_remove("WACAMPAIGN_DB")
+        .output()
+        .expect("running wacampaign templates sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stderr}\nPrism's log:\n{}",
+        prism.log_tail(40)
+    );
+    // The spec's example answer: two templates on one page.
+    assert!(stderr.contains("stored 2 templates"), "{stderr}");
+}
+
+#[test]
+fn templates_sync_against_twilios_content_contract_reads_the_listing() {
+    let Some(prism) = prism::twilio_content() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let provider = format!(
+        "{}account_sid = \"{ACCOUNT_SID}\"\ncontent_base_url = \"{}\"\n",
+        TWILIO_PROVIDER.replace("BASE_URL", "https://api.twilio.com"),
+        prism.base_url()
+    );
+    let campaign = format!(
+        "[campaign]\nid = \"sync\"\ncategory = \"utility\"\ncontacts = \"contacts.csv\"\n\
+         phone_column = \"phone\"\n\n{POSITIONAL}\n{provider}"
+    );
+    std::fs::write(dir.path().join("campaign.toml"), campaign).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args([
+            "--color",
+            "never",
+            "--db",
+            "w.db",
+            "templates",
+            "sync",
+            "campaign.toml",
+        ])
+        .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")
+        .env_remove("TWILIO_API_KEY_SID")
+        .env_remove("TWILIO_API_KEY_SECRET")
+        .env_remove("WACAMPAIGN_DB")
+        .output()
+        .expect("running wacampaign templates sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Prism answers a request that breaks the contract with 4xx, which fails the sync.
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stderr}\nPrism's log:\n{}",
+        prism.log_tail(40)
+    );
+    assert!(stderr.contains("templates"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("of Twilio account {ACCOUNT_SID}")),
+        "{stderr}"
+    );
+}
+
+/// [`WITH_COMPONENTS`] for Twilio: one Content SID per language, and the Content
+/// template's variable each header and button value fills.
+fn twilio_components() -> String {
+    WITH_COMPONENTS
+        .replace(
+            "language_fallback = [\"en_US\"]\n",
+            "language_fallback = [\"en_US\"]\ncontent_sid = \"HX0123456789abcdef0123456789abcdef\"\n\
+             content_sids = { en_US = \"HX1123456789abcdef0123456789abcdef\" }\n",
+        )
+        .replace(
+            "link = { column = \"image\" }\n",
+            "link = { column = \"image\" }\ntwilio_variable = \"3\"\n",
+        )
+        .replace(
+            "suffix = { column = \"order\" }\n",
+            "suffix = { column = \"order\" }\ntwilio_variable = \"4\"\n",
+        )
+        .replace("opt_out = true\n", "opt_out = true\ntwilio_variable = \"5\"\n")
+}
+
+#[test]
+fn a_template_with_an_image_header_buttons_and_two_languages_sent_through_twilio_conforms() {
+    let Some(prism) = prism::twilio() else { return };
+    let template = twilio_components();
+    let run = send(prism, &template, TWILIO_PROVIDER, &component_contacts(10));
+    assert_all_accepted_first_time(&run, 10);
+    assert_twilio_answers_read(&run);
+}
+
+/// The shipped `campaigns/spring-sale.toml` (image header, URL button, opt-out quick
+/// reply, two languages), its `[provider]` aimed at Prism: every request of the real
+/// campaign file is accepted on the first try.
+fn send_shipped_spring_sale(prism: &Prism, provider: &str, twilio: bool) -> Run {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns");
+    let text = std::fs::read_to_string(shipped.join("spring-sale.toml")).unwrap();
+    let at = text.find("[provider]").unwrap();
+    let sending = text.find("[sending]").unwrap();
+    let mut campaign = format!(
+        "{}{}\n{}",
+        &text[..at],
+        provider.replace("BASE_URL", prism.base_url()),
+        &text[sending..]
+    );
+    if twilio {
+        campaign = campaign
+            .replace(
+                "language_fallback = [\"en_US\"]\n",
+                "language_fallback = [\"en_US\"]\ncontent_sid = \"HX0123456789abcdef0123456789abcdef\"\n\
+                 content_sids = { en_US = \"HX1123456789abcdef0123456789abcdef\" }\n",
+            )
+            .replace("primavera-2027.jpg\" }\n", "primavera-2027.jpg\" }\ntwilio_variable = \"2\"\n")
+            .replace("suffix = { column = \"oferta\" }\n", "suffix = { column = \"oferta\" }\ntwilio_variable = \"3\"\n")
+            .replace("opt_out = true\n", "opt_out = true\ntwilio_variable = \"4\"\n");
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("spring-sale.toml"), campaign).unwrap();
+    std::fs::copy(
+        shipped.join("spring-sale.csv"),
+        dir.path().join("spring-sale.csv"),
+    )
+    .unwrap();
+    let db = dir.path().join("wacampaign.db");
+    opt_in_everyone(&dir.path().join("spring-sale.toml"), &db);
+    let output = Command::new(env!("CARGO_BIN_EXE_wacampaign"))
+        .current_dir(dir.path())
+        .args(["--color", "never", "--json", "--db"])
+        .arg(&db)
+        .args(["send", "spring-sale.toml", "--yes", "--no-media-check"])
+        .env("WHATSAPP_TOKEN", "conformance-test-token")
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+        .env("TWILIO_AUTH_TOKEN", "conformance-test-auth-token")
+        .env_remove("TWILIO_API_KEY_SID")
+        .env_remove("TWILIO_API_KEY_SECRET")
+        .env_remove("WACAMPAIGN_DB")
+        .env_remove("WACAMPAIGN_RATE")
+        .env_remove("WACAMPAIGN_CONCURRENCY")
+        .output()
+        .expect("running wacampaign send");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{stdout}\nPrism's log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        prism.log_tail(40)
+    );
+    let summary: Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|record| record["type"] == "send_summary")
+        .unwrap_or_else(|| panic!("no send_summary in:\n{stdout}"))["data"]
+        .clone();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows = conn
+        .prepare("SELECT state, message_id, wa_id, message_status FROM journal ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    Run { summary, rows }
+}
+
+#[test]
+fn the_shipped_two_language_campaign_sent_through_the_cloud_api_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let run = send_shipped_spring_sale(prism, META_PROVIDER, false);
+    // Seven contacts; one is left out for the space in its URL suffix.
+    assert_all_accepted_first_time(&run, 6);
+    assert_meta_answers_read(&run);
+}
+
+#[test]
+fn the_shipped_two_language_campaign_sent_through_twilio_conforms() {
+    let Some(prism) = prism::twilio() else { return };
+    let run = send_shipped_spring_sale(prism, TWILIO_PROVIDER, true);
+    assert_all_accepted_first_time(&run, 6);
+    assert_twilio_answers_read(&run);
+}
+
+#[test]
+fn a_file_uploaded_once_and_sent_by_media_id_conforms() {
+    let Some(prism) = prism::meta() else { return };
+    let template = r#"[template]
+name = "promo_image"
+language = "es_MX"
+body = "Hola {{1}}, tu pedido {{2}} está listo."
+
+[template.variables]
+"1" = { column = "name" }
+"2" = { column = "order" }
+
+[template.header]
+type = "image"
+file = "/PROMO_JPG"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("promo.jpg");
+    std::fs::write(&file, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let template = template.replace("/PROMO_JPG", file.to_str().unwrap());
+    let run = send(prism, &template, META_PROVIDER, &contacts(3));
+    assert_all_accepted_first_time(&run, 3);
 }

@@ -2,7 +2,7 @@
 //! HTTP requests: payloads shaped like the webhook examples in Meta's OpenAPI
 //! description (v23.0) and Twilio's form callbacks, signed the way each signs them.
 
-pub(crate) mod harness;
+pub mod harness;
 mod limits;
 
 use std::io::{Read, Write};
