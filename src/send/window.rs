@@ -115,10 +115,10 @@ impl Window {
                     return cap;
                 };
                 // Rows are claimed a batch at a time, and a late claim catches up
-                // with up to half a batch more: room for two batches on top of what
-                // the answers' latency keeps on the wire.
+                // with up to two batches more: room for three on top of what the
+                // answers' latency keeps on the wire.
                 let batch = super::rate::batch_size(rate);
-                let need = (rate * self.latency * HEADROOM).ceil() as usize + 2 * batch;
+                let need = (rate * self.latency * HEADROOM).ceil() as usize + 3 * batch;
                 need.clamp(MIN_WINDOW.max(batch), cap)
             }
         }
@@ -149,8 +149,8 @@ mod tests {
         for _ in 0..200 {
             w.answered(Duration::from_millis(300), Some(1000.0), now);
         }
-        // 1,000/s × 0.3 s × 1.5 + two batches of 20.
-        assert!((485..=490).contains(&w.size()), "{}", w.size());
+        // 1,000/s × 0.3 s × 1.5 + three batches of 20.
+        assert!((505..=510).contains(&w.size()), "{}", w.size());
         for _ in 0..200 {
             w.answered(Duration::from_secs(5), Some(1000.0), now);
         }
