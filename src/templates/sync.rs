@@ -164,32 +164,13 @@ impl Source {
                     query.append_pair("after", cursor);
                 }
             }
-            let mut attempts = 0;
-            let answer = loop {
-                let request = client.get(page_url.clone()).bearer_auth(token.expose());
-                let answer = http::send(request, token, *timeout)
-                    .await
-                    .map_err(|response| SyncError::Transport {
-                        url: url.clone(),
-                        detail: describe_failure(&response),
-                    })?;
-                if answer.status != 429 {
-                    break answer;
-                }
-                attempts += 1;
-                let wait = answer.retry_after.unwrap_or(Duration::from_secs(2));
-                if attempts > MAX_RETRIES || wait > MAX_RETRY_AFTER {
-                    return Err(SyncError::RateLimited {
-                        url: url.clone(),
-                        attempts,
-                        wait: answer
-                            .retry_after
-                            .map(|w| format!(" (Retry-After: {}s)", w.as_secs()))
-                            .unwrap_or_default(),
-                    });
-                }
-                tokio::time::sleep(wait).await;
-            };
+            let answer = get_page(
+                || client.get(page_url.clone()).bearer_auth(token.expose()),
+                token,
+                *timeout,
+                &url,
+            )
+            .await?;
             if matches!(answer.status, 401 | 403) {
                 return Err(SyncError::Unauthorized {
                     url: url.clone(),
@@ -237,34 +218,17 @@ impl Source {
         let mut query = format!("PageSize={PAGE_SIZE}");
         for page_number in 1..=MAX_PAGES {
             let page_url = format!("{url}?{query}");
-            let mut attempts = 0;
-            let answer = loop {
-                let request = client
-                    .get(&page_url)
-                    .basic_auth(username, Some(password.expose()));
-                let answer = http::send(request, password, *timeout)
-                    .await
-                    .map_err(|response| SyncError::Transport {
-                        url: url.clone(),
-                        detail: describe_failure(&response),
-                    })?;
-                if answer.status != 429 {
-                    break answer;
-                }
-                attempts += 1;
-                let wait = answer.retry_after.unwrap_or(Duration::from_secs(2));
-                if attempts > MAX_RETRIES || wait > MAX_RETRY_AFTER {
-                    return Err(SyncError::RateLimited {
-                        url: url.clone(),
-                        attempts,
-                        wait: answer
-                            .retry_after
-                            .map(|w| format!(" (Retry-After: {}s)", w.as_secs()))
-                            .unwrap_or_default(),
-                    });
-                }
-                tokio::time::sleep(wait).await;
-            };
+            let answer = get_page(
+                || {
+                    client
+                        .get(&page_url)
+                        .basic_auth(username, Some(password.expose()))
+                },
+                password,
+                *timeout,
+                &url,
+            )
+            .await?;
             if matches!(answer.status, 401 | 403) {
                 return Err(SyncError::Unauthorized {
                     url: url.clone(),
@@ -291,6 +255,41 @@ impl Source {
             }
         }
         Err(SyncError::TooManyPages { url })
+    }
+}
+
+/// One page of a listing, asked again after a 429 as its `Retry-After` says (a few
+/// times, never for long), for either provider.
+async fn get_page(
+    request: impl Fn() -> reqwest::RequestBuilder,
+    secret: &Secret,
+    timeout: Duration,
+    url: &str,
+) -> Result<http::Answer, SyncError> {
+    let mut attempts = 0;
+    loop {
+        let answer = http::send(request(), secret, timeout)
+            .await
+            .map_err(|response| SyncError::Transport {
+                url: url.to_owned(),
+                detail: describe_failure(&response),
+            })?;
+        if answer.status != 429 {
+            return Ok(answer);
+        }
+        attempts += 1;
+        let wait = answer.retry_after.unwrap_or(Duration::from_secs(2));
+        if attempts > MAX_RETRIES || wait > MAX_RETRY_AFTER {
+            return Err(SyncError::RateLimited {
+                url: url.to_owned(),
+                attempts,
+                wait: answer
+                    .retry_after
+                    .map(|w| format!(" (Retry-After: {}s)", w.as_secs()))
+                    .unwrap_or_default(),
+            });
+        }
+        tokio::time::sleep(wait).await;
     }
 }
 
