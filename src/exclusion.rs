@@ -35,6 +35,12 @@ pub enum Exclusion {
     /// give a new, evidenced consent.
     #[error("erased on {date} at the person's request")]
     Erased { date: String },
+    /// A US number in a marketing campaign: Meta delivers no marketing templates to
+    /// US numbers (Canada and the Caribbean share +1 and are not affected).
+    #[error(
+        "a US number: Meta delivers no marketing templates there (set sending.us_marketing = true if that changes)"
+    )]
+    UsMarketing,
 }
 
 impl Exclusion {
@@ -49,6 +55,7 @@ impl Exclusion {
             Exclusion::OptedOut { .. } => ExclusionKind::OptedOut,
             Exclusion::NoWindow => ExclusionKind::NoWindow,
             Exclusion::Erased { .. } => ExclusionKind::Erased,
+            Exclusion::UsMarketing => ExclusionKind::UsMarketing,
         }
     }
 }
@@ -66,6 +73,7 @@ pub enum ExclusionKind {
     OptedOut,
     NoWindow,
     Erased,
+    UsMarketing,
 }
 
 impl ExclusionKind {
@@ -80,6 +88,7 @@ impl ExclusionKind {
             ExclusionKind::OptedOut => "opted_out",
             ExclusionKind::NoWindow => "no_window",
             ExclusionKind::Erased => "erased",
+            ExclusionKind::UsMarketing => "us_marketing",
         }
     }
 
@@ -95,6 +104,7 @@ impl ExclusionKind {
             ExclusionKind::OptedOut => "opted out",
             ExclusionKind::NoWindow => "no open window",
             ExclusionKind::Erased => "erased",
+            ExclusionKind::UsMarketing => "US number (marketing)",
         }
     }
 }

@@ -222,6 +222,14 @@ impl<'a> Planner<'a> {
         if first_line != line {
             return exclude(Exclusion::Duplicate { first_line });
         }
+        if self.campaign.category == crate::campaign::Category::Marketing
+            && !self.campaign.sending.us_marketing
+            // Most numbers are not +1: no metadata lookup for them.
+            && phone.digits() / 10_000_000_000 == 1
+            && phone.region().as_deref() == Some("US")
+        {
+            return exclude(Exclusion::UsMarketing);
+        }
         if let Err(reason) = self.gate.check(phone) {
             return exclude(reason);
         }

@@ -166,6 +166,9 @@ pub struct Sending {
     /// A fixed in-flight window; `None` sizes it from the rate and the latency
     /// observed, up to [`Sending::in_flight_cap`].
     pub concurrency: Option<usize>,
+    /// Send marketing templates to US numbers too. Meta currently delivers none
+    /// there, so they are left out unless this says Meta lifted that.
+    pub us_marketing: bool,
 }
 
 /// Without a fixed `concurrency`, the in-flight window may grow to hold the rate
@@ -279,6 +282,7 @@ struct RawVariable {
 struct RawSending {
     rate_per_second: Option<Spanned<u32>>,
     concurrency: Option<Spanned<usize>>,
+    us_marketing: Option<bool>,
 }
 
 impl Campaign {
@@ -879,6 +883,7 @@ fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignE
     Ok(Sending {
         rate_per_second,
         concurrency,
+        us_marketing: raw.us_marketing.unwrap_or(false),
     })
 }
 

@@ -139,6 +139,7 @@ mod tests {
         Sizing::of(&crate::campaign::Sending {
             rate_per_second: rate,
             concurrency: None,
+            us_marketing: false,
         })
     }
 

@@ -637,3 +637,36 @@ fn a_malformed_clock_override_is_refused_before_anything_runs() {
         "{stderr}"
     );
 }
+
+/// Meta delivers no marketing templates to US numbers: a marketing campaign leaves
+/// them out with the reason, by libphonenumber's region (a Canadian +1 number stays),
+/// a utility campaign keeps them, and `sending.us_marketing = true` sends to them.
+#[test]
+fn us_numbers_are_left_out_of_marketing_campaigns_only() {
+    let contacts = "name,phone,date\n\
+                    Ana,+1 650 253 0000,lunes\n\
+                    Bea,+1 416 979 5000,lunes\n\
+                    Cris,+52 55 1234 5678,lunes\n";
+    let marketing = edit(
+        CAMPAIGN,
+        r#"category = "utility""#,
+        r#"category = "marketing""#,
+    );
+    let fx = Fixture::with_contacts(contacts);
+    fx.write("campaign.toml", &marketing);
+    assert_eq!(
+        excluded_rows(&fx),
+        "line,phone,reason_code,reason\n\
+         2,'+1 650 253 0000,us_marketing,a US number: Meta delivers no marketing templates there (set sending.us_marketing = true if that changes)\n"
+    );
+
+    let utility = Fixture::with_contacts(contacts);
+    assert_eq!(excluded_rows(&utility), "line,phone,reason_code,reason\n");
+
+    let allowed = Fixture::with_contacts(contacts);
+    allowed.write(
+        "campaign.toml",
+        format!("{marketing}\n[sending]\nus_marketing = true\n"),
+    );
+    assert_eq!(excluded_rows(&allowed), "line,phone,reason_code,reason\n");
+}
