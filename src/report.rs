@@ -49,7 +49,8 @@ pub struct InFlight {
 }
 
 impl CheckReport {
-    pub fn new(campaign: &Campaign, contacts_file: &str, stats: PlanStats, rate: u32) -> Self {
+    pub fn new(campaign: &Campaign, contacts_file: &str, stats: PlanStats) -> Self {
+        let rate = campaign.sending.rate_per_second;
         CheckReport {
             campaign: campaign.id.clone(),
             kind: campaign.kind.as_str().to_owned(),
@@ -65,8 +66,8 @@ impl CheckReport {
             in_flight: InFlight {
                 max: campaign.sending.in_flight_cap(),
                 fixed: campaign.sending.concurrency.is_some(),
-                rate_holds_below_ms: (campaign.sending.in_flight_cap() as u64 * 1000)
-                    / u64::from(rate.max(1)),
+                rate_holds_below_ms: u64::try_from(campaign.sending.rate_holds_below().as_millis())
+                    .unwrap_or(u64::MAX),
             },
             cost: None,
         }

@@ -159,24 +159,12 @@ impl SubjectRecord {
         for e in &self.consent_events {
             let _ = writeln!(
                 out,
-                "  #{} {} {} {} via {} ({}), source: {}{}{}; recorded {} by {}",
+                "  #{} {} {} {} {}",
                 e.id,
                 e.occurred_at,
                 e.action,
                 e.purpose,
-                e.method,
-                e.recorded_via,
-                e.source,
-                e.evidence
-                    .as_deref()
-                    .map(|ev| format!(", evidence: {ev}"))
-                    .unwrap_or_default(),
-                e.notice_hash
-                    .as_deref()
-                    .map(|h| format!(", notice {}", h.get(..12).unwrap_or(h)))
-                    .unwrap_or_default(),
-                e.recorded_at,
-                e.actor
+                e.provenance()
             );
         }
         for n in &self.notices {

@@ -177,6 +177,14 @@ pub struct Sending {
 pub const AUTO_WINDOW_LATENCY: std::time::Duration = std::time::Duration::from_millis(1250);
 
 impl Sending {
+    /// The slowest answers at which the rate still holds (Little's law: the most in
+    /// flight over the rate).
+    pub fn rate_holds_below(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(
+            self.in_flight_cap() as f64 / f64::from(self.rate_per_second.max(1)),
+        )
+    }
+
     /// The most requests on the wire at once, so the most a crash can leave in doubt.
     pub fn in_flight_cap(&self) -> usize {
         self.concurrency.unwrap_or_else(|| {

@@ -78,12 +78,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         };
         finished.with_context(|| format!("writing {}", path.display()))?;
     }
-    let mut report = CheckReport::new(
-        &campaign,
-        &contacts_file,
-        stats,
-        campaign.sending.rate_per_second,
-    );
+    let mut report = CheckReport::new(&campaign, &contacts_file, stats);
     report.cost = estimator.map(crate::pricing::Estimator::finish);
     if ctx.ui.json {
         json_line("check", &report)?;

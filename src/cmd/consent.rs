@@ -519,25 +519,13 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     for e in &history {
         writeln!(
             out,
-            "#{:<6} {}  {:<8} {:<9} {}  via {} ({}), source: {}{}{}; recorded {} by {}",
+            "#{:<6} {}  {:<8} {:<9} {}  {}",
             e.id,
             e.occurred_at,
             e.action,
             e.purpose,
             e.subject,
-            e.method,
-            e.recorded_via,
-            e.source,
-            e.evidence
-                .as_deref()
-                .map(|ev| format!(", evidence: {ev}"))
-                .unwrap_or_default(),
-            e.notice_hash
-                .as_deref()
-                .map(|h| format!(", notice {}", h.get(..12).unwrap_or(h)))
-                .unwrap_or_default(),
-            e.recorded_at,
-            e.actor
+            e.provenance()
         )?;
     }
     Ok(Exit::Success)

@@ -189,12 +189,7 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     let fresh = counts.planned + resend;
     let to_send = args.limit.map_or(fresh, |l| l.min(fresh)) + counts.deferred;
     let mut summary = SendSummary {
-        plan: CheckReport::new(
-            &campaign,
-            &contacts_file,
-            stats,
-            campaign.sending.rate_per_second,
-        ),
+        plan: CheckReport::new(&campaign, &contacts_file, stats),
         dry_run: false,
         journal: Some(counts.clone()),
         to_send,
@@ -474,12 +469,7 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
         }
     })?;
     let mut summary = SendSummary {
-        plan: CheckReport::new(
-            campaign,
-            &contacts_file,
-            stats,
-            campaign.sending.rate_per_second,
-        ),
+        plan: CheckReport::new(campaign, &contacts_file, stats),
         dry_run: true,
         journal: None,
         to_send: rendered,

@@ -172,6 +172,29 @@ pub struct Event {
     pub commitment: Option<String>,
 }
 
+impl Event {
+    /// How it was recorded, as `consent show` and `subject export` print it:
+    /// `via web_form (import), source: …, evidence: …, notice 6fc9…; recorded … by …`.
+    pub fn provenance(&self) -> String {
+        format!(
+            "via {} ({}), source: {}{}{}; recorded {} by {}",
+            self.method,
+            self.recorded_via,
+            self.source,
+            self.evidence
+                .as_deref()
+                .map(|ev| format!(", evidence: {ev}"))
+                .unwrap_or_default(),
+            self.notice_hash
+                .as_deref()
+                .map(|h| format!(", notice {}", h.get(..12).unwrap_or(h)))
+                .unwrap_or_default(),
+            self.recorded_at,
+            self.actor
+        )
+    }
+}
+
 fn legacy_format() -> i64 {
     1
 }

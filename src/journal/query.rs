@@ -312,7 +312,7 @@ pub struct PersonMessage {
     pub bsuid: Option<String>,
     /// The values rendered into the template, in placeholder order.
     pub values: serde_json::Value,
-    pub state: String,
+    pub state: State,
     pub attempts: i64,
     pub message_id: Option<String>,
     pub error_code: Option<i64>,

@@ -89,16 +89,6 @@ impl State {
         State::InFlight,
     ];
 
-    /// Rows that a later run may still send: they belong to the plan that made them.
-    pub fn is_pending(self) -> bool {
-        matches!(self, State::Planned | State::Deferred)
-    }
-
-    /// Whether a message may have reached the person in this state.
-    pub fn may_have_reached(self) -> bool {
-        matches!(self, State::InFlight | State::Accepted | State::InDoubt)
-    }
-
     /// Whether `self → to` is a transition the journal makes.
     pub fn may_become(self, to: State) -> bool {
         use State::*;

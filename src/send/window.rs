@@ -45,11 +45,6 @@ impl Sizing {
             Sizing::Fixed(n) => n,
         }
     }
-
-    /// The slowest answers at which `rate` still holds with this window.
-    pub fn holds_rate_up_to(self, rate: u32) -> Duration {
-        Duration::from_secs_f64(self.bound() as f64 / f64::from(rate.max(1)))
-    }
 }
 
 #[derive(Debug)]
@@ -76,15 +71,6 @@ impl Window {
     /// Requests allowed on the wire now.
     pub fn size(&self) -> usize {
         self.current
-    }
-
-    pub fn sizing(&self) -> Sizing {
-        self.sizing
-    }
-
-    /// The answer latency observed, smoothed.
-    pub fn latency(&self) -> Duration {
-        Duration::from_secs_f64(self.latency)
     }
 
     /// An answer came back after `latency`.
@@ -193,9 +179,11 @@ mod tests {
         w.trouble(Instant::now());
         assert_eq!(w.size(), 32);
         assert!(w.limits(1000.0), "32 in flight at 100 ms is 320/s");
-        assert_eq!(
-            Sizing::Fixed(32).holds_rate_up_to(1000),
-            Duration::from_millis(32)
-        );
+        let fixed = crate::campaign::Sending {
+            rate_per_second: 1000,
+            concurrency: Some(32),
+            us_marketing: false,
+        };
+        assert_eq!(fixed.rate_holds_below(), Duration::from_millis(32));
     }
 }
