@@ -8,6 +8,7 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::occurrence::OccurrenceError;
 use crate::phone::{E164, PhoneError};
 use crate::template::ValueError;
 
@@ -41,6 +42,12 @@ pub enum Exclusion {
         "a US number: Meta delivers no marketing templates there (set sending.us_marketing = true if that changes)"
     )]
     UsMarketing,
+    /// `campaign.occurrence` names an empty cell: never merged with another row.
+    #[error("no occurrence: {0}")]
+    NoOccurrence(OccurrenceError),
+    /// `campaign.send_by` cannot be read from the row.
+    #[error("invalid send-by: {0}")]
+    InvalidSendBy(OccurrenceError),
 }
 
 impl Exclusion {
@@ -56,6 +63,8 @@ impl Exclusion {
             Exclusion::NoWindow => ExclusionKind::NoWindow,
             Exclusion::Erased { .. } => ExclusionKind::Erased,
             Exclusion::UsMarketing => ExclusionKind::UsMarketing,
+            Exclusion::NoOccurrence(_) => ExclusionKind::NoOccurrence,
+            Exclusion::InvalidSendBy(_) => ExclusionKind::InvalidSendBy,
         }
     }
 }
@@ -74,6 +83,8 @@ pub enum ExclusionKind {
     NoWindow,
     Erased,
     UsMarketing,
+    NoOccurrence,
+    InvalidSendBy,
 }
 
 impl ExclusionKind {
@@ -89,6 +100,8 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no_window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "us_marketing",
+            ExclusionKind::NoOccurrence => "no_occurrence",
+            ExclusionKind::InvalidSendBy => "invalid_send_by",
         }
     }
 
@@ -105,6 +118,8 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no open window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "US number (marketing)",
+            ExclusionKind::NoOccurrence => "no occurrence",
+            ExclusionKind::InvalidSendBy => "invalid send-by",
         }
     }
 }

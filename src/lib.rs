@@ -14,9 +14,11 @@ pub mod db;
 pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
+pub mod fail_closed;
 pub mod gate;
 pub mod journal;
 pub mod lock;
+pub mod occurrence;
 pub mod phone;
 pub mod plan;
 pub mod pricing;
@@ -30,6 +32,7 @@ pub mod subject;
 pub mod suppression;
 pub mod template;
 pub mod templates;
+pub mod test_send;
 pub mod ui;
 pub mod webhook;
 
@@ -67,7 +70,7 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
     let locked = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<lock::LockError>(),
-            Some(lock::LockError::Held { .. })
+            Some(lock::LockError::Held { .. } | lock::LockError::NumberBusy { .. })
         )
     });
     if locked { Exit::Halted } else { Exit::Invalid }

@@ -26,6 +26,11 @@ pub struct Recipient {
     pub phone: E164,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+    /// Which of the person's messages this is (`campaign.occurrence`); empty for
+    /// one message per person.
+    pub occurrence: String,
+    /// Past this instant (RFC 3339, UTC) the message expires unsent.
+    pub send_by: Option<String>,
 }
 
 /// A contact left out of the campaign.
@@ -85,6 +90,10 @@ pub struct Planner<'a> {
     header_len: usize,
     /// First line each consent key was seen on: the same person twice is a duplicate.
     seen: HashMap<u64, u64>,
+    /// With occurrences, a duplicate is the same person for the same occurrence.
+    seen_occurrences: HashMap<(u64, String), u64>,
+    occurrence: Option<crate::occurrence::Bound>,
+    send_by: Option<(crate::occurrence::SendBySpec, crate::occurrence::Bound)>,
     row: Row,
     stats: PlanStats,
 }
@@ -132,7 +141,23 @@ impl<'a> Planner<'a> {
             .map(|c| reader.column_index(c, "template.language_column"))
             .transpose()?;
         let header_len = reader.headers().len();
+        let occurrence = campaign
+            .occurrence
+            .as_ref()
+            .map(|o| crate::occurrence::Bound::new(o, &reader, "campaign.occurrence"))
+            .transpose()?;
+        let send_by = campaign
+            .send_by
+            .as_ref()
+            .map(|s| {
+                crate::occurrence::Bound::new(&s.template, &reader, "campaign.send_by")
+                    .map(|bound| (s.clone(), bound))
+            })
+            .transpose()?;
         Ok(Planner {
+            seen_occurrences: HashMap::new(),
+            occurrence,
+            send_by,
             language_index,
             campaign,
             gate,
@@ -218,7 +243,26 @@ impl<'a> Planner<'a> {
             Ok(phone) => phone,
             Err(e) => return exclude(Exclusion::InvalidNumber(e)),
         };
-        let first_line = *self.seen.entry(phone.consent_key()).or_insert(line);
+        let occurrence = match crate::occurrence::occurrence_of(self.occurrence.as_ref(), &self.row)
+        {
+            Ok(occurrence) => occurrence,
+            Err(e) => return exclude(Exclusion::NoOccurrence(e)),
+        };
+        let send_by = match &self.send_by {
+            Some((spec, bound)) => match crate::occurrence::send_by_of(spec, bound, &self.row) {
+                Ok(at) => Some(at),
+                Err(e) => return exclude(Exclusion::InvalidSendBy(e)),
+            },
+            None => None,
+        };
+        let first_line = if self.occurrence.is_some() {
+            *self
+                .seen_occurrences
+                .entry((phone.consent_key(), occurrence.clone()))
+                .or_insert(line)
+        } else {
+            *self.seen.entry(phone.consent_key()).or_insert(line)
+        };
         if first_line != line {
             return exclude(Exclusion::Duplicate { first_line });
         }
@@ -294,6 +338,8 @@ impl<'a> Planner<'a> {
             line,
             phone,
             values,
+            occurrence,
+            send_by,
         })
     }
 

@@ -208,6 +208,11 @@ pub struct Campaign {
     pub sending: Sending,
     /// `[pricing]`: the rate card the cost estimate is made from.
     pub pricing: Option<PricingConfig>,
+    /// `campaign.occurrence`: what tells one message to a person from the next in a
+    /// recurring campaign; `None` for one message per person.
+    pub occurrence: Option<crate::occurrence::ColumnTemplate>,
+    /// `campaign.send_by`: past this instant an occurrence expires unsent.
+    pub send_by: Option<crate::occurrence::SendBySpec>,
 }
 
 // ---- the file as serde reads it ----
@@ -245,6 +250,18 @@ struct RawCampaign {
     encoding: Encoding,
     #[serde(default)]
     kind: MessageKind,
+    occurrence: Option<Spanned<RawOccurrence>>,
+    send_by: Option<Spanned<String>>,
+    send_by_format: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+}
+
+/// `campaign.occurrence`: a column, a template over columns, or a list of columns.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawOccurrence {
+    One(String),
+    Columns(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -469,6 +486,7 @@ impl Campaign {
             }
         }
         let sending = build_sending(&raw.sending, &at)?;
+        let (occurrence, send_by) = build_schedule(&raw.campaign, &at)?;
         let pricing = raw
             .pricing
             .as_ref()
@@ -486,6 +504,8 @@ impl Campaign {
             provider,
             sending,
             pricing,
+            occurrence,
+            send_by,
         })
     }
 
@@ -546,6 +566,14 @@ impl Campaign {
         for part in &self.template.parts {
             if let Some(variable) = &part.twilio_variable {
                 field(variable);
+            }
+        }
+        // Other occurrences are other messages: a changed rule would message everyone
+        // served under the old one again. Only when set, as for languages.
+        if let Some(occurrence) = &self.occurrence {
+            field("occurrence");
+            for column in occurrence.columns() {
+                field(column);
             }
         }
         let uploaded: Vec<ValueSource> = self
@@ -877,6 +905,72 @@ fn build_pricing(
             .transpose()?,
         business_country,
     })
+}
+
+/// `campaign.occurrence`, `campaign.send_by` (with `send_by_format` and `timezone`).
+fn build_schedule(
+    raw: &RawCampaign,
+    at: &Locate<'_>,
+) -> Result<
+    (
+        Option<crate::occurrence::ColumnTemplate>,
+        Option<crate::occurrence::SendBySpec>,
+    ),
+    CampaignError,
+> {
+    use crate::occurrence::{self, ColumnTemplate, SendBySpec};
+    let occurrence = raw
+        .occurrence
+        .as_ref()
+        .map(|o| {
+            match o.get_ref() {
+                RawOccurrence::One(text) => ColumnTemplate::parse(text, "campaign.occurrence"),
+                RawOccurrence::Columns(columns) => {
+                    ColumnTemplate::of_columns(columns, "campaign.occurrence")
+                }
+            }
+            .map_err(|m| at(o.span(), m))
+        })
+        .transpose()?;
+    let zone = raw
+        .timezone
+        .as_ref()
+        .map(|z| {
+            occurrence::zone(z.get_ref())
+                .map(|zone| (zone, z.get_ref().trim().to_owned()))
+                .map_err(|m| at(z.span(), m))
+        })
+        .transpose()?;
+    if let Some(format) = &raw.send_by_format {
+        occurrence::check_format(format.get_ref()).map_err(|m| at(format.span(), m))?;
+        if raw.send_by.is_none() {
+            return Err(at(
+                format.span(),
+                "campaign.send_by_format reads campaign.send_by, which is not set".into(),
+            ));
+        }
+    }
+    let send_by = match &raw.send_by {
+        None => None,
+        Some(text) => {
+            let template = ColumnTemplate::parse(text.get_ref(), "campaign.send_by")
+                .map_err(|m| at(text.span(), m))?;
+            let Some((zone, zone_name)) = zone else {
+                return Err(at(
+                    text.span(),
+                    "campaign.send_by is a local time: set campaign.timezone to the zone it is                      written in (an IANA name such as \"America/Mexico_City\")"
+                        .into(),
+                ));
+            };
+            Some(SendBySpec {
+                template,
+                format: raw.send_by_format.as_ref().map(|f| f.get_ref().clone()),
+                zone,
+                zone_name,
+            })
+        }
+    };
+    Ok((occurrence, send_by))
 }
 
 fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignError> {

@@ -31,10 +31,13 @@ use crate::plan::{ConsentGate, Recipient};
 
 pub use key::RowKey;
 pub use query::{
-    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code,
-    held_for_quality, rows,
+    CampaignRecord, Counts, HaltRecord, JournalRow, already_served, campaign_record, counts,
+    failures_by_code, held_for_quality, rows, test_sends,
 };
 pub use state::State;
+
+/// The plan run test sends are written under: no run of a plan has it.
+const TEST_PLAN_RUN: i64 = 0;
 
 /// Why a campaign cannot be sent (again) as it is.
 #[derive(Debug, Error)]
@@ -176,6 +179,28 @@ impl Journal {
         gate: Gate,
         resume_halted: bool,
     ) -> Result<(Journal, u64), JournalError> {
+        Self::begin_run(conn, campaign, gate, resume_halted, false)
+    }
+
+    /// A journal for test sends (`send --to`): the campaign is registered and
+    /// checked as for a run, but its plan is left alone. Test rows are written under
+    /// plan run 0, which no run of the campaign's plan claims, with occurrences
+    /// starting with `test:`, which its totals never count.
+    pub fn begin_test(
+        conn: Connection,
+        campaign: &Campaign,
+        gate: Gate,
+    ) -> Result<(Journal, u64), JournalError> {
+        Self::begin_run(conn, campaign, gate, false, true)
+    }
+
+    fn begin_run(
+        conn: Connection,
+        campaign: &Campaign,
+        gate: Gate,
+        resume_halted: bool,
+        test: bool,
+    ) -> Result<(Journal, u64), JournalError> {
         let now = clock::now_string();
         let fingerprint = campaign.content_fingerprint();
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
@@ -233,13 +258,17 @@ impl Journal {
                         reason: halt_reason.unwrap_or_default(),
                     });
                 }
-                tx.execute(
-                    "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
-                    params![campaign.id],
-                )?;
+                // A test send leaves the plan's run alone: the next run resumes it.
+                if !test {
+                    tx.execute(
+                        "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
+                        params![campaign.id],
+                    )?;
+                }
                 plan_run + 1
             }
         };
+        let plan_run = if test { TEST_PLAN_RUN } else { plan_run };
         let recovered = tx.execute(
             "UPDATE journal SET state = 'in_doubt', updated_at = ?2,
                  error_detail = 'the process stopped while this message was in flight'
@@ -279,8 +308,8 @@ impl Journal {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
-                     params, state, updated_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9
+                     params, state, updated_at, send_by)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10
                  -- Someone erased after the plan's consent was loaded has no event under
                  -- their key any more: they are not planned (the erasure and this
                  -- insert each hold the write lock, so one sees the other).
@@ -290,7 +319,8 @@ impl Journal {
                      line = excluded.line,
                      seq = excluded.seq,
                      phone = CASE WHEN state IN ('planned', 'deferred') THEN excluded.phone ELSE phone END,
-                     params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END",
+                     params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END,
+                     send_by = CASE WHEN state IN ('planned', 'deferred') THEN excluded.send_by ELSE send_by END",
             )?;
             for (seq, recipient) in batch {
                 let params_json = serde_json::to_string(&recipient.values)
@@ -298,17 +328,37 @@ impl Journal {
                 insert.execute(params![
                     self.campaign_id,
                     key::person_of(recipient.phone),
-                    "",
+                    recipient.occurrence,
                     recipient.phone.to_string(),
                     recipient.line as i64,
                     *seq as i64,
                     self.plan_run,
                     params_json,
-                    now
+                    now,
+                    recipient.send_by
                 ])?;
             }
         }
         tx.commit()
+    }
+
+    /// Expires every row of the campaign still waiting (planned or deferred, by this
+    /// plan or an earlier one) whose send-by time has passed: such an occurrence is
+    /// never sent, whatever deferred it, even when today's file no longer lists it.
+    pub fn expire_past_send_by(&mut self) -> rusqlite::Result<u64> {
+        let now = clock::now_string();
+        Ok(self.conn.execute(
+            "UPDATE journal SET state = 'expired', outcome_at = ?2, updated_at = ?2,
+                 error_detail = 'its send-by time ' || send_by || ' passed before it could be sent'
+             WHERE campaign_id = ?1 AND state IN ('planned', 'deferred')
+               AND send_by IS NOT NULL AND send_by <= ?2",
+            params![self.campaign_id, now],
+        )? as u64)
+    }
+
+    /// Occurrences of this plan that earlier runs already served.
+    pub fn already_served(&self) -> rusqlite::Result<u64> {
+        already_served(&self.conn, &self.campaign_id, self.plan_run)
     }
 
     /// Lifts a halt, once the operator confirmed the run with `--resume-halted`.

@@ -26,6 +26,9 @@ pub struct Message {
     pub phone: E164,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+    /// The journal row's occurrence (empty for one message per person): carried
+    /// with the message so its statuses find the row.
+    pub occurrence: String,
 }
 
 /// What a provider said about one message, before classification.
