@@ -8,6 +8,7 @@ mod conformance;
 mod consent;
 mod consent_support;
 mod cost;
+mod cron_output;
 mod erase;
 mod fail_closed;
 mod fuzz;
