@@ -41,6 +41,10 @@ pub enum Exclusion {
         "a US number: Meta delivers no marketing templates there (set sending.us_marketing = true if that changes)"
     )]
     UsMarketing,
+    /// A cell the audience expression needs did not convert (`number(total)` of
+    /// `n/a`): the row can be judged neither in nor out.
+    #[error("audience: {0}")]
+    AudienceValue(String),
 }
 
 impl Exclusion {
@@ -56,6 +60,7 @@ impl Exclusion {
             Exclusion::NoWindow => ExclusionKind::NoWindow,
             Exclusion::Erased { .. } => ExclusionKind::Erased,
             Exclusion::UsMarketing => ExclusionKind::UsMarketing,
+            Exclusion::AudienceValue(_) => ExclusionKind::AudienceValue,
         }
     }
 }
@@ -74,6 +79,7 @@ pub enum ExclusionKind {
     NoWindow,
     Erased,
     UsMarketing,
+    AudienceValue,
 }
 
 impl ExclusionKind {
@@ -89,6 +95,7 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no_window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "us_marketing",
+            ExclusionKind::AudienceValue => "audience_value",
         }
     }
 
@@ -105,6 +112,7 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no open window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "US number (marketing)",
+            ExclusionKind::AudienceValue => "unreadable for audience",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod audience;
 pub mod backup;
 pub mod campaign;
 pub mod cli;
@@ -14,13 +15,16 @@ pub mod db;
 pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
+pub mod frequency_cap;
 pub mod gate;
+pub mod hold;
 pub mod journal;
 pub mod lock;
 pub mod phone;
 pub mod plan;
 pub mod pricing;
 pub mod provider;
+pub mod quiet_hours;
 pub mod report;
 pub mod retention;
 pub mod secret;
@@ -30,6 +34,7 @@ pub mod subject;
 pub mod suppression;
 pub mod template;
 pub mod templates;
+pub mod timezone;
 pub mod ui;
 pub mod webhook;
 

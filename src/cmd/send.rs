@@ -44,6 +44,7 @@ Examples:
   wacampaign send campaigns/promotion.toml --yes --resume-halted
   wacampaign send campaigns/promotion.toml --yes --max-cost 25USD
   wacampaign send campaigns/spring-sale.toml --yes --accept-template-change
+  wacampaign send campaigns/promotion.toml --yes --where 'lower(city) == \"monterrey\"'
 
 In cron (no terminal), --yes is required; exit codes tell how the run ended.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
@@ -90,6 +91,8 @@ pub struct Args {
     #[arg(long)]
     pub accept_template_change: bool,
     #[command(flatten)]
+    pub audience: crate::cmd::where_arg::WhereArg,
+    #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
 }
 
@@ -135,6 +138,7 @@ struct Prepared {
 /// same rule as the file's own value.
 fn load_campaign(ctx: &Context, args: &Args) -> anyhow::Result<Campaign> {
     let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    args.audience.apply(&mut campaign)?;
     if let Some(rate) = args.rate {
         campaign.sending.rate_per_second = Sending::check_rate(rate).map_err(anyhow::Error::msg)?;
     }
@@ -162,7 +166,9 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     let mut gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
     gate.erased = ctx.suppressions(&db.conn)?;
-    let planner = Planner::new(&campaign, &gate)?;
+    let planner = Planner::new(&campaign, &gate)?
+        .with_caps(&db.conn)
+        .context("reading earlier messages for the frequency caps")?;
     let contacts_file = planner.contacts_path().to_owned();
     let (mut journal, recovered) =
         match Journal::begin(db.conn, &campaign, gate.clone(), args.resume_halted) {
@@ -453,7 +459,7 @@ fn after_sending(ctx: &Context, error: anyhow::Error) -> anyhow::Result<Exit> {
 
 fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Exit> {
     let gate = ctx.consent_gate(campaign)?;
-    let planner = Planner::new(campaign, &gate)?;
+    let planner = crate::cmd::where_arg::with_caps(ctx, Planner::new(campaign, &gate)?)?;
     let contacts_file = planner.contacts_path().to_owned();
     let mut rendered = 0u64;
     let pricing = crate::pricing::Pricing::of(campaign)?;

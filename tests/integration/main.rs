@@ -2,6 +2,7 @@
 //! `wacampaign` against files written into a temporary directory, and against real
 //! servers on 127.0.0.1.
 
+mod audience;
 mod backup;
 mod check;
 mod conformance;
@@ -14,6 +15,7 @@ mod mock_server;
 mod preview;
 mod prism;
 mod prune;
+mod quiet_hours;
 mod send;
 mod send_conformance;
 mod session;
