@@ -48,6 +48,10 @@ pub enum Exclusion {
     /// `campaign.send_by` cannot be read from the row.
     #[error("invalid send-by: {0}")]
     InvalidSendBy(OccurrenceError),
+    /// A cell the audience expression needs did not convert (`number(total)` of
+    /// `n/a`): the row can be judged neither in nor out.
+    #[error("audience: {0}")]
+    AudienceValue(String),
 }
 
 impl Exclusion {
@@ -65,6 +69,7 @@ impl Exclusion {
             Exclusion::UsMarketing => ExclusionKind::UsMarketing,
             Exclusion::NoOccurrence(_) => ExclusionKind::NoOccurrence,
             Exclusion::InvalidSendBy(_) => ExclusionKind::InvalidSendBy,
+            Exclusion::AudienceValue(_) => ExclusionKind::AudienceValue,
         }
     }
 }
@@ -85,6 +90,7 @@ pub enum ExclusionKind {
     UsMarketing,
     NoOccurrence,
     InvalidSendBy,
+    AudienceValue,
 }
 
 impl ExclusionKind {
@@ -102,6 +108,7 @@ impl ExclusionKind {
             ExclusionKind::UsMarketing => "us_marketing",
             ExclusionKind::NoOccurrence => "no_occurrence",
             ExclusionKind::InvalidSendBy => "invalid_send_by",
+            ExclusionKind::AudienceValue => "audience_value",
         }
     }
 
@@ -120,6 +127,7 @@ impl ExclusionKind {
             ExclusionKind::UsMarketing => "US number (marketing)",
             ExclusionKind::NoOccurrence => "no occurrence",
             ExclusionKind::InvalidSendBy => "invalid send-by",
+            ExclusionKind::AudienceValue => "unreadable for audience",
         }
     }
 }

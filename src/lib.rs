@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod audience;
 pub mod backup;
 pub mod campaign;
 pub mod cli;
@@ -15,7 +16,9 @@ pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
 pub mod fail_closed;
+pub mod frequency_cap;
 pub mod gate;
+pub mod hold;
 pub mod journal;
 pub mod lock;
 pub mod occurrence;
@@ -23,6 +26,7 @@ pub mod phone;
 pub mod plan;
 pub mod pricing;
 pub mod provider;
+pub mod quiet_hours;
 pub mod report;
 pub mod retention;
 pub mod secret;
@@ -33,6 +37,7 @@ pub mod suppression;
 pub mod template;
 pub mod templates;
 pub mod test_send;
+pub mod timezone;
 pub mod ui;
 pub mod webhook;
 

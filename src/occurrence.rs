@@ -100,7 +100,7 @@ pub struct SendBySpec {
     pub template: ColumnTemplate,
     /// A strftime pattern (`%d/%m/%Y %H:%M`); else the usual spellings.
     pub format: Option<String>,
-    pub zone: jiff::tz::TimeZone,
+    pub zone: chrono_tz::Tz,
     pub zone_name: String,
 }
 
@@ -175,7 +175,7 @@ pub fn send_by_of(spec: &SendBySpec, bound: &Bound, row: &Row) -> Result<String,
 pub fn parse_send_by(
     text: &str,
     format: Option<&str>,
-    zone: &jiff::tz::TimeZone,
+    zone: &chrono_tz::Tz,
 ) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
     let local = match format {
@@ -215,24 +215,27 @@ pub fn parse_send_by(
 }
 
 /// A wall-clock time in `zone` as an instant. A time skipped by a DST change is read
-/// as the same time after the change, an ambiguous one as the first (jiff's
-/// "compatible" rule, as RFC 5545 and Temporal do).
-fn to_utc(local: NaiveDateTime, zone: &jiff::tz::TimeZone) -> Result<DateTime<Utc>, String> {
-    use chrono::{Datelike, Timelike};
-    let civil = jiff::civil::DateTime::new(
-        i16::try_from(local.year()).map_err(|_| "has a year out of range".to_owned())?,
-        local.month() as i8,
-        local.day() as i8,
-        local.hour() as i8,
-        local.minute() as i8,
-        local.second() as i8,
-        0,
-    )
-    .map_err(|e| format!("is not a valid time: {e}"))?;
-    let instant = zone
-        .to_timestamp(civil)
-        .map_err(|e| format!("is out of range: {e}"))?;
-    DateTime::from_timestamp(instant.as_second(), 0).ok_or_else(|| "is out of range".to_owned())
+/// with the offset in force before the change (so 02:30 on a spring-forward night is
+/// 03:30), an ambiguous one as the first: the "compatible" rule of RFC 5545 and
+/// Temporal.
+fn to_utc(local: NaiveDateTime, zone: &chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    use chrono::{LocalResult, Offset, TimeZone};
+    match zone.from_local_datetime(&local) {
+        LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
+        LocalResult::None => {
+            let before = local
+                .checked_sub_signed(chrono::Duration::days(1))
+                .ok_or_else(|| "is out of range".to_owned())?;
+            let offset = zone.offset_from_utc_datetime(&before).fix();
+            let utc = local
+                .checked_sub_signed(chrono::Duration::seconds(i64::from(
+                    offset.local_minus_utc(),
+                )))
+                .ok_or_else(|| "is out of range".to_owned())?;
+            Ok(utc.and_utc())
+        }
+    }
 }
 
 /// Checks a strftime pattern once, when the campaign is loaded.
@@ -248,13 +251,8 @@ pub fn check_format(format: &str) -> Result<(), String> {
 }
 
 /// The campaign's time zone, by its IANA name.
-pub fn zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    jiff::tz::TimeZone::get(name.trim()).map_err(|_| {
-        format!(
-            "campaign.timezone `{name}` is not an IANA time zone; use for example \
-             \"America/Mexico_City\" or \"Europe/Madrid\""
-        )
-    })
+pub fn zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    crate::timezone::parse(name).map_err(|m| format!("campaign.timezone: {m}"))
 }
 
 #[cfg(test)]

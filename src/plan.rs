@@ -10,8 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::audience::{Audience, Verdict};
 use crate::campaign::{Campaign, ValueSource};
 use crate::contacts::{ContactReader, ContactsError, Row};
+use crate::frequency_cap::CapIndex;
+use crate::hold::{Hold, HoldKind, Rules};
 // The reasons and the gate are shared with the consent ledger, so they live below
 // both; re-exported because they are part of what a plan says.
 pub use crate::exclusion::{ConsentGate, Exclusion, ExclusionKind, NoGate};
@@ -31,6 +34,10 @@ pub struct Recipient {
     pub occurrence: String,
     /// Past this instant (RFC 3339, UTC) the message expires unsent.
     pub send_by: Option<String>,
+    /// The contact's own time zone, from `campaign.timezone_column`.
+    pub time_zone: Option<String>,
+    /// Quiet hours or a frequency cap hold the message until later.
+    pub hold: Option<Hold>,
 }
 
 /// A contact left out of the campaign.
@@ -61,6 +68,20 @@ pub struct PlanStats {
     /// Eligible contacts by the language they are sent in (per-contact languages only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub by_language: BTreeMap<String, u64>,
+    /// Rows the audience filter leaves out: neither eligible nor excluded (present
+    /// when the campaign has an audience).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_audience: Option<u64>,
+    /// Eligible contacts in quiet hours now: deferred, sent once their window opens.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quiet_hours: u64,
+    /// Eligible contacts at a frequency cap: deferred until they are under it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frequency_capped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Error)]
@@ -68,6 +89,8 @@ pub struct PlanStats {
 pub enum PlanError {
     #[error(transparent)]
     Contacts(#[from] ContactsError),
+    #[error(transparent)]
+    Audience(#[from] crate::audience::AudienceError),
 }
 
 enum Source {
@@ -96,6 +119,12 @@ pub struct Planner<'a> {
     send_by: Option<(crate::occurrence::SendBySpec, crate::occurrence::Bound)>,
     row: Row,
     stats: PlanStats,
+    audience: Option<Audience>,
+    rules: Option<Rules>,
+    caps: CapIndex,
+    zone_index: Option<usize>,
+    /// The instant holds are judged at: the plan's.
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 impl<'a> Planner<'a> {
@@ -154,10 +183,31 @@ impl<'a> Planner<'a> {
                     .map(|bound| (s.clone(), bound))
             })
             .transpose()?;
+        let now = crate::clock::now();
+        let headers = reader.headers().to_vec();
+        let audience = campaign
+            .audience
+            .as_ref()
+            .map(|spec| Audience::new(spec, &headers, campaign.timezone, now))
+            .transpose()?;
+        let zone_index = campaign
+            .timezone_column
+            .as_ref()
+            .map(|c| reader.column_index(c, "campaign.timezone_column"))
+            .transpose()?;
+        let stats = PlanStats {
+            outside_audience: audience.as_ref().map(|_| 0),
+            ..PlanStats::default()
+        };
         Ok(Planner {
             seen_occurrences: HashMap::new(),
             occurrence,
             send_by,
+            audience,
+            rules: Rules::of(campaign),
+            caps: CapIndex::default(),
+            zone_index,
+            now,
             language_index,
             campaign,
             gate,
@@ -167,8 +217,24 @@ impl<'a> Planner<'a> {
             header_len,
             seen: HashMap::new(),
             row: Row::default(),
-            stats: PlanStats::default(),
+            stats,
         })
+    }
+
+    /// Whether the campaign caps how often a person hears from the business.
+    pub fn has_caps(&self) -> bool {
+        self.rules.as_ref().is_some_and(Rules::has_caps)
+    }
+
+    /// The persons at this campaign's frequency caps, read from the journal once
+    /// before planning, so contacts over a cap are reported and deferred.
+    pub fn with_caps(mut self, conn: &rusqlite::Connection) -> rusqlite::Result<Self> {
+        if let Some(rules) = &self.rules
+            && rules.has_caps()
+        {
+            self.caps = CapIndex::load(conn, rules.caps(), rules.category(), self.now)?;
+        }
+        Ok(self)
     }
 
     pub fn contacts_path(&self) -> &str {
@@ -181,16 +247,26 @@ impl<'a> Planner<'a> {
 
     /// The next row's fate; `None` once the file is read.
     pub fn next_item(&mut self) -> Result<Option<PlanItem>, PlanError> {
-        let got = self.reader.read_row(&mut self.row)?;
-        self.stats.blank_rows = self.reader.blank_rows();
-        if !got {
-            return Ok(None);
-        }
-        self.stats.contacts_read += 1;
-        let item = self.judge();
+        let item = loop {
+            let got = self.reader.read_row(&mut self.row)?;
+            self.stats.blank_rows = self.reader.blank_rows();
+            if !got {
+                return Ok(None);
+            }
+            self.stats.contacts_read += 1;
+            match self.judge()? {
+                Some(item) => break item,
+                None => *self.stats.outside_audience.get_or_insert(0) += 1,
+            }
+        };
         match &item {
             PlanItem::Eligible(recipient) => {
                 self.stats.eligible += 1;
+                match recipient.hold.as_ref().map(|h| h.kind) {
+                    Some(HoldKind::QuietHours) => self.stats.quiet_hours += 1,
+                    Some(HoldKind::FrequencyCap) => self.stats.frequency_capped += 1,
+                    None => {}
+                }
                 if self.language_index.is_some() {
                     *self
                         .stats
@@ -216,7 +292,57 @@ impl<'a> Planner<'a> {
         Ok(Some(item))
     }
 
-    fn judge(&mut self) -> PlanItem {
+    /// A row's fate; `None` for a row outside the audience. The audience comes
+    /// first: a row it leaves out is neither a duplicate nor excluded.
+    fn judge(&mut self) -> Result<Option<PlanItem>, PlanError> {
+        let well_formed = self.row.record.len() >= self.header_len;
+        if let Some(audience) = &self.audience
+            && well_formed
+        {
+            match audience.judge(&self.row.record)? {
+                Verdict::In => {}
+                Verdict::Out => return Ok(None),
+                Verdict::Unreadable(why) => {
+                    return Ok(Some(PlanItem::Excluded(Excluded {
+                        line: self.row.line,
+                        phone_raw: self.row.get(self.phone_index).unwrap_or("").to_owned(),
+                        reason: Exclusion::AudienceValue(why),
+                    })));
+                }
+            }
+        }
+        let mut item = self.judge_row();
+        if let PlanItem::Eligible(recipient) = &mut item {
+            let zone = match self.zone_index {
+                Some(index) => match self.row.get(index).map(str::trim) {
+                    Some(cell) if !cell.is_empty() => match crate::timezone::parse(cell) {
+                        Ok(zone) => {
+                            recipient.time_zone = Some(zone.name().to_owned());
+                            Some(zone)
+                        }
+                        Err(reason) => {
+                            return Ok(Some(PlanItem::Excluded(Excluded {
+                                line: recipient.line,
+                                phone_raw: self.row.get(self.phone_index).unwrap_or("").to_owned(),
+                                reason: Exclusion::InvalidValue(ValueError::Part(
+                                    "campaign.timezone_column".into(),
+                                    reason,
+                                )),
+                            })));
+                        }
+                    },
+                    _ => None,
+                },
+                None => None,
+            };
+            if let Some(rules) = &self.rules {
+                recipient.hold = rules.at_plan(recipient.phone, zone, &self.caps, self.now);
+            }
+        }
+        Ok(Some(item))
+    }
+
+    fn judge_row(&mut self) -> PlanItem {
         let line = self.row.line;
         let phone_raw = self.row.get(self.phone_index).unwrap_or("").to_owned();
         let exclude = |reason| {
@@ -340,6 +466,8 @@ impl<'a> Planner<'a> {
             values,
             occurrence,
             send_by,
+            time_zone: None,
+            hold: None,
         })
     }
 

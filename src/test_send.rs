@@ -131,6 +131,10 @@ pub fn recipients(
                     values: sample.values.clone(),
                     occurrence: occurrence.clone(),
                     send_by: Some(send_by.clone()),
+                    // A test goes to the marketer's own phone, now: no quiet hours
+                    // or caps of the campaign's audience apply to it.
+                    time_zone: None,
+                    hold: None,
                 },
             )
         })

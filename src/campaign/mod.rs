@@ -213,6 +213,17 @@ pub struct Campaign {
     pub occurrence: Option<crate::occurrence::ColumnTemplate>,
     /// `campaign.send_by`: past this instant an occurrence expires unsent.
     pub send_by: Option<crate::occurrence::SendBySpec>,
+    /// `campaign.timezone`: today's date for the audience, and the zone of contacts
+    /// whose number gives none (UTC when left out).
+    pub timezone: chrono_tz::Tz,
+    /// `campaign.timezone_column`: each contact's own zone (an IANA name).
+    pub timezone_column: Option<String>,
+    /// `[audience]`: which rows the campaign is for; `None`, every row.
+    pub audience: Option<crate::audience::AudienceSpec>,
+    /// `sending.quiet_hours` and `sending.days`, in each contact's zone.
+    pub quiet_hours: Option<crate::quiet_hours::QuietHours>,
+    /// `sending.frequency_cap`, every category's (a campaign applies its own and `all`).
+    pub frequency_caps: Vec<crate::frequency_cap::Cap>,
 }
 
 // ---- the file as serde reads it ----
@@ -226,6 +237,16 @@ struct RawFile {
     #[serde(default)]
     sending: RawSending,
     pricing: Option<RawPricing>,
+    audience: Option<RawAudience>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudience {
+    #[serde(rename = "where")]
+    expression: Spanned<String>,
+    #[serde(default)]
+    columns: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +275,7 @@ struct RawCampaign {
     send_by: Option<Spanned<String>>,
     send_by_format: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
+    timezone_column: Option<Spanned<String>>,
 }
 
 /// `campaign.occurrence`: a column, a template over columns, or a list of columns.
@@ -308,6 +330,9 @@ struct RawSending {
     rate_per_second: Option<Spanned<u32>>,
     concurrency: Option<Spanned<usize>>,
     us_marketing: Option<bool>,
+    quiet_hours: Option<Spanned<String>>,
+    days: Option<Spanned<Vec<String>>>,
+    frequency_cap: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 impl Campaign {
@@ -492,6 +517,22 @@ impl Campaign {
             .as_ref()
             .map(|p| build_pricing(p, base_dir, &at))
             .transpose()?;
+        let timezone = match &raw.campaign.timezone {
+            Some(z) => crate::timezone::parse(z.get_ref())
+                .map_err(|m| at(z.span(), format!("campaign.timezone: {m}")))?,
+            None => chrono_tz::UTC,
+        };
+        let timezone_column = raw
+            .campaign
+            .timezone_column
+            .as_ref()
+            .map(|c| c.get_ref().trim().to_owned());
+        let audience = raw
+            .audience
+            .as_ref()
+            .map(|a| build_audience(a, text, &shown, &at))
+            .transpose()?;
+        let (quiet_hours, frequency_caps) = build_holds(&raw.sending, &at)?;
 
         Ok(Campaign {
             file: path.to_path_buf(),
@@ -506,6 +547,11 @@ impl Campaign {
             pricing,
             occurrence,
             send_by,
+            timezone,
+            timezone_column,
+            audience,
+            quiet_hours,
+            frequency_caps,
         })
     }
 
@@ -958,7 +1004,8 @@ fn build_schedule(
             let Some((zone, zone_name)) = zone else {
                 return Err(at(
                     text.span(),
-                    "campaign.send_by is a local time: set campaign.timezone to the zone it is                      written in (an IANA name such as \"America/Mexico_City\")"
+                    "campaign.send_by is a local time: set campaign.timezone to the zone it is \
+                     written in (an IANA name such as \"America/Mexico_City\")"
                         .into(),
                 ));
             };
@@ -987,6 +1034,72 @@ fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignE
         concurrency,
         us_marketing: raw.us_marketing.unwrap_or(false),
     })
+}
+
+fn build_audience(
+    raw: &RawAudience,
+    text: &str,
+    shown: &str,
+    at: &Locate<'_>,
+) -> Result<crate::audience::AudienceSpec, CampaignError> {
+    let mut columns = BTreeMap::new();
+    for (name, kind) in &raw.columns {
+        let kind = crate::audience::ColumnType::parse(kind.get_ref())
+            .map_err(|m| at(kind.span(), format!("audience.columns.{name}: {m}")))?;
+        columns.insert(name.trim().to_owned(), kind);
+    }
+    let (line, column) = line_column(text, raw.expression.span().start);
+    crate::audience::AudienceSpec::new(
+        raw.expression.get_ref(),
+        format!("{shown}:{line}:{column}: audience.where"),
+        columns,
+    )
+    .map_err(|m| at(raw.expression.span(), format!("audience.where: {m}")))
+}
+
+/// Quiet hours and frequency caps: the rules that hold a contact for later.
+fn build_holds(
+    raw: &RawSending,
+    at: &Locate<'_>,
+) -> Result<
+    (
+        Option<crate::quiet_hours::QuietHours>,
+        Vec<crate::frequency_cap::Cap>,
+    ),
+    CampaignError,
+> {
+    let quiet_hours = if raw.quiet_hours.is_some() || raw.days.is_some() {
+        let span = raw
+            .quiet_hours
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| raw.days.as_ref().map(Spanned::span))
+            .unwrap_or(0..0);
+        let quiet = crate::quiet_hours::QuietHours::parse(
+            raw.quiet_hours.as_ref().map(|q| q.get_ref().as_str()),
+            raw.days.as_ref().map(|d| d.get_ref().as_slice()),
+        );
+        Some(quiet.map_err(|m| {
+            // A bad day points at the days, anything else at the window.
+            let span = if m.starts_with("sending.days") {
+                raw.days.as_ref().map_or(span.clone(), Spanned::span)
+            } else {
+                span
+            };
+            at(span, m)
+        })?)
+    } else {
+        None
+    };
+    let mut caps = Vec::new();
+    if let Some(table) = &raw.frequency_cap {
+        for (key, text) in table.get_ref() {
+            caps.push(
+                crate::frequency_cap::Cap::parse(key, text).map_err(|m| at(table.span(), m))?,
+            );
+        }
+    }
+    Ok((quiet_hours, caps))
 }
 
 /// The largest fixed in-flight window an operator may choose.

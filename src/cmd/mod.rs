@@ -20,6 +20,7 @@ pub mod status;
 pub mod subject;
 pub mod templates;
 pub mod webhook;
+pub mod where_arg;
 
 /// What every command gets from the global options.
 #[derive(Debug)]

@@ -47,6 +47,7 @@ Examples:
   wacampaign send campaigns/promotion.toml --to '+52 55 1234 5678' --yes   # a test send
   wacampaign send campaigns/promotion.toml --to +525512345678,+525587654321 --row 7 --yes
   wacampaign --db /srv/clinic/wacampaign.db send reminders.toml --yes --json --wait 30m
+  wacampaign send campaigns/promotion.toml --yes --where 'lower(city) == \"monterrey\"'
 
 In cron (no terminal), --yes is required; exit codes tell how the run ended (2: nothing
 was sent: a bad campaign, or a database that is missing or holds no consent; 3: halted,
@@ -115,6 +116,8 @@ pub struct Args {
     /// with exit 3: 0, 90s, 30m, 2h.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_wait, env = "WACAMPAIGN_WAIT")]
     pub wait: std::time::Duration,
+    #[command(flatten)]
+    pub audience: crate::cmd::where_arg::WhereArg,
     #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
 }
@@ -193,6 +196,7 @@ struct Prepared {
 /// same rule as the file's own value.
 fn load_campaign(ctx: &Context, args: &Args) -> anyhow::Result<Campaign> {
     let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    args.audience.apply(&mut campaign)?;
     if let Some(rate) = args.rate {
         campaign.sending.rate_per_second = Sending::check_rate(rate).map_err(anyhow::Error::msg)?;
     }
@@ -220,7 +224,9 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     let mut gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
     gate.erased = ctx.suppressions(&db.conn)?;
-    let planner = Planner::new(&campaign, &gate)?;
+    let planner = Planner::new(&campaign, &gate)?
+        .with_caps(&db.conn)
+        .context("reading earlier messages for the frequency caps")?;
     let contacts_file = planner.contacts_path().to_owned();
     let (mut journal, recovered) =
         match Journal::begin(db.conn, &campaign, gate.clone(), args.resume_halted) {
@@ -703,7 +709,7 @@ fn after_sending(ctx: &Context, error: anyhow::Error) -> anyhow::Result<Exit> {
 
 fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Exit> {
     let gate = ctx.consent_gate(campaign)?;
-    let planner = Planner::new(campaign, &gate)?;
+    let planner = crate::cmd::where_arg::with_caps(ctx, Planner::new(campaign, &gate)?)?;
     let contacts_file = planner.contacts_path().to_owned();
     let mut rendered = 0u64;
     let pricing = crate::pricing::Pricing::of(campaign)?;

@@ -131,6 +131,8 @@ pub struct Claimed {
     pub expired: u64,
     /// Rows with no address this provider can send to: failed.
     pub unreachable: u64,
+    /// Rows that reached quiet hours or a frequency cap since the plan: deferred.
+    pub held: u64,
     /// Nothing is ready now, but deferred rows become ready at this time.
     pub next_retry_at: Option<String>,
     /// The campaign was halted from outside this run (a webhook, an operator).
@@ -140,7 +142,7 @@ pub struct Claimed {
 impl Claimed {
     /// Rows the claim settled without sending.
     pub fn skipped(&self) -> u64 {
-        self.opted_out + self.window_closed + self.expired + self.unreachable
+        self.opted_out + self.window_closed + self.expired + self.unreachable + self.held
     }
 }
 
@@ -159,6 +161,8 @@ pub struct Journal {
     /// Whether a provider's opt-out answer goes into the consent ledger. The
     /// simulator's made-up opt-outs must never block real people.
     record_opt_outs: bool,
+    /// Quiet hours and frequency caps, checked again at every claim.
+    holds: Option<crate::hold::Rules>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -291,6 +295,7 @@ impl Journal {
                 ),
                 consent: gate.consent,
                 consent_seen,
+                holds: crate::hold::Rules::of(campaign),
             },
             recovered,
         ))
@@ -337,6 +342,15 @@ impl Journal {
                     now,
                     recipient.send_by
                 ])?;
+                crate::hold::mark_planned(
+                    &tx,
+                    &self.campaign_id,
+                    key::person_of(recipient.phone),
+                    "",
+                    recipient.time_zone.as_deref(),
+                    recipient.hold.as_ref(),
+                    &now,
+                )?;
             }
         }
         tx.commit()
@@ -517,6 +531,14 @@ impl Journal {
                     continue;
                 }
                 let Some(phone) = c.phone else { continue };
+                if let Some(rules) = &self.holds
+                    && let Some(hold) =
+                        rules.at_claim(&tx, c.row, c.key.person, phone, now_instant)?
+                {
+                    crate::hold::defer(&tx, c.row, &hold, &now)?;
+                    claimed.held += 1;
+                    continue;
+                }
                 claimed.jobs.push(Job {
                     row: c.row,
                     key: c.key,
@@ -833,6 +855,7 @@ mod tests {
             consent_seen: i64::MAX,
             session: false,
             record_opt_outs: false,
+            holds: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.expired, 1);

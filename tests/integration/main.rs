@@ -2,6 +2,7 @@
 //! `wacampaign` against files written into a temporary directory, and against real
 //! servers on 127.0.0.1.
 
+mod audience;
 mod backup;
 mod check;
 mod conformance;
@@ -16,6 +17,7 @@ mod mock_server;
 mod preview;
 mod prism;
 mod prune;
+mod quiet_hours;
 mod recurring;
 mod send;
 mod send_conformance;
