@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod account;
 pub mod backup;
 pub mod campaign;
 pub mod cli;
@@ -15,8 +16,10 @@ pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
 pub mod gate;
+pub mod identity;
 pub mod journal;
 pub mod lock;
+pub mod messaging_limit;
 pub mod phone;
 pub mod plan;
 pub mod pricing;
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Subject(args) => cmd::subject::run(&ctx, args),
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
+        Command::Account(args) => cmd::account::run(&ctx, args),
     }
 }
 

@@ -10,6 +10,7 @@ mod consent_support;
 mod cost;
 mod erase;
 mod fuzz;
+mod messaging_limit;
 mod mock_server;
 mod preview;
 mod prism;

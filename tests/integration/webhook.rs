@@ -3,6 +3,7 @@
 //! description (v23.0) and Twilio's form callbacks, signed the way each signs them.
 
 pub mod harness;
+mod identities;
 mod limits;
 
 use std::io::{Read, Write};
