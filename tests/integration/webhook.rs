@@ -5,6 +5,7 @@
 pub mod harness;
 mod identities;
 mod limits;
+mod marketing_limit;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
