@@ -22,7 +22,7 @@ fn the_per_user_limit_in_answers_and_in_failed_statuses_waits_a_day_without_trip
     let server = MockServer::start();
     // Every fourth and every fourth-plus-one: a quarter refused in the answer, a
     // quarter accepted and reported failed later.
-    let in_answer = |i: usize| i % 4 == 0;
+    let in_answer = |i: usize| i.is_multiple_of(4);
     let in_status = |i: usize| i % 4 == 1;
     let refused: std::collections::HashSet<String> =
         (0..CONTACTS).filter(|i| in_answer(*i)).map(phone).collect();
