@@ -98,6 +98,7 @@ pub enum Command {
     Subject(cmd::subject::Args),
     Prune(cmd::prune::Args),
     Templates(cmd::templates::Args),
+    Account(cmd::account::Args),
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::identity::Bsuid;
 use crate::occurrence::OccurrenceError;
 use crate::phone::{E164, PhoneError};
 use crate::template::ValueError;
@@ -142,6 +143,13 @@ impl fmt::Display for ExclusionKind {
 /// real gate; tests and benchmarks may pass their own.
 pub trait ConsentGate {
     fn check(&self, phone: E164) -> Result<(), Exclusion>;
+
+    /// A contact with a business-scoped user ID, and a number when the contacts file
+    /// has one. A gate that knows nothing of BSUIDs judges the number alone, and lets
+    /// a BSUID-only contact through as it lets everyone through.
+    fn check_bsuid(&self, phone: Option<E164>, _bsuid: &Bsuid) -> Result<(), Exclusion> {
+        phone.map_or(Ok(()), |p| self.check(p))
+    }
 }
 
 /// Lets everyone through: for tools and tests that look at the contacts file alone.

@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod account;
 pub mod audience;
 pub mod backup;
 pub mod campaign;
@@ -19,8 +20,10 @@ pub mod fail_closed;
 pub mod frequency_cap;
 pub mod gate;
 pub mod hold;
+pub mod identity;
 pub mod journal;
 pub mod lock;
+pub mod messaging_limit;
 pub mod occurrence;
 pub mod phone;
 pub mod plan;
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Subject(args) => cmd::subject::run(&ctx, args),
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
+        Command::Account(args) => cmd::account::run(&ctx, args),
     }
 }
 

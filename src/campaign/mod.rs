@@ -169,6 +169,12 @@ pub struct Sending {
     /// Send marketing templates to US numbers too. Meta currently delivers none
     /// there, so they are left out unless this says Meta lifted that.
     pub us_marketing: bool,
+    /// The portfolio's messaging limit (unique people per 24 h outside a
+    /// customer-service window), when the file sets it; else the account's.
+    pub messaging_limit: Option<crate::messaging_limit::Limit>,
+    /// People other systems reach from the same portfolio in a day, counted against
+    /// the limit before this tool's own.
+    pub messaging_limit_other: u64,
 }
 
 /// Without a fixed `concurrency`, the in-flight window may grow to hold the rate
@@ -333,6 +339,16 @@ struct RawSending {
     quiet_hours: Option<Spanned<String>>,
     days: Option<Spanned<Vec<String>>>,
     frequency_cap: Option<Spanned<BTreeMap<String, String>>>,
+    messaging_limit: Option<Spanned<RawLimit>>,
+    messaging_limit_other: Option<u64>,
+}
+
+/// `messaging_limit = 2000` or `messaging_limit = "unlimited"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawLimit {
+    Number(u64),
+    Text(String),
 }
 
 impl Campaign {
@@ -1029,10 +1045,24 @@ fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignE
         Some(c) => Some(Sending::check_concurrency(*c.get_ref()).map_err(|e| at(c.span(), e))?),
         None => None,
     };
+    let messaging_limit = raw
+        .messaging_limit
+        .as_ref()
+        .map(|l| {
+            let text = match l.get_ref() {
+                RawLimit::Number(n) => n.to_string(),
+                RawLimit::Text(t) => t.clone(),
+            };
+            crate::messaging_limit::Limit::parse(&text)
+                .map_err(|e| at(l.span(), format!("sending.{e}")))
+        })
+        .transpose()?;
     Ok(Sending {
         rate_per_second,
         concurrency,
         us_marketing: raw.us_marketing.unwrap_or(false),
+        messaging_limit,
+        messaging_limit_other: raw.messaging_limit_other.unwrap_or(0),
     })
 }
 

@@ -9,6 +9,7 @@ use crate::db::Db;
 use crate::gate::Gate;
 use crate::ui::Ui;
 
+pub mod account;
 pub mod backup;
 pub mod check;
 pub mod consent;

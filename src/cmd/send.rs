@@ -118,6 +118,12 @@ pub struct Args {
     pub wait: std::time::Duration,
     #[command(flatten)]
     pub audience: crate::cmd::where_arg::WhereArg,
+    /// The portfolio's messaging limit: unique people reached outside a
+    /// customer-service window per rolling 24 h (250, 2000, 10000, 100000 or
+    /// `unlimited`). Default: the campaign's sending.messaging_limit, else what
+    /// `wacampaign account` last read, else 250 with a warning.
+    #[arg(long, env = "WACAMPAIGN_MESSAGING_LIMIT", value_name = "N", value_parser = crate::messaging_limit::Limit::parse)]
+    pub messaging_limit: Option<crate::messaging_limit::Limit>,
     #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
 }
@@ -357,6 +363,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         _lock,
     } = prepared;
     crate::cmd::status::warn_before_send(ctx, &campaign)?;
+    hold_to_messaging_limit(ctx, args, &campaign, &mut journal, summary.to_send)?;
     summary.plan.cost = crate::pricing::estimate::for_run(&ctx.db, &campaign, args, resend > 0)?;
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));
@@ -823,6 +830,45 @@ fn confirm(yes: bool, to_send: u64) -> anyhow::Result<bool> {
         answer.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
     ))
+}
+
+/// Tells what remains of the portfolio's messaging limit and has the run's claims
+/// hold to it: whoever does not fit is deferred until the limit frees up.
+fn hold_to_messaging_limit(
+    ctx: &Context,
+    args: &Args,
+    campaign: &Campaign,
+    journal: &mut Journal,
+    to_send: u64,
+) -> anyhow::Result<()> {
+    use crate::messaging_limit::{self, Guard, Limit, Source};
+    let Some((limit, source)) =
+        messaging_limit::for_run(journal.conn(), campaign, args.messaging_limit)
+            .context("reading the messaging limit")?
+    else {
+        return Ok(());
+    };
+    let Limit::Users(n) = limit else {
+        return Ok(());
+    };
+    if source == Source::Unknown {
+        ctx.ui.warn(format!(
+            "the messaging limit of this number is unknown: holding to Meta's lowest tier, {n}              people per 24 h. Run `wacampaign account {}` to read it, or set              sending.messaging_limit",
+            campaign.file.display()
+        ));
+    }
+    let other = campaign.sending.messaging_limit_other;
+    let usage = messaging_limit::usage(journal.conn(), n, other, crate::clock::now())
+        .context("reading the messaging limit's use")?;
+    if to_send > usage.remaining() {
+        ctx.ui.warn(format!(
+            "{}: this run reaches at most {} more people outside a customer-service window; the              others are deferred, not sent",
+            usage.deferral(),
+            usage.remaining()
+        ));
+    }
+    journal.hold_to_messaging_limit(Guard::new(n, other, &campaign.id));
+    Ok(())
 }
 
 fn watch_signals(interrupt: CancellationToken) {

@@ -133,6 +133,8 @@ pub struct Claimed {
     pub unreachable: u64,
     /// Rows that reached quiet hours or a frequency cap since the plan: deferred.
     pub held: u64,
+    /// Rows deferred because the portfolio's messaging limit is reached.
+    pub limited: u64,
     /// Nothing is ready now, but deferred rows become ready at this time.
     pub next_retry_at: Option<String>,
     /// The campaign was halted from outside this run (a webhook, an operator).
@@ -142,7 +144,12 @@ pub struct Claimed {
 impl Claimed {
     /// Rows the claim settled without sending.
     pub fn skipped(&self) -> u64 {
-        self.opted_out + self.window_closed + self.expired + self.unreachable + self.held
+        self.opted_out
+            + self.window_closed
+            + self.expired
+            + self.unreachable
+            + self.held
+            + self.limited
     }
 }
 
@@ -163,6 +170,8 @@ pub struct Journal {
     record_opt_outs: bool,
     /// Quiet hours and frequency caps, checked again at every claim.
     holds: Option<crate::hold::Rules>,
+    /// The portfolio's messaging limit, when this run holds to one.
+    messaging_limit: Option<crate::messaging_limit::Guard>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -296,6 +305,7 @@ impl Journal {
                 consent: gate.consent,
                 consent_seen,
                 holds: crate::hold::Rules::of(campaign),
+                messaging_limit: None,
             },
             recovered,
         ))
@@ -303,6 +313,16 @@ impl Journal {
 
     pub fn campaign_id(&self) -> &str {
         &self.campaign_id
+    }
+
+    /// Holds the run's claims to the portfolio's messaging limit.
+    pub fn hold_to_messaging_limit(&mut self, guard: crate::messaging_limit::Guard) {
+        self.messaging_limit = Some(guard);
+    }
+
+    /// The connection, for reads that must see what the journal committed.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Writes a batch of the plan. Rows already journaled keep their state; rows not
@@ -488,6 +508,11 @@ impl Journal {
                      attempts = attempts - 1, intent_at = NULL
                  WHERE id = ?1",
             )?;
+            let mut limited = tx.prepare_cached(
+                "UPDATE journal SET state = 'deferred', error_code = NULL, error_detail = ?2,
+                     retry_at = ?3, updated_at = ?4, attempts = attempts - 1, intent_at = NULL
+                 WHERE id = ?1",
+            )?;
             let now_instant = clock::now();
             for c in candidates {
                 let skip = if c.send_by.as_deref().is_some_and(|by| by <= now.as_str()) {
@@ -539,6 +564,15 @@ impl Journal {
                     claimed.held += 1;
                     continue;
                 }
+                // Last, once the row is sure to be sent: the reservation is made here.
+                if let Some(guard) = self.messaging_limit.as_mut()
+                    && let crate::messaging_limit::Verdict::Full { detail, retry_at } =
+                        guard.admit(&tx, c.key.person, Some(phone), now_instant)?
+                {
+                    claimed.limited += 1;
+                    limited.execute(params![c.row, detail, retry_at, now])?;
+                    continue;
+                }
                 claimed.jobs.push(Job {
                     row: c.row,
                     key: c.key,
@@ -549,6 +583,9 @@ impl Journal {
                     deferrals: c.deferrals,
                 });
             }
+        }
+        if let Some(guard) = self.messaging_limit.as_mut() {
+            guard.end_claim();
         }
         if claimed.jobs.is_empty() {
             claimed.next_retry_at = tx
@@ -714,7 +751,7 @@ fn record_in(
             && record_opt_outs
         {
             let event = NewEvent {
-                subject: *phone,
+                subject: (*phone).into(),
                 purpose: *purpose,
                 action: Action::OptOut,
                 occurred_at: now.to_owned(),
@@ -856,6 +893,7 @@ mod tests {
             session: false,
             record_opt_outs: false,
             holds: None,
+            messaging_limit: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.expired, 1);

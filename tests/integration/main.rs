@@ -13,6 +13,7 @@ mod cron_output;
 mod erase;
 mod fail_closed;
 mod fuzz;
+mod messaging_limit;
 mod mock_server;
 mod preview;
 mod prism;
