@@ -59,6 +59,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Subject(args) => cmd::subject::run(&ctx, args),
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
+        Command::Completions(args) => cmd::completions::run(&ctx, args),
+        Command::Man(args) => cmd::man::run(&ctx, args),
     }
 }
 

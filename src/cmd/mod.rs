@@ -11,8 +11,10 @@ use crate::ui::Ui;
 
 pub mod backup;
 pub mod check;
+pub mod completions;
 pub mod consent;
 pub mod erase;
+pub mod man;
 pub mod preview;
 pub mod prune;
 pub mod send;

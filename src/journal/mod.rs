@@ -47,8 +47,10 @@ pub enum JournalError {
     )]
     ContentChanged { id: String, since: String },
     #[error(
-        "campaign `{id}` halted on {at}: {reason}. Fix the cause, then run again with \
-         --resume-halted"
+        "campaign `{id}` halted on {at}: {}. Fix the cause, then run again with \
+         --resume-halted",
+        // Providers' details often end in a full stop of their own.
+        .reason.trim_end_matches('.')
     )]
     Halted {
         id: String,
@@ -692,6 +694,18 @@ fn retry_at(now: chrono::DateTime<chrono::Utc>, retry_in: Duration) -> String {
 mod tests {
     use super::*;
     use crate::db::Db;
+
+    #[test]
+    fn a_halt_reason_ending_in_a_full_stop_reads_as_one_sentence() {
+        let e = JournalError::Halted {
+            id: "promo".into(),
+            at: "2026-11-27T10:00:00Z".into(),
+            reason: "the provider refused with error 131031: Account has been locked.".into(),
+        };
+        let text = e.to_string();
+        assert!(!text.contains(".."), "{text}");
+        assert!(text.contains("locked. Fix the cause"), "{text}");
+    }
 
     /// A database with one campaign and rows in the given states, keyed by phone.
     fn journal_with(rows: &[(&str, &str, Option<&str>)]) -> (tempfile::TempDir, Db) {

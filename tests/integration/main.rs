@@ -7,6 +7,7 @@ mod check;
 mod conformance;
 mod consent;
 mod consent_support;
+mod conventions;
 mod cost;
 mod erase;
 mod fuzz;
