@@ -14,6 +14,7 @@ pub mod db;
 pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
+pub mod followup;
 pub mod gate;
 pub mod journal;
 pub mod lock;

@@ -26,6 +26,9 @@ pub struct Recipient {
     pub phone: E164,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+    /// The contact's kept columns as a JSON object (header → cell), journaled with
+    /// the plan; `None` when the campaign keeps none.
+    pub contact: Option<String>,
 }
 
 /// A contact left out of the campaign.
@@ -82,6 +85,8 @@ pub struct Planner<'a> {
     sources: Vec<Source>,
     /// The column of each contact's language, when the campaign has one.
     language_index: Option<usize>,
+    /// The columns kept with the plan (`campaign.keep_columns`, else all): name, index.
+    kept: Vec<(String, usize)>,
     header_len: usize,
     /// First line each consent key was seen on: the same person twice is a duplicate.
     seen: HashMap<u64, u64>,
@@ -131,9 +136,27 @@ impl<'a> Planner<'a> {
             .as_ref()
             .map(|c| reader.column_index(c, "template.language_column"))
             .transpose()?;
+        let kept = match &campaign.keep_columns {
+            None => reader
+                .headers()
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    Ok((
+                        name.clone(),
+                        reader.column_index(name, "campaign.keep_columns")?,
+                    ))
+                })
+                .collect::<Result<_, ContactsError>>()?,
+        };
         let header_len = reader.headers().len();
         Ok(Planner {
             language_index,
+            kept,
             campaign,
             gate,
             reader,
@@ -294,7 +317,24 @@ impl<'a> Planner<'a> {
             line,
             phone,
             values,
+            contact: self.kept_columns(),
         })
+    }
+
+    /// The current row's kept columns, as a JSON object in the file's column order.
+    fn kept_columns(&self) -> Option<String> {
+        if self.kept.is_empty() {
+            return None;
+        }
+        let object: serde_json::Map<String, serde_json::Value> = self
+            .kept
+            .iter()
+            .map(|(name, index)| {
+                let cell = self.row.get(*index).unwrap_or("");
+                (name.clone(), serde_json::Value::String(cell.to_owned()))
+            })
+            .collect();
+        Some(serde_json::Value::Object(object).to_string())
     }
 
     /// The translation a contact gets: their language when the campaign sends it

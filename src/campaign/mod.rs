@@ -208,6 +208,9 @@ pub struct Campaign {
     pub sending: Sending,
     /// `[pricing]`: the rate card the cost estimate is made from.
     pub pricing: Option<PricingConfig>,
+    /// `campaign.keep_columns`: the contact columns kept with each planned message;
+    /// `None` keeps them all.
+    pub keep_columns: Option<Vec<String>>,
 }
 
 // ---- the file as serde reads it ----
@@ -245,6 +248,7 @@ struct RawCampaign {
     encoding: Encoding,
     #[serde(default)]
     kind: MessageKind,
+    keep_columns: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -486,6 +490,7 @@ impl Campaign {
             provider,
             sending,
             pricing,
+            keep_columns: raw.campaign.keep_columns,
         })
     }
 

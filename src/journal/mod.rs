@@ -281,8 +281,8 @@ impl Journal {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
-                     params, state, updated_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9
+                     params, state, updated_at, contact)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10
                  -- Someone erased after the plan's consent was loaded has no event under
                  -- their key any more: they are not planned (the erasure and this
                  -- insert each hold the write lock, so one sees the other).
@@ -292,7 +292,8 @@ impl Journal {
                      line = excluded.line,
                      seq = excluded.seq,
                      phone = CASE WHEN state IN ('planned', 'deferred') THEN excluded.phone ELSE phone END,
-                     params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END",
+                     params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END,
+                     contact = CASE WHEN state IN ('planned', 'deferred') THEN excluded.contact ELSE contact END",
             )?;
             for (seq, recipient) in batch {
                 let params_json = serde_json::to_string(&recipient.values)
@@ -306,7 +307,8 @@ impl Journal {
                     *seq as i64,
                     self.plan_run,
                     params_json,
-                    now
+                    now,
+                    recipient.contact
                 ])?;
             }
         }

@@ -15,6 +15,7 @@ mod mock_server;
 mod preview;
 mod prism;
 mod prune;
+mod report;
 mod send;
 mod send_conformance;
 mod session;
