@@ -17,6 +17,7 @@ pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
 pub mod fail_closed;
+pub mod followup;
 pub mod frequency_cap;
 pub mod gate;
 pub mod hold;
@@ -71,6 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
         Command::Account(args) => cmd::account::run(&ctx, args),
+        Command::Completions(args) => cmd::completions::run(&ctx, args),
+        Command::Man(args) => cmd::man::run(&ctx, args),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Recipient {
     pub time_zone: Option<String>,
     /// Quiet hours or a frequency cap hold the message until later.
     pub hold: Option<Hold>,
+    /// The contact's kept columns as a JSON object (header → cell), journaled with
+    /// the plan; `None` when the campaign keeps none.
+    pub contact: Option<String>,
 }
 
 /// A contact left out of the campaign.
@@ -110,6 +113,8 @@ pub struct Planner<'a> {
     sources: Vec<Source>,
     /// The column of each contact's language, when the campaign has one.
     language_index: Option<usize>,
+    /// The columns kept with the plan (`campaign.keep_columns`, else all): name, index.
+    kept: Vec<(String, usize)>,
     header_len: usize,
     /// First line each consent key was seen on: the same person twice is a duplicate.
     seen: HashMap<u64, u64>,
@@ -169,6 +174,23 @@ impl<'a> Planner<'a> {
             .as_ref()
             .map(|c| reader.column_index(c, "template.language_column"))
             .transpose()?;
+        let kept = match &campaign.keep_columns {
+            None => reader
+                .headers()
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    Ok((
+                        name.clone(),
+                        reader.column_index(name, "campaign.keep_columns")?,
+                    ))
+                })
+                .collect::<Result<_, ContactsError>>()?,
+        };
         let header_len = reader.headers().len();
         let occurrence = campaign
             .occurrence
@@ -209,6 +231,7 @@ impl<'a> Planner<'a> {
             zone_index,
             now,
             language_index,
+            kept,
             campaign,
             gate,
             reader,
@@ -468,7 +491,24 @@ impl<'a> Planner<'a> {
             send_by,
             time_zone: None,
             hold: None,
+            contact: self.kept_columns(),
         })
+    }
+
+    /// The current row's kept columns, as a JSON object in the file's column order.
+    fn kept_columns(&self) -> Option<String> {
+        if self.kept.is_empty() {
+            return None;
+        }
+        let object: serde_json::Map<String, serde_json::Value> = self
+            .kept
+            .iter()
+            .map(|(name, index)| {
+                let cell = self.row.get(*index).unwrap_or("");
+                (name.clone(), serde_json::Value::String(cell.to_owned()))
+            })
+            .collect();
+        Some(serde_json::Value::Object(object).to_string())
     }
 
     /// The translation a contact gets: their language when the campaign sends it

@@ -135,6 +135,7 @@ pub fn recipients(
                     // or caps of the campaign's audience apply to it.
                     time_zone: None,
                     hold: None,
+                    contact: sample.contact.clone(),
                 },
             )
         })

@@ -230,6 +230,9 @@ pub struct Campaign {
     pub quiet_hours: Option<crate::quiet_hours::QuietHours>,
     /// `sending.frequency_cap`, every category's (a campaign applies its own and `all`).
     pub frequency_caps: Vec<crate::frequency_cap::Cap>,
+    /// `campaign.keep_columns`: the contact columns kept with each planned message;
+    /// `None` keeps them all.
+    pub keep_columns: Option<Vec<String>>,
 }
 
 // ---- the file as serde reads it ----
@@ -282,6 +285,7 @@ struct RawCampaign {
     send_by_format: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
     timezone_column: Option<Spanned<String>>,
+    keep_columns: Option<Vec<String>>,
 }
 
 /// `campaign.occurrence`: a column, a template over columns, or a list of columns.
@@ -568,6 +572,7 @@ impl Campaign {
             audience,
             quiet_hours,
             frequency_caps,
+            keep_columns: raw.campaign.keep_columns,
         })
     }
 

@@ -50,8 +50,10 @@ pub enum JournalError {
     )]
     ContentChanged { id: String, since: String },
     #[error(
-        "campaign `{id}` halted on {at}: {reason}. Fix the cause, then run again with \
-         --resume-halted"
+        "campaign `{id}` halted on {at}: {}. Fix the cause, then run again with \
+         --resume-halted",
+        // Providers' details often end in a full stop of their own.
+        .reason.trim_end_matches('.')
     )]
     Halted {
         id: String,
@@ -333,8 +335,8 @@ impl Journal {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
-                     params, state, updated_at, send_by)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10
+                     params, state, updated_at, send_by, contact)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?11
                  -- Someone erased after the plan's consent was loaded has no event under
                  -- their key any more: they are not planned (the erasure and this
                  -- insert each hold the write lock, so one sees the other).
@@ -345,7 +347,8 @@ impl Journal {
                      seq = excluded.seq,
                      phone = CASE WHEN state IN ('planned', 'deferred') THEN excluded.phone ELSE phone END,
                      params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END,
-                     send_by = CASE WHEN state IN ('planned', 'deferred') THEN excluded.send_by ELSE send_by END",
+                     send_by = CASE WHEN state IN ('planned', 'deferred') THEN excluded.send_by ELSE send_by END,
+                     contact = CASE WHEN state IN ('planned', 'deferred') THEN excluded.contact ELSE contact END",
             )?;
             for (seq, recipient) in batch {
                 let params_json = serde_json::to_string(&recipient.values)
@@ -360,13 +363,14 @@ impl Journal {
                     self.plan_run,
                     params_json,
                     now,
-                    recipient.send_by
+                    recipient.send_by,
+                    recipient.contact
                 ])?;
                 crate::hold::mark_planned(
                     &tx,
                     &self.campaign_id,
                     key::person_of(recipient.phone),
-                    "",
+                    &recipient.occurrence,
                     recipient.time_zone.as_deref(),
                     recipient.hold.as_ref(),
                     &now,
@@ -801,6 +805,18 @@ fn retry_at(now: chrono::DateTime<chrono::Utc>, retry_in: Duration) -> String {
 mod tests {
     use super::*;
     use crate::db::Db;
+
+    #[test]
+    fn a_halt_reason_ending_in_a_full_stop_reads_as_one_sentence() {
+        let e = JournalError::Halted {
+            id: "promo".into(),
+            at: "2026-11-27T10:00:00Z".into(),
+            reason: "the provider refused with error 131031: Account has been locked.".into(),
+        };
+        let text = e.to_string();
+        assert!(!text.contains(".."), "{text}");
+        assert!(text.contains("locked. Fix the cause"), "{text}");
+    }
 
     /// A database with one campaign and rows in the given states, keyed by phone.
     fn journal_with(rows: &[(&str, &str, Option<&str>)]) -> (tempfile::TempDir, Db) {

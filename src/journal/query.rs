@@ -349,6 +349,9 @@ pub struct PersonMessage {
     pub bsuid: Option<String>,
     /// The values rendered into the template, in placeholder order.
     pub values: serde_json::Value,
+    /// The contact row's columns kept with the plan (header → cell), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<serde_json::Value>,
     pub state: State,
     pub attempts: i64,
     pub message_id: Option<String>,
@@ -373,7 +376,7 @@ pub fn messages_of_person(conn: &Connection, person: i64) -> rusqlite::Result<Ve
     let mut stmt = conn.prepare_cached(
         "SELECT j.campaign_id, c.template, c.category, j.occurrence, j.phone, j.bsuid, j.params,
                 j.state, j.attempts, j.message_id, j.error_code, j.error_detail, j.intent_at,
-                j.outcome_at
+                j.outcome_at, j.contact
          FROM journal j JOIN campaigns c ON c.id = j.campaign_id
          WHERE j.person_id = ?1 ORDER BY c.created_at, j.campaign_id, j.occurrence",
     )?;
@@ -388,6 +391,9 @@ pub fn messages_of_person(conn: &Connection, person: i64) -> rusqlite::Result<Ve
                 phone: r.get(4)?,
                 bsuid: r.get(5)?,
                 values: serde_json::from_str(&params).unwrap_or(serde_json::Value::String(params)),
+                contact: r
+                    .get::<_, Option<String>>(14)?
+                    .map(|c| serde_json::from_str(&c).unwrap_or(serde_json::Value::String(c))),
                 state: r.get(7)?,
                 attempts: r.get(8)?,
                 message_id: r.get(9)?,
