@@ -280,7 +280,8 @@ fn send_by_needs_a_time_zone_and_a_known_one() {
         .code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
-        stderr.contains("campaign.toml:9:") && stderr.contains("not an IANA time zone"),
+        stderr.contains("campaign.toml:9:")
+            && stderr.contains("`America/Monterey` is not a time zone"),
         "{stderr}"
     );
 }
