@@ -17,6 +17,7 @@ mod preview;
 mod prism;
 mod prune;
 mod recurring;
+mod scheduled_examples;
 mod send;
 mod send_conformance;
 mod session;
