@@ -4,6 +4,7 @@
 
 mod backup;
 mod check;
+mod clinic_week;
 mod conformance;
 mod consent;
 mod consent_support;
