@@ -67,6 +67,8 @@ struct Status {
     webhooks_silent: Option<Silence>,
     /// What Meta's status webhooks said about billing, and its estimated cost.
     billing: Billed,
+    /// Test sends (`send --to`), apart: never in the counts above.
+    test_sends: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +130,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         possible_opt_outs,
         webhooks_silent,
         billing,
+        test_sends: journal::test_sends(&db.conn, &campaign.id)?.total(),
     };
     if ctx.ui.json {
         json_line("status", &status)?;
@@ -159,6 +162,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         writeln!(out, "  {:<10} {n}", state.label())?;
     }
     writeln!(out, "  {:<10} {}", "total", c.total())?;
+    if status.test_sends > 0 {
+        writeln!(
+            out,
+            "  {} test sends (`send --to`), not counted above",
+            status.test_sends
+        )?;
+    }
     if status.held_for_quality_assessment > 0 {
         writeln!(
             out,

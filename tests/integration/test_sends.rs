@@ -72,6 +72,20 @@ fn a_test_send_goes_to_the_given_numbers_and_leaves_the_totals_alone() {
     let status = String::from_utf8_lossy(&status.get_output().stdout).into_owned();
     assert!(status.contains("\"accepted\":2"), "{status}");
     assert!(!status.contains("\"accepted\":4"), "{status}");
+    assert!(
+        status.contains("\"test_sends\":2"),
+        "listed apart: {status}"
+    );
+    let text = clinic
+        .at(NOW)
+        .args(["status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains("2 test sends (`send --to`), not counted above"),
+        "{text}"
+    );
 }
 
 #[test]
