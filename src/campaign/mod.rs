@@ -572,9 +572,7 @@ impl Campaign {
         // served under the old one again. Only when set, as for languages.
         if let Some(occurrence) = &self.occurrence {
             field("occurrence");
-            for column in occurrence.columns() {
-                field(column);
-            }
+            field(&occurrence.text());
         }
         let uploaded: Vec<ValueSource> = self
             .template
