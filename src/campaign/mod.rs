@@ -258,7 +258,11 @@ struct RawCampaign {
 
 /// `campaign.occurrence`: a column, a template over columns, or a list of columns.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "campaign.occurrence: a column name, a template over columns \
+                 (\"{{appointment_id}}\") or a list of column names"
+)]
 enum RawOccurrence {
     One(String),
     Columns(Vec<String>),
