@@ -927,6 +927,36 @@ mod tests {
     }
 
     #[test]
+    fn a_run_expires_every_waiting_row_past_its_send_by_whatever_its_plan() {
+        let (_dir, db) = journal_with(&[
+            ("525512345670", "deferred", Some("2000-01-01T00:00:00Z")),
+            ("525512345671", "planned", Some("2000-01-01T00:00:00Z")),
+            ("525512345672", "accepted", Some("2000-01-01T00:00:00Z")),
+            ("525512345673", "deferred", Some("2999-01-01T00:00:00Z")),
+            ("525512345674", "planned", None),
+        ]);
+        let path = db.path().to_owned();
+        let mut journal = Journal {
+            conn: db.conn,
+            campaign_id: "c".into(),
+            // A later plan: the rows above belong to an earlier one.
+            plan_run: 2,
+            consent: ConsentIndex::empty(Purpose::Utility),
+            consent_seen: i64::MAX,
+            session: false,
+            record_opt_outs: false,
+        };
+        assert_eq!(journal.expire_past_send_by().unwrap(), 2);
+        let other = Db::open(&path).unwrap();
+        assert_eq!(state_of(&other, "525512345670"), State::Expired);
+        assert_eq!(state_of(&other, "525512345671"), State::Expired);
+        assert_eq!(state_of(&other, "525512345672"), State::Accepted);
+        assert_eq!(state_of(&other, "525512345673"), State::Deferred);
+        assert_eq!(state_of(&other, "525512345674"), State::Planned);
+        assert_eq!(journal.expire_past_send_by().unwrap(), 0, "once");
+    }
+
+    #[test]
     fn a_retry_is_never_due_before_its_wait_is_over() {
         let at = |t: &str, ms: u64| {
             retry_at(

@@ -5,6 +5,7 @@
 mod audience;
 mod backup;
 mod check;
+mod clinic_week;
 mod conformance;
 mod consent;
 mod consent_support;
@@ -22,6 +23,7 @@ mod prune;
 mod quiet_hours;
 mod recurring;
 mod report;
+mod scheduled_examples;
 mod send;
 mod send_conformance;
 mod session;
