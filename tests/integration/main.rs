@@ -10,6 +10,7 @@ mod consent;
 mod consent_support;
 mod cost;
 mod erase;
+mod frequency_cap;
 mod fuzz;
 mod mock_server;
 mod preview;
