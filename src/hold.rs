@@ -36,6 +36,7 @@ pub struct Rules {
     quiet_hours: Option<QuietHours>,
     caps: Vec<Cap>,
     category: Category,
+    campaign_id: String,
     /// For contacts whose number gives no zone.
     zone: Tz,
 }
@@ -56,6 +57,7 @@ impl Rules {
             quiet_hours: campaign.quiet_hours.clone(),
             caps,
             category: campaign.category,
+            campaign_id: campaign.id.clone(),
             zone: campaign.timezone,
         })
     }
@@ -135,12 +137,19 @@ impl Rules {
         } else {
             None
         };
-        let capped =
-            frequency_cap::check(conn, &self.caps, self.category, person, now)?.map(|o| Hold {
-                until: o.until,
-                kind: HoldKind::FrequencyCap,
-                detail: o.detail,
-            });
+        let capped = frequency_cap::check(
+            conn,
+            &self.caps,
+            self.category,
+            person,
+            &self.campaign_id,
+            now,
+        )?
+        .map(|o| Hold {
+            until: o.until,
+            kind: HoldKind::FrequencyCap,
+            detail: o.detail,
+        });
         Ok(later(quiet, capped))
     }
 }

@@ -14,6 +14,7 @@ mod cost;
 mod cron_output;
 mod erase;
 mod fail_closed;
+mod frequency_cap;
 mod fuzz;
 mod messaging_limit;
 mod mock_server;
