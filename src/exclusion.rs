@@ -42,6 +42,19 @@ pub enum Exclusion {
         "a US number: Meta delivers no marketing templates there (set sending.us_marketing = true if that changes)"
     )]
     UsMarketing,
+    #[error("invalid business-scoped user ID: {0}")]
+    InvalidBsuid(crate::identity::BsuidError),
+    /// Known only by a BSUID, and the provider has no way to send to one.
+    #[error(
+        "only a business-scoped user ID, and {provider} sends to phone numbers only: add the number to the row"
+    )]
+    BsuidUnreachable { provider: String },
+    /// Meta sends no one-tap, zero-tap or copy-code authentication template to a
+    /// BSUID (error 131062).
+    #[error(
+        "only a business-scoped user ID, and Meta sends no one-tap, zero-tap or copy-code authentication template to one (error 131062): add the number to the row"
+    )]
+    BsuidTemplate,
 }
 
 impl Exclusion {
@@ -57,6 +70,9 @@ impl Exclusion {
             Exclusion::NoWindow => ExclusionKind::NoWindow,
             Exclusion::Erased { .. } => ExclusionKind::Erased,
             Exclusion::UsMarketing => ExclusionKind::UsMarketing,
+            Exclusion::InvalidBsuid(_) => ExclusionKind::InvalidBsuid,
+            Exclusion::BsuidUnreachable { .. } => ExclusionKind::BsuidUnreachable,
+            Exclusion::BsuidTemplate => ExclusionKind::BsuidTemplate,
         }
     }
 }
@@ -75,6 +91,9 @@ pub enum ExclusionKind {
     NoWindow,
     Erased,
     UsMarketing,
+    InvalidBsuid,
+    BsuidUnreachable,
+    BsuidTemplate,
 }
 
 impl ExclusionKind {
@@ -90,6 +109,9 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no_window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "us_marketing",
+            ExclusionKind::InvalidBsuid => "invalid_bsuid",
+            ExclusionKind::BsuidUnreachable => "bsuid_unreachable",
+            ExclusionKind::BsuidTemplate => "bsuid_template",
         }
     }
 
@@ -106,6 +128,9 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no open window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "US number (marketing)",
+            ExclusionKind::InvalidBsuid => "invalid BSUID",
+            ExclusionKind::BsuidUnreachable => "BSUID only (provider)",
+            ExclusionKind::BsuidTemplate => "BSUID only (template)",
         }
     }
 }
@@ -126,6 +151,17 @@ pub trait ConsentGate {
     /// a BSUID-only contact through as it lets everyone through.
     fn check_bsuid(&self, phone: Option<E164>, _bsuid: &Bsuid) -> Result<(), Exclusion> {
         phone.map_or(Ok(()), |p| self.check(p))
+    }
+
+    /// The person a contact is, for telling duplicates: a number's consent key, else
+    /// the person its BSUID is linked to. A gate that knows no links keys a
+    /// BSUID-only contact by the BSUID itself.
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        match (phone, bsuid) {
+            (Some(p), _) => p.consent_key() as i64,
+            (None, Some(b)) => b.key(),
+            (None, None) => 0,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::contacts::{ContactReader, ContactsError, Row};
 // The reasons and the gate are shared with the consent ledger, so they live below
 // both; re-exported because they are part of what a plan says.
 pub use crate::exclusion::{ConsentGate, Exclusion, ExclusionKind, NoGate};
+use crate::identity::Bsuid;
 use crate::phone::E164;
 use crate::template::ValueError;
 
@@ -23,9 +24,23 @@ use crate::template::ValueError;
 pub struct Recipient {
     /// The line of the contacts file the contact came from.
     pub line: u64,
-    pub phone: E164,
+    /// The number, unless the row names the person by a business-scoped user ID
+    /// alone (then `bsuid` is set).
+    pub phone: Option<E164>,
+    pub bsuid: Option<Bsuid>,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+}
+
+impl Recipient {
+    /// Where the message goes, as the operator reads it: the number, else the BSUID.
+    pub fn address(&self) -> String {
+        match (&self.phone, &self.bsuid) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(b)) => b.to_string(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// A contact left out of the campaign.
@@ -79,12 +94,15 @@ pub struct Planner<'a> {
     gate: &'a dyn ConsentGate,
     reader: ContactReader,
     phone_index: usize,
+    /// The column of business-scoped user IDs, when the campaign names one.
+    bsuid_index: Option<usize>,
     sources: Vec<Source>,
     /// The column of each contact's language, when the campaign has one.
     language_index: Option<usize>,
     header_len: usize,
-    /// First line each consent key was seen on: the same person twice is a duplicate.
-    seen: HashMap<u64, u64>,
+    /// First line each person was seen on (a number's consent key, or the person a
+    /// BSUID is linked to): the same person twice is a duplicate.
+    seen: HashMap<i64, u64>,
     row: Row,
     stats: PlanStats,
 }
@@ -96,6 +114,12 @@ impl<'a> Planner<'a> {
         let reader = ContactReader::open(&campaign.contacts)?;
         let phone_index =
             reader.column_index(&campaign.contacts.phone_column, "campaign.phone_column")?;
+        let bsuid_index = campaign
+            .contacts
+            .bsuid_column
+            .as_ref()
+            .map(|c| reader.column_index(c, "campaign.bsuid_column"))
+            .transpose()?;
         let mut sources = Vec::with_capacity(campaign.template.sources.len());
         for (key, source) in campaign
             .template
@@ -138,6 +162,7 @@ impl<'a> Planner<'a> {
             gate,
             reader,
             phone_index,
+            bsuid_index,
             sources,
             header_len,
             seen: HashMap::new(),
@@ -214,23 +239,66 @@ impl<'a> Planner<'a> {
                 expected: self.header_len,
             });
         }
-        let phone = match E164::normalize(&phone_raw, self.campaign.contacts.default_region) {
-            Ok(phone) => phone,
-            Err(e) => return exclude(Exclusion::InvalidNumber(e)),
+        let bsuid_raw = self
+            .bsuid_index
+            .and_then(|i| self.row.get(i))
+            .map(str::trim)
+            .filter(|b| !b.is_empty());
+        let bsuid = match bsuid_raw.map(Bsuid::parse).transpose() {
+            Ok(bsuid) => bsuid,
+            Err(e) => return exclude(Exclusion::InvalidBsuid(e)),
         };
-        let first_line = *self.seen.entry(phone.consent_key()).or_insert(line);
-        if first_line != line {
+        // A row with a BSUID needs no number; one without needs a valid number.
+        let phone = match (phone_raw.trim().is_empty(), &bsuid) {
+            (true, Some(_)) => None,
+            _ => match E164::normalize(&phone_raw, self.campaign.contacts.default_region) {
+                Ok(phone) => Some(phone),
+                Err(e) => return exclude(Exclusion::InvalidNumber(e)),
+            },
+        };
+        // A row with both identities links them for the rest of the file too.
+        let person = self.gate.person(phone, bsuid.as_ref());
+        let own = bsuid.as_ref().map(Bsuid::key).filter(|k| *k != person);
+        if let Some(first_line) = [Some(person), own]
+            .into_iter()
+            .flatten()
+            .find_map(|k| self.seen.get(&k).copied())
+        {
             return exclude(Exclusion::Duplicate { first_line });
         }
+        for key in [Some(person), own].into_iter().flatten() {
+            self.seen.insert(key, line);
+        }
+        let us = match (phone, &bsuid) {
+            // Most numbers are not +1: no metadata lookup for them.
+            (Some(phone), _) => {
+                phone.digits() / 10_000_000_000 == 1 && phone.region().as_deref() == Some("US")
+            }
+            (None, Some(b)) => b.country() == "US",
+            (None, None) => false,
+        };
         if self.campaign.category == crate::campaign::Category::Marketing
             && !self.campaign.sending.us_marketing
-            // Most numbers are not +1: no metadata lookup for them.
-            && phone.digits() / 10_000_000_000 == 1
-            && phone.region().as_deref() == Some("US")
+            && us
         {
             return exclude(Exclusion::UsMarketing);
         }
-        if let Err(reason) = self.gate.check(phone) {
+        if phone.is_none() {
+            if let crate::campaign::ProviderConfig::Twilio(_) = self.campaign.provider {
+                return exclude(Exclusion::BsuidUnreachable {
+                    provider: "Twilio".to_owned(),
+                });
+            }
+            if self.campaign.forbidden_for_bsuids() {
+                return exclude(Exclusion::BsuidTemplate);
+            }
+        }
+        let judged = match (phone, &bsuid) {
+            (_, Some(b)) => self.gate.check_bsuid(phone, b),
+            (Some(p), None) => self.gate.check(p),
+            (None, None) => Ok(()),
+        };
+        if let Err(reason) = judged {
             return exclude(reason);
         }
         let mut values = Vec::with_capacity(self.sources.len());
@@ -293,6 +361,7 @@ impl<'a> Planner<'a> {
         PlanItem::Eligible(Recipient {
             line,
             phone,
+            bsuid,
             values,
         })
     }

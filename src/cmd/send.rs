@@ -16,7 +16,7 @@ use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::journal::{Counts, Journal, JournalError};
 use crate::lock::CampaignLock;
-use crate::plan::{PlanItem, PlanStats, Planner};
+use crate::plan::{ConsentGate as _, PlanItem, PlanStats, Planner};
 use crate::provider;
 use crate::report::{CheckReport, human_duration};
 use crate::send::progress::{Display, Progress, TallySnapshot};
@@ -468,10 +468,16 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
     let stats = planner.run(|item| {
         if let PlanItem::Eligible(recipient) = item {
             if let Some(estimator) = estimator.as_mut() {
-                estimator.add(recipient.phone);
+                estimator.add_contact(recipient.phone);
             }
             // Render exactly what would be sent, so a dry run costs what a run does.
-            let body = provider::request_body(campaign, recipient.phone, &recipient.values);
+            let to = provider::To::of(
+                &recipient,
+                gate.person(recipient.phone, recipient.bsuid.as_ref()),
+            );
+            let body = to.map_or(serde_json::Value::Null, |to| {
+                provider::request_body(campaign, &to, &recipient.values)
+            });
             rendered += u64::from(serde_json::to_vec(&body).is_ok());
         }
     })?;

@@ -265,6 +265,19 @@ impl ConsentGate for ConsentIndex {
     fn check_bsuid(&self, phone: Option<E164>, bsuid: &Bsuid) -> Result<(), Exclusion> {
         self.check_contact(phone, Some(bsuid))
     }
+
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        match (phone, bsuid) {
+            (Some(p), _) => p.consent_key() as i64,
+            (None, Some(b)) => self
+                .links
+                .person_of
+                .get(&b.key())
+                .copied()
+                .unwrap_or(b.key()),
+            (None, None) => 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! servers on 127.0.0.1.
 
 mod backup;
+mod bsuid;
 mod check;
 mod conformance;
 mod consent;
