@@ -345,6 +345,44 @@ mod tests {
     }
 
     #[test]
+    fn a_link_learned_while_a_campaign_runs_brings_a_bsuid_stop_to_the_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let reader = Db::open(&path).unwrap();
+        let writer = Db::open(&path).unwrap();
+        let ledger = Ledger::new(&writer.conn);
+        let phone = E164::from_digits("5215512345678").unwrap();
+        let bsuid = Bsuid::parse("MX.1349").unwrap();
+        ledger
+            .append(&event("5215512345678", Purpose::Marketing, Action::OptIn))
+            .unwrap();
+        ledger
+            .append(&NewEvent {
+                subject: (&bsuid).into(),
+                ..event("5215512345678", Purpose::Marketing, Action::OptOut)
+            })
+            .unwrap();
+        let mut index = ConsentIndex::load(&reader.conn, Purpose::Marketing).unwrap();
+        let seen = Ledger::new(&reader.conn).head_id().unwrap();
+        assert_eq!(index.check(phone), Ok(()), "nothing links them yet");
+        assert!(matches!(
+            index.check_contact(None, Some(&bsuid)),
+            Err(Exclusion::OptedOut { .. })
+        ));
+        crate::identity::link(&writer.conn, &bsuid, Some(phone), "2026-01-01T00:00:00Z").unwrap();
+        changes_since(&reader.conn, seen, &mut index).unwrap();
+        assert!(
+            matches!(index.check(phone), Err(Exclusion::OptedOut { .. })),
+            "the BSUID's stop now blocks the number"
+        );
+        assert_eq!(
+            index.person(None, Some(&bsuid)),
+            phone.consent_key() as i64,
+            "one person"
+        );
+    }
+
+    #[test]
     fn loading_reads_the_covering_index_alone() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("w.db")).unwrap();
