@@ -44,7 +44,10 @@ Examples:
   wacampaign send campaigns/promotion.toml --yes --resume-halted
   wacampaign send campaigns/promotion.toml --yes --max-cost 25USD
   wacampaign send campaigns/spring-sale.toml --yes --accept-template-change
+  wacampaign send campaigns/promotion.toml --yes --messaging-limit 2000
 
+Each run holds to the portfolio's messaging limit (see `wacampaign account`): people
+beyond it are deferred, with when they can go, for a later run.
 In cron (no terminal), --yes is required; exit codes tell how the run ended.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
 pub struct Args {
