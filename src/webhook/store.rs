@@ -138,6 +138,26 @@ fn apply(
         Event::NumberChanged(change) => apply_number_change(conn, change, now),
         Event::Template(template) => apply_template(conn, template, now),
         Event::Link(link) => apply_link(conn, link, now),
+        Event::BsuidOptOut(opt_out) => {
+            identity::link(conn, &opt_out.bsuid, None, now)?;
+            consent::append_in(
+                conn,
+                &NewEvent {
+                    subject: (&opt_out.bsuid).into(),
+                    purpose: Purpose::All,
+                    action: Action::OptOut,
+                    occurred_at: opt_out.occurred_at.clone(),
+                    method: opt_out.request.method.clone(),
+                    recorded_via: RecordedVia::Webhook,
+                    source: opt_out.message_id.clone(),
+                    evidence: Some(opt_out.request.evidence.clone()),
+                    notice: None,
+                    actor: ACTOR.to_owned(),
+                    dedupe_key: Some(format!("webhook:meta:{}:opt_out", opt_out.message_id)),
+                },
+            )?;
+            Ok(())
+        }
     }
 }
 
