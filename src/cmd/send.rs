@@ -596,7 +596,7 @@ fn hold_to_messaging_limit(
     };
     if source == Source::Unknown {
         ctx.ui.warn(format!(
-            "the messaging limit of this number is unknown: holding to Meta's lowest tier, {n}              people per 24 h. Run `wacampaign account {}` to read it, or set              sending.messaging_limit",
+            "the messaging limit of this number is unknown: holding to Meta's lowest tier, {n} people per 24 h. Run `wacampaign account {}` to read it, or set sending.messaging_limit",
             campaign.file.display()
         ));
     }
@@ -605,7 +605,7 @@ fn hold_to_messaging_limit(
         .context("reading the messaging limit's use")?;
     if to_send > usage.remaining() {
         ctx.ui.warn(format!(
-            "{}: this run reaches at most {} more people outside a customer-service window; the              others are deferred, not sent",
+            "{}: this run reaches at most {} more people outside a customer-service window; the others are deferred, not sent",
             usage.deferral(),
             usage.remaining()
         ));

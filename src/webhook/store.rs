@@ -214,11 +214,11 @@ fn apply_template(conn: &Connection, event: &TemplateEvent, now: &str) -> rusqli
     for (id, _, category) in running {
         let reason = match &event.change {
             TemplateChange::Status(s) if s != "APPROVED" && s != "PENDING" => format!(
-                "a webhook reported template {} {s}; resume with --resume-halted once                  `wacampaign templates sync` shows it APPROVED",
+                "a webhook reported template {} {s}; resume with --resume-halted once `wacampaign templates sync` shows it APPROVED",
                 event.name
             ),
             TemplateChange::Category(c) if !c.eq_ignore_ascii_case(&category) => format!(
-                "a webhook reported template {} moved to category {c} (the campaign is {category}:                  the consent it needs and its price change); resume with --resume-halted once a                  sync shows it {} again, or send it as a {} campaign",
+                "a webhook reported template {} moved to category {c} (the campaign is {category}: the consent it needs and its price change); resume with --resume-halted once a sync shows it {} again, or send it as a {} campaign",
                 event.name,
                 category.to_ascii_uppercase(),
                 c.to_ascii_lowercase()
