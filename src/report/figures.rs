@@ -5,7 +5,7 @@
 //! The counts that `status` shows come from the same functions `status` calls, so
 //! the two never disagree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use rusqlite::{Connection, params};
@@ -17,7 +17,8 @@ use crate::phone::E164;
 use crate::pricing::Pricing;
 use crate::pricing::billed::{self, Billed};
 use crate::pricing::estimate::Estimate;
-use crate::pricing::market::MarketMap;
+use crate::pricing::estimate::Estimator;
+use crate::pricing::market::{LocateCache, MarketMap};
 use crate::provider::Family;
 use crate::webhook::history::{self, DeliveryCounts};
 
@@ -154,7 +155,6 @@ pub fn campaign_figures(
         );
     };
     let counts = journal::counts(conn, &campaign.id, Some(record.plan_run))?;
-    let deliveries = history::delivery_counts(conn, &campaign.id, &record.created_at)?;
     let pricing = Pricing::of(campaign)?;
     let billed = billed::billed(conn, &campaign.id, pricing.as_ref())?;
     let plan: Option<PlanFigures> = conn
@@ -171,7 +171,28 @@ pub fn campaign_figures(
 
     let mut pass = Pass::new(campaign, by, pricing.as_ref());
     pass.run(conn, &campaign.id, record.plan_run)?;
-    let failures = failures(conn, &campaign.id, record.plan_run, family)?;
+    // The same figures `status` shows, from the tallies of this one pass.
+    let pruned = |what| journal::query::pruned(conn, &campaign.id, what);
+    let b = &pass.best;
+    let deliveries = history::delivery_counts_from(
+        conn,
+        &campaign.id,
+        &record.created_at,
+        (
+            b.accepted + pruned("delivery:accepted")?,
+            b.with_status + pruned("delivery:with_status")?,
+            b.delivered + pruned("delivery:delivered")?,
+            b.read + pruned("delivery:read")?,
+            b.failed + pruned("delivery:failed")?,
+        ),
+    )?;
+    let failures = failures(
+        conn,
+        &campaign.id,
+        record.plan_run,
+        family,
+        &pass.failed_after,
+    )?;
     let mut in_doubt = Vec::new();
     journal::rows(
         conn,
@@ -271,7 +292,9 @@ pub fn campaign_figures(
             .map(|(column, groups)| (column, finish_groups(groups)))
             .collect(),
         cost: Cost {
-            estimated: pricing.as_ref().map(|p| pass.priced.price(p)),
+            estimated: pass
+                .estimator
+                .map(crate::pricing::estimate::Estimator::finish),
             billed,
         },
         in_doubt: InDoubt {
@@ -290,6 +313,7 @@ fn failures(
     campaign_id: &str,
     plan_run: i64,
     family: Family,
+    failed_after: &BTreeMap<String, u64>,
 ) -> anyhow::Result<Vec<Failure>> {
     let mut out = Vec::new();
     let describe = |code: &str| -> (String, String) {
@@ -320,21 +344,13 @@ fn failures(
             advice,
         });
     }
-    let mut stmt = conn.prepare(
-        "SELECT coalesce(CAST(s.error_code AS TEXT), 'none'), count(DISTINCT s.message_id)
-         FROM message_statuses s
-         WHERE s.campaign_id = ?1 AND s.rank = 4
-         GROUP BY 1 ORDER BY 2 DESC",
-    )?;
-    let rows = stmt.query_map(params![campaign_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    for row in rows {
-        let (code, count) = row?;
-        let (meaning, advice) = describe(&code);
+    let mut after: Vec<(&String, &u64)> = failed_after.iter().collect();
+    after.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (code, count) in after {
+        let (meaning, advice) = describe(code);
         out.push(Failure {
-            code,
-            count,
+            code: code.clone(),
+            count: *count,
             when: "after acceptance",
             meaning,
             advice,
@@ -375,12 +391,12 @@ struct Pass<'a> {
     campaign: &'a Campaign,
     by: &'a [String],
     markets: MarketMap,
-    /// A number's market by its first digits: libphonenumber's region lookup is
-    /// slow, and the first six digits decide the country (and +1's area code).
-    market_of_prefix: HashMap<u64, String>,
-    /// Accepted messages by number prefix (one number standing for its prefix),
-    /// priced at the end: pricing looks up each number's country.
-    priced: Prefixes,
+    located: LocateCache,
+    estimator: Option<Estimator<'a>>,
+    /// The accepted messages by the best status each reached.
+    best: BestStatus,
+    /// Accepted messages reported failed, by the failed status's code.
+    failed_after: BTreeMap<String, u64>,
     hours: BTreeMap<String, Hour>,
     reads: Reads,
     by_language: BTreeMap<String, Group>,
@@ -389,13 +405,15 @@ struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    fn new(campaign: &'a Campaign, by: &'a [String], pricing: Option<&Pricing>) -> Self {
+    fn new(campaign: &'a Campaign, by: &'a [String], pricing: Option<&'a Pricing>) -> Self {
         Pass {
             campaign,
             by,
             markets: pricing.map_or_else(MarketMap::builtin, |p| p.markets.clone()),
-            market_of_prefix: HashMap::new(),
-            priced: Prefixes::default(),
+            located: LocateCache::default(),
+            estimator: pricing.map(Pricing::estimator),
+            best: BestStatus::default(),
+            failed_after: BTreeMap::new(),
             hours: BTreeMap::new(),
             reads: Reads::default(),
             by_language: BTreeMap::new(),
@@ -409,7 +427,7 @@ impl<'a> Pass<'a> {
         let mut stmt = conn.prepare(
             "SELECT j.state, j.phone, j.outcome_at, j.contact,
                     CASE WHEN ?3 THEN j.params END,
-                    (SELECT group_concat(s.rank || ' ' || s.occurred_at, ',')
+                    (SELECT group_concat(s.rank || ' ' || s.occurred_at || ' ' || coalesce(s.error_code, ''), ',')
                      FROM message_statuses s WHERE s.message_id = j.message_id)
              FROM journal j
              WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))",
@@ -422,13 +440,18 @@ impl<'a> Pass<'a> {
             let statuses: Option<String> = r.get(5)?;
             let mut best: Option<i64> = None;
             let (mut delivered_at, mut read_at): (Option<&str>, Option<&str>) = (None, None);
+            let mut failed_code: Option<&str> = None;
             if let Some(statuses) = &statuses {
                 for status in statuses.split(',') {
-                    let Some((rank, at)) = status.split_once(' ') else {
+                    let mut parts = status.splitn(3, ' ');
+                    let (Some(rank), Some(at)) = (parts.next(), parts.next()) else {
                         continue;
                     };
                     let rank: i64 = rank.parse().unwrap_or(0);
                     best = best.max(Some(rank));
+                    if rank == FAILED && failed_code.is_none() {
+                        failed_code = parts.next().filter(|c| !c.is_empty()).or(Some("none"));
+                    }
                     let slot = match rank {
                         DELIVERED => &mut delivered_at,
                         READ => &mut read_at,
@@ -441,6 +464,11 @@ impl<'a> Pass<'a> {
             }
             let accepted = state == State::Accepted;
             if accepted {
+                self.best.add(best);
+                if best == Some(FAILED) {
+                    let code = failed_code.unwrap_or("none");
+                    *self.failed_after.entry(code.to_owned()).or_default() += 1;
+                }
                 if let Some(at) = &outcome_at {
                     self.hour(at).sent += 1;
                 }
@@ -465,11 +493,11 @@ impl<'a> Pass<'a> {
             if let Some(e164) = e164 {
                 let market = self.market(e164);
                 add(&mut self.by_market, &market, &outcome);
-                if accepted {
-                    self.priced.add(e164);
+                if accepted && let Some(estimator) = &mut self.estimator {
+                    estimator.add(e164);
                 }
-            } else if accepted {
-                self.priced.unknown += 1;
+            } else if accepted && let Some(estimator) = &mut self.estimator {
+                estimator.add_unknown(1);
             }
             let language = match r.get::<_, Option<String>>(4)? {
                 Some(params) => serde_json::from_str::<Vec<String>>(&params)
@@ -506,46 +534,27 @@ impl<'a> Pass<'a> {
     }
 
     fn market(&mut self, phone: E164) -> String {
-        let prefix = prefix(phone);
-        if let Some(market) = self.market_of_prefix.get(&prefix) {
-            return market.clone();
-        }
-        let market = self.markets.locate(phone).1;
-        self.market_of_prefix.insert(prefix, market.clone());
-        market
+        self.markets.locate_cached(phone, &mut self.located).1
     }
 }
 
-/// A number's first six digits: they decide its country (and +1's area code).
-fn prefix(phone: E164) -> u64 {
-    let digits = phone.digits();
-    let len = digits.checked_ilog10().unwrap_or(0) + 1;
-    digits / 10u64.pow(len.saturating_sub(6))
-}
-
-/// Messages counted by number prefix, for pricing without a country lookup per
-/// message.
+/// Accepted messages by the best status each reached, as `status` counts them.
 #[derive(Default)]
-struct Prefixes {
-    by_prefix: HashMap<u64, (E164, u64)>,
-    /// Messages to a BSUID without a number: market unknown.
-    unknown: u64,
+struct BestStatus {
+    accepted: u64,
+    with_status: u64,
+    delivered: u64,
+    read: u64,
+    failed: u64,
 }
 
-impl Prefixes {
-    fn add(&mut self, phone: E164) {
-        self.by_prefix.entry(prefix(phone)).or_insert((phone, 0)).1 += 1;
-    }
-
-    fn price(&self, pricing: &Pricing) -> Estimate {
-        let mut estimator = pricing.estimator();
-        for (phone, n) in self.by_prefix.values() {
-            estimator.add_n(*phone, *n);
-        }
-        if self.unknown > 0 {
-            estimator.add_unknown(self.unknown);
-        }
-        estimator.finish()
+impl BestStatus {
+    fn add(&mut self, best: Option<i64>) {
+        self.accepted += 1;
+        self.with_status += u64::from(best.is_some());
+        self.delivered += u64::from(matches!(best, Some(DELIVERED | READ)));
+        self.read += u64::from(best == Some(READ));
+        self.failed += u64::from(best == Some(FAILED));
     }
 }
 
@@ -680,22 +689,25 @@ pub fn compare(
             Some(campaign) if d.read > 0 => {
                 let pricing = Pricing::of(campaign)
                     .with_context(|| format!("the rate card of {}", campaign.file.display()))?;
-                let mut priced = Prefixes::default();
-                journal::rows(conn, &id, plan_run, Some(State::Accepted), |row| {
-                    match E164::from_digits(&row.phone) {
-                        Some(phone) => priced.add(phone),
-                        None => priced.unknown += 1,
+                match pricing {
+                    None => None,
+                    Some(p) => {
+                        let mut estimator = p.estimator();
+                        journal::rows(conn, &id, plan_run, Some(State::Accepted), |row| {
+                            match E164::from_digits(&row.phone) {
+                                Some(phone) => estimator.add(phone),
+                                None => estimator.add_unknown(1),
+                            }
+                            Ok(())
+                        })?;
+                        let estimate = estimator.finish();
+                        Some(format!(
+                            "{:.4} {}",
+                            estimate.total.as_f64() / d.read as f64,
+                            estimate.currency
+                        ))
                     }
-                    Ok(())
-                })?;
-                pricing.map(|p| {
-                    let estimate = priced.price(&p);
-                    format!(
-                        "{:.4} {}",
-                        estimate.total.as_f64() / d.read as f64,
-                        estimate.currency
-                    )
-                })
+                }
             }
             _ => None,
         };
