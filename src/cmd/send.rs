@@ -797,6 +797,9 @@ fn write_plan(mut planner: Planner<'_>, journal: &mut Journal) -> anyhow::Result
     journal
         .plan(&batch)
         .context("writing the plan to the journal")?;
+    journal
+        .record_plan_stats(planner.stats())
+        .context("recording the plan's figures")?;
     Ok(planner.stats().clone())
 }
 

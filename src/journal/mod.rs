@@ -414,6 +414,17 @@ impl Journal {
         already_served(&self.conn, &self.campaign_id, self.plan_run)
     }
 
+    /// Keeps the finished plan's figures with the campaign, for the report's funnel.
+    pub fn record_plan_stats(&mut self, stats: &crate::plan::PlanStats) -> rusqlite::Result<()> {
+        let json = serde_json::to_string(stats)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        self.conn.execute(
+            "UPDATE campaigns SET plan_stats = ?2 WHERE id = ?1",
+            params![self.campaign_id, json],
+        )?;
+        Ok(())
+    }
+
     /// Lifts a halt, once the operator confirmed the run with `--resume-halted`.
     pub fn resume(&mut self) -> rusqlite::Result<()> {
         self.conn.execute(
