@@ -945,6 +945,8 @@ mod tests {
             consent_seen: i64::MAX,
             session: false,
             record_opt_outs: false,
+            holds: None,
+            messaging_limit: None,
         };
         assert_eq!(journal.expire_past_send_by().unwrap(), 2);
         let other = Db::open(&path).unwrap();
