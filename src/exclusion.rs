@@ -53,6 +53,19 @@ pub enum Exclusion {
     /// `n/a`): the row can be judged neither in nor out.
     #[error("audience: {0}")]
     AudienceValue(String),
+    #[error("invalid business-scoped user ID: {0}")]
+    InvalidBsuid(crate::identity::BsuidError),
+    /// Known only by a BSUID, and the provider has no way to send to one.
+    #[error(
+        "only a business-scoped user ID, and {provider} sends to phone numbers only: add the number to the row"
+    )]
+    BsuidUnreachable { provider: String },
+    /// Meta sends no one-tap, zero-tap or copy-code authentication template to a
+    /// BSUID (error 131062).
+    #[error(
+        "only a business-scoped user ID, and Meta sends no one-tap, zero-tap or copy-code authentication template to one (error 131062): add the number to the row"
+    )]
+    BsuidTemplate,
 }
 
 impl Exclusion {
@@ -71,6 +84,9 @@ impl Exclusion {
             Exclusion::NoOccurrence(_) => ExclusionKind::NoOccurrence,
             Exclusion::InvalidSendBy(_) => ExclusionKind::InvalidSendBy,
             Exclusion::AudienceValue(_) => ExclusionKind::AudienceValue,
+            Exclusion::InvalidBsuid(_) => ExclusionKind::InvalidBsuid,
+            Exclusion::BsuidUnreachable { .. } => ExclusionKind::BsuidUnreachable,
+            Exclusion::BsuidTemplate => ExclusionKind::BsuidTemplate,
         }
     }
 }
@@ -92,6 +108,9 @@ pub enum ExclusionKind {
     NoOccurrence,
     InvalidSendBy,
     AudienceValue,
+    InvalidBsuid,
+    BsuidUnreachable,
+    BsuidTemplate,
 }
 
 impl ExclusionKind {
@@ -110,6 +129,9 @@ impl ExclusionKind {
             ExclusionKind::NoOccurrence => "no_occurrence",
             ExclusionKind::InvalidSendBy => "invalid_send_by",
             ExclusionKind::AudienceValue => "audience_value",
+            ExclusionKind::InvalidBsuid => "invalid_bsuid",
+            ExclusionKind::BsuidUnreachable => "bsuid_unreachable",
+            ExclusionKind::BsuidTemplate => "bsuid_template",
         }
     }
 
@@ -129,6 +151,9 @@ impl ExclusionKind {
             ExclusionKind::NoOccurrence => "no occurrence",
             ExclusionKind::InvalidSendBy => "invalid send-by",
             ExclusionKind::AudienceValue => "unreadable for audience",
+            ExclusionKind::InvalidBsuid => "invalid BSUID",
+            ExclusionKind::BsuidUnreachable => "BSUID only (provider)",
+            ExclusionKind::BsuidTemplate => "BSUID only (template)",
         }
     }
 }
@@ -149,6 +174,17 @@ pub trait ConsentGate {
     /// a BSUID-only contact through as it lets everyone through.
     fn check_bsuid(&self, phone: Option<E164>, _bsuid: &Bsuid) -> Result<(), Exclusion> {
         phone.map_or(Ok(()), |p| self.check(p))
+    }
+
+    /// The person a contact is, for telling duplicates: a number's consent key, else
+    /// the person its BSUID is linked to. A gate that knows no links keys a
+    /// BSUID-only contact by the BSUID itself.
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        match (phone, bsuid) {
+            (Some(p), _) => p.consent_key() as i64,
+            (None, Some(b)) => b.key(),
+            (None, None) => 0,
+        }
     }
 }
 

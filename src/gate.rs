@@ -78,6 +78,10 @@ impl ConsentGate for Gate {
         }
     }
 
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        self.consent.person(phone, bsuid)
+    }
+
     fn check(&self, phone: E164) -> Result<(), Exclusion> {
         // An erased person first: nothing else about them is left to decide on.
         if let Some(erased) = self

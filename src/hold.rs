@@ -74,7 +74,9 @@ impl Rules {
         self.category
     }
 
-    fn quiet(&self, phone: E164, zone: Option<Tz>, now: DateTime<Utc>) -> Option<Hold> {
+    /// A person known only by a BSUID has no number to place them: the campaign's
+    /// zone stands in, as for a number libphonenumber has no zone for.
+    fn quiet(&self, phone: Option<E164>, zone: Option<Tz>, now: DateTime<Utc>) -> Option<Hold> {
         let quiet = self.quiet_hours.as_ref()?;
         let own;
         let zones: &[Tz] = match zone {
@@ -82,7 +84,7 @@ impl Rules {
                 own = [z];
                 &own
             }
-            None => match crate::timezone::of_phone(phone) {
+            None => match phone.map_or(&[][..], crate::timezone::of_phone) {
                 [] => {
                     own = [self.zone];
                     &own
@@ -101,18 +103,17 @@ impl Rules {
     /// When the plan is made: quiet hours, then the caps as read before planning.
     pub fn at_plan(
         &self,
-        phone: E164,
+        phone: Option<E164>,
+        person: i64,
         zone: Option<Tz>,
         caps: &CapIndex,
         now: DateTime<Utc>,
     ) -> Option<Hold> {
-        let capped = caps
-            .over(crate::journal::key::person_of(phone))
-            .map(|o| Hold {
-                until: o.until,
-                kind: HoldKind::FrequencyCap,
-                detail: o.detail.clone(),
-            });
+        let capped = caps.over(person).map(|o| Hold {
+            until: o.until,
+            kind: HoldKind::FrequencyCap,
+            detail: o.detail.clone(),
+        });
         later(self.quiet(phone, zone, now), capped)
     }
 
@@ -122,7 +123,7 @@ impl Rules {
         conn: &Connection,
         row: i64,
         person: i64,
-        phone: E164,
+        phone: Option<E164>,
         now: DateTime<Utc>,
     ) -> rusqlite::Result<Option<Hold>> {
         let quiet = if self.quiet_hours.is_some() {

@@ -18,6 +18,7 @@ use crate::hold::{Hold, HoldKind, Rules};
 // The reasons and the gate are shared with the consent ledger, so they live below
 // both; re-exported because they are part of what a plan says.
 pub use crate::exclusion::{ConsentGate, Exclusion, ExclusionKind, NoGate};
+use crate::identity::Bsuid;
 use crate::phone::E164;
 use crate::template::ValueError;
 
@@ -26,7 +27,10 @@ use crate::template::ValueError;
 pub struct Recipient {
     /// The line of the contacts file the contact came from.
     pub line: u64,
-    pub phone: E164,
+    /// The number, unless the row names the person by a business-scoped user ID
+    /// alone (then `bsuid` is set).
+    pub phone: Option<E164>,
+    pub bsuid: Option<Bsuid>,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
     /// Which of the person's messages this is (`campaign.occurrence`); empty for
@@ -41,6 +45,17 @@ pub struct Recipient {
     /// The contact's kept columns as a JSON object (header → cell), journaled with
     /// the plan; `None` when the campaign keeps none.
     pub contact: Option<String>,
+}
+
+impl Recipient {
+    /// Where the message goes, as the operator reads it: the number, else the BSUID.
+    pub fn address(&self) -> String {
+        match (&self.phone, &self.bsuid) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(b)) => b.to_string(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// A contact left out of the campaign.
@@ -110,16 +125,19 @@ pub struct Planner<'a> {
     gate: &'a dyn ConsentGate,
     reader: ContactReader,
     phone_index: usize,
+    /// The column of business-scoped user IDs, when the campaign names one.
+    bsuid_index: Option<usize>,
     sources: Vec<Source>,
     /// The column of each contact's language, when the campaign has one.
     language_index: Option<usize>,
     /// The columns kept with the plan (`campaign.keep_columns`, else all): name, index.
     kept: Vec<(String, usize)>,
     header_len: usize,
-    /// First line each consent key was seen on: the same person twice is a duplicate.
-    seen: HashMap<u64, u64>,
+    /// First line each person was seen on (a number's consent key, or the person a
+    /// BSUID is linked to): the same person twice is a duplicate.
+    seen: HashMap<i64, u64>,
     /// With occurrences, a duplicate is the same person for the same occurrence.
-    seen_occurrences: HashMap<(u64, String), u64>,
+    seen_occurrences: HashMap<(i64, String), u64>,
     occurrence: Option<crate::occurrence::Bound>,
     send_by: Option<(crate::occurrence::SendBySpec, crate::occurrence::Bound)>,
     row: Row,
@@ -139,6 +157,12 @@ impl<'a> Planner<'a> {
         let reader = ContactReader::open(&campaign.contacts)?;
         let phone_index =
             reader.column_index(&campaign.contacts.phone_column, "campaign.phone_column")?;
+        let bsuid_index = campaign
+            .contacts
+            .bsuid_column
+            .as_ref()
+            .map(|c| reader.column_index(c, "campaign.bsuid_column"))
+            .transpose()?;
         let mut sources = Vec::with_capacity(campaign.template.sources.len());
         for (key, source) in campaign
             .template
@@ -236,6 +260,7 @@ impl<'a> Planner<'a> {
             gate,
             reader,
             phone_index,
+            bsuid_index,
             sources,
             header_len,
             seen: HashMap::new(),
@@ -359,7 +384,8 @@ impl<'a> Planner<'a> {
                 None => None,
             };
             if let Some(rules) = &self.rules {
-                recipient.hold = rules.at_plan(recipient.phone, zone, &self.caps, self.now);
+                let person = self.gate.person(recipient.phone, recipient.bsuid.as_ref());
+                recipient.hold = rules.at_plan(recipient.phone, person, zone, &self.caps, self.now);
             }
         }
         Ok(Some(item))
@@ -388,9 +414,22 @@ impl<'a> Planner<'a> {
                 expected: self.header_len,
             });
         }
-        let phone = match E164::normalize(&phone_raw, self.campaign.contacts.default_region) {
-            Ok(phone) => phone,
-            Err(e) => return exclude(Exclusion::InvalidNumber(e)),
+        let bsuid_raw = self
+            .bsuid_index
+            .and_then(|i| self.row.get(i))
+            .map(str::trim)
+            .filter(|b| !b.is_empty());
+        let bsuid = match bsuid_raw.map(Bsuid::parse).transpose() {
+            Ok(bsuid) => bsuid,
+            Err(e) => return exclude(Exclusion::InvalidBsuid(e)),
+        };
+        // A row with a BSUID needs no number; one without needs a valid number.
+        let phone = match (phone_raw.trim().is_empty(), &bsuid) {
+            (true, Some(_)) => None,
+            _ => match E164::normalize(&phone_raw, self.campaign.contacts.default_region) {
+                Ok(phone) => Some(phone),
+                Err(e) => return exclude(Exclusion::InvalidNumber(e)),
+            },
         };
         let occurrence = match crate::occurrence::occurrence_of(self.occurrence.as_ref(), &self.row)
         {
@@ -404,26 +443,59 @@ impl<'a> Planner<'a> {
             },
             None => None,
         };
-        let first_line = if self.occurrence.is_some() {
-            *self
-                .seen_occurrences
-                .entry((phone.consent_key(), occurrence.clone()))
-                .or_insert(line)
+        // A row with both identities links them for the rest of the file too.
+        let person = self.gate.person(phone, bsuid.as_ref());
+        let own = bsuid.as_ref().map(Bsuid::key).filter(|k| *k != person);
+        let keys = [Some(person), own].into_iter().flatten();
+        if self.occurrence.is_some() {
+            if let Some(first_line) = keys
+                .clone()
+                .find_map(|k| self.seen_occurrences.get(&(k, occurrence.clone())).copied())
+            {
+                return exclude(Exclusion::Duplicate { first_line });
+            }
+            for key in keys {
+                self.seen_occurrences
+                    .insert((key, occurrence.clone()), line);
+            }
         } else {
-            *self.seen.entry(phone.consent_key()).or_insert(line)
-        };
-        if first_line != line {
-            return exclude(Exclusion::Duplicate { first_line });
+            if let Some(first_line) = keys.clone().find_map(|k| self.seen.get(&k).copied()) {
+                return exclude(Exclusion::Duplicate { first_line });
+            }
+            for key in keys {
+                self.seen.insert(key, line);
+            }
         }
+        let us = match (phone, &bsuid) {
+            // Most numbers are not +1: no metadata lookup for them.
+            (Some(phone), _) => {
+                phone.digits() / 10_000_000_000 == 1 && phone.region().as_deref() == Some("US")
+            }
+            (None, Some(b)) => b.country() == "US",
+            (None, None) => false,
+        };
         if self.campaign.category == crate::campaign::Category::Marketing
             && !self.campaign.sending.us_marketing
-            // Most numbers are not +1: no metadata lookup for them.
-            && phone.digits() / 10_000_000_000 == 1
-            && phone.region().as_deref() == Some("US")
+            && us
         {
             return exclude(Exclusion::UsMarketing);
         }
-        if let Err(reason) = self.gate.check(phone) {
+        if phone.is_none() {
+            if let crate::campaign::ProviderConfig::Twilio(_) = self.campaign.provider {
+                return exclude(Exclusion::BsuidUnreachable {
+                    provider: "Twilio".to_owned(),
+                });
+            }
+            if self.campaign.forbidden_for_bsuids() {
+                return exclude(Exclusion::BsuidTemplate);
+            }
+        }
+        let judged = match (phone, &bsuid) {
+            (_, Some(b)) => self.gate.check_bsuid(phone, b),
+            (Some(p), None) => self.gate.check(p),
+            (None, None) => Ok(()),
+        };
+        if let Err(reason) = judged {
             return exclude(reason);
         }
         let mut values = Vec::with_capacity(self.sources.len());
@@ -486,6 +558,7 @@ impl<'a> Planner<'a> {
         PlanItem::Eligible(Recipient {
             line,
             phone,
+            bsuid,
             values,
             occurrence,
             send_by,

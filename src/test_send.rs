@@ -127,7 +127,8 @@ pub fn recipients(
                 i as u64 + 1,
                 Recipient {
                     line: sample.line,
-                    phone: *phone,
+                    phone: Some(*phone),
+                    bsuid: None,
                     values: sample.values.clone(),
                     occurrence: occurrence.clone(),
                     send_by: Some(send_by.clone()),

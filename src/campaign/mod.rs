@@ -274,6 +274,7 @@ struct RawCampaign {
     category: Category,
     contacts: Spanned<String>,
     phone_column: Spanned<String>,
+    bsuid_column: Option<Spanned<String>>,
     default_region: Option<Spanned<String>>,
     delimiter: Option<Spanned<String>>,
     #[serde(default)]
@@ -360,6 +361,14 @@ enum RawLimit {
 }
 
 impl Campaign {
+    /// Whether Meta refuses this campaign's template to a person known only by a
+    /// BSUID (error 131062): an authentication template, whose one-time password
+    /// goes on a one-tap, zero-tap or copy-code button (the only kinds Meta
+    /// approves for authentication).
+    pub fn forbidden_for_bsuids(&self) -> bool {
+        self.category == Category::Authentication
+    }
+
     /// Reads and validates a campaign file. Relative paths inside it are resolved
     /// against the file's own directory.
     pub fn load(path: &Path) -> Result<Campaign, CampaignError> {
@@ -468,9 +477,21 @@ impl Campaign {
                     .into(),
             ));
         }
+        let bsuid_column = match &raw.campaign.bsuid_column {
+            Some(c) if c.get_ref().trim().is_empty() => {
+                return Err(at(
+                    c.span(),
+                    "campaign.bsuid_column is empty; name the CSV column that holds business-scoped user IDs, or leave the setting out"
+                        .to_owned(),
+                ));
+            }
+            Some(c) => Some(c.get_ref().trim().to_owned()),
+            None => None,
+        };
         let contacts = ContactsSource {
             path: base_dir.join(raw.campaign.contacts.get_ref()),
             phone_column,
+            bsuid_column,
             delimiter,
             encoding: raw.campaign.encoding,
             default_region,

@@ -108,10 +108,15 @@ pub struct ImportArgs {
 /// Record that a person opted in. Printed only once it is on disk.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Example:
+Examples:
   wacampaign consent opt-in '+52 55 1234 5678' --purpose marketing --method web_form \\
-      --source 'signup form v3, submission 88213' --notice-file notice.txt")]
+      --source 'signup form v3, submission 88213' --notice-file notice.txt
+  wacampaign consent opt-in US.13491208655302741918 --purpose utility --method web_form \\
+      --source 'signup form v3, submission 88214' --evidence 'checkbox ticked'")]
 pub struct OptInArgs {
+    /// A phone number, or a business-scoped user ID (CC.opaque) for a person whose
+    /// number you do not have; it counts for every identity linked to it.
+    #[arg(value_name = "NUMBER|BSUID")]
     pub number: String,
     #[arg(long, value_enum)]
     pub purpose: Purpose,
@@ -133,9 +138,13 @@ pub struct OptInArgs {
 /// Record that a person opted out. Printed only once it is on disk.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Example:
-  wacampaign consent opt-out '+52 55 1234 5678' --source 'phone call, ticket 4411'")]
+Examples:
+  wacampaign consent opt-out '+52 55 1234 5678' --source 'phone call, ticket 4411'
+  wacampaign consent opt-out US.13491208655302741918 --source 'email, ticket 4412'")]
 pub struct OptOutArgs {
+    /// A phone number, or a business-scoped user ID (CC.opaque); an opt-out of either
+    /// blocks every identity linked to it.
+    #[arg(value_name = "NUMBER|BSUID")]
     pub number: String,
     /// What the person opted out of; `all` blocks every purpose.
     #[arg(long, value_enum, default_value_t = Purpose::All)]
@@ -177,6 +186,7 @@ pub struct EventArgs {
 )]
 pub struct ShowArgs {
     /// A phone number, or a business-scoped user ID (CC.opaque).
+    #[arg(value_name = "NUMBER|BSUID")]
     pub number: String,
     #[command(flatten)]
     pub region: RegionArg,

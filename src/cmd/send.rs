@@ -16,7 +16,7 @@ use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::journal::{Counts, Journal, JournalError};
 use crate::lock::CampaignLock;
-use crate::plan::{PlanItem, PlanStats, Planner};
+use crate::plan::{ConsentGate as _, PlanItem, PlanStats, Planner};
 use crate::provider;
 use crate::report::{CheckReport, human_duration};
 use crate::send::progress::{Display, Progress, TallySnapshot};
@@ -50,6 +50,7 @@ Examples:
   wacampaign send campaigns/promotion.toml --to +525512345678,+525587654321 --row 7 --yes
   wacampaign --db /srv/clinic/wacampaign.db send reminders.toml --yes --json --wait 30m
   wacampaign send campaigns/promotion.toml --yes --where 'lower(city) == \"monterrey\"'
+  wacampaign send campaigns/promotion.toml --yes --messaging-limit 2000
 
 In cron (no terminal), --yes is required; exit codes tell how the run ended (2: nothing
 was sent: a bad campaign, or a database that is missing or holds no consent; 3: halted,
@@ -60,6 +61,8 @@ With --json, a progress object goes to stderr every 5 s:
   {\"type\":\"progress\",\"data\":{\"sent\":120,\"failed\":1,\"remaining\":880,\"rate\":39.8,\"elapsed\":5.0,...}}
 Two runs sending from one business number take turns: the second waits (up to --wait)
 for the first to finish, so the number's rate is never doubled.
+Each run holds to the portfolio's messaging limit (see `wacampaign account`): people
+beyond it are deferred, with when they can go, for a later run.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
 pub struct Args {
     /// The campaign file (TOML).
@@ -732,10 +735,16 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
     let stats = planner.run(|item| {
         if let PlanItem::Eligible(recipient) = item {
             if let Some(estimator) = estimator.as_mut() {
-                estimator.add(recipient.phone);
+                estimator.add_contact(recipient.phone);
             }
             // Render exactly what would be sent, so a dry run costs what a run does.
-            let body = provider::request_body(campaign, recipient.phone, &recipient.values);
+            let to = provider::To::of(
+                &recipient,
+                gate.person(recipient.phone, recipient.bsuid.as_ref()),
+            );
+            let body = to.map_or(serde_json::Value::Null, |to| {
+                provider::request_body(campaign, &to, &recipient.values)
+            });
             rendered += u64::from(serde_json::to_vec(&body).is_ok());
         }
     })?;
@@ -861,7 +870,7 @@ fn hold_to_messaging_limit(
     };
     if source == Source::Unknown {
         ctx.ui.warn(format!(
-            "the messaging limit of this number is unknown: holding to Meta's lowest tier, {n}              people per 24 h. Run `wacampaign account {}` to read it, or set              sending.messaging_limit",
+            "the messaging limit of this number is unknown: holding to Meta's lowest tier, {n} people per 24 h. Run `wacampaign account {}` to read it, or set sending.messaging_limit",
             campaign.file.display()
         ));
     }
@@ -870,7 +879,7 @@ fn hold_to_messaging_limit(
         .context("reading the messaging limit's use")?;
     if to_send > usage.remaining() {
         ctx.ui.warn(format!(
-            "{}: this run reaches at most {} more people outside a customer-service window; the              others are deferred, not sent",
+            "{}: this run reaches at most {} more people outside a customer-service window; the others are deferred, not sent",
             usage.deferral(),
             usage.remaining()
         ));

@@ -265,6 +265,19 @@ impl ConsentGate for ConsentIndex {
     fn check_bsuid(&self, phone: Option<E164>, bsuid: &Bsuid) -> Result<(), Exclusion> {
         self.check_contact(phone, Some(bsuid))
     }
+
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        match (phone, bsuid) {
+            (Some(p), _) => p.consent_key() as i64,
+            (None, Some(b)) => self
+                .links
+                .person_of
+                .get(&b.key())
+                .copied()
+                .unwrap_or(b.key()),
+            (None, None) => 0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +342,44 @@ mod tests {
         // An opt-out of another purpose leaves this one's opt-in standing.
         assert_eq!(index.check(phone(b)), Ok(()));
         assert_eq!(changes_since(&reader.conn, seen, &mut index).unwrap(), seen);
+    }
+
+    #[test]
+    fn a_link_learned_while_a_campaign_runs_brings_a_bsuid_stop_to_the_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let reader = Db::open(&path).unwrap();
+        let writer = Db::open(&path).unwrap();
+        let ledger = Ledger::new(&writer.conn);
+        let phone = E164::from_digits("5215512345678").unwrap();
+        let bsuid = Bsuid::parse("MX.1349").unwrap();
+        ledger
+            .append(&event("5215512345678", Purpose::Marketing, Action::OptIn))
+            .unwrap();
+        ledger
+            .append(&NewEvent {
+                subject: (&bsuid).into(),
+                ..event("5215512345678", Purpose::Marketing, Action::OptOut)
+            })
+            .unwrap();
+        let mut index = ConsentIndex::load(&reader.conn, Purpose::Marketing).unwrap();
+        let seen = Ledger::new(&reader.conn).head_id().unwrap();
+        assert_eq!(index.check(phone), Ok(()), "nothing links them yet");
+        assert!(matches!(
+            index.check_contact(None, Some(&bsuid)),
+            Err(Exclusion::OptedOut { .. })
+        ));
+        crate::identity::link(&writer.conn, &bsuid, Some(phone), "2026-01-01T00:00:00Z").unwrap();
+        changes_since(&reader.conn, seen, &mut index).unwrap();
+        assert!(
+            matches!(index.check(phone), Err(Exclusion::OptedOut { .. })),
+            "the BSUID's stop now blocks the number"
+        );
+        assert_eq!(
+            index.person(None, Some(&bsuid)),
+            phone.consent_key() as i64,
+            "one person"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::consent::{self, Action, ConsentIndex, NewEvent, Purpose, RecordedVia}
 use crate::gate::Gate;
 use crate::phone::E164;
 use crate::plan::{ConsentGate, Recipient};
+use crate::provider::To;
 
 pub use key::RowKey;
 pub use query::{
@@ -70,7 +71,8 @@ pub struct Job {
     /// The row's id: outcomes update it directly.
     pub row: i64,
     pub key: RowKey,
-    pub phone: E164,
+    /// The number, or the BSUID of a person known by that alone.
+    pub to: To,
     pub values: Vec<String>,
     pub attempts: u32,
     /// How many times a rule (Meta's per-user limit) deferred it before.
@@ -117,7 +119,7 @@ pub enum Disposition {
 pub struct Outcome {
     pub row: i64,
     pub key: RowKey,
-    pub phone: E164,
+    pub to: To,
     pub disposition: Disposition,
 }
 
@@ -335,17 +337,18 @@ impl Journal {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
-                     params, state, updated_at, send_by, contact)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?11
+                     params, state, updated_at, bsuid, send_by, contact)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?12, ?13
                  -- Someone erased after the plan's consent was loaded has no event under
-                 -- their key any more: they are not planned (the erasure and this
+                 -- their keys any more: they are not planned (the erasure and this
                  -- insert each hold the write lock, so one sees the other).
-                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key = ?2)
+                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key IN (?2, ?11))
                  ON CONFLICT (campaign_id, person_id, occurrence) DO UPDATE SET
                      plan_run = excluded.plan_run,
                      line = excluded.line,
                      seq = excluded.seq,
                      phone = CASE WHEN state IN ('planned', 'deferred') THEN excluded.phone ELSE phone END,
+                     bsuid = CASE WHEN state IN ('planned', 'deferred') THEN excluded.bsuid ELSE bsuid END,
                      params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END,
                      send_by = CASE WHEN state IN ('planned', 'deferred') THEN excluded.send_by ELSE send_by END,
                      contact = CASE WHEN state IN ('planned', 'deferred') THEN excluded.contact ELSE contact END",
@@ -353,23 +356,35 @@ impl Journal {
             for (seq, recipient) in batch {
                 let params_json = serde_json::to_string(&recipient.values)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                // A row with both identities teaches the link, as a webhook would.
+                if let (Some(phone), Some(bsuid)) = (recipient.phone, &recipient.bsuid) {
+                    crate::identity::link(&tx, bsuid, Some(phone), &now)?;
+                }
+                let person = self
+                    .consent
+                    .person(recipient.phone, recipient.bsuid.as_ref());
                 insert.execute(params![
                     self.campaign_id,
-                    key::person_of(recipient.phone),
+                    person,
                     recipient.occurrence,
-                    recipient.phone.to_string(),
+                    recipient.phone.map(|p| p.to_string()),
                     recipient.line as i64,
                     *seq as i64,
                     self.plan_run,
                     params_json,
                     now,
+                    recipient.bsuid.as_ref().map(|b| b.to_string()),
+                    recipient
+                        .bsuid
+                        .as_ref()
+                        .map_or(person, crate::identity::Bsuid::key),
                     recipient.send_by,
                     recipient.contact
                 ])?;
                 crate::hold::mark_planned(
                     &tx,
                     &self.campaign_id,
-                    key::person_of(recipient.phone),
+                    person,
                     &recipient.occurrence,
                     recipient.time_zone.as_deref(),
                     recipient.hold.as_ref(),
@@ -478,7 +493,7 @@ impl Journal {
                               WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
                                 AND retry_at <= ?3
                               ORDER BY retry_at LIMIT ?4 + 0)
-                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals",
+                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid",
             )?;
             let rows = due.query_map(
                 params![self.campaign_id, self.plan_run, now, limit as i64, now],
@@ -495,7 +510,7 @@ impl Journal {
                      WHERE id IN (SELECT id FROM journal INDEXED BY journal_by_state
                                   WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
                                   ORDER BY seq LIMIT ?3 + 0)
-                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals",
+                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid",
                 )?;
                 let rows = planned.query_map(
                     params![self.campaign_id, self.plan_run, room as i64, now],
@@ -528,17 +543,20 @@ impl Journal {
                             c.send_by.as_deref().unwrap_or_default()
                         ),
                     ))
-                } else if let Some(phone) = c.phone
-                    && let Err(reason) = self.consent.check(phone)
+                } else if (c.phone.is_some() || c.bsuid.is_some())
+                    && let Err(reason) = self.consent.check_contact(c.phone, c.bsuid.as_ref())
                 {
                     claimed.opted_out += 1;
                     Some((
                         State::OptedOut,
                         format!("{reason} (recorded after the plan was made)"),
                     ))
-                } else if let Some(phone) = c.phone
-                    && self.session
-                    && !crate::service_window::window_open(&tx, phone, now_instant)?
+                } else if self.session
+                    && !match c.phone {
+                        Some(phone) => crate::service_window::window_open(&tx, phone, now_instant)?,
+                        // Windows are recorded by number.
+                        None => false,
+                    }
                 {
                     claimed.window_closed += 1;
                     Some((
@@ -546,11 +564,11 @@ impl Journal {
                         "no open customer-service window: it closed before this message's turn"
                             .to_owned(),
                     ))
-                } else if c.phone.is_none() {
+                } else if c.phone.is_none() && c.bsuid.is_none() {
                     claimed.unreachable += 1;
                     Some((
                         State::Failed,
-                        "no phone number to send to (only a business-scoped user ID)".to_owned(),
+                        "no number and no business-scoped user ID to send to".to_owned(),
                     ))
                 } else {
                     None
@@ -559,10 +577,17 @@ impl Journal {
                     settled.execute(params![c.row, state, detail, now])?;
                     continue;
                 }
-                let Some(phone) = c.phone else { continue };
+                let to = match (c.phone, c.bsuid) {
+                    (Some(phone), _) => To::Phone(phone),
+                    (None, Some(bsuid)) => To::Bsuid {
+                        bsuid: bsuid.to_string(),
+                        person: c.key.person,
+                    },
+                    (None, None) => continue,
+                };
                 if let Some(rules) = &self.holds
                     && let Some(hold) =
-                        rules.at_claim(&tx, c.row, c.key.person, phone, now_instant)?
+                        rules.at_claim(&tx, c.row, c.key.person, c.phone, now_instant)?
                 {
                     crate::hold::defer(&tx, c.row, &hold, &now)?;
                     claimed.held += 1;
@@ -571,7 +596,7 @@ impl Journal {
                 // Last, once the row is sure to be sent: the reservation is made here.
                 if let Some(guard) = self.messaging_limit.as_mut()
                     && let crate::messaging_limit::Verdict::Full { detail, retry_at } =
-                        guard.admit(&tx, c.key.person, Some(phone), now_instant)?
+                        guard.admit(&tx, c.key.person, to.phone(), now_instant)?
                 {
                     claimed.limited += 1;
                     limited.execute(params![c.row, detail, retry_at, now])?;
@@ -580,7 +605,7 @@ impl Journal {
                 claimed.jobs.push(Job {
                     row: c.row,
                     key: c.key,
-                    phone,
+                    to,
                     values: c.values,
                     // The statement counted this attempt already.
                     attempts: c.attempts,
@@ -631,6 +656,7 @@ struct Candidate {
     deferrals: u32,
     key: RowKey,
     phone: Option<E164>,
+    bsuid: Option<crate::identity::Bsuid>,
     values: Vec<String>,
     attempts: u32,
     send_by: Option<String>,
@@ -653,6 +679,9 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
             occurrence: row.get(1)?,
         },
         phone: phone.as_deref().and_then(E164::from_digits),
+        bsuid: row
+            .get::<_, Option<String>>(8)?
+            .and_then(|b| crate::identity::Bsuid::parse(&b).ok()),
         values,
         attempts: row.get(4)?,
         send_by: row.get(5)?,
@@ -703,7 +732,7 @@ fn record_in(
     for Outcome {
         row,
         key,
-        phone,
+        to,
         disposition,
     } in outcomes
     {
@@ -754,25 +783,29 @@ fn record_in(
         } = disposition
             && record_opt_outs
         {
+            // A number by its digits, as before BSUIDs; a BSUID as it is.
+            let address = match to {
+                To::Phone(phone) => phone.digits().to_string(),
+                To::Bsuid { bsuid, .. } => bsuid.clone(),
+            };
             let event = NewEvent {
-                subject: (*phone).into(),
+                subject: to.identity(),
                 purpose: *purpose,
                 action: Action::OptOut,
                 occurred_at: now.to_owned(),
                 method: format!("provider_error_{}", code.unwrap_or_default()),
                 recorded_via: RecordedVia::Campaign,
-                source: format!("campaign {campaign_id}: send to {phone} refused: {detail}"),
+                source: format!("campaign {campaign_id}: send to {to} refused: {detail}"),
                 evidence: None,
                 notice: None,
                 actor: format!("wacampaign send {campaign_id}"),
                 // The same key as before occurrences, for one message per person.
                 dedupe_key: Some(if key.occurrence.is_empty() {
-                    format!("campaign:{campaign_id}:{}:opt_out", phone.digits())
+                    format!("campaign:{campaign_id}:{}:opt_out", address)
                 } else {
                     format!(
                         "campaign:{campaign_id}:{}:{}:opt_out",
-                        phone.digits(),
-                        key.occurrence
+                        address, key.occurrence
                     )
                 }),
             };

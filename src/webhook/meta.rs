@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    Billing, Delivery, Event, IdentityLink, InboundEvent, NumberChange, OptOutRequest, OptOutRules,
-    Preference, PreferenceEvent, Source, StatusEvent, TemplateChange, TemplateEvent,
+    Billing, BsuidOptOut, Delivery, Event, IdentityLink, InboundEvent, NumberChange, OptOutRequest,
+    OptOutRules, Preference, PreferenceEvent, Source, StatusEvent, TemplateChange, TemplateEvent,
     possible::possible, unix_to_rfc3339,
 };
 use crate::identity::Bsuid;
@@ -109,8 +109,10 @@ fn events(payload: &Payload, rules: &OptOutRules, received_at: &str) -> Vec<Even
                 events.push(event);
             }
         }
+        // A user who hides their number is named by their BSUID alone.
+        let sender_bsuid = value.contacts.iter().find_map(|c| c.user_id.as_deref());
         for message in &value.messages {
-            if let Some(event) = message_event(message, rules, received_at) {
+            if let Some(event) = message_event(message, rules, received_at, sender_bsuid) {
                 events.push(event);
             }
         }
@@ -210,7 +212,12 @@ fn status_event(status: &Status, received_at: &str) -> Option<StatusEvent> {
     })
 }
 
-fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> Option<Event> {
+fn message_event(
+    message: &Message,
+    rules: &OptOutRules,
+    received_at: &str,
+    sender_bsuid: Option<&str>,
+) -> Option<Event> {
     let id = message.id.clone().filter(|id| !id.is_empty())?;
     // A BSUID change reports no number.
     if let Some(system) = &message.system
@@ -225,7 +232,25 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
                 .and_then(|p| Bsuid::parse(p).ok()),
         }));
     }
-    let from = E164::from_digits(message.from.as_deref()?)?;
+    let Some(from) = message.from.as_deref().and_then(E164::from_digits) else {
+        // No number: an opt-out is still an opt-out, recorded under the BSUID.
+        let bsuid = message
+            .from_user_id
+            .as_deref()
+            .or(sender_bsuid)
+            .and_then(|b| Bsuid::parse(b).ok())?;
+        return Some(Event::BsuidOptOut(BsuidOptOut {
+            bsuid,
+            message_id: id,
+            occurred_at: message
+                .timestamp
+                .as_ref()
+                .and_then(Timestamp::seconds)
+                .and_then(unix_to_rfc3339)
+                .unwrap_or_else(|| received_at.to_owned()),
+            request: opt_out_request(message, rules)?,
+        }));
+    };
     let occurred_at = message
         .timestamp
         .as_ref()
@@ -483,6 +508,7 @@ struct ErrorData {
 #[derive(Debug, Deserialize)]
 struct Message {
     from: Option<String>,
+    from_user_id: Option<String>,
     id: Option<String>,
     timestamp: Option<Timestamp>,
     #[serde(rename = "type")]

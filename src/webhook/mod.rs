@@ -112,6 +112,17 @@ pub enum Event {
     Template(TemplateEvent),
     /// A BSUID seen with a number, alone, or as a user's new BSUID.
     Link(IdentityLink),
+    /// An opt-out reply from a user known by a BSUID alone.
+    BsuidOptOut(BsuidOptOut),
+}
+
+/// An opt-out keyword (or button) from a user whose number Meta does not share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BsuidOptOut {
+    pub bsuid: crate::identity::Bsuid,
+    pub message_id: String,
+    pub occurred_at: String,
+    pub request: OptOutRequest,
 }
 
 /// What a webhook taught about who a user is: a BSUID beside a number

@@ -138,6 +138,26 @@ fn apply(
         Event::NumberChanged(change) => apply_number_change(conn, change, now),
         Event::Template(template) => apply_template(conn, template, now),
         Event::Link(link) => apply_link(conn, link, now),
+        Event::BsuidOptOut(opt_out) => {
+            identity::link(conn, &opt_out.bsuid, None, now)?;
+            consent::append_in(
+                conn,
+                &NewEvent {
+                    subject: (&opt_out.bsuid).into(),
+                    purpose: Purpose::All,
+                    action: Action::OptOut,
+                    occurred_at: opt_out.occurred_at.clone(),
+                    method: opt_out.request.method.clone(),
+                    recorded_via: RecordedVia::Webhook,
+                    source: opt_out.message_id.clone(),
+                    evidence: Some(opt_out.request.evidence.clone()),
+                    notice: None,
+                    actor: ACTOR.to_owned(),
+                    dedupe_key: Some(format!("webhook:meta:{}:opt_out", opt_out.message_id)),
+                },
+            )?;
+            Ok(())
+        }
     }
 }
 
@@ -194,11 +214,11 @@ fn apply_template(conn: &Connection, event: &TemplateEvent, now: &str) -> rusqli
     for (id, _, category) in running {
         let reason = match &event.change {
             TemplateChange::Status(s) if s != "APPROVED" && s != "PENDING" => format!(
-                "a webhook reported template {} {s}; resume with --resume-halted once                  `wacampaign templates sync` shows it APPROVED",
+                "a webhook reported template {} {s}; resume with --resume-halted once `wacampaign templates sync` shows it APPROVED",
                 event.name
             ),
             TemplateChange::Category(c) if !c.eq_ignore_ascii_case(&category) => format!(
-                "a webhook reported template {} moved to category {c} (the campaign is {category}:                  the consent it needs and its price change); resume with --resume-halted once a                  sync shows it {} again, or send it as a {} campaign",
+                "a webhook reported template {} moved to category {c} (the campaign is {category}: the consent it needs and its price change); resume with --resume-halted once a sync shows it {} again, or send it as a {} campaign",
                 event.name,
                 category.to_ascii_uppercase(),
                 c.to_ascii_lowercase()

@@ -4,6 +4,7 @@
 
 mod audience;
 mod backup;
+mod bsuid;
 mod check;
 mod clinic_week;
 mod conformance;

@@ -41,7 +41,7 @@ fn write_campaign(
         &format!("phone_number_id = \"{phone_number_id}\""),
     );
     let text = format!(
-        "{text}base_url = \"{base_url}\"\ntimeout_ms = 5000\n\n[sending]\nrate_per_second = 1000\n"
+        "{text}base_url = \"{base_url}\"\ntimeout_ms = 5000\n\n[sending]\nrate_per_second = 150\n"
     );
     std::fs::write(dir.join(format!("{id}.toml")), text).unwrap();
     opt_in_everyone(&dir.join(format!("{id}.toml")), &dir.join("wacampaign.db"));

@@ -230,3 +230,49 @@ fn a_bsuid_change_keeps_the_stop_and_an_unknown_one_is_recorded_with_a_warning()
         "the server's log says so:\n{log}"
     );
 }
+
+#[test]
+fn a_stop_reply_from_a_user_who_hides_their_number_is_recorded_under_the_bsuid() {
+    let ws = Workspace::new();
+    marketing_campaign(&ws);
+    let server = Server::start(&ws, &[]);
+    let t = now();
+    let stop = envelope(
+        "messages",
+        json!({
+            "messaging_product": "whatsapp",
+            "metadata": metadata(),
+            "contacts": [{"profile": {"name": "Beto", "username": "@beto"}, "user_id": "MX.5555"}],
+            "messages": [{
+                "from_user_id": "MX.5555", "id": "wamid.bsuid.stop", "timestamp": t.to_string(),
+                "type": "text", "text": {"body": " STOP "}
+            }]
+        }),
+    );
+    let reply = server.post_meta_signed(&stop);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        ws.count(
+            "SELECT count(*) FROM consent_events
+             WHERE subject = 'MX.5555' AND action = 'opt_out' AND purpose = 'all'"
+        ),
+        1
+    );
+    // Once Beto's number is linked to it, he is left out.
+    let link = envelope(
+        "messages",
+        json!({
+            "messaging_product": "whatsapp", "metadata": metadata(),
+            "contacts": [{"wa_id": "5215587654321", "user_id": "MX.5555"}],
+            "statuses": []
+        }),
+    );
+    assert_eq!(server.post_meta_signed(&link).status, 200);
+    assert_eq!(
+        excluded(&ws),
+        format!(
+            "3,5587654321,opted_out,opted out on {} via whatsapp_reply\n",
+            super::date_of(t)
+        )
+    );
+}
