@@ -308,7 +308,13 @@ impl Journal {
                 ),
                 consent: gate.consent,
                 consent_seen,
-                holds: crate::hold::Rules::of(campaign),
+                // A test send goes now to the operator's own numbers: the contacts'
+                // quiet hours and caps are not theirs to keep.
+                holds: if test {
+                    None
+                } else {
+                    crate::hold::Rules::of(campaign)
+                },
                 messaging_limit: None,
             },
             recovered,

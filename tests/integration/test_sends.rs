@@ -154,3 +154,37 @@ fn pruned_test_sends_are_not_folded_into_the_totals() {
     assert!(status.contains("\"accepted\":0"), "{status}");
     assert!(status.contains("\"test_sends\":0"), "pruned: {status}");
 }
+
+#[test]
+fn a_test_send_goes_out_inside_the_contacts_quiet_hours() {
+    let clinic = Clinic::new();
+    // 09:00 in Mexico City, inside the campaign's quiet hours.
+    let mut text = clinic.fx.read("campaign.toml");
+    text.push_str("quiet_hours = \"08:00-10:00\"\n");
+    clinic.fx.write("campaign.toml", text);
+    clinic.appointments(ROWS);
+    clinic
+        .at(NOW)
+        .args([
+            "consent",
+            "opt-in",
+            MINE,
+            "--purpose",
+            "utility",
+            "--method",
+            "operator",
+        ])
+        .args(["--source", "marketer's own test number"])
+        .assert()
+        .success();
+    clinic
+        .at(NOW)
+        .args(["send", "campaign.toml", "--to", MINE, "--yes"])
+        .assert()
+        .code(0);
+    assert_eq!(clinic.server.count(), 1, "the test send went out");
+    // The contacts themselves wait for the window to open.
+    let real = clinic.send(NOW);
+    assert_eq!(real["this_run"]["accepted"], 0, "{real}");
+    assert_eq!(clinic.server.count(), 1);
+}
