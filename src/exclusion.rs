@@ -9,6 +9,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::identity::Bsuid;
+use crate::occurrence::OccurrenceError;
 use crate::phone::{E164, PhoneError};
 use crate::template::ValueError;
 
@@ -55,6 +56,16 @@ pub enum Exclusion {
         "only a business-scoped user ID, and Meta sends no one-tap, zero-tap or copy-code authentication template to one (error 131062): add the number to the row"
     )]
     BsuidTemplate,
+    /// `campaign.occurrence` names an empty cell: never merged with another row.
+    #[error("no occurrence: {0}")]
+    NoOccurrence(OccurrenceError),
+    /// `campaign.send_by` cannot be read from the row.
+    #[error("invalid send-by: {0}")]
+    InvalidSendBy(OccurrenceError),
+    /// A cell the audience expression needs did not convert (`number(total)` of
+    /// `n/a`): the row can be judged neither in nor out.
+    #[error("audience: {0}")]
+    AudienceValue(String),
 }
 
 impl Exclusion {
@@ -73,6 +84,9 @@ impl Exclusion {
             Exclusion::InvalidBsuid(_) => ExclusionKind::InvalidBsuid,
             Exclusion::BsuidUnreachable { .. } => ExclusionKind::BsuidUnreachable,
             Exclusion::BsuidTemplate => ExclusionKind::BsuidTemplate,
+            Exclusion::NoOccurrence(_) => ExclusionKind::NoOccurrence,
+            Exclusion::InvalidSendBy(_) => ExclusionKind::InvalidSendBy,
+            Exclusion::AudienceValue(_) => ExclusionKind::AudienceValue,
         }
     }
 }
@@ -94,6 +108,9 @@ pub enum ExclusionKind {
     InvalidBsuid,
     BsuidUnreachable,
     BsuidTemplate,
+    NoOccurrence,
+    InvalidSendBy,
+    AudienceValue,
 }
 
 impl ExclusionKind {
@@ -112,6 +129,9 @@ impl ExclusionKind {
             ExclusionKind::InvalidBsuid => "invalid_bsuid",
             ExclusionKind::BsuidUnreachable => "bsuid_unreachable",
             ExclusionKind::BsuidTemplate => "bsuid_template",
+            ExclusionKind::NoOccurrence => "no_occurrence",
+            ExclusionKind::InvalidSendBy => "invalid_send_by",
+            ExclusionKind::AudienceValue => "audience_value",
         }
     }
 
@@ -131,6 +151,9 @@ impl ExclusionKind {
             ExclusionKind::InvalidBsuid => "invalid BSUID",
             ExclusionKind::BsuidUnreachable => "BSUID only (provider)",
             ExclusionKind::BsuidTemplate => "BSUID only (template)",
+            ExclusionKind::NoOccurrence => "no occurrence",
+            ExclusionKind::InvalidSendBy => "invalid send-by",
+            ExclusionKind::AudienceValue => "unreadable for audience",
         }
     }
 }

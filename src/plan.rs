@@ -10,8 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::audience::{Audience, Verdict};
 use crate::campaign::{Campaign, ValueSource};
 use crate::contacts::{ContactReader, ContactsError, Row};
+use crate::frequency_cap::CapIndex;
+use crate::hold::{Hold, HoldKind, Rules};
 // The reasons and the gate are shared with the consent ledger, so they live below
 // both; re-exported because they are part of what a plan says.
 pub use crate::exclusion::{ConsentGate, Exclusion, ExclusionKind, NoGate};
@@ -30,6 +33,18 @@ pub struct Recipient {
     pub bsuid: Option<Bsuid>,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+    /// Which of the person's messages this is (`campaign.occurrence`); empty for
+    /// one message per person.
+    pub occurrence: String,
+    /// Past this instant (RFC 3339, UTC) the message expires unsent.
+    pub send_by: Option<String>,
+    /// The contact's own time zone, from `campaign.timezone_column`.
+    pub time_zone: Option<String>,
+    /// Quiet hours or a frequency cap hold the message until later.
+    pub hold: Option<Hold>,
+    /// The contact's kept columns as a JSON object (header → cell), journaled with
+    /// the plan; `None` when the campaign keeps none.
+    pub contact: Option<String>,
 }
 
 impl Recipient {
@@ -71,6 +86,20 @@ pub struct PlanStats {
     /// Eligible contacts by the language they are sent in (per-contact languages only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub by_language: BTreeMap<String, u64>,
+    /// Rows the audience filter leaves out: neither eligible nor excluded (present
+    /// when the campaign has an audience).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_audience: Option<u64>,
+    /// Eligible contacts in quiet hours now: deferred, sent once their window opens.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quiet_hours: u64,
+    /// Eligible contacts at a frequency cap: deferred until they are under it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frequency_capped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Error)]
@@ -78,6 +107,8 @@ pub struct PlanStats {
 pub enum PlanError {
     #[error(transparent)]
     Contacts(#[from] ContactsError),
+    #[error(transparent)]
+    Audience(#[from] crate::audience::AudienceError),
 }
 
 enum Source {
@@ -99,12 +130,24 @@ pub struct Planner<'a> {
     sources: Vec<Source>,
     /// The column of each contact's language, when the campaign has one.
     language_index: Option<usize>,
+    /// The columns kept with the plan (`campaign.keep_columns`, else all): name, index.
+    kept: Vec<(String, usize)>,
     header_len: usize,
     /// First line each person was seen on (a number's consent key, or the person a
     /// BSUID is linked to): the same person twice is a duplicate.
     seen: HashMap<i64, u64>,
+    /// With occurrences, a duplicate is the same person for the same occurrence.
+    seen_occurrences: HashMap<(i64, String), u64>,
+    occurrence: Option<crate::occurrence::Bound>,
+    send_by: Option<(crate::occurrence::SendBySpec, crate::occurrence::Bound)>,
     row: Row,
     stats: PlanStats,
+    audience: Option<Audience>,
+    rules: Option<Rules>,
+    caps: CapIndex,
+    zone_index: Option<usize>,
+    /// The instant holds are judged at: the plan's.
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 impl<'a> Planner<'a> {
@@ -155,9 +198,64 @@ impl<'a> Planner<'a> {
             .as_ref()
             .map(|c| reader.column_index(c, "template.language_column"))
             .transpose()?;
+        let kept = match &campaign.keep_columns {
+            None => reader
+                .headers()
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    Ok((
+                        name.clone(),
+                        reader.column_index(name, "campaign.keep_columns")?,
+                    ))
+                })
+                .collect::<Result<_, ContactsError>>()?,
+        };
         let header_len = reader.headers().len();
+        let occurrence = campaign
+            .occurrence
+            .as_ref()
+            .map(|o| crate::occurrence::Bound::new(o, &reader, "campaign.occurrence"))
+            .transpose()?;
+        let send_by = campaign
+            .send_by
+            .as_ref()
+            .map(|s| {
+                crate::occurrence::Bound::new(&s.template, &reader, "campaign.send_by")
+                    .map(|bound| (s.clone(), bound))
+            })
+            .transpose()?;
+        let now = crate::clock::now();
+        let headers = reader.headers().to_vec();
+        let audience = campaign
+            .audience
+            .as_ref()
+            .map(|spec| Audience::new(spec, &headers, campaign.timezone, now))
+            .transpose()?;
+        let zone_index = campaign
+            .timezone_column
+            .as_ref()
+            .map(|c| reader.column_index(c, "campaign.timezone_column"))
+            .transpose()?;
+        let stats = PlanStats {
+            outside_audience: audience.as_ref().map(|_| 0),
+            ..PlanStats::default()
+        };
         Ok(Planner {
+            seen_occurrences: HashMap::new(),
+            occurrence,
+            send_by,
+            audience,
+            rules: Rules::of(campaign),
+            caps: CapIndex::default(),
+            zone_index,
+            now,
             language_index,
+            kept,
             campaign,
             gate,
             reader,
@@ -167,8 +265,24 @@ impl<'a> Planner<'a> {
             header_len,
             seen: HashMap::new(),
             row: Row::default(),
-            stats: PlanStats::default(),
+            stats,
         })
+    }
+
+    /// Whether the campaign caps how often a person hears from the business.
+    pub fn has_caps(&self) -> bool {
+        self.rules.as_ref().is_some_and(Rules::has_caps)
+    }
+
+    /// The persons at this campaign's frequency caps, read from the journal once
+    /// before planning, so contacts over a cap are reported and deferred.
+    pub fn with_caps(mut self, conn: &rusqlite::Connection) -> rusqlite::Result<Self> {
+        if let Some(rules) = &self.rules
+            && rules.has_caps()
+        {
+            self.caps = CapIndex::load(conn, rules.caps(), rules.category(), self.now)?;
+        }
+        Ok(self)
     }
 
     pub fn contacts_path(&self) -> &str {
@@ -181,16 +295,26 @@ impl<'a> Planner<'a> {
 
     /// The next row's fate; `None` once the file is read.
     pub fn next_item(&mut self) -> Result<Option<PlanItem>, PlanError> {
-        let got = self.reader.read_row(&mut self.row)?;
-        self.stats.blank_rows = self.reader.blank_rows();
-        if !got {
-            return Ok(None);
-        }
-        self.stats.contacts_read += 1;
-        let item = self.judge();
+        let item = loop {
+            let got = self.reader.read_row(&mut self.row)?;
+            self.stats.blank_rows = self.reader.blank_rows();
+            if !got {
+                return Ok(None);
+            }
+            self.stats.contacts_read += 1;
+            match self.judge()? {
+                Some(item) => break item,
+                None => *self.stats.outside_audience.get_or_insert(0) += 1,
+            }
+        };
         match &item {
             PlanItem::Eligible(recipient) => {
                 self.stats.eligible += 1;
+                match recipient.hold.as_ref().map(|h| h.kind) {
+                    Some(HoldKind::QuietHours) => self.stats.quiet_hours += 1,
+                    Some(HoldKind::FrequencyCap) => self.stats.frequency_capped += 1,
+                    None => {}
+                }
                 if self.language_index.is_some() {
                     *self
                         .stats
@@ -216,7 +340,58 @@ impl<'a> Planner<'a> {
         Ok(Some(item))
     }
 
-    fn judge(&mut self) -> PlanItem {
+    /// A row's fate; `None` for a row outside the audience. The audience comes
+    /// first: a row it leaves out is neither a duplicate nor excluded.
+    fn judge(&mut self) -> Result<Option<PlanItem>, PlanError> {
+        let well_formed = self.row.record.len() >= self.header_len;
+        if let Some(audience) = &self.audience
+            && well_formed
+        {
+            match audience.judge(&self.row.record)? {
+                Verdict::In => {}
+                Verdict::Out => return Ok(None),
+                Verdict::Unreadable(why) => {
+                    return Ok(Some(PlanItem::Excluded(Excluded {
+                        line: self.row.line,
+                        phone_raw: self.row.get(self.phone_index).unwrap_or("").to_owned(),
+                        reason: Exclusion::AudienceValue(why),
+                    })));
+                }
+            }
+        }
+        let mut item = self.judge_row();
+        if let PlanItem::Eligible(recipient) = &mut item {
+            let zone = match self.zone_index {
+                Some(index) => match self.row.get(index).map(str::trim) {
+                    Some(cell) if !cell.is_empty() => match crate::timezone::parse(cell) {
+                        Ok(zone) => {
+                            recipient.time_zone = Some(zone.name().to_owned());
+                            Some(zone)
+                        }
+                        Err(reason) => {
+                            return Ok(Some(PlanItem::Excluded(Excluded {
+                                line: recipient.line,
+                                phone_raw: self.row.get(self.phone_index).unwrap_or("").to_owned(),
+                                reason: Exclusion::InvalidValue(ValueError::Part(
+                                    "campaign.timezone_column".into(),
+                                    reason,
+                                )),
+                            })));
+                        }
+                    },
+                    _ => None,
+                },
+                None => None,
+            };
+            if let Some(rules) = &self.rules {
+                let person = self.gate.person(recipient.phone, recipient.bsuid.as_ref());
+                recipient.hold = rules.at_plan(person, recipient.phone, zone, &self.caps, self.now);
+            }
+        }
+        Ok(Some(item))
+    }
+
+    fn judge_row(&mut self) -> PlanItem {
         let line = self.row.line;
         let phone_raw = self.row.get(self.phone_index).unwrap_or("").to_owned();
         let exclude = |reason| {
@@ -256,18 +431,39 @@ impl<'a> Planner<'a> {
                 Err(e) => return exclude(Exclusion::InvalidNumber(e)),
             },
         };
+        let occurrence = match crate::occurrence::occurrence_of(self.occurrence.as_ref(), &self.row)
+        {
+            Ok(occurrence) => occurrence,
+            Err(e) => return exclude(Exclusion::NoOccurrence(e)),
+        };
+        let send_by = match &self.send_by {
+            Some((spec, bound)) => match crate::occurrence::send_by_of(spec, bound, &self.row) {
+                Ok(at) => Some(at),
+                Err(e) => return exclude(Exclusion::InvalidSendBy(e)),
+            },
+            None => None,
+        };
         // A row with both identities links them for the rest of the file too.
         let person = self.gate.person(phone, bsuid.as_ref());
         let own = bsuid.as_ref().map(Bsuid::key).filter(|k| *k != person);
-        if let Some(first_line) = [Some(person), own]
-            .into_iter()
-            .flatten()
-            .find_map(|k| self.seen.get(&k).copied())
-        {
+        let keys = [Some(person), own];
+        let by_occurrence = self.occurrence.is_some();
+        if let Some(first_line) = keys.into_iter().flatten().find_map(|k| {
+            if by_occurrence {
+                self.seen_occurrences.get(&(k, occurrence.clone())).copied()
+            } else {
+                self.seen.get(&k).copied()
+            }
+        }) {
             return exclude(Exclusion::Duplicate { first_line });
         }
-        for key in [Some(person), own].into_iter().flatten() {
-            self.seen.insert(key, line);
+        for key in keys.into_iter().flatten() {
+            if by_occurrence {
+                self.seen_occurrences
+                    .insert((key, occurrence.clone()), line);
+            } else {
+                self.seen.insert(key, line);
+            }
         }
         let us = match (phone, &bsuid) {
             // Most numbers are not +1: no metadata lookup for them.
@@ -363,7 +559,28 @@ impl<'a> Planner<'a> {
             phone,
             bsuid,
             values,
+            occurrence,
+            send_by,
+            time_zone: None,
+            hold: None,
+            contact: self.kept_columns(),
         })
+    }
+
+    /// The current row's kept columns, as a JSON object in the file's column order.
+    fn kept_columns(&self) -> Option<String> {
+        if self.kept.is_empty() {
+            return None;
+        }
+        let object: serde_json::Map<String, serde_json::Value> = self
+            .kept
+            .iter()
+            .map(|(name, index)| {
+                let cell = self.row.get(*index).unwrap_or("");
+                (name.clone(), serde_json::Value::String(cell.to_owned()))
+            })
+            .collect();
+        Some(serde_json::Value::Object(object).to_string())
     }
 
     /// The translation a contact gets: their language when the campaign sends it

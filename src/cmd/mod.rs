@@ -12,8 +12,10 @@ use crate::ui::Ui;
 pub mod account;
 pub mod backup;
 pub mod check;
+pub mod completions;
 pub mod consent;
 pub mod erase;
+pub mod man;
 pub mod preview;
 pub mod prune;
 pub mod send;
@@ -21,6 +23,7 @@ pub mod status;
 pub mod subject;
 pub mod templates;
 pub mod webhook;
+pub mod where_arg;
 
 /// What every command gets from the global options.
 #[derive(Debug)]

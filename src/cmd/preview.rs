@@ -47,6 +47,8 @@ pub struct Args {
     #[arg(long)]
     pub payload: bool,
     #[command(flatten)]
+    pub audience: crate::cmd::where_arg::WhereArg,
+    #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
 }
 
@@ -69,7 +71,8 @@ impl Selection {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    args.audience.apply(&mut campaign)?;
     let cache = crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let selection = match (&args.row, &args.phone) {
         (Some(line), _) => Selection::Line(*line),

@@ -32,10 +32,13 @@ use crate::provider::To;
 
 pub use key::RowKey;
 pub use query::{
-    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code,
-    held_for_quality, rows,
+    CampaignRecord, Counts, HaltRecord, JournalRow, already_served, campaign_record, counts,
+    failures_by_code, held_for_quality, rows, test_sends,
 };
 pub use state::State;
+
+/// The plan run test sends are written under: no run of a plan has it.
+const TEST_PLAN_RUN: i64 = 0;
 
 /// Why a campaign cannot be sent (again) as it is.
 #[derive(Debug, Error)]
@@ -48,8 +51,10 @@ pub enum JournalError {
     )]
     ContentChanged { id: String, since: String },
     #[error(
-        "campaign `{id}` halted on {at}: {reason}. Fix the cause, then run again with \
-         --resume-halted"
+        "campaign `{id}` halted on {at}: {}. Fix the cause, then run again with \
+         --resume-halted",
+        // Providers' details often end in a full stop of their own.
+        .reason.trim_end_matches('.')
     )]
     Halted {
         id: String,
@@ -130,6 +135,8 @@ pub struct Claimed {
     pub expired: u64,
     /// Rows with no address this provider can send to: failed.
     pub unreachable: u64,
+    /// Rows that reached quiet hours or a frequency cap since the plan: deferred.
+    pub held: u64,
     /// Rows deferred because the portfolio's messaging limit is reached.
     pub limited: u64,
     /// Nothing is ready now, but deferred rows become ready at this time.
@@ -141,7 +148,12 @@ pub struct Claimed {
 impl Claimed {
     /// Rows the claim settled without sending.
     pub fn skipped(&self) -> u64 {
-        self.opted_out + self.window_closed + self.expired + self.unreachable + self.limited
+        self.opted_out
+            + self.window_closed
+            + self.expired
+            + self.unreachable
+            + self.held
+            + self.limited
     }
 }
 
@@ -160,6 +172,8 @@ pub struct Journal {
     /// Whether a provider's opt-out answer goes into the consent ledger. The
     /// simulator's made-up opt-outs must never block real people.
     record_opt_outs: bool,
+    /// Quiet hours and frequency caps, checked again at every claim.
+    holds: Option<crate::hold::Rules>,
     /// The portfolio's messaging limit, when this run holds to one.
     messaging_limit: Option<crate::messaging_limit::Guard>,
 }
@@ -181,6 +195,28 @@ impl Journal {
         campaign: &Campaign,
         gate: Gate,
         resume_halted: bool,
+    ) -> Result<(Journal, u64), JournalError> {
+        Self::begin_run(conn, campaign, gate, resume_halted, false)
+    }
+
+    /// A journal for test sends (`send --to`): the campaign is registered and
+    /// checked as for a run, but its plan is left alone. Test rows are written under
+    /// plan run 0, which no run of the campaign's plan claims, with occurrences
+    /// starting with `test:`, which its totals never count.
+    pub fn begin_test(
+        conn: Connection,
+        campaign: &Campaign,
+        gate: Gate,
+    ) -> Result<(Journal, u64), JournalError> {
+        Self::begin_run(conn, campaign, gate, false, true)
+    }
+
+    fn begin_run(
+        conn: Connection,
+        campaign: &Campaign,
+        gate: Gate,
+        resume_halted: bool,
+        test: bool,
     ) -> Result<(Journal, u64), JournalError> {
         let now = clock::now_string();
         let fingerprint = campaign.content_fingerprint();
@@ -239,13 +275,17 @@ impl Journal {
                         reason: halt_reason.unwrap_or_default(),
                     });
                 }
-                tx.execute(
-                    "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
-                    params![campaign.id],
-                )?;
+                // A test send leaves the plan's run alone: the next run resumes it.
+                if !test {
+                    tx.execute(
+                        "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
+                        params![campaign.id],
+                    )?;
+                }
                 plan_run + 1
             }
         };
+        let plan_run = if test { TEST_PLAN_RUN } else { plan_run };
         let recovered = tx.execute(
             "UPDATE journal SET state = 'in_doubt', updated_at = ?2,
                  error_detail = 'the process stopped while this message was in flight'
@@ -268,6 +308,7 @@ impl Journal {
                 ),
                 consent: gate.consent,
                 consent_seen,
+                holds: crate::hold::Rules::of(campaign),
                 messaging_limit: None,
             },
             recovered,
@@ -296,19 +337,21 @@ impl Journal {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
-                     params, state, updated_at, bsuid)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10
+                     params, state, updated_at, send_by, contact, bsuid)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?11, ?12
                  -- Someone erased after the plan's consent was loaded has no event under
                  -- their keys any more: they are not planned (the erasure and this
                  -- insert each hold the write lock, so one sees the other).
-                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key IN (?2, ?11))
+                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key IN (?2, ?13))
                  ON CONFLICT (campaign_id, person_id, occurrence) DO UPDATE SET
                      plan_run = excluded.plan_run,
                      line = excluded.line,
                      seq = excluded.seq,
                      phone = CASE WHEN state IN ('planned', 'deferred') THEN excluded.phone ELSE phone END,
                      bsuid = CASE WHEN state IN ('planned', 'deferred') THEN excluded.bsuid ELSE bsuid END,
-                     params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END",
+                     params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END,
+                     send_by = CASE WHEN state IN ('planned', 'deferred') THEN excluded.send_by ELSE send_by END,
+                     contact = CASE WHEN state IN ('planned', 'deferred') THEN excluded.contact ELSE contact END",
             )?;
             for (seq, recipient) in batch {
                 let params_json = serde_json::to_string(&recipient.values)
@@ -323,22 +366,52 @@ impl Journal {
                 insert.execute(params![
                     self.campaign_id,
                     person,
-                    "",
+                    recipient.occurrence,
                     recipient.phone.map(|p| p.to_string()),
                     recipient.line as i64,
                     *seq as i64,
                     self.plan_run,
                     params_json,
                     now,
+                    recipient.send_by,
+                    recipient.contact,
                     recipient.bsuid.as_ref().map(|b| b.to_string()),
                     recipient
                         .bsuid
                         .as_ref()
                         .map_or(person, crate::identity::Bsuid::key)
                 ])?;
+                crate::hold::mark_planned(
+                    &tx,
+                    &self.campaign_id,
+                    person,
+                    &recipient.occurrence,
+                    recipient.time_zone.as_deref(),
+                    recipient.hold.as_ref(),
+                    &now,
+                )?;
             }
         }
         tx.commit()
+    }
+
+    /// Expires every row of the campaign still waiting (planned or deferred, by this
+    /// plan or an earlier one) whose send-by time has passed: such an occurrence is
+    /// never sent, whatever deferred it, even when today's file no longer lists it.
+    pub fn expire_past_send_by(&mut self) -> rusqlite::Result<u64> {
+        let now = clock::now_string();
+        Ok(self.conn.execute(
+            "UPDATE journal SET state = 'expired', outcome_at = ?2, updated_at = ?2,
+                 error_detail = 'its send-by time ' || send_by || ' passed before it could be sent'
+             WHERE campaign_id = ?1 AND state IN ('planned', 'deferred')
+               AND send_by IS NOT NULL AND send_by <= ?2",
+            params![self.campaign_id, now],
+        )? as u64)
+    }
+
+    /// Occurrences of this plan that earlier runs already served.
+    pub fn already_served(&self) -> rusqlite::Result<u64> {
+        already_served(&self.conn, &self.campaign_id, self.plan_run)
     }
 
     /// Lifts a halt, once the operator confirmed the run with `--resume-halted`.
@@ -512,6 +585,14 @@ impl Journal {
                     },
                     (None, None) => continue,
                 };
+                if let Some(rules) = &self.holds
+                    && let Some(hold) =
+                        rules.at_claim(&tx, c.row, c.key.person, to.phone(), now_instant)?
+                {
+                    crate::hold::defer(&tx, c.row, &hold, &now)?;
+                    claimed.held += 1;
+                    continue;
+                }
                 // Last, once the row is sure to be sent: the reservation is made here.
                 if let Some(guard) = self.messaging_limit.as_mut()
                     && let crate::messaging_limit::Verdict::Full { detail, retry_at } =
@@ -758,6 +839,18 @@ mod tests {
     use super::*;
     use crate::db::Db;
 
+    #[test]
+    fn a_halt_reason_ending_in_a_full_stop_reads_as_one_sentence() {
+        let e = JournalError::Halted {
+            id: "promo".into(),
+            at: "2026-11-27T10:00:00Z".into(),
+            reason: "the provider refused with error 131031: Account has been locked.".into(),
+        };
+        let text = e.to_string();
+        assert!(!text.contains(".."), "{text}");
+        assert!(text.contains("locked. Fix the cause"), "{text}");
+    }
+
     /// A database with one campaign and rows in the given states, keyed by phone.
     fn journal_with(rows: &[(&str, &str, Option<&str>)]) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
@@ -848,6 +941,7 @@ mod tests {
             consent_seen: i64::MAX,
             session: false,
             record_opt_outs: false,
+            holds: None,
             messaging_limit: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();

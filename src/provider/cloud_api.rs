@@ -384,7 +384,19 @@ impl CloudApi {
     }
 
     async fn post(&self, message: &Message) -> Response {
-        let body = message_body(&self.campaign, &message.to, &message.values);
+        let mut body = message_body(&self.campaign, &message.to, &message.values);
+        if let Body::Template(template) = &mut body
+            && !message.occurrence.is_empty()
+        {
+            // The row's whole key, so a status finds the occurrence it is about.
+            template.biz_opaque_callback_data = crate::journal::key::callback_data(
+                &self.campaign.id,
+                &crate::journal::RowKey {
+                    person: message.to.person(),
+                    occurrence: message.occurrence.clone(),
+                },
+            );
+        }
         let request = self
             .client
             .post(&self.url)

@@ -26,6 +26,9 @@ pub struct Message {
     pub to: To,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+    /// The journal row's occurrence (empty for one message per person): carried
+    /// with the message so its statuses find the row.
+    pub occurrence: String,
 }
 
 /// Where a message goes: a number, or the business-scoped user ID of a person

@@ -373,6 +373,7 @@ async fn send_one(
     let message = Message {
         to: job.to,
         values: job.values,
+        occurrence: job.key.occurrence.clone(),
     };
     progress.tally.requests.fetch_add(1, Ordering::Relaxed);
     pacer.sending();

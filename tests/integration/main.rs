@@ -2,24 +2,32 @@
 //! `wacampaign` against files written into a temporary directory, and against real
 //! servers on 127.0.0.1.
 
+mod audience;
 mod backup;
 mod bsuid;
 mod check;
 mod conformance;
 mod consent;
 mod consent_support;
+mod conventions;
 mod cost;
+mod cron_output;
 mod erase;
+mod fail_closed;
 mod fuzz;
 mod messaging_limit;
 mod mock_server;
 mod preview;
 mod prism;
 mod prune;
+mod quiet_hours;
+mod recurring;
+mod report;
 mod send;
 mod send_conformance;
 mod session;
 mod subject;
 mod support;
 mod templates;
+mod test_sends;
 mod webhook;

@@ -12,7 +12,7 @@ use crate::support::{CAMPAIGN, edit, opt_in_everyone, wacampaign_in};
 const TOKEN: &str = "EAAGtest0token0for0the0limit";
 
 /// Campaign `id` of `contacts` recipients from `first` (Mexico City numbers), sent
-/// to the mock at `base_url`.
+/// to the mock at `base_url`; `limit-b` sends from a second number.
 fn write_campaign(dir: &Path, id: &str, first: usize, contacts: usize, base_url: &str) {
     let mut csv = String::from("name,phone,date\n");
     for i in 0..contacts {
@@ -27,6 +27,18 @@ fn write_campaign(dir: &Path, id: &str, first: usize, contacts: usize, base_url:
         ),
         "contacts = \"contacts.csv\"",
         &format!("contacts = \"{id}.csv\""),
+    );
+    // Each campaign its own number of the same portfolio: runs from one number take
+    // turns, runs from two numbers send at once and share the portfolio's limit.
+    let number = if id == "limit-b" {
+        "106540352242923"
+    } else {
+        "106540352242922"
+    };
+    let text = edit(
+        &text,
+        "phone_number_id = \"106540352242922\"",
+        &format!("phone_number_id = \"{number}\""),
     );
     let text = format!(
         "{text}base_url = \"{base_url}\"\ntimeout_ms = 5000\n\n[sending]\nrate_per_second = 150\n"

@@ -1,0 +1,10 @@
+-- Frequency caps count each person's accepted messages across campaigns: by time
+-- for the plan (one scan of the cap's window), by person for the moment of sending.
+CREATE INDEX journal_accepted_by_time ON journal (outcome_at, person_id, campaign_id)
+    WHERE state = 'accepted';
+CREATE INDEX journal_accepted_by_person ON journal (person_id, outcome_at)
+    WHERE state = 'accepted';
+
+-- The contact's time zone when the contacts file gives one (campaign.timezone_column),
+-- so quiet hours are checked again at the moment of sending without the file.
+ALTER TABLE journal ADD COLUMN time_zone TEXT;

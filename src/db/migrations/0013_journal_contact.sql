@@ -1,0 +1,6 @@
+-- The contact's own columns as the plan read them (a JSON object, header → cell;
+-- all columns, or those the campaign's `keep_columns` lists), so a follow-up list
+-- (`status --only not-read --csv`) and the report's breakdowns (`report --by city`)
+-- see the row that was messaged, even after a recurring campaign's file changed.
+-- NULL for rows planned before this column existed.
+ALTER TABLE journal ADD COLUMN contact TEXT;
