@@ -546,6 +546,33 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_examples_work() {
+        let a = audience(
+            r#"city.lower() == "monterrey" && bought_at >= today() - days(90) && city.matches("^Mon") && size(phone) > 0"#,
+            &[("bought_at", ColumnType::Date)],
+        )
+        .unwrap();
+        assert_eq!(
+            a.judge(&row(&["+52", "Monterrey", "", "2026-11-28 10:30"]))
+                .unwrap(),
+            Verdict::In
+        );
+        let tomorrow = audience(
+            r#"date(bought_at) == today() + days(1) && date(bought_at) > date("2026-11-01")"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            tomorrow.judge(&row(&["", "", "", "29/11/2026"])).unwrap(),
+            Verdict::In
+        );
+        assert_eq!(
+            tomorrow.judge(&row(&["", "", "", "2026-11-28"])).unwrap(),
+            Verdict::Out
+        );
+    }
+
+    #[test]
     fn today_is_the_campaign_zones_date() {
         // 18:00 UTC on the 28th is 12:00 in Monterrey; 03:00 UTC on the 29th is
         // still the 28th there.

@@ -27,6 +27,7 @@ Examples:
   wacampaign --db ops.db consent import optins.csv --purpose marketing --method web_form
   wacampaign send campaigns/demo.toml --yes
   wacampaign status campaigns/demo.toml --csv status.csv
+  wacampaign report campaigns/demo.toml --html demo-report.html
   wacampaign webhook serve --listen 127.0.0.1:8088
   wacampaign erase '+52 55 1234 5678' --reason 'request 2026-11-27 ticket 5120'
   wacampaign backup /var/backups/wacampaign-$(date +%F).db
@@ -94,6 +95,7 @@ pub enum Command {
     Consent(cmd::consent::Args),
     Send(cmd::send::Args),
     Status(cmd::status::Args),
+    Report(cmd::report::Args),
     Webhook(cmd::webhook::Args),
     Erase(cmd::erase::Args),
     Backup(cmd::backup::Args),

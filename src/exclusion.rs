@@ -43,6 +43,16 @@ pub enum Exclusion {
         "a US number: Meta delivers no marketing templates there (set sending.us_marketing = true if that changes)"
     )]
     UsMarketing,
+    /// `campaign.occurrence` names an empty cell: never merged with another row.
+    #[error("no occurrence: {0}")]
+    NoOccurrence(OccurrenceError),
+    /// `campaign.send_by` cannot be read from the row.
+    #[error("invalid send-by: {0}")]
+    InvalidSendBy(OccurrenceError),
+    /// A cell the audience expression needs did not convert (`number(total)` of
+    /// `n/a`): the row can be judged neither in nor out.
+    #[error("audience: {0}")]
+    AudienceValue(String),
     #[error("invalid business-scoped user ID: {0}")]
     InvalidBsuid(crate::identity::BsuidError),
     /// Known only by a BSUID, and the provider has no way to send to one.
@@ -56,16 +66,6 @@ pub enum Exclusion {
         "only a business-scoped user ID, and Meta sends no one-tap, zero-tap or copy-code authentication template to one (error 131062): add the number to the row"
     )]
     BsuidTemplate,
-    /// `campaign.occurrence` names an empty cell: never merged with another row.
-    #[error("no occurrence: {0}")]
-    NoOccurrence(OccurrenceError),
-    /// `campaign.send_by` cannot be read from the row.
-    #[error("invalid send-by: {0}")]
-    InvalidSendBy(OccurrenceError),
-    /// A cell the audience expression needs did not convert (`number(total)` of
-    /// `n/a`): the row can be judged neither in nor out.
-    #[error("audience: {0}")]
-    AudienceValue(String),
 }
 
 impl Exclusion {
@@ -81,12 +81,12 @@ impl Exclusion {
             Exclusion::NoWindow => ExclusionKind::NoWindow,
             Exclusion::Erased { .. } => ExclusionKind::Erased,
             Exclusion::UsMarketing => ExclusionKind::UsMarketing,
-            Exclusion::InvalidBsuid(_) => ExclusionKind::InvalidBsuid,
-            Exclusion::BsuidUnreachable { .. } => ExclusionKind::BsuidUnreachable,
-            Exclusion::BsuidTemplate => ExclusionKind::BsuidTemplate,
             Exclusion::NoOccurrence(_) => ExclusionKind::NoOccurrence,
             Exclusion::InvalidSendBy(_) => ExclusionKind::InvalidSendBy,
             Exclusion::AudienceValue(_) => ExclusionKind::AudienceValue,
+            Exclusion::InvalidBsuid(_) => ExclusionKind::InvalidBsuid,
+            Exclusion::BsuidUnreachable { .. } => ExclusionKind::BsuidUnreachable,
+            Exclusion::BsuidTemplate => ExclusionKind::BsuidTemplate,
         }
     }
 }
@@ -105,12 +105,12 @@ pub enum ExclusionKind {
     NoWindow,
     Erased,
     UsMarketing,
-    InvalidBsuid,
-    BsuidUnreachable,
-    BsuidTemplate,
     NoOccurrence,
     InvalidSendBy,
     AudienceValue,
+    InvalidBsuid,
+    BsuidUnreachable,
+    BsuidTemplate,
 }
 
 impl ExclusionKind {
@@ -126,12 +126,12 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no_window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "us_marketing",
-            ExclusionKind::InvalidBsuid => "invalid_bsuid",
-            ExclusionKind::BsuidUnreachable => "bsuid_unreachable",
-            ExclusionKind::BsuidTemplate => "bsuid_template",
             ExclusionKind::NoOccurrence => "no_occurrence",
             ExclusionKind::InvalidSendBy => "invalid_send_by",
             ExclusionKind::AudienceValue => "audience_value",
+            ExclusionKind::InvalidBsuid => "invalid_bsuid",
+            ExclusionKind::BsuidUnreachable => "bsuid_unreachable",
+            ExclusionKind::BsuidTemplate => "bsuid_template",
         }
     }
 
@@ -148,12 +148,12 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no open window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "US number (marketing)",
-            ExclusionKind::InvalidBsuid => "invalid BSUID",
-            ExclusionKind::BsuidUnreachable => "BSUID only (provider)",
-            ExclusionKind::BsuidTemplate => "BSUID only (template)",
             ExclusionKind::NoOccurrence => "no occurrence",
             ExclusionKind::InvalidSendBy => "invalid send-by",
             ExclusionKind::AudienceValue => "unreadable for audience",
+            ExclusionKind::InvalidBsuid => "invalid BSUID",
+            ExclusionKind::BsuidUnreachable => "BSUID only (provider)",
+            ExclusionKind::BsuidTemplate => "BSUID only (template)",
         }
     }
 }

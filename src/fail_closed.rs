@@ -57,16 +57,19 @@ pub fn require_existing(path: &Path) -> Result<(), FailClosed> {
     }
 }
 
+/// Whether the consent ledger holds any event at all.
+pub fn ledger_has_events(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM consent_events)", [], |r| {
+        r.get(0)
+    })
+}
+
 /// Once it is open: the ledger must hold at least one consent event.
 pub fn require_consent(conn: &Connection, path: &Path) -> Result<(), FailClosed> {
-    let any: bool = conn
-        .query_row("SELECT EXISTS (SELECT 1 FROM consent_events)", [], |r| {
-            r.get(0)
-        })
-        .map_err(|source| FailClosed::Sqlite {
-            path: shown(path),
-            source,
-        })?;
+    let any = ledger_has_events(conn).map_err(|source| FailClosed::Sqlite {
+        path: shown(path),
+        source,
+    })?;
     if any {
         Ok(())
     } else {

@@ -179,24 +179,30 @@ impl CapIndex {
     }
 }
 
-/// One person against the caps, at the moment of sending: their own accepted
-/// messages, through the person index.
+/// One person against the caps, at the moment of sending: their accepted
+/// messages, and those another campaign has in flight to them (two campaigns
+/// running at once must not both take the last place under a cap), through the
+/// person index.
 pub fn check(
     conn: &Connection,
     caps: &[Cap],
     category: Category,
     person: i64,
+    campaign_id: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<Over>> {
     let mut worst: Option<Over> = None;
     for cap in caps.iter().filter(|c| c.applies_to(category)) {
         let since = crate::clock::format(now - cap.window);
         let mut stmt = conn.prepare_cached(
-            "SELECT j.outcome_at FROM journal j INDEXED BY journal_accepted_by_person
+            "SELECT CASE j.state WHEN 'in_flight' THEN j.intent_at ELSE j.outcome_at END AS at
+             FROM journal j INDEXED BY journal_sent_by_person
              JOIN campaigns c ON c.id = j.campaign_id
-             WHERE j.person_id = ?1 AND j.state = 'accepted' AND j.outcome_at > ?2
+             WHERE j.person_id = ?1 AND j.state IN ('accepted', 'in_flight')
+               AND (j.state = 'accepted' AND j.outcome_at > ?2
+                    OR j.state = 'in_flight' AND j.campaign_id <> ?5)
                AND (?3 IS NULL OR c.category = ?3)
-             ORDER BY j.outcome_at DESC LIMIT ?4 + 0",
+             ORDER BY at DESC LIMIT ?4 + 0",
         )?;
         let category = match cap.scope {
             Scope::All => None,
@@ -204,7 +210,7 @@ pub fn check(
         };
         let times = stmt
             .query_map(
-                params![person, since, category, i64::from(cap.count)],
+                params![person, since, category, i64::from(cap.count), campaign_id],
                 |r| r.get::<_, String>(0),
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -36,6 +36,7 @@ pub struct Rules {
     quiet_hours: Option<QuietHours>,
     caps: Vec<Cap>,
     category: Category,
+    campaign_id: String,
     /// For contacts whose number gives no zone.
     zone: Tz,
 }
@@ -56,6 +57,7 @@ impl Rules {
             quiet_hours: campaign.quiet_hours.clone(),
             caps,
             category: campaign.category,
+            campaign_id: campaign.id.clone(),
             zone: campaign.timezone,
         })
     }
@@ -72,6 +74,8 @@ impl Rules {
         self.category
     }
 
+    /// A person known only by a BSUID has no number to place them: the campaign's
+    /// zone stands in, as for a number libphonenumber has no zone for.
     fn quiet(&self, phone: Option<E164>, zone: Option<Tz>, now: DateTime<Utc>) -> Option<Hold> {
         let quiet = self.quiet_hours.as_ref()?;
         let own;
@@ -80,7 +84,6 @@ impl Rules {
                 own = [z];
                 &own
             }
-            // A person known by a BSUID alone has no number to place: the campaign's zone.
             None => match phone.map_or(&[][..], crate::timezone::of_phone) {
                 [] => {
                     own = [self.zone];
@@ -100,8 +103,8 @@ impl Rules {
     /// When the plan is made: quiet hours, then the caps as read before planning.
     pub fn at_plan(
         &self,
-        person: i64,
         phone: Option<E164>,
+        person: i64,
         zone: Option<Tz>,
         caps: &CapIndex,
         now: DateTime<Utc>,
@@ -135,12 +138,19 @@ impl Rules {
         } else {
             None
         };
-        let capped =
-            frequency_cap::check(conn, &self.caps, self.category, person, now)?.map(|o| Hold {
-                until: o.until,
-                kind: HoldKind::FrequencyCap,
-                detail: o.detail,
-            });
+        let capped = frequency_cap::check(
+            conn,
+            &self.caps,
+            self.category,
+            person,
+            &self.campaign_id,
+            now,
+        )?
+        .map(|o| Hold {
+            until: o.until,
+            kind: HoldKind::FrequencyCap,
+            detail: o.detail,
+        });
         Ok(later(quiet, capped))
     }
 }

@@ -65,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Consent(args) => cmd::consent::run(&ctx, args),
         Command::Send(args) => cmd::send::run(&ctx, args),
         Command::Status(args) => cmd::status::run(&ctx, args),
+        Command::Report(args) => cmd::report::run(&ctx, args),
         Command::Webhook(args) => cmd::webhook::run(&ctx, args),
         Command::Erase(args) => cmd::erase::run(&ctx, args),
         Command::Backup(args) => cmd::backup::run(&ctx, args),

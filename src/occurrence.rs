@@ -92,6 +92,18 @@ impl ColumnTemplate {
     pub fn columns(&self) -> &[String] {
         &self.columns
     }
+
+    /// The rule as one text, `{{column}}` for each column: what a campaign's
+    /// fingerprint holds, so another rule (`{{a}}-{{b}}` for `{{a}}:{{b}}`) is
+    /// another campaign.
+    pub fn text(&self) -> String {
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{{{{{c}}}}}"))
+            .collect();
+        self.body.render(&names)
+    }
 }
 
 /// How the send-by text of a row is read.
@@ -328,5 +340,7 @@ mod tests {
             ColumnTemplate::of_columns(&["date".into(), "time".into()], "campaign.occurrence")
                 .unwrap();
         assert_eq!(many.columns(), ["date", "time"]);
+        assert_eq!(many.text(), "{{date}}:{{time}}");
+        assert_eq!(bare.text(), "{{Appointment ID}}");
     }
 }

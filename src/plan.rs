@@ -385,7 +385,7 @@ impl<'a> Planner<'a> {
             };
             if let Some(rules) = &self.rules {
                 let person = self.gate.person(recipient.phone, recipient.bsuid.as_ref());
-                recipient.hold = rules.at_plan(person, recipient.phone, zone, &self.caps, self.now);
+                recipient.hold = rules.at_plan(recipient.phone, person, zone, &self.caps, self.now);
             }
         }
         Ok(Some(item))
@@ -446,22 +446,23 @@ impl<'a> Planner<'a> {
         // A row with both identities links them for the rest of the file too.
         let person = self.gate.person(phone, bsuid.as_ref());
         let own = bsuid.as_ref().map(Bsuid::key).filter(|k| *k != person);
-        let keys = [Some(person), own];
-        let by_occurrence = self.occurrence.is_some();
-        if let Some(first_line) = keys.into_iter().flatten().find_map(|k| {
-            if by_occurrence {
-                self.seen_occurrences.get(&(k, occurrence.clone())).copied()
-            } else {
-                self.seen.get(&k).copied()
+        let keys = [Some(person), own].into_iter().flatten();
+        if self.occurrence.is_some() {
+            if let Some(first_line) = keys
+                .clone()
+                .find_map(|k| self.seen_occurrences.get(&(k, occurrence.clone())).copied())
+            {
+                return exclude(Exclusion::Duplicate { first_line });
             }
-        }) {
-            return exclude(Exclusion::Duplicate { first_line });
-        }
-        for key in keys.into_iter().flatten() {
-            if by_occurrence {
+            for key in keys {
                 self.seen_occurrences
                     .insert((key, occurrence.clone()), line);
-            } else {
+            }
+        } else {
+            if let Some(first_line) = keys.clone().find_map(|k| self.seen.get(&k).copied()) {
+                return exclude(Exclusion::Duplicate { first_line });
+            }
+            for key in keys {
                 self.seen.insert(key, line);
             }
         }

@@ -291,7 +291,11 @@ struct RawCampaign {
 
 /// `campaign.occurrence`: a column, a template over columns, or a list of columns.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "campaign.occurrence: a column name, a template over columns \
+                 (\"{{appointment_id}}\") or a list of column names"
+)]
 enum RawOccurrence {
     One(String),
     Columns(Vec<String>),
@@ -660,9 +664,7 @@ impl Campaign {
         // served under the old one again. Only when set, as for languages.
         if let Some(occurrence) = &self.occurrence {
             field("occurrence");
-            for column in occurrence.columns() {
-                field(column);
-            }
+            field(&occurrence.text());
         }
         let uploaded: Vec<ValueSource> = self
             .template

@@ -18,6 +18,7 @@ pub mod erase;
 pub mod man;
 pub mod preview;
 pub mod prune;
+pub mod report;
 pub mod send;
 pub mod status;
 pub mod subject;

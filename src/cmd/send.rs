@@ -31,7 +31,9 @@ const PLAN_BATCH: usize = 10_000;
 ///
 /// Every recipient is journaled in the database: the intent to send is on disk before
 /// the request is made, so a crash, a kill or a re-run never messages anyone twice.
-/// Running the same campaign again resumes it; once finished, it sends nothing.
+/// Running the same campaign again resumes it; once finished, it sends nothing. With
+/// `campaign.occurrence`, a run every day on a new export sends exactly the
+/// occurrences not yet served, and those past their `campaign.send_by` expire unsent.
 /// Messages whose outcome is unknown after a crash or timeout are held "in doubt"
 /// and listed by `status`; `--in-doubt resend` sends them again.
 #[derive(Debug, clap::Args)]
@@ -50,8 +52,6 @@ Examples:
   wacampaign send campaigns/promotion.toml --yes --where 'lower(city) == \"monterrey\"'
   wacampaign send campaigns/promotion.toml --yes --messaging-limit 2000
 
-Each run holds to the portfolio's messaging limit (see `wacampaign account`): people
-beyond it are deferred, with when they can go, for a later run.
 In cron (no terminal), --yes is required; exit codes tell how the run ended (2: nothing
 was sent: a bad campaign, or a database that is missing or holds no consent; 3: halted,
 or locked by another run). A command that sends never creates the database: it refuses
@@ -61,6 +61,8 @@ With --json, a progress object goes to stderr every 5 s:
   {\"type\":\"progress\",\"data\":{\"sent\":120,\"failed\":1,\"remaining\":880,\"rate\":39.8,\"elapsed\":5.0,...}}
 Two runs sending from one business number take turns: the second waits (up to --wait)
 for the first to finish, so the number's rate is never doubled.
+Each run holds to the portfolio's messaging limit (see `wacampaign account`): people
+beyond it are deferred, with when they can go, for a later run.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
 pub struct Args {
     /// The campaign file (TOML).
@@ -111,7 +113,8 @@ pub struct Args {
     #[arg(long, value_name = "NUMBER[,NUMBER]", value_delimiter = ',', conflicts_with_all = ["dry_run", "limit", "in_doubt", "resume_halted"])]
     pub to: Vec<String>,
     /// With --to: render the message for the contact on this line of the contacts
-    /// file (as `check` and `preview` number them) instead of the first eligible one.
+    /// file (the header is line 1, as in `preview --row`) instead of the first
+    /// eligible one.
     #[arg(long, value_name = "LINE", requires = "to")]
     pub row: Option<u64>,
     /// How long to wait for another run sending from the same business number
@@ -248,7 +251,12 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         };
     let stats = write_plan(planner, &mut journal)?;
     let already_served = journal.already_served()?;
-    let expired_now = journal.expire_past_send_by()?;
+    // Only campaigns with send-by times have rows to expire: no scan for the others.
+    let expired_now = if campaign.send_by.is_some() {
+        journal.expire_past_send_by()?
+    } else {
+        0
+    };
     if expired_now > 0 {
         ctx.ui.warn(format!(
             "{expired_now} messages passed their send-by time before they could be sent: expired, \
@@ -789,6 +797,9 @@ fn write_plan(mut planner: Planner<'_>, journal: &mut Journal) -> anyhow::Result
     journal
         .plan(&batch)
         .context("writing the plan to the journal")?;
+    journal
+        .record_plan_stats(planner.stats())
+        .context("recording the plan's figures")?;
     Ok(planner.stats().clone())
 }
 

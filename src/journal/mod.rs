@@ -308,7 +308,13 @@ impl Journal {
                 ),
                 consent: gate.consent,
                 consent_seen,
-                holds: crate::hold::Rules::of(campaign),
+                // A test send goes now to the operator's own numbers: the contacts'
+                // quiet hours and caps are not theirs to keep.
+                holds: if test {
+                    None
+                } else {
+                    crate::hold::Rules::of(campaign)
+                },
                 messaging_limit: None,
             },
             recovered,
@@ -337,12 +343,12 @@ impl Journal {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
-                     params, state, updated_at, send_by, contact, bsuid)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?11, ?12
+                     params, state, updated_at, bsuid, send_by, contact)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?12, ?13
                  -- Someone erased after the plan's consent was loaded has no event under
                  -- their keys any more: they are not planned (the erasure and this
                  -- insert each hold the write lock, so one sees the other).
-                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key IN (?2, ?13))
+                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key IN (?2, ?11))
                  ON CONFLICT (campaign_id, person_id, occurrence) DO UPDATE SET
                      plan_run = excluded.plan_run,
                      line = excluded.line,
@@ -373,13 +379,13 @@ impl Journal {
                     self.plan_run,
                     params_json,
                     now,
-                    recipient.send_by,
-                    recipient.contact,
                     recipient.bsuid.as_ref().map(|b| b.to_string()),
                     recipient
                         .bsuid
                         .as_ref()
-                        .map_or(person, crate::identity::Bsuid::key)
+                        .map_or(person, crate::identity::Bsuid::key),
+                    recipient.send_by,
+                    recipient.contact
                 ])?;
                 crate::hold::mark_planned(
                     &tx,
@@ -412,6 +418,17 @@ impl Journal {
     /// Occurrences of this plan that earlier runs already served.
     pub fn already_served(&self) -> rusqlite::Result<u64> {
         already_served(&self.conn, &self.campaign_id, self.plan_run)
+    }
+
+    /// Keeps the finished plan's figures with the campaign, for the report's funnel.
+    pub fn record_plan_stats(&mut self, stats: &crate::plan::PlanStats) -> rusqlite::Result<()> {
+        let json = serde_json::to_string(stats)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        self.conn.execute(
+            "UPDATE campaigns SET plan_stats = ?2 WHERE id = ?1",
+            params![self.campaign_id, json],
+        )?;
+        Ok(())
     }
 
     /// Lifts a halt, once the operator confirmed the run with `--resume-halted`.
@@ -587,7 +604,7 @@ impl Journal {
                 };
                 if let Some(rules) = &self.holds
                     && let Some(hold) =
-                        rules.at_claim(&tx, c.row, c.key.person, to.phone(), now_instant)?
+                        rules.at_claim(&tx, c.row, c.key.person, c.phone, now_instant)?
                 {
                     crate::hold::defer(&tx, c.row, &hold, &now)?;
                     claimed.held += 1;
@@ -957,6 +974,38 @@ mod tests {
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.halted.as_deref(), Some("template paused"));
         assert!(claimed.jobs.is_empty());
+    }
+
+    #[test]
+    fn a_run_expires_every_waiting_row_past_its_send_by_whatever_its_plan() {
+        let (_dir, db) = journal_with(&[
+            ("525512345670", "deferred", Some("2000-01-01T00:00:00Z")),
+            ("525512345671", "planned", Some("2000-01-01T00:00:00Z")),
+            ("525512345672", "accepted", Some("2000-01-01T00:00:00Z")),
+            ("525512345673", "deferred", Some("2999-01-01T00:00:00Z")),
+            ("525512345674", "planned", None),
+        ]);
+        let path = db.path().to_owned();
+        let mut journal = Journal {
+            conn: db.conn,
+            campaign_id: "c".into(),
+            // A later plan: the rows above belong to an earlier one.
+            plan_run: 2,
+            consent: ConsentIndex::empty(Purpose::Utility),
+            consent_seen: i64::MAX,
+            session: false,
+            record_opt_outs: false,
+            holds: None,
+            messaging_limit: None,
+        };
+        assert_eq!(journal.expire_past_send_by().unwrap(), 2);
+        let other = Db::open(&path).unwrap();
+        assert_eq!(state_of(&other, "525512345670"), State::Expired);
+        assert_eq!(state_of(&other, "525512345671"), State::Expired);
+        assert_eq!(state_of(&other, "525512345672"), State::Accepted);
+        assert_eq!(state_of(&other, "525512345673"), State::Deferred);
+        assert_eq!(state_of(&other, "525512345674"), State::Planned);
+        assert_eq!(journal.expire_past_send_by().unwrap(), 0, "once");
     }
 
     #[test]

@@ -223,3 +223,28 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_progress_line_says_how_far_the_run_is() {
+        let progress = Progress::new(Display::Json, 10, 0);
+        progress.tally.accepted.fetch_add(3, Ordering::Relaxed);
+        progress.tally.failed.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..4 {
+            progress.advance();
+        }
+        let line: serde_json::Value = serde_json::from_str(&progress.log_line()).unwrap();
+        assert_eq!(line["type"], "progress");
+        let data = &line["data"];
+        assert_eq!(
+            (data["sent"].as_u64(), data["failed"].as_u64()),
+            (Some(3), Some(1))
+        );
+        assert_eq!(data["remaining"], 6);
+        assert!(data["rate"].as_f64().is_some() && data["elapsed"].as_f64().is_some());
+        assert!(progress.logs(), "a JSON run logs progress");
+    }
+}

@@ -169,16 +169,39 @@ fn two_overlapping_runs_from_one_number_never_exceed_its_rate() {
     assert_eq!(log.len(), 30, "every contact of both campaigns, once");
     let mut times: Vec<Duration> = log.iter().map(|r| r.at).collect();
     times.sort();
+    let mut busiest = 0;
     for (i, start) in times.iter().enumerate() {
         let in_window = times[i..]
             .iter()
             .take_while(|t| **t < *start + Duration::from_secs(1))
             .count();
+        busiest = busiest.max(in_window);
         assert!(
             in_window <= RATE,
             "{in_window} requests in the second from {start:?}: the number's rate is {RATE}"
         );
     }
+    // When the second campaign's first request came, after the first's last.
+    let of = |lab: bool| {
+        log.iter()
+            .filter(|r| crate::recurring::occurrence(r).starts_with('L') == lab)
+            .map(|r| r.at)
+            .collect::<Vec<_>>()
+    };
+    let (clinic_times, lab_times) = (of(false), of(true));
+    let (first, second) = if clinic_times[0] < lab_times[0] {
+        (clinic_times, lab_times)
+    } else {
+        (lab_times, clinic_times)
+    };
+    let last_of_first = first.iter().max().copied().unwrap_or_default();
+    let first_of_second = second.iter().min().copied().unwrap_or_default();
+    assert!(first_of_second > last_of_first, "the runs took turns");
+    eprintln!(
+        "one number: at most {busiest} requests in any second (rate {RATE}); the second run's \
+         first request {:?} after the first run's last",
+        first_of_second - last_of_first
+    );
 }
 
 #[test]

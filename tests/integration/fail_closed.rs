@@ -70,7 +70,7 @@ fn a_send_from_the_wrong_directory_creates_nothing_and_exits_2() {
 }
 
 #[test]
-fn an_empty_ledger_is_refused_by_send_and_only_warned_about_by_check() {
+fn an_empty_ledger_is_refused_by_send_and_not_by_check() {
     let clinic = Clinic::new();
     clinic.fx.write(
         "appointments.csv",

@@ -12,8 +12,15 @@ use crate::support::{CAMPAIGN, edit, opt_in_everyone, wacampaign_in};
 const TOKEN: &str = "EAAGtest0token0for0the0limit";
 
 /// Campaign `id` of `contacts` recipients from `first` (Mexico City numbers), sent
-/// to the mock at `base_url`; `limit-b` sends from a second number.
-fn write_campaign(dir: &Path, id: &str, first: usize, contacts: usize, base_url: &str) {
+/// to the mock at `base_url` from the business number `phone_number_id`.
+fn write_campaign(
+    dir: &Path,
+    id: &str,
+    first: usize,
+    contacts: usize,
+    base_url: &str,
+    phone_number_id: &str,
+) {
     let mut csv = String::from("name,phone,date\n");
     for i in 0..contacts {
         csv.push_str(&format!("Cliente {i},+5255{},martes\n", first + i));
@@ -28,17 +35,10 @@ fn write_campaign(dir: &Path, id: &str, first: usize, contacts: usize, base_url:
         "contacts = \"contacts.csv\"",
         &format!("contacts = \"{id}.csv\""),
     );
-    // Each campaign its own number of the same portfolio: runs from one number take
-    // turns, runs from two numbers send at once and share the portfolio's limit.
-    let number = if id == "limit-b" {
-        "106540352242923"
-    } else {
-        "106540352242922"
-    };
     let text = edit(
         &text,
         "phone_number_id = \"106540352242922\"",
-        &format!("phone_number_id = \"{number}\""),
+        &format!("phone_number_id = \"{phone_number_id}\""),
     );
     let text = format!(
         "{text}base_url = \"{base_url}\"\ntimeout_ms = 5000\n\n[sending]\nrate_per_second = 150\n"
@@ -93,8 +93,24 @@ fn two_campaigns_at_once_share_a_limit_of_250_and_the_rest_go_a_day_later() {
     // A little latency keeps both runs sending at the same time.
     server.set_latency(Duration::from_millis(20));
     let dir = tempfile::tempdir().unwrap();
-    write_campaign(dir.path(), "limit-a", 30_000_000, 150, &server.base_url());
-    write_campaign(dir.path(), "limit-b", 40_000_000, 150, &server.base_url());
+    // Two numbers of one portfolio: one number's runs take turns, but the limit is
+    // the portfolio's, shared by runs from its numbers at the same time.
+    write_campaign(
+        dir.path(),
+        "limit-a",
+        30_000_000,
+        150,
+        &server.base_url(),
+        "106540352242922",
+    );
+    write_campaign(
+        dir.path(),
+        "limit-b",
+        40_000_000,
+        150,
+        &server.base_url(),
+        "106540352242923",
+    );
     let start = chrono::Utc::now();
     let at = |hours: i64| (start + chrono::Duration::hours(hours)).to_rfc3339();
 
@@ -176,7 +192,14 @@ fn two_campaigns_at_once_share_a_limit_of_250_and_the_rest_go_a_day_later() {
 fn people_inside_a_service_window_do_not_count_and_an_unknown_limit_is_250_with_a_warning() {
     let server = MockServer::start();
     let dir = tempfile::tempdir().unwrap();
-    write_campaign(dir.path(), "limit-a", 30_000_000, 260, &server.base_url());
+    write_campaign(
+        dir.path(),
+        "limit-a",
+        30_000_000,
+        260,
+        &server.base_url(),
+        "106540352242922",
+    );
     // Ten people wrote in an hour ago: their windows are open, Meta does not count
     // them.
     let db = wacampaign::db::Db::open(&dir.path().join("wacampaign.db")).unwrap();
@@ -238,7 +261,14 @@ fn account_reads_the_portfolio_limit_caches_it_and_send_holds_to_it() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    write_campaign(dir.path(), "limit-a", 30_000_000, 300, &server.base_url());
+    write_campaign(
+        dir.path(),
+        "limit-a",
+        30_000_000,
+        300,
+        &server.base_url(),
+        "106540352242922",
+    );
     let db = dir.path().join("wacampaign.db");
     let shown = wacampaign_in(dir.path(), &db)
         .env("WHATSAPP_TOKEN", TOKEN)
@@ -298,7 +328,14 @@ fn an_answer_without_the_limit_is_a_warning_and_a_twilio_campaign_is_told_what_t
         body: r#"{"id":"106540352242922","quality_rating":"YELLOW"}"#.to_owned(),
     });
     let dir = tempfile::tempdir().unwrap();
-    write_campaign(dir.path(), "limit-a", 30_000_000, 1, &server.base_url());
+    write_campaign(
+        dir.path(),
+        "limit-a",
+        30_000_000,
+        1,
+        &server.base_url(),
+        "106540352242922",
+    );
     let db = dir.path().join("wacampaign.db");
     wacampaign_in(dir.path(), &db)
         .env("WHATSAPP_TOKEN", TOKEN)

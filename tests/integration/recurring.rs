@@ -280,7 +280,56 @@ fn send_by_needs_a_time_zone_and_a_known_one() {
         .code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
-        stderr.contains("campaign.toml:9:") && stderr.contains("not an IANA time zone"),
+        stderr.contains("campaign.toml:9:")
+            && stderr.contains("`America/Monterey` is not a time zone"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn an_occurrence_rule_that_names_no_column_is_a_located_error() {
+    for (rule, expected) in [
+        ("occurrence = 5", "a column name, a template over columns"),
+        ("occurrence = \"{{1}}\"", "names no column"),
+        (
+            "occurrence = \"{{appt}}\"",
+            "no column `appt` (campaign.occurrence)",
+        ),
+    ] {
+        let clinic = Clinic::with_campaign(
+            &REMINDERS.replace("occurrence = \"{{appointment_id}}\"", rule),
+            10,
+            2,
+        );
+        clinic.appointments("A1,Ana,+52 55 1111 0001,2026-12-02,10:00\n");
+        let out = clinic
+            .at("2026-12-01T15:00:00Z")
+            .args(["check", "campaign.toml"])
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(stderr.contains(expected), "{rule}: {stderr}");
+    }
+    // A list of columns is one occurrence per distinct combination.
+    let clinic = Clinic::with_campaign(
+        &REMINDERS.replace(
+            "occurrence = \"{{appointment_id}}\"",
+            "occurrence = [\"date\", \"time\"]",
+        ),
+        1000,
+        8,
+    );
+    clinic.appointments(
+        "A1,Ana,+52 55 1111 0001,2026-12-02,10:00\n\
+         A2,Ana,+52 55 1111 0001,2026-12-02,10:00\n\
+         A3,Ana,+52 55 1111 0001,2026-12-02,12:00\n",
+    );
+    let sent = clinic.send("2026-12-01T15:00:00Z");
+    assert_eq!(sent["this_run"]["accepted"], 2, "{sent}");
+    assert_eq!(sent["excluded_by_reason"]["duplicate"], 1, "{sent}");
+    assert!(
+        clinic
+            .accepted()
+            .contains_key(&key("+525511110001", "2026-12-02:12:00"))
     );
 }

@@ -265,6 +265,54 @@ fn the_not_read_list_feeds_the_shipped_follow_up_campaign() {
     );
     assert_eq!(count("in-doubt").len(), 0);
 
+    // The two campaigns side by side; the rate card of the one whose file is named.
+    let out = ws
+        .wacampaign()
+        .args([
+            "--json",
+            "report",
+            "--all",
+            "--since",
+            "30d",
+            "campaigns/demo.toml",
+        ])
+        .assert()
+        .success();
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["data"].clone())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["campaign"], "demo-black-friday");
+    assert_eq!(rows[0]["sent"], d.accepted);
+    let read_rate = rows[0]["read_rate"].as_f64().unwrap();
+    assert!((read_rate - d.read as f64 / d.accepted as f64).abs() < 1e-9);
+    // 5 refused as opted out by the provider, one STOP since: of 263 attempted.
+    let opt_out = rows[0]["opt_out_rate"].as_f64().unwrap();
+    assert!(
+        (opt_out - 6.0 / (d.accepted as f64 + 5.0)).abs() < 1e-9,
+        "{opt_out}"
+    );
+    assert!(rows[0]["cost_per_read"].as_str().unwrap().ends_with(" USD"));
+    assert_eq!(rows[1]["campaign"], "demo-black-friday-reminder");
+    assert!(rows[1]["cost_per_read"].is_null());
+    ws.wacampaign()
+        .args(["report", "--all", "--html", "all.html"])
+        .assert()
+        .success();
+    assert!(
+        std::fs::read_to_string(ws.path().join("all.html"))
+            .unwrap()
+            .contains("demo-black-friday-reminder")
+    );
+    // --by names a kept column, or says how to keep it.
+    let out = ws
+        .wacampaign()
+        .args(["report", "campaigns/demo.toml", "--by", "city"])
+        .assert()
+        .code(2);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("campaign.keep_columns"));
+
     // --only needs a file to write.
     ws.wacampaign()
         .args(["status", "campaigns/demo.toml", "--only", "failed"])
@@ -339,4 +387,295 @@ fn kept_columns_are_the_campaigns_choice_and_a_missing_one_is_named() {
             .starts_with("+525512345678,Puebla,accepted_no_status,"),
         "{list}"
     );
+}
+
+// ---- the HTML report, against `status --json` and in a real browser ----
+
+/// The number written in the page's `data-figure="NAME"` element.
+fn html_figure(html: &str, name: &str) -> u64 {
+    let at = html
+        .find(&format!("data-figure=\"{name}\">"))
+        .unwrap_or_else(|| panic!("the report has no figure `{name}`"));
+    let rest = &html[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest.find('<').unwrap();
+    rest[start..end]
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("figure `{name}`: {e}"))
+}
+
+/// The count in the funnel table's row for `stage`.
+fn html_stage(html: &str, stage: &str) -> u64 {
+    let marker = format!("data-stage=\"{stage}\">");
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("the funnel has no stage `{stage}`"))
+        + marker.len();
+    html[at..at + html[at..].find('<').unwrap()]
+        .parse()
+        .unwrap()
+}
+
+/// Chromium's binary, by the names Debian and others give it.
+fn chromium() -> Option<std::path::PathBuf> {
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .find_map(|name| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    })
+}
+
+/// Records console errors and uncaught exceptions from the first moment.
+const RECORD_ERRORS: &str = "<script>window.__errors=[];\
+window.addEventListener('error',function(e){__errors.push('uncaught: '+e.message)});\
+(function(){var ce=console.error;console.error=function(){__errors.push(Array.prototype.join.call(arguments,' '));ce.apply(console,arguments)}})();\
+</script>";
+
+/// After load: for each chart, the data marks (elements in its series' colours)
+/// with a rendered size, and whether its table is on the page; written into the DOM
+/// for `--dump-dom`.
+const MEASURE: &str = "<script>(function(){\
+var out={errors:window.__errors,charts:[]};\
+document.querySelectorAll('figure.chart').forEach(function(fig){\
+var colours=(fig.getAttribute('data-marks')||'').split(',').filter(Boolean).map(function(c){return c.toUpperCase()});\
+var marks=0;\
+fig.querySelectorAll('svg rect, svg polyline, svg path, svg circle, svg line').forEach(function(el){\
+var paint=((el.getAttribute('fill')||'')+' '+(el.getAttribute('stroke')||'')).toUpperCase();\
+if(!colours.some(function(c){return paint.indexOf(c)>=0}))return;\
+var b=el.getBoundingClientRect();\
+var sized=el.tagName==='polyline'?(b.width>0||b.height>0):(b.width>0&&b.height>0);\
+if(sized)marks++;});\
+var table=fig.getAttribute('aria-describedby');\
+out.charts.push({table:table,colours:colours,marks:marks,has_table:!!document.getElementById(table)});});\
+var pre=document.createElement('pre');pre.id='selftest';pre.textContent=JSON.stringify(out);document.body.appendChild(pre);\
+})();</script>";
+
+#[test]
+fn the_html_report_agrees_with_status_and_renders_in_chromium() {
+    let d = demo();
+    let ws = &d.ws;
+    let status = status_json(ws, "campaigns/demo.toml");
+    let out = ws
+        .wacampaign()
+        .args(["--json", "report", "campaigns/demo.toml", "--by", "offer"])
+        .assert()
+        .success();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let report = &report["data"];
+    // The same figures as `status`, from the same functions.
+    assert_eq!(report["counts"], status["counts"]);
+    assert_eq!(report["deliveries"], status["deliveries"]);
+    assert_eq!(report["cost"]["billed"], status["billing"]);
+    let failed_when_sent: u64 = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["when"] == "when sent")
+        .map(|f| f["count"].as_u64().unwrap())
+        .sum();
+    let by_code: u64 = status["failures_by_code"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(failed_when_sent, by_code);
+    let after: Vec<&Value> = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["when"] == "after acceptance")
+        .collect();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["code"], "131026");
+    assert_eq!(after[0]["count"], d.failed_after);
+    assert!(after[0]["advice"].as_str().unwrap().contains("not billed"));
+    // Breakdowns add up; the kept column is there.
+    let sum = |key: &str, field: &str| -> u64 {
+        report[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("by_market", "read"), d.read as u64);
+    assert_eq!(sum("by_language", "sent"), d.accepted as u64);
+    let by_offer: u64 = report["by_column"]["offer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["read"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_offer, d.read as u64);
+    let reads: u64 = report["time_to_read"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(reads, d.read as u64);
+    let hourly_sent: u64 = report["hourly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hourly_sent, d.accepted as u64);
+
+    // The page says the same, in numbers a person reads.
+    ws.wacampaign()
+        .args([
+            "report",
+            "campaigns/demo.toml",
+            "--html",
+            "report.html",
+            "--by",
+            "offer",
+        ])
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(ws.path().join("report.html")).unwrap();
+    let c = &status["counts"];
+    let dl = &status["deliveries"];
+    assert_eq!(html_figure(&html, "sent"), c["accepted"].as_u64().unwrap());
+    assert_eq!(
+        html_figure(&html, "delivered"),
+        dl["delivered"].as_u64().unwrap()
+    );
+    assert_eq!(html_figure(&html, "read"), dl["read"].as_u64().unwrap());
+    assert_eq!(
+        html_figure(&html, "replied"),
+        dl["replied"].as_u64().unwrap()
+    );
+    assert_eq!(
+        html_figure(&html, "failed"),
+        c["failed"].as_u64().unwrap() + dl["failed_after_accept"].as_u64().unwrap()
+    );
+    assert_eq!(
+        html_figure(&html, "opted_out"),
+        c["opted_out"].as_u64().unwrap()
+    );
+    assert_eq!(html_stage(&html, "sent"), c["accepted"].as_u64().unwrap());
+    assert_eq!(html_stage(&html, "read"), d.read as u64);
+    assert_eq!(html_stage(&html, "replied"), 2);
+    assert_eq!(html_stage(&html, "excluded: no opt-in"), 37);
+    assert!(html.contains("data-figure=\"cost\""), "no cost");
+    assert!(
+        html.contains("Hola {{first_name}}, tu acceso anticipado"),
+        "no template"
+    );
+    assert!(html.contains("By offer"));
+    // Self-contained: nothing to fetch.
+    for needle in ["src=", "href=", "url(", "@import", "<link", "<script"] {
+        assert!(!html.contains(needle), "the report references `{needle}`");
+    }
+    assert!(html.len() < 200_000, "{} bytes", html.len());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(ws.path().join("report.html"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // In a browser.
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and no Chromium: .ci/run installs the `chromium` package"
+        );
+        eprintln!(
+            "SKIPPED the browser half of the report test: Chromium is not installed \
+             (apt-get install chromium); CI installs it and fails without it"
+        );
+        return;
+    };
+    let under_test = html
+        .replacen("<head>", &format!("<head>{RECORD_ERRORS}"), 1)
+        .replacen("</body>", &format!("{MEASURE}</body>"), 1);
+    let page = ws.write("report-under-test.html", under_test);
+    let browse = |extra: &[&str], url: &std::path::Path| {
+        let profile = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", url.display()))
+            .output()
+            .expect("running chromium");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = browse(&["--dump-dom"], &page);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for line in stderr.lines().filter(|l| l.contains(":CONSOLE(")) {
+        let lower = line.to_lowercase();
+        assert!(
+            !lower.contains("error") && !lower.contains("uncaught"),
+            "console: {line}"
+        );
+    }
+    let start = dom
+        .find("<pre id=\"selftest\">")
+        .unwrap_or_else(|| panic!("the measuring script did not run:\n{dom}"))
+        + "<pre id=\"selftest\">".len();
+    let text = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    let text = text.replace("&quot;", "\"").replace("&amp;", "&");
+    let result: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(result["errors"], json!([]), "console errors: {result}");
+    let charts = result["charts"].as_array().unwrap();
+    // Funnel, failures, per hour, time to read.
+    assert_eq!(charts.len(), 4, "{result}");
+    for chart in charts {
+        assert!(
+            chart["marks"].as_u64().unwrap() >= 1,
+            "a chart without data marks: {chart}"
+        );
+        assert_eq!(
+            chart["has_table"], true,
+            "a chart without its table: {chart}"
+        );
+    }
+
+    // A screenshot of the report as delivered, kept as the test's artefact.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-demo.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,4000",
+            "--hide-scrollbars",
+        ],
+        &ws.path().join("report.html"),
+    );
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "no screenshot at {} ({size} bytes)",
+        shot.display()
+    );
+    eprintln!("screenshot of the report: {}", shot.display());
 }

@@ -72,6 +72,20 @@ fn a_test_send_goes_to_the_given_numbers_and_leaves_the_totals_alone() {
     let status = String::from_utf8_lossy(&status.get_output().stdout).into_owned();
     assert!(status.contains("\"accepted\":2"), "{status}");
     assert!(!status.contains("\"accepted\":4"), "{status}");
+    assert!(
+        status.contains("\"test_sends\":2"),
+        "listed apart: {status}"
+    );
+    let text = clinic
+        .at(NOW)
+        .args(["status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains("2 test sends (`send --to`), not counted above"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -100,4 +114,77 @@ fn a_test_number_without_an_opt_in_is_refused() {
             .stdout,
     ));
     assert_eq!(real["journal"]["accepted"], 2);
+}
+
+#[test]
+fn pruned_test_sends_are_not_folded_into_the_totals() {
+    let clinic = Clinic::new();
+    clinic.appointments(ROWS);
+    clinic
+        .at(NOW)
+        .args([
+            "consent",
+            "opt-in",
+            MINE,
+            "--purpose",
+            "utility",
+            "--method",
+            "operator",
+        ])
+        .args(["--source", "marketer's own test number"])
+        .assert()
+        .success();
+    clinic
+        .at(NOW)
+        .args(["send", "campaign.toml", "--to", MINE, "--yes"])
+        .assert()
+        .code(0);
+    let later = "2027-01-15T15:00:00Z";
+    clinic
+        .at(later)
+        .args(["prune", "--older-than", "30d"])
+        .assert()
+        .success();
+    let status = clinic
+        .at(later)
+        .args(["--json", "status", "campaign.toml"])
+        .assert()
+        .code(0);
+    let status = String::from_utf8_lossy(&status.get_output().stdout).into_owned();
+    assert!(status.contains("\"accepted\":0"), "{status}");
+    assert!(status.contains("\"test_sends\":0"), "pruned: {status}");
+}
+
+#[test]
+fn a_test_send_goes_out_inside_the_contacts_quiet_hours() {
+    let clinic = Clinic::new();
+    // 09:00 in Mexico City, inside the campaign's quiet hours.
+    let mut text = clinic.fx.read("campaign.toml");
+    text.push_str("quiet_hours = \"08:00-10:00\"\n");
+    clinic.fx.write("campaign.toml", text);
+    clinic.appointments(ROWS);
+    clinic
+        .at(NOW)
+        .args([
+            "consent",
+            "opt-in",
+            MINE,
+            "--purpose",
+            "utility",
+            "--method",
+            "operator",
+        ])
+        .args(["--source", "marketer's own test number"])
+        .assert()
+        .success();
+    clinic
+        .at(NOW)
+        .args(["send", "campaign.toml", "--to", MINE, "--yes"])
+        .assert()
+        .code(0);
+    assert_eq!(clinic.server.count(), 1, "the test send went out");
+    // The contacts themselves wait for the window to open.
+    let real = clinic.send(NOW);
+    assert_eq!(real["this_run"]["accepted"], 0, "{real}");
+    assert_eq!(clinic.server.count(), 1);
 }

@@ -4,3 +4,8 @@
 -- see the row that was messaged, even after a recurring campaign's file changed.
 -- NULL for rows planned before this column existed.
 ALTER TABLE journal ADD COLUMN contact TEXT;
+
+-- The latest plan's figures (contacts read, eligible, excluded by reason, by
+-- language) as JSON, written when `send` plans: the report's funnel shows who was
+-- left out without reading the contacts file again.
+ALTER TABLE campaigns ADD COLUMN plan_stats TEXT;
