@@ -737,6 +737,66 @@ mod tests {
     }
 
     #[test]
+    fn bsuids_are_read_from_contacts_statuses_preferences_and_user_id_updates() {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [
+                {"field": "user_preferences", "value": {
+                    "contacts": [{"user_id": "US.1"}],
+                    "user_preferences": [{"user_id": "US.1", "category": "marketing_messages",
+                                          "value": "stop", "timestamp": 1731705721}]}},
+                {"field": "messages", "value": {
+                    "statuses": [{"id": "wamid.A", "status": "delivered", "timestamp": "1",
+                                  "recipient_id": "16505551234", "recipient_user_id": "US.2"}]}},
+                {"field": "user_id_update", "value": {
+                    "user_id_update": [
+                        {"wa_id": "16505551234", "previous_user_id": "US.2", "user_id": "US.3"},
+                        {"user_id": {"previous": "US.3", "current": "US.4"}},
+                        {"previous_user_id": "US.4", "user_id": "not a bsuid"}]}}
+            ]}]
+        });
+        let events = parse(
+            serde_json::to_vec(&body).unwrap(),
+            &OptOutRules::default(),
+            "x",
+        )
+        .events;
+        let bsuid = |b: &str| Bsuid::parse(b).unwrap();
+        let phone = E164::from_digits("16505551234");
+        assert_eq!(
+            events,
+            vec![
+                Event::Link(IdentityLink { bsuid: bsuid("US.1"), phone: None, previous: None }),
+                Event::Preference(PreferenceEvent {
+                    source: Source::Meta,
+                    wa_id: None,
+                    user_id: Some(bsuid("US.1")),
+                    marketing: Preference::Stop,
+                    timestamp: 1_731_705_721,
+                    occurred_at: "2024-11-15T21:22:01Z".into(),
+                    evidence: r#"{"user_id":"US.1","category":"marketing_messages","value":"stop","timestamp":1731705721}"#.into(),
+                }),
+                Event::Link(IdentityLink { bsuid: bsuid("US.2"), phone, previous: None }),
+                match &events[3] {
+                    Event::Status(s) => Event::Status(s.clone()),
+                    other => panic!("{other:?}"),
+                },
+                Event::Link(IdentityLink {
+                    bsuid: bsuid("US.3"),
+                    phone,
+                    previous: Some(bsuid("US.2"))
+                }),
+                Event::Link(IdentityLink {
+                    bsuid: bsuid("US.4"),
+                    phone: None,
+                    previous: Some(bsuid("US.3"))
+                }),
+            ],
+            "a malformed BSUID links nothing"
+        );
+    }
+
+    #[test]
     fn a_body_that_is_not_json_is_kept_as_unreadable() {
         let delivery = parse(b"not json".to_vec(), &OptOutRules::default(), "x");
         assert!(delivery.unreadable.is_some());
