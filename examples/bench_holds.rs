@@ -207,8 +207,10 @@ fn summary(stats: &PlanStats) -> String {
 fn build_sends(campaign: &Campaign, path: &Path, sends: u64, in_window: u64) -> anyhow::Result<()> {
     let mut people = Vec::new();
     Planner::new(campaign, &NoGate)?.run(|item| {
-        if let PlanItem::Eligible(r) = item {
-            people.push(wacampaign::journal::key::person_of(r.phone));
+        if let PlanItem::Eligible(r) = item
+            && let Some(phone) = r.phone
+        {
+            people.push(wacampaign::journal::key::person_of(phone));
         }
     })?;
     let mut rng = fastrand::Rng::with_seed(11);

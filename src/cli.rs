@@ -27,11 +27,14 @@ Examples:
   wacampaign --db ops.db consent import optins.csv --purpose marketing --method web_form
   wacampaign send campaigns/demo.toml --yes
   wacampaign status campaigns/demo.toml --csv status.csv
+  wacampaign report campaigns/demo.toml --html demo-report.html
   wacampaign webhook serve --listen 127.0.0.1:8088
   wacampaign erase '+52 55 1234 5678' --reason 'request 2026-11-27 ticket 5120'
   wacampaign backup /var/backups/wacampaign-$(date +%F).db
   wacampaign prune --older-than 90d
   wacampaign templates sync campaigns/spring-sale.toml
+  wacampaign completions bash > ~/.local/share/bash-completion/completions/wacampaign
+  wacampaign man | man -l -
 
 ";
 
@@ -92,18 +95,98 @@ pub enum Command {
     Consent(cmd::consent::Args),
     Send(cmd::send::Args),
     Status(cmd::status::Args),
+    Report(cmd::report::Args),
     Webhook(cmd::webhook::Args),
     Erase(cmd::erase::Args),
     Backup(cmd::backup::Args),
     Subject(cmd::subject::Args),
     Prune(cmd::prune::Args),
     Templates(cmd::templates::Args),
+    Account(cmd::account::Args),
+    Completions(cmd::completions::Args),
+    Man(cmd::man::Args),
+}
+
+/// What the command line asks of the output before it is parsed: clap writes its help
+/// and usage errors before the parsed options exist, so `--color` and `--json` are
+/// looked for in the raw arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarlyOutput {
+    pub json: bool,
+    pub color: ColorChoice,
+}
+
+impl EarlyOutput {
+    /// `--json` and `--color WHEN` (or `--color=WHEN`) up to a `--`; else
+    /// `WACAMPAIGN_COLOR`; `NO_COLOR` turns `auto` off, as it does for [`crate::ui::Ui`].
+    pub fn scan(args: &[std::ffi::OsString], env: impl Fn(&str) -> Option<String>) -> Self {
+        let mut json = false;
+        let mut color = None;
+        let mut args = args.iter().skip(1).map(|a| a.to_string_lossy());
+        while let Some(arg) = args.next() {
+            match arg.as_ref() {
+                "--" => break,
+                "--json" => json = true,
+                "--color" => color = args.next().map(|v| v.into_owned()),
+                other => {
+                    if let Some(value) = other.strip_prefix("--color=") {
+                        color = Some(value.to_owned());
+                    }
+                }
+            }
+        }
+        let parse = |v: &str| <ColorChoice as clap::ValueEnum>::from_str(v, true).ok();
+        let mut color = color
+            .as_deref()
+            .and_then(parse)
+            .or_else(|| env("WACAMPAIGN_COLOR").as_deref().and_then(parse))
+            .unwrap_or_default();
+        if color == ColorChoice::Auto && env("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+            color = ColorChoice::Never;
+        }
+        EarlyOutput { json, color }
+    }
+
+    /// The clap command, coloured as asked.
+    pub fn command(&self) -> clap::Command {
+        use clap::CommandFactory;
+        Cli::command().color(match self.color {
+            ColorChoice::Auto => clap::ColorChoice::Auto,
+            ColorChoice::Always => clap::ColorChoice::Always,
+            ColorChoice::Never => clap::ColorChoice::Never,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    fn scan(args: &[&str], env: &[(&str, &str)]) -> EarlyOutput {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        EarlyOutput::scan(&args, |k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn output_settings_are_found_before_parsing() {
+        let never = ColorChoice::Never;
+        assert_eq!(scan(&["w", "--color", "never", "send"], &[]).color, never);
+        assert_eq!(scan(&["w", "send", "--color=never"], &[]).color, never);
+        assert_eq!(scan(&["w"], &[("WACAMPAIGN_COLOR", "never")]).color, never);
+        assert_eq!(scan(&["w"], &[("NO_COLOR", "1")]).color, never);
+        assert_eq!(scan(&["w"], &[("NO_COLOR", "")]).color, ColorChoice::Auto);
+        // The flag wins over the environment.
+        let always = scan(&["w", "--color", "always"], &[("NO_COLOR", "1")]);
+        assert_eq!(always.color, ColorChoice::Always);
+        assert!(scan(&["w", "status", "x.toml", "--json"], &[]).json);
+        // After `--` it is a value, not a flag.
+        assert!(!scan(&["w", "--", "--json"], &[]).json);
+    }
 
     #[test]
     fn the_cli_is_well_formed() {

@@ -76,9 +76,11 @@ impl Rules {
         self.category
     }
 
+    /// A person known only by a BSUID has no number to place them: the campaign's
+    /// zone stands in, as for a number libphonenumber has no zone for.
     fn quiet(
         &self,
-        phone: E164,
+        phone: Option<E164>,
         zone: Option<Tz>,
         now: DateTime<Utc>,
         mut memo: Option<&mut PlanMemo>,
@@ -92,7 +94,7 @@ impl Rules {
                 own = [z];
                 (&own, MemoKey::Zone(z))
             }
-            None => match crate::timezone::of_phone(phone) {
+            None => match phone.map_or(&[][..], crate::timezone::of_phone) {
                 [] => {
                     own = [self.zone];
                     (&own, MemoKey::Zone(self.zone))
@@ -120,7 +122,8 @@ impl Rules {
     /// When the plan is made: quiet hours, then the caps as read before planning.
     pub fn at_plan(
         &self,
-        phone: E164,
+        phone: Option<E164>,
+        person: i64,
         zone: Option<Tz>,
         caps: &CapIndex,
         now: DateTime<Utc>,
@@ -129,12 +132,11 @@ impl Rules {
         let capped = if self.caps.is_empty() {
             None
         } else {
-            caps.over(crate::journal::key::person_of(phone))
-                .map(|o| Hold {
-                    until: o.until,
-                    kind: HoldKind::FrequencyCap,
-                    detail: o.detail.clone(),
-                })
+            caps.over(person).map(|o| Hold {
+                until: o.until,
+                kind: HoldKind::FrequencyCap,
+                detail: o.detail.clone(),
+            })
         };
         later(self.quiet(phone, zone, now, Some(memo)), capped)
     }
@@ -145,7 +147,7 @@ impl Rules {
         conn: &Connection,
         row: i64,
         person: i64,
-        phone: E164,
+        phone: Option<E164>,
         now: DateTime<Utc>,
     ) -> rusqlite::Result<Option<Hold>> {
         let quiet = if self.quiet_hours.is_some() {

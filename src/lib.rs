@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod account;
 pub mod audience;
 pub mod backup;
 pub mod campaign;
@@ -15,11 +16,16 @@ pub mod db;
 pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
+pub mod fail_closed;
+pub mod followup;
 pub mod frequency_cap;
 pub mod gate;
 pub mod hold;
+pub mod identity;
 pub mod journal;
 pub mod lock;
+pub mod messaging_limit;
+pub mod occurrence;
 pub mod phone;
 pub mod plan;
 pub mod pricing;
@@ -34,6 +40,7 @@ pub mod subject;
 pub mod suppression;
 pub mod template;
 pub mod templates;
+pub mod test_send;
 pub mod timezone;
 pub mod ui;
 pub mod webhook;
@@ -58,12 +65,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Consent(args) => cmd::consent::run(&ctx, args),
         Command::Send(args) => cmd::send::run(&ctx, args),
         Command::Status(args) => cmd::status::run(&ctx, args),
+        Command::Report(args) => cmd::report::run(&ctx, args),
         Command::Webhook(args) => cmd::webhook::run(&ctx, args),
         Command::Erase(args) => cmd::erase::run(&ctx, args),
         Command::Backup(args) => cmd::backup::run(&ctx, args),
         Command::Subject(args) => cmd::subject::run(&ctx, args),
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
+        Command::Account(args) => cmd::account::run(&ctx, args),
+        Command::Completions(args) => cmd::completions::run(&ctx, args),
+        Command::Man(args) => cmd::man::run(&ctx, args),
     }
 }
 
@@ -72,7 +83,7 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
     let locked = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<lock::LockError>(),
-            Some(lock::LockError::Held { .. })
+            Some(lock::LockError::Held { .. } | lock::LockError::NumberBusy { .. })
         )
     });
     if locked { Exit::Halted } else { Exit::Invalid }

@@ -68,7 +68,7 @@ pub fn collect(
     let mut notices = Vec::new();
     for phone in &phones {
         consent_events.extend(ledger.history(*phone)?);
-        for (hash, text, recorded_at) in ledger.notices(Some(*phone))? {
+        for (hash, text, recorded_at) in ledger.notices(Some((*phone).into()))? {
             if !notices.iter().any(|n: &Notice| n.hash == hash) {
                 notices.push(Notice {
                     hash,
@@ -206,6 +206,13 @@ impl SubjectRecord {
                     .unwrap_or_default()
             );
             let _ = writeln!(out, "    values: {values}");
+            if let Some(serde_json::Value::Object(contact)) = &m.contact {
+                let cells: Vec<String> = contact
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                let _ = writeln!(out, "    contact row: {}", cells.join(", "));
+            }
             if let Some(detail) = &m.error_detail {
                 let _ = writeln!(out, "    detail: {detail}");
             }

@@ -126,3 +126,18 @@ pub fn json_line(kind: &str, data: &impl serde::Serialize) -> std::io::Result<()
     out.write_all(b"\n")?;
     out.flush()
 }
+
+/// The error that ended a command, as one JSON object on stdout (`--json`):
+/// `{"type": "error", "exit_code": N, "message": ...}`. Best effort: stdout may be
+/// the very thing that failed.
+pub fn json_error(exit: crate::exit_codes::Exit, message: &str) {
+    let line = serde_json::json!({
+        "type": "error",
+        "exit_code": exit.code(),
+        "message": message,
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, &line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}

@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let mut write_error = None;
     let stats = planner.run(|item| {
         if let (PlanItem::Eligible(recipient), Some(estimator)) = (&item, estimator.as_mut()) {
-            estimator.add(recipient.phone);
+            estimator.add_contact(recipient.phone);
         }
         if let (PlanItem::Excluded(excluded), Some(out)) = (&item, excluded_out.as_mut())
             && let Err(e) = out.write(excluded)

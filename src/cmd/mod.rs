@@ -9,12 +9,16 @@ use crate::db::Db;
 use crate::gate::Gate;
 use crate::ui::Ui;
 
+pub mod account;
 pub mod backup;
 pub mod check;
+pub mod completions;
 pub mod consent;
 pub mod erase;
+pub mod man;
 pub mod preview;
 pub mod prune;
+pub mod report;
 pub mod send;
 pub mod status;
 pub mod subject;

@@ -10,6 +10,7 @@ use crate::campaign::Campaign;
 use crate::cmd::Context;
 use crate::db::Db;
 use crate::exit_codes::Exit;
+use crate::followup::{self, Only};
 use crate::journal::{self, Counts, JournalRow};
 use crate::pricing::Pricing;
 use crate::pricing::billed::{self, Billed};
@@ -35,19 +36,32 @@ use crate::webhook::silence::{self, Silence};
 /// Billing: the messages Meta's status webhooks marked billable (their `pricing`
 /// object), by category, with free ones (free_customer_service, free_entry_point)
 /// apart; with a rate card, their cost as billable count × card rate, an estimate.
+///
+/// Lists for a follow-up campaign: `--csv FILE --only LIST` writes the people on
+/// LIST with the columns of their contact row as the plan kept them (all, or
+/// `campaign.keep_columns`), then `outcome`, `outcome_note` and `error_code`: the
+/// file is the contacts file of the next campaign. `not-read` includes people who
+/// turned read receipts off (they may have read it). People who opted out, by the
+/// provider's answer or since the campaign began, are never listed.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   wacampaign status campaigns/promotion.toml
   wacampaign status campaigns/promotion.toml --csv promotion-status.csv
-  wacampaign status campaigns/promotion.toml --json")]
+  wacampaign status campaigns/promotion.toml --json
+  wacampaign status campaigns/demo.toml --only not-read --csv campaigns/demo-not-read.csv
+  wacampaign status campaigns/demo.toml --only failed --csv failed.csv")]
 pub struct Args {
     /// The campaign file (TOML).
     #[arg(value_name = "CAMPAIGN.toml")]
     pub campaign: PathBuf,
-    /// Write one row per recipient to this CSV file.
+    /// Write one row per recipient to this CSV file (with --only, the follow-up list).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Write only these people, with their contact columns and outcome, for a
+    /// follow-up campaign. not-read includes people who turned read receipts off.
+    #[arg(long, value_enum, value_name = "LIST", requires = "csv")]
+    pub only: Option<Only>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +81,19 @@ struct Status {
     webhooks_silent: Option<Silence>,
     /// What Meta's status webhooks said about billing, and its estimated cost.
     billing: Billed,
+    /// The follow-up list written (`--only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    follow_up: Option<FollowUp>,
+    /// Test sends (`send --to`), apart: never in the counts above.
+    test_sends: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct FollowUp {
+    list: &'static str,
+    file: String,
+    #[serde(flatten)]
+    written: followup::Written,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,9 +131,45 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
             Ok(())
         },
     )?;
-    if let Some(path) = &args.csv {
-        write_csv(&db, &campaign.id, record.plan_run, path)
+    let mut follow_up = None;
+    match (&args.csv, args.only) {
+        (Some(path), Some(only)) => {
+            let written = followup::write(
+                &db.conn,
+                &campaign.id,
+                record.plan_run,
+                &record.created_at,
+                &campaign.contacts.phone_column,
+                only,
+                path,
+            )
             .with_context(|| format!("writing {}", path.display()))?;
+            ctx.ui.info(format!(
+                "wrote {} {} to {}{}",
+                written.listed,
+                only.as_str(),
+                path.display(),
+                if only == Only::NotRead {
+                    " (not-read includes people who turned read receipts off)"
+                } else {
+                    ""
+                }
+            ));
+            if written.without_columns > 0 {
+                ctx.ui.warn(format!(
+                    "{} of them were planned before contact columns were kept: only their number is in the file",
+                    written.without_columns
+                ));
+            }
+            follow_up = Some(FollowUp {
+                list: only.as_str(),
+                file: path.display().to_string(),
+                written,
+            });
+        }
+        (Some(path), None) => write_csv(&db, &campaign.id, record.plan_run, path)
+            .with_context(|| format!("writing {}", path.display()))?,
+        _ => {}
     }
     let deliveries = history::delivery_counts(&db.conn, &campaign.id, &record.created_at)?;
     let possible_opt_outs = possible::pending(&db.conn, &campaign.id, &record.created_at)?;
@@ -128,6 +191,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         possible_opt_outs,
         webhooks_silent,
         billing,
+        follow_up,
+        test_sends: journal::test_sends(&db.conn, &campaign.id)?.total(),
     };
     if ctx.ui.json {
         json_line("status", &status)?;
@@ -159,6 +224,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         writeln!(out, "  {:<10} {n}", state.label())?;
     }
     writeln!(out, "  {:<10} {}", "total", c.total())?;
+    if status.test_sends > 0 {
+        writeln!(
+            out,
+            "  {} test sends (`send --to`), not counted above",
+            status.test_sends
+        )?;
+    }
     if status.held_for_quality_assessment > 0 {
         writeln!(
             out,

@@ -41,6 +41,10 @@ pub enum SubjectCommand {
 /// links between their identities. With --output NAME, writes NAME.json and NAME.txt
 /// (mode 0600); otherwise prints the readable form (or, with --json, the JSON).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  wacampaign subject export '+52 55 1234 5678'
+  wacampaign subject export '+52 55 1234 5678' --output request-5120")]
 pub struct ExportArgs {
     pub identity: String,
     /// Write NAME.json and NAME.txt instead of printing.

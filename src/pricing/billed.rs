@@ -40,12 +40,13 @@ pub fn billed(
     pricing: Option<&Pricing>,
 ) -> rusqlite::Result<Billed> {
     let mut stmt = conn.prepare_cached(
-        "SELECT s.recipient, s.billable, s.pricing_category, s.pricing_type
+        // SQLite gives the bare columns of the row holding max(id): each message's
+        // latest status with pricing, in one pass rather than a lookup per status.
+        "SELECT s.recipient, s.billable, s.pricing_category, s.pricing_type, max(s.id)
          FROM message_statuses s
          WHERE s.campaign_id = ?1
-           AND s.id = (SELECT max(t.id) FROM message_statuses t
-                       WHERE t.message_id = s.message_id
-                         AND (t.billable IS NOT NULL OR t.pricing_category IS NOT NULL))",
+           AND (s.billable IS NOT NULL OR s.pricing_category IS NOT NULL)
+         GROUP BY s.message_id",
     )?;
     let rows = stmt.query_map(params![campaign_id], |r| {
         Ok((

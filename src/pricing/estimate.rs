@@ -8,6 +8,7 @@ use serde::Serialize;
 use anyhow::bail;
 use rusqlite::Connection;
 
+use super::market::LocateCache;
 use super::money::{Amount, Money};
 use super::{PriceCategory, Pricing};
 use crate::journal::{self, State};
@@ -88,6 +89,7 @@ pub struct Estimator<'a> {
     /// Authentication messages priced domestic because no business country is set,
     /// in markets whose card has an international rate.
     international_unknown: u64,
+    located: LocateCache,
 }
 
 impl<'a> Estimator<'a> {
@@ -96,6 +98,16 @@ impl<'a> Estimator<'a> {
             pricing,
             counts: BTreeMap::new(),
             international_unknown: 0,
+            located: LocateCache::default(),
+        }
+    }
+
+    /// One message to a contact: by its number's market, or with an unknown market
+    /// for one known by a BSUID alone.
+    pub fn add_contact(&mut self, phone: Option<E164>) {
+        match phone {
+            Some(phone) => self.add(phone),
+            None => self.add_unknown(1),
         }
     }
 
@@ -105,14 +117,14 @@ impl<'a> Estimator<'a> {
     }
 
     pub fn add_n(&mut self, phone: E164, n: u64) {
-        let (country, market) = self.pricing.markets.locate(phone);
+        let (country, market) = self.pricing.markets.locate_cached(phone, &mut self.located);
         let category = self.category_for(country.as_deref(), &market);
         *self.counts.entry((market, category)).or_default() += n;
     }
 
     /// `n` messages to `phone` priced as `category` (as a webhook reports it).
     pub fn add_as(&mut self, phone: E164, category: PriceCategory, n: u64) {
-        let (_, market) = self.pricing.markets.locate(phone);
+        let (_, market) = self.pricing.markets.locate_cached(phone, &mut self.located);
         *self.counts.entry((market, category)).or_default() += n;
     }
 

@@ -17,6 +17,10 @@ pub const DEFAULT_MAP_NAME: &str = "the built-in market map (campaigns/meta-mark
 /// The market of a country not in the map.
 pub const OTHER: &str = "Other";
 
+/// Countries and markets already looked up, by number prefix and length.
+#[derive(Debug, Clone, Default)]
+pub struct LocateCache(HashMap<(u64, u32), (Option<String>, String)>);
+
 /// Country code to market name.
 #[derive(Debug, Clone)]
 pub struct MarketMap {
@@ -77,6 +81,20 @@ impl MarketMap {
             None => OTHER.to_owned(),
         };
         (country, market)
+    }
+
+    /// [`MarketMap::locate`] through `cache`, keyed by the number's first seven digits
+    /// (which decide its country, and +1's area code): libphonenumber's lookup costs
+    /// microseconds, and a report or an estimate asks it once per message.
+    pub fn locate_cached(&self, phone: E164, cache: &mut LocateCache) -> (Option<String>, String) {
+        let digits = phone.digits();
+        let length = digits.checked_ilog10().unwrap_or(0) + 1;
+        let prefix = (digits / 10u64.pow(length.saturating_sub(7)), length);
+        cache
+            .0
+            .entry(prefix)
+            .or_insert_with(|| self.locate(phone))
+            .clone()
     }
 
     /// Whether two market names are the same market, as cards spell them.

@@ -46,6 +46,11 @@ impl Amount {
         Some(Amount(whole * UNIT + frac))
     }
 
+    /// As a float, for ratios shown rounded (cost per read); never for sums.
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / UNIT as f64
+    }
+
     /// This amount `n` times.
     pub fn times(self, n: u64) -> Amount {
         Amount(self.0 * i128::from(n))

@@ -101,6 +101,13 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
     ),
     (
         Family::Meta,
+        131062,
+        131062,
+        Kind::Fail,
+        "business-scoped user ID not allowed for this template: Meta sends no one-tap, zero-tap or copy-code authentication template to a BSUID; send it to the number",
+    ),
+    (
+        Family::Meta,
         130472,
         130472,
         Kind::SkipRecipient,
@@ -380,6 +387,96 @@ pub fn lookup(family: Family, code: i64) -> Option<(Class, &'static str)> {
         })
 }
 
+/// What to do about a code, for the people reading a report: the codes whose
+/// remedy is specific; the others get their kind's advice ([`Kind::advice`]).
+const ADVICE: &[(Family, i64, &str)] = &[
+    (
+        Family::Meta,
+        131026,
+        "The number may not be on WhatsApp, or the person has not accepted WhatsApp's \
+         latest terms or uses an old app. Confirm the number with them by another channel; \
+         these messages are not billed.",
+    ),
+    (
+        Family::Meta,
+        131050,
+        "The person stopped marketing messages in WhatsApp. It is recorded as an opt-out; \
+         they can still get utility messages.",
+    ),
+    (
+        Family::Meta,
+        131049,
+        "Meta limits how many marketing messages one person gets. They wait 24 h and a \
+         later run sends them; send fewer marketing campaigns to the same people.",
+    ),
+    (
+        Family::Meta,
+        190,
+        "Renew the access token (WHATSAPP_TOKEN), then run `send` again with \
+         --resume-halted.",
+    ),
+    (
+        Family::Meta,
+        132015,
+        "Meta paused the template for low quality: edit it or use another, then resume.",
+    ),
+    (
+        Family::Meta,
+        132016,
+        "Meta disabled the template: create a new one and point the campaign at it.",
+    ),
+    (
+        Family::Meta,
+        131048,
+        "Too many people blocked or reported recent messages: pause, review who you send \
+         to and how often, then resume.",
+    ),
+];
+
+impl Kind {
+    /// What to do about a failure of this kind.
+    fn advice(self) -> &'static str {
+        match self {
+            Kind::Throttle => {
+                "Nothing: the campaign slowed down and retried. If it recurs, lower \
+                 sending.rate_per_second."
+            }
+            Kind::Retry => {
+                "Retried automatically; if it persists, check the provider's status page."
+            }
+            Kind::BackOffRecipient => {
+                "Retried after a pause; avoid sending several campaigns to one person at once."
+            }
+            Kind::DeferRecipient => "Waits and is sent by a later run; nothing to do now.",
+            Kind::Fail => {
+                "Not retried: check the number or the values in the contacts file, and fix or \
+                 remove the row."
+            }
+            Kind::SkipRecipient => "Nothing: Meta holds these numbers out; they are not billed.",
+            Kind::OptOutMarketing | Kind::OptOutAll => {
+                "Recorded as an opt-out: do not send them marketing again."
+            }
+            Kind::Halt => {
+                "The campaign halted: fix the account, token or template named in the \
+                 detail, then run `send` again with --resume-halted."
+            }
+        }
+    }
+}
+
+/// What a code means and what to do about it, for a report: `None` when the table
+/// does not know the code.
+pub fn explain(family: Family, code: i64) -> Option<(&'static str, &'static str)> {
+    let (_, _, _, kind, meaning) = TABLE
+        .iter()
+        .find(|(f, low, high, _, _)| *f == family && (*low..=*high).contains(&code))?;
+    let advice = ADVICE
+        .iter()
+        .find(|(f, c, _)| *f == family && *c == code)
+        .map_or_else(|| kind.advice(), |(_, _, advice)| advice);
+    Some((meaning, advice))
+}
+
 /// What a provider's error code means, wherever it arrived: `None` when the table
 /// does not know it.
 pub fn code_class(family: Family, code: i64) -> Option<Class> {
@@ -431,6 +528,27 @@ pub fn classify(response: &Response) -> Class {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_a_report_explains_is_in_the_table_with_advice() {
+        for (family, code, _) in ADVICE {
+            assert!(
+                explain(*family, *code).is_some(),
+                "{code} has advice but no row"
+            );
+        }
+        let (meaning, advice) = explain(Family::Meta, 131026).unwrap();
+        assert_eq!(meaning, "message undeliverable");
+        assert!(advice.contains("not billed"));
+        // A range's codes share their kind's advice.
+        assert!(
+            explain(Family::Meta, 250)
+                .unwrap()
+                .1
+                .contains("--resume-halted")
+        );
+        assert!(explain(Family::Meta, 999_999).is_none());
+    }
 
     fn rejected(status: u16, code: Option<i64>) -> Response {
         Response::Rejected {
@@ -545,6 +663,8 @@ mod tests {
             })
         );
         assert_eq!(code_class(Family::Meta, 131026), Some(Class::FailRecipient));
+        // A template Meta sends to no BSUID fails that recipient, not the campaign.
+        assert_eq!(code_class(Family::Meta, 131062), Some(Class::FailRecipient));
         assert_eq!(code_class(Family::Meta, 63014), None);
         assert_eq!(code_class(Family::Twilio, 999_999), None);
     }

@@ -85,18 +85,31 @@ pub fn delivery_counts(
     campaign_id: &str,
     since: &str,
 ) -> rusqlite::Result<DeliveryCounts> {
-    let mut counts = DeliveryCounts::default();
-    let (accepted, with_status, delivered, read, failed) =
-        journal::query::accepted_by_best_status(conn, campaign_id)?;
-    counts.accepted = accepted;
-    counts.delivered = delivered;
-    counts.read = read;
-    counts.failed_after_accept = failed;
-    counts.no_status = accepted - with_status;
+    let best = journal::query::accepted_by_best_status(conn, campaign_id)?;
+    delivery_counts_from(conn, campaign_id, since, best)
+}
+
+/// [`delivery_counts`] from the accepted messages' best statuses already tallied
+/// (accepted, with any status, delivered, read, failed; `prune`'s folded counts
+/// included), for a caller that reads every message anyway (the report).
+pub fn delivery_counts_from(
+    conn: &Connection,
+    campaign_id: &str,
+    since: &str,
+    (accepted, with_status, delivered, read, failed): (u64, u64, u64, u64, u64),
+) -> rusqlite::Result<DeliveryCounts> {
     let rate = |n: u64| (accepted > 0).then(|| n as f64 / accepted as f64);
-    counts.delivered_rate = rate(counts.delivered);
-    counts.read_rate = rate(counts.read);
-    counts.failed_rate = rate(counts.failed_after_accept);
+    let mut counts = DeliveryCounts {
+        accepted,
+        delivered,
+        read,
+        failed_after_accept: failed,
+        no_status: accepted - with_status,
+        delivered_rate: rate(delivered),
+        read_rate: rate(read),
+        failed_rate: rate(failed),
+        ..DeliveryCounts::default()
+    };
 
     // Replies: messages since the start from anyone the campaign messaged, matched
     // on the consent key (a reply may come from another spelling of the number).

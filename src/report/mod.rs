@@ -1,5 +1,10 @@
 //! Reports: what `check` (and the summary before `send`) tells the operator, as
-//! text for a person and as JSON for a script, and spreadsheet-safe CSV output.
+//! text for a person and as JSON for a script, and spreadsheet-safe CSV output; the
+//! campaign report (`wacampaign report`) in its submodules.
+
+pub mod chart;
+pub mod figures;
+pub mod html;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

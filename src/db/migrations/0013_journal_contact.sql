@@ -1,0 +1,11 @@
+-- The contact's own columns as the plan read them (a JSON object, header → cell;
+-- all columns, or those the campaign's `keep_columns` lists), so a follow-up list
+-- (`status --only not-read --csv`) and the report's breakdowns (`report --by city`)
+-- see the row that was messaged, even after a recurring campaign's file changed.
+-- NULL for rows planned before this column existed.
+ALTER TABLE journal ADD COLUMN contact TEXT;
+
+-- The latest plan's figures (contacts read, eligible, excluded by reason, by
+-- language) as JSON, written when `send` plans: the report's funnel shows who was
+-- left out without reading the contacts file again.
+ALTER TABLE campaigns ADD COLUMN plan_stats TEXT;

@@ -1,0 +1,345 @@
+//! What people expect of any command line: completions, a manual page, colour that
+//! obeys `--color never` and `NO_COLOR`, errors a script can read with `--json`, and
+//! a `--help` for every command (snapshotted, so a change to one is seen in review).
+
+use assert_cmd::Command;
+use clap::CommandFactory;
+
+use crate::support::{Fixture, stdout};
+
+/// The binary with nothing from the developer's environment deciding the output.
+fn bare() -> Command {
+    let mut cmd = Command::cargo_bin("wacampaign").expect("the wacampaign binary is built");
+    cmd.env_remove("NO_COLOR")
+        .env_remove("WACAMPAIGN_COLOR")
+        .env_remove("WACAMPAIGN_DB")
+        .env("COLUMNS", "100");
+    cmd
+}
+
+/// Every command path: `[]`, `["send"]`, `["consent", "import"]`, ...
+fn command_paths() -> Vec<Vec<String>> {
+    fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(path.clone());
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let mut next = path.clone();
+            next.push(sub.get_name().to_owned());
+            walk(sub, next, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&wacampaign::cli::Cli::command(), Vec::new(), &mut out);
+    out
+}
+
+#[test]
+fn every_help_is_snapshotted() {
+    let paths = command_paths();
+    assert!(paths.len() > 20, "walked {} commands", paths.len());
+    for path in paths {
+        let out = bare()
+            .args(&path)
+            .arg("--help")
+            .env("NO_COLOR", "1")
+            .assert()
+            .success();
+        let help = stdout(&out);
+        let name = if path.is_empty() {
+            "help".to_owned()
+        } else {
+            format!("help_{}", path.join("_"))
+        };
+        assert!(
+            help.contains("Example"),
+            "`wacampaign {} --help` has no examples",
+            path.join(" ")
+        );
+        insta::assert_snapshot!(name, help);
+    }
+}
+
+/// Whether any ANSI escape sequence is in the bytes.
+fn has_escapes(bytes: &[u8]) -> bool {
+    bytes.contains(&0x1b)
+}
+
+#[test]
+fn color_never_and_no_color_reach_clap_help_and_usage_errors() {
+    // The control: asked for, clap colours both.
+    let help = bare()
+        .args(["--color", "always", "send", "--help"])
+        .assert();
+    assert!(has_escapes(&help.get_output().stdout));
+    let error = bare()
+        .args(["--color", "always", "send", "--bogus"])
+        .assert();
+    assert!(has_escapes(&error.get_output().stderr));
+
+    // Flags, and a variable set in the environment.
+    type Way<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>);
+    let ways: [Way; 4] = [
+        (&["--color", "never"], None),
+        (&["--color=never"], None),
+        (&[], Some(("WACAMPAIGN_COLOR", "never"))),
+        (&[], Some(("NO_COLOR", "1"))),
+    ];
+    for (flags, env) in ways {
+        let run = |rest: &[&str]| {
+            let mut cmd = bare();
+            cmd.args(flags).args(rest);
+            // A terminal is what makes `auto` colour; force clap's own hand the other way.
+            cmd.env("CLICOLOR_FORCE", "1");
+            if let Some((k, v)) = env {
+                cmd.env(k, v);
+            }
+            cmd.assert()
+        };
+        let help = run(&["send", "--help"]).success();
+        assert!(
+            !has_escapes(&help.get_output().stdout),
+            "{flags:?} {env:?}: help is coloured"
+        );
+        let error = run(&["send", "--bogus"]).code(2);
+        let stderr = &error.get_output().stderr;
+        assert!(
+            !has_escapes(stderr),
+            "{flags:?} {env:?}: usage error is coloured"
+        );
+        assert!(String::from_utf8_lossy(stderr).contains("--bogus"));
+    }
+}
+
+#[test]
+fn with_json_every_error_is_a_json_object_on_stdout() {
+    let f = Fixture::new();
+    let cases: [(&[&str], u8, &str); 4] = [
+        // A usage error, found by clap.
+        (&["send", "--bogus"], 2, "--bogus"),
+        (&["nonsense"], 2, "nonsense"),
+        // A command's own error.
+        (&["status", "missing.toml"], 2, "missing.toml"),
+        // A missing argument: clap's own help-on-error path.
+        (&["status"], 2, "CAMPAIGN.toml"),
+    ];
+    for (args, code, mentions) in cases {
+        let out = f
+            .wacampaign()
+            .arg("--json")
+            .args(args)
+            .assert()
+            .code(i32::from(code));
+        let text = stdout(&out);
+        assert!(!text.trim().is_empty(), "{args:?}: stdout is empty");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {text}");
+        let error: serde_json::Value = serde_json::from_str(lines[0])
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"));
+        assert_eq!(error["type"], "error", "{args:?}");
+        assert_eq!(error["exit_code"], code, "{args:?}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(mentions), "{args:?}: {message}");
+        assert!(!message.starts_with("error:"), "{args:?}: {message}");
+    }
+    // Without --json, stdout stays clean for data.
+    let out = f
+        .wacampaign()
+        .args(["status", "missing.toml"])
+        .assert()
+        .code(2);
+    assert!(out.get_output().stdout.is_empty());
+}
+
+#[test]
+fn completions_load_in_bash_and_cover_every_shell() {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = bare().args(["completions", shell]).assert().success();
+        let script = stdout(&out);
+        assert!(script.contains("wacampaign"), "{shell}");
+        assert!(script.contains("status"), "{shell}: no subcommands");
+    }
+    let out = bare().args(["completions", "bash"]).assert().success();
+    let f = Fixture::new();
+    let script = f.write("wacampaign.bash", stdout(&out));
+    if which("bash").is_none() {
+        return;
+    }
+    // Bash itself completes `wacampaign sta` and `wacampaign status --c`.
+    let probe = format!(
+        "source {}\n\
+         COMP_WORDS=(wacampaign sta); COMP_CWORD=1; _wacampaign wacampaign sta wacampaign; echo \"${{COMPREPLY[*]}}\"\n\
+         COMP_WORDS=(wacampaign status --cs); COMP_CWORD=2; _wacampaign wacampaign --cs status; echo \"${{COMPREPLY[*]}}\"",
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "-c", &probe])
+        .output()
+        .expect("running bash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"status"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lines.get(1).is_some_and(|l| l.contains("--csv")), "{text}");
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn the_man_page_renders() {
+    let out = bare().arg("man").assert().success();
+    let roff = stdout(&out);
+    assert!(roff.starts_with(".ie \\n(.g .ds Aq") || roff.contains(".TH wacampaign 1"));
+    assert!(roff.contains(".TH wacampaign 1"), "{roff}");
+    assert!(roff.contains(".SH NAME") && roff.contains(".SH SYNOPSIS"));
+    let f = Fixture::new();
+    bare()
+        .args(["man", "--dir"])
+        .arg(f.path("man1"))
+        .assert()
+        .success();
+    for page in [
+        "wacampaign.1",
+        "wacampaign-send.1",
+        "wacampaign-consent-import.1",
+    ] {
+        let text = f.read(&format!("man1/{page}"));
+        assert!(text.contains(".SH SYNOPSIS"), "{page}");
+    }
+    if which("man").is_none() {
+        return;
+    }
+    let page = f.path("man1/wacampaign-status.1");
+    let out = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("running man");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("NAME") && text.contains("wacampaign-status"),
+        "{text}"
+    );
+    assert!(!text.contains(".SH"), "roff left unrendered:\n{text}");
+}
+
+// ---- the README: its first command, and the database's tables ----
+
+/// A copy of the shipped `campaigns/` directory in `f`, as a fresh clone has it.
+pub fn copy_campaigns(f: &Fixture) {
+    let to = f.path("campaigns");
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(crate::support::shipped_campaigns()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The README's first command line, run as written (`cargo run --release -q --`
+/// being the binary) in a fresh copy of the repository's campaigns.
+pub fn run_readme_demo(f: &Fixture) {
+    let readme = include_str!("../../README.md");
+    let block = &readme[readme.find("```sh\n").expect("a sh block") + 6..];
+    let first = block.lines().next().unwrap();
+    copy_campaigns(f);
+    for step in first.split(" && ") {
+        let args = step
+            .strip_prefix("cargo run --release -q -- ")
+            .unwrap_or_else(|| panic!("`{step}` is not a cargo run of the binary"));
+        f.wacampaign()
+            .args(args.split_whitespace())
+            .env("NO_COLOR", "1")
+            .assert()
+            .success();
+    }
+}
+
+/// The `sql` blocks of the README's database section, by their `-- name` line.
+fn database_section() -> (&'static str, Vec<(String, String)>) {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("## The database, table by table")
+        .expect("the README documents the database");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let queries = section
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| {
+            let sql = &block[..block.find("\n```").expect("a closed block")];
+            let name = sql.lines().next().unwrap().trim_start_matches("-- ");
+            (name.to_owned(), sql.to_owned())
+        })
+        .collect();
+    (section, queries)
+}
+
+#[test]
+fn the_readme_demo_records_evidence_and_documents_every_table() {
+    let f = Fixture::new();
+    run_readme_demo(&f);
+    let out = f
+        .wacampaign()
+        .args(["--json", "consent", "stats"])
+        .assert()
+        .success();
+    let stats: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(stats["data"]["opt_ins_without_evidence"], 0, "{stats}");
+    assert_eq!(stats["data"]["marketing"]["opted_in"], 263, "{stats}");
+
+    let (section, queries) = database_section();
+    let db = rusqlite::Connection::open(f.path("wacampaign.db")).unwrap();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(tables.len() >= 19, "{tables:?}");
+    for table in &tables {
+        assert!(
+            section.contains(&format!("| `{table}` |")),
+            "the README's database section does not describe `{table}`"
+        );
+    }
+    assert!(queries.len() >= 6);
+    for (name, sql) in &queries {
+        let mut stmt = db
+            .prepare(sql)
+            .unwrap_or_else(|e| panic!("README query `{name}`: {e}"));
+        let rows = stmt.query_map([], |_| Ok(())).unwrap().count();
+        if [
+            "campaigns",
+            "a campaign by state",
+            "each message's latest delivery status",
+        ]
+        .contains(&name.as_str())
+        {
+            assert!(
+                rows > 0,
+                "README query `{name}` finds nothing after the demo"
+            );
+        }
+    }
+}
