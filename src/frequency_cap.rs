@@ -110,15 +110,39 @@ fn over(cap: &Cap, mut times: Vec<String>) -> Option<Over> {
     }
     times.sort_unstable_by(|a, b| b.cmp(a));
     let nth = crate::clock::parse(&times[cap.count as usize - 1]).ok()?;
+    Some(over_from(cap, nth))
+}
+
+fn over_from(cap: &Cap, nth: DateTime<Utc>) -> Over {
     let until = nth + cap.window;
-    Some(Over {
+    Over {
         until,
         detail: format!(
             "frequency cap {} reached; eligible from {}",
             cap.label(),
             crate::clock::format(until)
         ),
-    })
+    }
+}
+
+/// A journal time (`2026-11-21T05:30:00Z`, as the one clock writes them) in Unix
+/// seconds, without the general parser's allocations; other forms go through it.
+fn unix_seconds(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let fixed = b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z';
+    if !fixed {
+        return crate::clock::parse(text).ok().map(|t| t.timestamp());
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> { text.get(r)?.parse().ok() };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+    Some(time.and_utc().timestamp())
 }
 
 /// Every person at or over this campaign's caps, read once before planning.
@@ -149,25 +173,39 @@ impl CapIndex {
                  WHERE state = 'accepted' AND outcome_at > ?1",
             )?;
             let mut rows = stmt.query(params![since])?;
-            let mut by_person: HashMap<i64, Vec<String>> = HashMap::new();
+            // (person, when) pairs sorted, rather than a map of vectors: a million
+            // messages in the window cost one allocation and one sort.
+            let mut sent: Vec<(i64, i64)> = Vec::new();
             while let Some(row) = rows.next()? {
                 if let Scope::Category(wanted) = cap.scope {
-                    let campaign: String = row.get(1)?;
-                    if categories.get(&campaign).map(String::as_str) != Some(wanted.as_str()) {
+                    let campaign = row.get_ref(1)?.as_str().unwrap_or_default();
+                    if categories.get(campaign).map(String::as_str) != Some(wanted.as_str()) {
                         continue;
                     }
                 }
-                by_person.entry(row.get(0)?).or_default().push(row.get(2)?);
+                let Some(at) = row.get_ref(2)?.as_str().ok().and_then(unix_seconds) else {
+                    continue;
+                };
+                sent.push((row.get(0)?, at));
             }
-            for (person, times) in by_person {
-                if let Some(o) = over(cap, times) {
-                    let keep = index
-                        .over
-                        .get(&person)
-                        .is_none_or(|old| old.until < o.until);
-                    if keep {
-                        index.over.insert(person, o);
-                    }
+            sent.sort_unstable();
+            let n = cap.count as usize;
+            for times in sent.chunk_by(|a, b| a.0 == b.0) {
+                if times.len() < n {
+                    continue;
+                }
+                // The n-th latest: once it leaves the window, the person is under.
+                let Some(nth) = DateTime::from_timestamp(times[times.len() - n].1, 0) else {
+                    continue;
+                };
+                let o = over_from(cap, nth);
+                let person = times[0].0;
+                if index
+                    .over
+                    .get(&person)
+                    .is_none_or(|old| old.until < o.until)
+                {
+                    index.over.insert(person, o);
                 }
             }
         }
@@ -260,5 +298,18 @@ mod tests {
         .unwrap();
         assert_eq!(crate::clock::format(o.until), "2026-12-02T10:00:00Z");
         assert!(over(&cap, vec!["2026-11-27T10:00:00Z".into()]).is_none());
+        assert_eq!(
+            unix_seconds("2026-11-27T10:00:00Z"),
+            Some(
+                crate::clock::parse("2026-11-27T10:00:00Z")
+                    .unwrap()
+                    .timestamp()
+            )
+        );
+        assert_eq!(
+            unix_seconds("2026-11-27 10:00:00"),
+            unix_seconds("2026-11-27T10:00:00Z")
+        );
+        assert_eq!(unix_seconds("2026-13-27T10:00:00Z"), None);
     }
 }

@@ -6,6 +6,8 @@
 //! when a row is claimed for sending, so a long run that crosses 21:00 stops
 //! messaging those contacts and two campaigns running at once share a cap.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rusqlite::{Connection, params};
@@ -76,28 +78,45 @@ impl Rules {
 
     /// A person known only by a BSUID has no number to place them: the campaign's
     /// zone stands in, as for a number libphonenumber has no zone for.
-    fn quiet(&self, phone: Option<E164>, zone: Option<Tz>, now: DateTime<Utc>) -> Option<Hold> {
+    fn quiet(
+        &self,
+        phone: Option<E164>,
+        zone: Option<Tz>,
+        now: DateTime<Utc>,
+        mut memo: Option<&mut PlanMemo>,
+    ) -> Option<Hold> {
         let quiet = self.quiet_hours.as_ref()?;
         let own;
-        let zones: &[Tz] = match zone {
+        // At planning `now` is fixed, so each zone set's answer is the same for
+        // every contact: worked out once per set, not once per contact.
+        let (zones, key): (&[Tz], MemoKey) = match zone {
             Some(z) => {
                 own = [z];
-                &own
+                (&own, MemoKey::Zone(z))
             }
             None => match phone.map_or(&[][..], crate::timezone::of_phone) {
                 [] => {
                     own = [self.zone];
-                    &own
+                    (&own, MemoKey::Zone(self.zone))
                 }
-                zones => zones,
+                zones => (zones, MemoKey::Prefix(zones.as_ptr() as usize)),
             },
         };
-        let (until, zone) = quiet.closed(zones, now)?;
-        Some(Hold {
+        let key = memo.is_some().then_some(key);
+        if let (Some(key), Some(memo)) = (&key, memo.as_deref_mut())
+            && let Some(hit) = memo.quiet.get(key)
+        {
+            return hit.clone();
+        }
+        let hold = quiet.closed(zones, now).map(|(until, zone)| Hold {
             until,
             kind: HoldKind::QuietHours,
             detail: quiet_hours::describe(until, zone, now),
-        })
+        });
+        if let (Some(key), Some(memo)) = (key, memo) {
+            memo.quiet.insert(key, hold.clone());
+        }
+        hold
     }
 
     /// When the plan is made: quiet hours, then the caps as read before planning.
@@ -108,13 +127,18 @@ impl Rules {
         zone: Option<Tz>,
         caps: &CapIndex,
         now: DateTime<Utc>,
+        memo: &mut PlanMemo,
     ) -> Option<Hold> {
-        let capped = caps.over(person).map(|o| Hold {
-            until: o.until,
-            kind: HoldKind::FrequencyCap,
-            detail: o.detail.clone(),
-        });
-        later(self.quiet(phone, zone, now), capped)
+        let capped = if self.caps.is_empty() {
+            None
+        } else {
+            caps.over(person).map(|o| Hold {
+                until: o.until,
+                kind: HoldKind::FrequencyCap,
+                detail: o.detail.clone(),
+            })
+        };
+        later(self.quiet(phone, zone, now, Some(memo)), capped)
     }
 
     /// When a journal row is claimed for sending, inside the claim's transaction.
@@ -134,6 +158,7 @@ impl Rules {
                 phone,
                 zone.as_deref().and_then(|z| crate::timezone::parse(z).ok()),
                 now,
+                None,
             )
         } else {
             None
@@ -155,6 +180,20 @@ impl Rules {
     }
 }
 
+/// Quiet-hours answers already worked out during one plan.
+#[derive(Debug, Default)]
+pub struct PlanMemo {
+    quiet: HashMap<MemoKey, Option<Hold>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MemoKey {
+    /// A prefix's zone set, by its address in the static table.
+    Prefix(usize),
+    /// One zone (from the contacts file, or the campaign's).
+    Zone(Tz),
+}
+
 fn later(a: Option<Hold>, b: Option<Hold>) -> Option<Hold> {
     match (a, b) {
         (Some(a), Some(b)) => Some(if b.until > a.until { b } else { a }),
@@ -168,7 +207,7 @@ pub fn defer(conn: &Connection, row: i64, hold: &Hold, now: &str) -> rusqlite::R
     conn.prepare_cached(
         "UPDATE journal SET state = 'deferred', retry_at = ?2, error_detail = ?3,
              updated_at = ?4, attempts = max(attempts - (state = 'in_flight'), 0),
-             intent_at = NULL
+             intent_at = NULL, deferrals = deferrals + 1
          WHERE id = ?1 AND state IN ('planned', 'deferred', 'in_flight')",
     )?
     .execute(params![
@@ -201,6 +240,7 @@ pub fn mark_planned(
                  AND (retry_at IS NULL OR retry_at < ?5) THEN ?5 ELSE retry_at END,
              error_detail = CASE WHEN ?5 IS NOT NULL AND state IN ('planned', 'deferred')
                  AND (retry_at IS NULL OR retry_at < ?5) THEN ?6 ELSE error_detail END,
+             deferrals = deferrals + (?5 IS NOT NULL AND state = 'planned'),
              updated_at = ?7
          WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
     )?

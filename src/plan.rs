@@ -14,7 +14,7 @@ use crate::audience::{Audience, Verdict};
 use crate::campaign::{Campaign, ValueSource};
 use crate::contacts::{ContactReader, ContactsError, Row};
 use crate::frequency_cap::CapIndex;
-use crate::hold::{Hold, HoldKind, Rules};
+use crate::hold::{Hold, HoldKind, PlanMemo, Rules};
 // The reasons and the gate are shared with the consent ledger, so they live below
 // both; re-exported because they are part of what a plan says.
 pub use crate::exclusion::{ConsentGate, Exclusion, ExclusionKind, NoGate};
@@ -145,6 +145,7 @@ pub struct Planner<'a> {
     audience: Option<Audience>,
     rules: Option<Rules>,
     caps: CapIndex,
+    memo: PlanMemo,
     zone_index: Option<usize>,
     /// The instant holds are judged at: the plan's.
     now: chrono::DateTime<chrono::Utc>,
@@ -252,6 +253,7 @@ impl<'a> Planner<'a> {
             audience,
             rules: Rules::of(campaign),
             caps: CapIndex::default(),
+            memo: PlanMemo::default(),
             zone_index,
             now,
             language_index,
@@ -385,7 +387,14 @@ impl<'a> Planner<'a> {
             };
             if let Some(rules) = &self.rules {
                 let person = self.gate.person(recipient.phone, recipient.bsuid.as_ref());
-                recipient.hold = rules.at_plan(recipient.phone, person, zone, &self.caps, self.now);
+                recipient.hold = rules.at_plan(
+                    recipient.phone,
+                    person,
+                    zone,
+                    &self.caps,
+                    self.now,
+                    &mut self.memo,
+                );
             }
         }
         Ok(Some(item))

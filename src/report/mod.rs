@@ -125,7 +125,7 @@ impl CheckReport {
         }
         if s.quiet_hours + s.frequency_capped > 0 {
             out.push_str(&format!(
-                "{} {} of the eligible wait, deferred until they may be messaged\n",
+                "{} {} of the eligible, until they may be messaged\n",
                 ui.bold("deferred"),
                 s.quiet_hours + s.frequency_capped
             ));
