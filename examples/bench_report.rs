@@ -282,9 +282,9 @@ fn seed_statuses(conn: &Connection, recipients: u64, total: u64) -> anyhow::Resu
         .collect();
     let base = 1_767_225_600i64; // 2026-01-01T00:00:00Z
     let mut written = 0u64;
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
     {
-        let mut insert = tx.prepare_cached(
+        let mut insert = conn.prepare_cached(
             "INSERT OR IGNORE INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
                  provider, recipient, error_code, error_detail, campaign_id, person_id, occurrence,
                  received_at, billable, pricing_category, pricing_type)
@@ -313,6 +313,11 @@ fn seed_statuses(conn: &Connection, recipients: u64, total: u64) -> anyhow::Resu
                     .unwrap_or_default();
                 let digits = phone(i);
                 let billable = status != "failed";
+                // Transactions of 100,000, as a webhook server's would be: the WAL is
+                // checkpointed between them rather than growing to the whole load.
+                if written.is_multiple_of(100_000) && written > 0 {
+                    conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                }
                 written += insert.execute(params![
                     wamid(i),
                     status,
@@ -333,7 +338,7 @@ fn seed_statuses(conn: &Connection, recipients: u64, total: u64) -> anyhow::Resu
                 break;
             }
         }
-        let mut reply = tx.prepare_cached(
+        let mut reply = conn.prepare_cached(
             "INSERT INTO inbound_messages (message_id, provider, phone, consent_key, kind, context_id,
                  occurred_at, received_at)
              VALUES (?1, 'meta', ?2, ?3, 'text', ?4, ?5, ?5)",
@@ -349,6 +354,6 @@ fn seed_statuses(conn: &Connection, recipients: u64, total: u64) -> anyhow::Resu
             ])?;
         }
     }
-    tx.commit()?;
+    conn.execute_batch("COMMIT")?;
     Ok(written)
 }

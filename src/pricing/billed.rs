@@ -40,13 +40,14 @@ pub fn billed(
     pricing: Option<&Pricing>,
 ) -> rusqlite::Result<Billed> {
     let mut stmt = conn.prepare_cached(
-        // SQLite gives the bare columns of the row holding max(id): each message's
-        // latest status with pricing, in one pass rather than a lookup per status.
-        "SELECT s.recipient, s.billable, s.pricing_category, s.pricing_type, max(s.id)
-         FROM message_statuses s
-         WHERE s.campaign_id = ?1
-           AND (s.billable IS NOT NULL OR s.pricing_category IS NOT NULL)
-         GROUP BY s.message_id",
+        // Each message's latest status with pricing: the ids from the
+        // message_statuses_billing index alone, then one row per message.
+        "SELECT s.recipient, s.billable, s.pricing_category, s.pricing_type
+         FROM (SELECT max(id) AS id FROM message_statuses
+               WHERE campaign_id = ?1
+                 AND (billable IS NOT NULL OR pricing_category IS NOT NULL)
+               GROUP BY message_id) latest
+         JOIN message_statuses s ON s.id = latest.id",
     )?;
     let rows = stmt.query_map(params![campaign_id], |r| {
         Ok((

@@ -12,6 +12,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::campaign::Campaign;
+use crate::journal::settle::status_rank;
 use crate::journal::{self, Counts, State};
 use crate::phone::E164;
 use crate::pricing::Pricing;
@@ -282,7 +283,16 @@ pub fn campaign_figures(
         counts,
         deliveries,
         failures,
-        hourly: pass.hours.into_values().collect(),
+        hourly: pass
+            .hours
+            .into_iter()
+            .map(|(hour, mut figures)| {
+                figures.hour = chrono::DateTime::from_timestamp(hour * 3600, 0)
+                    .map(|t| t.format("%Y-%m-%dT%H").to_string())
+                    .unwrap_or_default();
+                figures
+            })
+            .collect(),
         time_to_read: pass.reads.finish(),
         by_language: finish_groups(pass.by_language),
         by_market: finish_groups(pass.by_market),
@@ -397,7 +407,8 @@ struct Pass<'a> {
     best: BestStatus,
     /// Accepted messages reported failed, by the failed status's code.
     failed_after: BTreeMap<String, u64>,
-    hours: BTreeMap<String, Hour>,
+    /// By hours since the epoch.
+    hours: BTreeMap<i64, Hour>,
     reads: Reads,
     by_language: BTreeMap<String, Group>,
     by_market: BTreeMap<String, Group>,
@@ -424,15 +435,27 @@ impl<'a> Pass<'a> {
 
     fn run(&mut self, conn: &Connection, campaign_id: &str, plan_run: i64) -> anyhow::Result<()> {
         let language_column = self.campaign.template.language_column.is_some();
+        // Each message's statuses as `status timestamp` pairs: both are in the
+        // statuses' unique index, so SQLite reads the index alone, never the rows.
         let mut stmt = conn.prepare(
             "SELECT j.state, j.phone, j.outcome_at, j.contact,
                     CASE WHEN ?3 THEN j.params END,
-                    (SELECT group_concat(s.rank || ' ' || s.occurred_at || ' ' || coalesce(s.error_code, ''), ',')
-                     FROM message_statuses s WHERE s.message_id = j.message_id)
+                    (SELECT group_concat(s.status || ' ' || s.timestamp, ',')
+                     FROM message_statuses s WHERE s.message_id = j.message_id),
+                    j.message_id
              FROM journal j
              WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
                -- Test sends (`send --to`) went to the marketer, not to the audience.
                AND j.occurrence NOT GLOB 'test:*'",
+        )?;
+        // The rare details the index does not hold: a failure's code, and the time
+        // of a status whose provider sent no timestamp.
+        let mut failed_code = conn.prepare(
+            "SELECT coalesce(CAST(error_code AS TEXT), 'none') FROM message_statuses
+             WHERE message_id = ?1 AND rank = 4 ORDER BY id LIMIT 1",
+        )?;
+        let mut occurred = conn.prepare(
+            "SELECT min(occurred_at) FROM message_statuses WHERE message_id = ?1 AND status = ?2",
         )?;
         let mut rows = stmt.query(params![campaign_id, plan_run, language_column])?;
         while let Some(r) = rows.next()? {
@@ -440,25 +463,27 @@ impl<'a> Pass<'a> {
             let phone: Option<String> = r.get(1)?;
             let outcome_at: Option<String> = r.get(2)?;
             let statuses: Option<String> = r.get(5)?;
+            let message_id: Option<String> = r.get(6)?;
             let mut best: Option<i64> = None;
-            let (mut delivered_at, mut read_at): (Option<&str>, Option<&str>) = (None, None);
-            let mut failed_code: Option<&str> = None;
+            let (mut delivered_at, mut read_at): (Option<i64>, Option<i64>) = (None, None);
             if let Some(statuses) = &statuses {
                 for status in statuses.split(',') {
-                    let mut parts = status.splitn(3, ' ');
-                    let (Some(rank), Some(at)) = (parts.next(), parts.next()) else {
+                    let Some((name, timestamp)) = status.split_once(' ') else {
                         continue;
                     };
-                    let rank: i64 = rank.parse().unwrap_or(0);
+                    let rank = status_rank(name);
                     best = best.max(Some(rank));
-                    if rank == FAILED && failed_code.is_none() {
-                        failed_code = parts.next().filter(|c| !c.is_empty()).or(Some("none"));
-                    }
                     let slot = match rank {
                         DELIVERED => &mut delivered_at,
                         READ => &mut read_at,
                         _ => continue,
                     };
+                    let mut at: i64 = timestamp.parse().unwrap_or(0);
+                    if at == 0 {
+                        let text: Option<String> =
+                            occurred.query_row(params![message_id, name], |r| r.get(0))?;
+                        at = text.as_deref().and_then(seconds).unwrap_or(0);
+                    }
                     if slot.is_none_or(|t| at < t) {
                         *slot = Some(at);
                     }
@@ -468,10 +493,11 @@ impl<'a> Pass<'a> {
             if accepted {
                 self.best.add(best);
                 if best == Some(FAILED) {
-                    let code = failed_code.unwrap_or("none");
-                    *self.failed_after.entry(code.to_owned()).or_default() += 1;
+                    let code: String = failed_code.query_row(params![message_id], |r| r.get(0))?;
+                    *self.failed_after.entry(code).or_default() += 1;
                 }
-                if let Some(at) = &outcome_at {
+                let sent_at = outcome_at.as_deref().and_then(seconds);
+                if let Some(at) = sent_at {
                     self.hour(at).sent += 1;
                 }
                 // A read implies a delivery, even when the delivered status never came.
@@ -480,7 +506,7 @@ impl<'a> Pass<'a> {
                 }
                 if let Some(at) = read_at {
                     self.hour(at).read += 1;
-                    if let Some(sent) = &outcome_at {
+                    if let Some(sent) = sent_at {
                         self.reads.add(sent, at);
                     }
                 }
@@ -527,12 +553,8 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    fn hour(&mut self, at: &str) -> &mut Hour {
-        let hour = at.get(..13).unwrap_or(at).to_owned();
-        self.hours.entry(hour.clone()).or_insert_with(|| Hour {
-            hour,
-            ..Hour::default()
-        })
+    fn hour(&mut self, at: i64) -> &mut Hour {
+        self.hours.entry(at.div_euclid(3600)).or_default()
     }
 
     fn market(&mut self, phone: E164) -> String {
@@ -593,6 +615,13 @@ fn finish_groups(groups: BTreeMap<String, Group>) -> Vec<Group> {
     groups
 }
 
+/// An RFC 3339 time as seconds since the epoch.
+fn seconds(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 /// The time from send to read, in buckets a marketer thinks in.
 #[derive(Default)]
 struct Reads {
@@ -609,13 +638,10 @@ const READ_BUCKETS: [(&str, u64); 6] = [
 ];
 
 impl Reads {
-    fn add(&mut self, sent: &str, read: &str) {
-        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
-        if let (Some(sent), Some(read)) = (parse(sent), parse(read)) {
-            let seconds = (read - sent).num_seconds().max(0);
-            self.seconds
-                .push(u32::try_from(seconds).unwrap_or(u32::MAX));
-        }
+    fn add(&mut self, sent: i64, read: i64) {
+        let seconds = (read - sent).max(0);
+        self.seconds
+            .push(u32::try_from(seconds).unwrap_or(u32::MAX));
     }
 
     fn finish(mut self) -> TimeToRead {

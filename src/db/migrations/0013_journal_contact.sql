@@ -9,3 +9,8 @@ ALTER TABLE journal ADD COLUMN contact TEXT;
 -- language) as JSON, written when `send` plans: the report's funnel shows who was
 -- left out without reading the contacts file again.
 ALTER TABLE campaigns ADD COLUMN plan_stats TEXT;
+
+-- Each message's latest status with pricing, for `status`'s billing and the report:
+-- the latest id per message is read from this index alone, then one row per message.
+CREATE INDEX message_statuses_billing ON message_statuses (campaign_id, message_id, id)
+    WHERE billable IS NOT NULL OR pricing_category IS NOT NULL;
