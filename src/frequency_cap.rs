@@ -4,7 +4,7 @@
 //! `sending.frequency_cap = { marketing = "2 per 7d", all = "4 per 7d" }`. Messages
 //! count once accepted, by the journal's person (one key for a number's Mexican,
 //! Brazilian and Argentine spellings), through two indexes on accepted rows
-//! (migration 0011) rather than a scan per contact.
+//! (migration 0010) rather than a scan per contact.
 
 use std::collections::HashMap;
 
