@@ -1,6 +1,6 @@
 //! A contact's time zones: from a column when the campaign names one, else from
 //! the phone number, through libphonenumber's prefix-to-time-zone data (generated
-//! into `prefix_zones.rs` by `scripts/gen-prefix-zones.py`; Apache-2.0, see
+//! into `prefix_zones.rs` by `src/timezone/generate.py`; Apache-2.0, see
 //! `LICENSE-libphonenumber` and `NOTICE` beside it).
 
 mod prefix_zones;
