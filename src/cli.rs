@@ -102,6 +102,7 @@ pub enum Command {
     Subject(cmd::subject::Args),
     Prune(cmd::prune::Args),
     Templates(cmd::templates::Args),
+    Account(cmd::account::Args),
     Completions(cmd::completions::Args),
     Man(cmd::man::Args),
 }

@@ -33,6 +33,9 @@ pub enum Encoding {
 pub struct ContactsSource {
     pub path: std::path::PathBuf,
     pub phone_column: String,
+    /// The column of business-scoped user IDs (`US.1349…`), when the file has one:
+    /// a row may then have a number, a BSUID, or both.
+    pub bsuid_column: Option<String>,
     /// `None`: detect `,` `;` or tab from the header line.
     pub delimiter: Option<u8>,
     pub encoding: Encoding,

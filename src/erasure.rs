@@ -320,6 +320,9 @@ fn erase_in(
         report.identity_links += tx
             .prepare_cached("DELETE FROM identities WHERE person_id = ?1")?
             .execute(params![person])? as u64;
+        // Their place in the messaging limit's count names them too.
+        tx.prepare_cached("DELETE FROM limit_reach WHERE person_id = ?1")?
+            .execute(params![person])?;
     }
     for bsuid in &linked.bsuids {
         report.journal_rows += tx
@@ -347,8 +350,14 @@ fn erase_in(
             )?
             .execute(params![needle])? as u64;
     }
-    let phone_keys: Vec<i64> = linked.phone_keys.iter().copied().collect();
-    report.ledger_events_erased = ledger_erasure::erase_subjects_in(tx, &phone_keys)?;
+    // The numbers' events, and those recorded under each BSUID's own key.
+    let subject_keys: Vec<i64> = linked
+        .phone_keys
+        .iter()
+        .copied()
+        .chain(linked.bsuids.iter().map(|b| crate::identity::bsuid_key(b)))
+        .collect();
+    report.ledger_events_erased = ledger_erasure::erase_subjects_in(tx, &subject_keys)?;
     report.seen = report.ledger_events_erased
         + report.journal_rows
         + report.statuses

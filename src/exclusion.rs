@@ -8,6 +8,8 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::identity::Bsuid;
+use crate::occurrence::OccurrenceError;
 use crate::phone::{E164, PhoneError};
 use crate::template::ValueError;
 
@@ -41,6 +43,29 @@ pub enum Exclusion {
         "a US number: Meta delivers no marketing templates there (set sending.us_marketing = true if that changes)"
     )]
     UsMarketing,
+    /// `campaign.occurrence` names an empty cell: never merged with another row.
+    #[error("no occurrence: {0}")]
+    NoOccurrence(OccurrenceError),
+    /// `campaign.send_by` cannot be read from the row.
+    #[error("invalid send-by: {0}")]
+    InvalidSendBy(OccurrenceError),
+    /// A cell the audience expression needs did not convert (`number(total)` of
+    /// `n/a`): the row can be judged neither in nor out.
+    #[error("audience: {0}")]
+    AudienceValue(String),
+    #[error("invalid business-scoped user ID: {0}")]
+    InvalidBsuid(crate::identity::BsuidError),
+    /// Known only by a BSUID, and the provider has no way to send to one.
+    #[error(
+        "only a business-scoped user ID, and {provider} sends to phone numbers only: add the number to the row"
+    )]
+    BsuidUnreachable { provider: String },
+    /// Meta sends no one-tap, zero-tap or copy-code authentication template to a
+    /// BSUID (error 131062).
+    #[error(
+        "only a business-scoped user ID, and Meta sends no one-tap, zero-tap or copy-code authentication template to one (error 131062): add the number to the row"
+    )]
+    BsuidTemplate,
 }
 
 impl Exclusion {
@@ -56,6 +81,12 @@ impl Exclusion {
             Exclusion::NoWindow => ExclusionKind::NoWindow,
             Exclusion::Erased { .. } => ExclusionKind::Erased,
             Exclusion::UsMarketing => ExclusionKind::UsMarketing,
+            Exclusion::NoOccurrence(_) => ExclusionKind::NoOccurrence,
+            Exclusion::InvalidSendBy(_) => ExclusionKind::InvalidSendBy,
+            Exclusion::AudienceValue(_) => ExclusionKind::AudienceValue,
+            Exclusion::InvalidBsuid(_) => ExclusionKind::InvalidBsuid,
+            Exclusion::BsuidUnreachable { .. } => ExclusionKind::BsuidUnreachable,
+            Exclusion::BsuidTemplate => ExclusionKind::BsuidTemplate,
         }
     }
 }
@@ -74,6 +105,12 @@ pub enum ExclusionKind {
     NoWindow,
     Erased,
     UsMarketing,
+    NoOccurrence,
+    InvalidSendBy,
+    AudienceValue,
+    InvalidBsuid,
+    BsuidUnreachable,
+    BsuidTemplate,
 }
 
 impl ExclusionKind {
@@ -89,6 +126,12 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no_window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "us_marketing",
+            ExclusionKind::NoOccurrence => "no_occurrence",
+            ExclusionKind::InvalidSendBy => "invalid_send_by",
+            ExclusionKind::AudienceValue => "audience_value",
+            ExclusionKind::InvalidBsuid => "invalid_bsuid",
+            ExclusionKind::BsuidUnreachable => "bsuid_unreachable",
+            ExclusionKind::BsuidTemplate => "bsuid_template",
         }
     }
 
@@ -105,6 +148,12 @@ impl ExclusionKind {
             ExclusionKind::NoWindow => "no open window",
             ExclusionKind::Erased => "erased",
             ExclusionKind::UsMarketing => "US number (marketing)",
+            ExclusionKind::NoOccurrence => "no occurrence",
+            ExclusionKind::InvalidSendBy => "invalid send-by",
+            ExclusionKind::AudienceValue => "unreadable for audience",
+            ExclusionKind::InvalidBsuid => "invalid BSUID",
+            ExclusionKind::BsuidUnreachable => "BSUID only (provider)",
+            ExclusionKind::BsuidTemplate => "BSUID only (template)",
         }
     }
 }
@@ -119,6 +168,24 @@ impl fmt::Display for ExclusionKind {
 /// real gate; tests and benchmarks may pass their own.
 pub trait ConsentGate {
     fn check(&self, phone: E164) -> Result<(), Exclusion>;
+
+    /// A contact with a business-scoped user ID, and a number when the contacts file
+    /// has one. A gate that knows nothing of BSUIDs judges the number alone, and lets
+    /// a BSUID-only contact through as it lets everyone through.
+    fn check_bsuid(&self, phone: Option<E164>, _bsuid: &Bsuid) -> Result<(), Exclusion> {
+        phone.map_or(Ok(()), |p| self.check(p))
+    }
+
+    /// The person a contact is, for telling duplicates: a number's consent key, else
+    /// the person its BSUID is linked to. A gate that knows no links keys a
+    /// BSUID-only contact by the BSUID itself.
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        match (phone, bsuid) {
+            (Some(p), _) => p.consent_key() as i64,
+            (None, Some(b)) => b.key(),
+            (None, None) => 0,
+        }
+    }
 }
 
 /// Lets everyone through: for tools and tests that look at the contacts file alone.

@@ -179,6 +179,8 @@ pub fn write(
          FROM journal j
          WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
            AND j.state IN ('accepted', 'failed', 'in_doubt')
+           -- A test send (`send --to`) went to the marketer, not to a contact.
+           AND j.occurrence NOT GLOB 'test:*'
            AND NOT EXISTS (SELECT 1 FROM consent_events e WHERE e.subject_key = j.person_id
                              AND e.action = 'opt_out' AND e.occurred_at >= ?3)
          ORDER BY j.seq",

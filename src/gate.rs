@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use crate::campaign::{Campaign, MessageKind};
 use crate::consent::{ConsentIndex, Ledger};
 use crate::exclusion::{ConsentGate, Exclusion};
+use crate::identity::Bsuid;
 use crate::phone::E164;
 use crate::service_window::OpenWindows;
 use crate::suppression::{Identity, Suppressions};
@@ -54,6 +55,33 @@ impl Gate {
 }
 
 impl ConsentGate for Gate {
+    fn check_bsuid(&self, phone: Option<E164>, bsuid: &Bsuid) -> Result<(), Exclusion> {
+        let identities = phone
+            .map(Identity::Phone)
+            .into_iter()
+            .chain([Identity::from(bsuid)]);
+        if let Some(erased) = self.erased.as_ref() {
+            for identity in identities {
+                if let Some(e) = erased.lookup(&identity) {
+                    return Err(Exclusion::Erased {
+                        date: crate::clock::date_part(&e.erased_at).to_owned(),
+                    });
+                }
+            }
+        }
+        self.consent.check_contact(phone, Some(bsuid))?;
+        // Windows are recorded by number: a contact without one has none open here.
+        match (&self.windows, phone) {
+            (Some(windows), Some(phone)) if !windows.is_open(phone) => Err(Exclusion::NoWindow),
+            (Some(_), None) => Err(Exclusion::NoWindow),
+            _ => Ok(()),
+        }
+    }
+
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        self.consent.person(phone, bsuid)
+    }
+
     fn check(&self, phone: E164) -> Result<(), Exclusion> {
         // An erased person first: nothing else about them is left to decide on.
         if let Some(erased) = self

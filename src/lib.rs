@@ -3,6 +3,8 @@
 //! The binary is a thin shell around [`run`]; everything it does is here, so tests
 //! and `examples/` can drive the same code.
 
+pub mod account;
+pub mod audience;
 pub mod backup;
 pub mod campaign;
 pub mod cli;
@@ -14,14 +16,21 @@ pub mod db;
 pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;
+pub mod fail_closed;
 pub mod followup;
+pub mod frequency_cap;
 pub mod gate;
+pub mod hold;
+pub mod identity;
 pub mod journal;
 pub mod lock;
+pub mod messaging_limit;
+pub mod occurrence;
 pub mod phone;
 pub mod plan;
 pub mod pricing;
 pub mod provider;
+pub mod quiet_hours;
 pub mod report;
 pub mod retention;
 pub mod secret;
@@ -31,6 +40,8 @@ pub mod subject;
 pub mod suppression;
 pub mod template;
 pub mod templates;
+pub mod test_send;
+pub mod timezone;
 pub mod ui;
 pub mod webhook;
 
@@ -61,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Subject(args) => cmd::subject::run(&ctx, args),
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
+        Command::Account(args) => cmd::account::run(&ctx, args),
         Command::Completions(args) => cmd::completions::run(&ctx, args),
         Command::Man(args) => cmd::man::run(&ctx, args),
     }
@@ -71,7 +83,7 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
     let locked = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<lock::LockError>(),
-            Some(lock::LockError::Held { .. })
+            Some(lock::LockError::Held { .. } | lock::LockError::NumberBusy { .. })
         )
     });
     if locked { Exit::Halted } else { Exit::Invalid }

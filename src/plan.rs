@@ -10,11 +10,15 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::audience::{Audience, Verdict};
 use crate::campaign::{Campaign, ValueSource};
 use crate::contacts::{ContactReader, ContactsError, Row};
+use crate::frequency_cap::CapIndex;
+use crate::hold::{Hold, HoldKind, PlanMemo, Rules};
 // The reasons and the gate are shared with the consent ledger, so they live below
 // both; re-exported because they are part of what a plan says.
 pub use crate::exclusion::{ConsentGate, Exclusion, ExclusionKind, NoGate};
+use crate::identity::Bsuid;
 use crate::phone::E164;
 use crate::template::ValueError;
 
@@ -23,12 +27,35 @@ use crate::template::ValueError;
 pub struct Recipient {
     /// The line of the contacts file the contact came from.
     pub line: u64,
-    pub phone: E164,
+    /// The number, unless the row names the person by a business-scoped user ID
+    /// alone (then `bsuid` is set).
+    pub phone: Option<E164>,
+    pub bsuid: Option<Bsuid>,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+    /// Which of the person's messages this is (`campaign.occurrence`); empty for
+    /// one message per person.
+    pub occurrence: String,
+    /// Past this instant (RFC 3339, UTC) the message expires unsent.
+    pub send_by: Option<String>,
+    /// The contact's own time zone, from `campaign.timezone_column`.
+    pub time_zone: Option<String>,
+    /// Quiet hours or a frequency cap hold the message until later.
+    pub hold: Option<Hold>,
     /// The contact's kept columns as a JSON object (header → cell), journaled with
     /// the plan; `None` when the campaign keeps none.
     pub contact: Option<String>,
+}
+
+impl Recipient {
+    /// Where the message goes, as the operator reads it: the number, else the BSUID.
+    pub fn address(&self) -> String {
+        match (&self.phone, &self.bsuid) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(b)) => b.to_string(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// A contact left out of the campaign.
@@ -59,6 +86,20 @@ pub struct PlanStats {
     /// Eligible contacts by the language they are sent in (per-contact languages only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub by_language: BTreeMap<String, u64>,
+    /// Rows the audience filter leaves out: neither eligible nor excluded (present
+    /// when the campaign has an audience).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_audience: Option<u64>,
+    /// Eligible contacts in quiet hours now: deferred, sent once their window opens.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quiet_hours: u64,
+    /// Eligible contacts at a frequency cap: deferred until they are under it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frequency_capped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Error)]
@@ -66,6 +107,8 @@ pub struct PlanStats {
 pub enum PlanError {
     #[error(transparent)]
     Contacts(#[from] ContactsError),
+    #[error(transparent)]
+    Audience(#[from] crate::audience::AudienceError),
 }
 
 enum Source {
@@ -82,16 +125,30 @@ pub struct Planner<'a> {
     gate: &'a dyn ConsentGate,
     reader: ContactReader,
     phone_index: usize,
+    /// The column of business-scoped user IDs, when the campaign names one.
+    bsuid_index: Option<usize>,
     sources: Vec<Source>,
     /// The column of each contact's language, when the campaign has one.
     language_index: Option<usize>,
     /// The columns kept with the plan (`campaign.keep_columns`, else all): name, index.
     kept: Vec<(String, usize)>,
     header_len: usize,
-    /// First line each consent key was seen on: the same person twice is a duplicate.
-    seen: HashMap<u64, u64>,
+    /// First line each person was seen on (a number's consent key, or the person a
+    /// BSUID is linked to): the same person twice is a duplicate.
+    seen: HashMap<i64, u64>,
+    /// With occurrences, a duplicate is the same person for the same occurrence.
+    seen_occurrences: HashMap<(i64, String), u64>,
+    occurrence: Option<crate::occurrence::Bound>,
+    send_by: Option<(crate::occurrence::SendBySpec, crate::occurrence::Bound)>,
     row: Row,
     stats: PlanStats,
+    audience: Option<Audience>,
+    rules: Option<Rules>,
+    caps: CapIndex,
+    memo: PlanMemo,
+    zone_index: Option<usize>,
+    /// The instant holds are judged at: the plan's.
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 impl<'a> Planner<'a> {
@@ -101,6 +158,12 @@ impl<'a> Planner<'a> {
         let reader = ContactReader::open(&campaign.contacts)?;
         let phone_index =
             reader.column_index(&campaign.contacts.phone_column, "campaign.phone_column")?;
+        let bsuid_index = campaign
+            .contacts
+            .bsuid_column
+            .as_ref()
+            .map(|c| reader.column_index(c, "campaign.bsuid_column"))
+            .transpose()?;
         let mut sources = Vec::with_capacity(campaign.template.sources.len());
         for (key, source) in campaign
             .template
@@ -154,19 +217,74 @@ impl<'a> Planner<'a> {
                 .collect::<Result<_, ContactsError>>()?,
         };
         let header_len = reader.headers().len();
+        let occurrence = campaign
+            .occurrence
+            .as_ref()
+            .map(|o| crate::occurrence::Bound::new(o, &reader, "campaign.occurrence"))
+            .transpose()?;
+        let send_by = campaign
+            .send_by
+            .as_ref()
+            .map(|s| {
+                crate::occurrence::Bound::new(&s.template, &reader, "campaign.send_by")
+                    .map(|bound| (s.clone(), bound))
+            })
+            .transpose()?;
+        let now = crate::clock::now();
+        let headers = reader.headers().to_vec();
+        let audience = campaign
+            .audience
+            .as_ref()
+            .map(|spec| Audience::new(spec, &headers, campaign.timezone, now))
+            .transpose()?;
+        let zone_index = campaign
+            .timezone_column
+            .as_ref()
+            .map(|c| reader.column_index(c, "campaign.timezone_column"))
+            .transpose()?;
+        let stats = PlanStats {
+            outside_audience: audience.as_ref().map(|_| 0),
+            ..PlanStats::default()
+        };
         Ok(Planner {
+            seen_occurrences: HashMap::new(),
+            occurrence,
+            send_by,
+            audience,
+            rules: Rules::of(campaign),
+            caps: CapIndex::default(),
+            memo: PlanMemo::default(),
+            zone_index,
+            now,
             language_index,
             kept,
             campaign,
             gate,
             reader,
             phone_index,
+            bsuid_index,
             sources,
             header_len,
             seen: HashMap::new(),
             row: Row::default(),
-            stats: PlanStats::default(),
+            stats,
         })
+    }
+
+    /// Whether the campaign caps how often a person hears from the business.
+    pub fn has_caps(&self) -> bool {
+        self.rules.as_ref().is_some_and(Rules::has_caps)
+    }
+
+    /// The persons at this campaign's frequency caps, read from the journal once
+    /// before planning, so contacts over a cap are reported and deferred.
+    pub fn with_caps(mut self, conn: &rusqlite::Connection) -> rusqlite::Result<Self> {
+        if let Some(rules) = &self.rules
+            && rules.has_caps()
+        {
+            self.caps = CapIndex::load(conn, rules.caps(), rules.category(), self.now)?;
+        }
+        Ok(self)
     }
 
     pub fn contacts_path(&self) -> &str {
@@ -179,16 +297,26 @@ impl<'a> Planner<'a> {
 
     /// The next row's fate; `None` once the file is read.
     pub fn next_item(&mut self) -> Result<Option<PlanItem>, PlanError> {
-        let got = self.reader.read_row(&mut self.row)?;
-        self.stats.blank_rows = self.reader.blank_rows();
-        if !got {
-            return Ok(None);
-        }
-        self.stats.contacts_read += 1;
-        let item = self.judge();
+        let item = loop {
+            let got = self.reader.read_row(&mut self.row)?;
+            self.stats.blank_rows = self.reader.blank_rows();
+            if !got {
+                return Ok(None);
+            }
+            self.stats.contacts_read += 1;
+            match self.judge()? {
+                Some(item) => break item,
+                None => *self.stats.outside_audience.get_or_insert(0) += 1,
+            }
+        };
         match &item {
             PlanItem::Eligible(recipient) => {
                 self.stats.eligible += 1;
+                match recipient.hold.as_ref().map(|h| h.kind) {
+                    Some(HoldKind::QuietHours) => self.stats.quiet_hours += 1,
+                    Some(HoldKind::FrequencyCap) => self.stats.frequency_capped += 1,
+                    None => {}
+                }
                 if self.language_index.is_some() {
                     *self
                         .stats
@@ -214,7 +342,65 @@ impl<'a> Planner<'a> {
         Ok(Some(item))
     }
 
-    fn judge(&mut self) -> PlanItem {
+    /// A row's fate; `None` for a row outside the audience. The audience comes
+    /// first: a row it leaves out is neither a duplicate nor excluded.
+    fn judge(&mut self) -> Result<Option<PlanItem>, PlanError> {
+        let well_formed = self.row.record.len() >= self.header_len;
+        if let Some(audience) = &self.audience
+            && well_formed
+        {
+            match audience.judge(&self.row.record)? {
+                Verdict::In => {}
+                Verdict::Out => return Ok(None),
+                Verdict::Unreadable(why) => {
+                    return Ok(Some(PlanItem::Excluded(Excluded {
+                        line: self.row.line,
+                        phone_raw: self.row.get(self.phone_index).unwrap_or("").to_owned(),
+                        reason: Exclusion::AudienceValue(why),
+                    })));
+                }
+            }
+        }
+        let mut item = self.judge_row();
+        if let PlanItem::Eligible(recipient) = &mut item {
+            let zone = match self.zone_index {
+                Some(index) => match self.row.get(index).map(str::trim) {
+                    Some(cell) if !cell.is_empty() => match crate::timezone::parse(cell) {
+                        Ok(zone) => {
+                            recipient.time_zone = Some(zone.name().to_owned());
+                            Some(zone)
+                        }
+                        Err(reason) => {
+                            return Ok(Some(PlanItem::Excluded(Excluded {
+                                line: recipient.line,
+                                phone_raw: self.row.get(self.phone_index).unwrap_or("").to_owned(),
+                                reason: Exclusion::InvalidValue(ValueError::Part(
+                                    "campaign.timezone_column".into(),
+                                    reason,
+                                )),
+                            })));
+                        }
+                    },
+                    _ => None,
+                },
+                None => None,
+            };
+            if let Some(rules) = &self.rules {
+                let person = self.gate.person(recipient.phone, recipient.bsuid.as_ref());
+                recipient.hold = rules.at_plan(
+                    recipient.phone,
+                    person,
+                    zone,
+                    &self.caps,
+                    self.now,
+                    &mut self.memo,
+                );
+            }
+        }
+        Ok(Some(item))
+    }
+
+    fn judge_row(&mut self) -> PlanItem {
         let line = self.row.line;
         let phone_raw = self.row.get(self.phone_index).unwrap_or("").to_owned();
         let exclude = |reason| {
@@ -237,23 +423,88 @@ impl<'a> Planner<'a> {
                 expected: self.header_len,
             });
         }
-        let phone = match E164::normalize(&phone_raw, self.campaign.contacts.default_region) {
-            Ok(phone) => phone,
-            Err(e) => return exclude(Exclusion::InvalidNumber(e)),
+        let bsuid_raw = self
+            .bsuid_index
+            .and_then(|i| self.row.get(i))
+            .map(str::trim)
+            .filter(|b| !b.is_empty());
+        let bsuid = match bsuid_raw.map(Bsuid::parse).transpose() {
+            Ok(bsuid) => bsuid,
+            Err(e) => return exclude(Exclusion::InvalidBsuid(e)),
         };
-        let first_line = *self.seen.entry(phone.consent_key()).or_insert(line);
-        if first_line != line {
-            return exclude(Exclusion::Duplicate { first_line });
+        // A row with a BSUID needs no number; one without needs a valid number.
+        let phone = match (phone_raw.trim().is_empty(), &bsuid) {
+            (true, Some(_)) => None,
+            _ => match E164::normalize(&phone_raw, self.campaign.contacts.default_region) {
+                Ok(phone) => Some(phone),
+                Err(e) => return exclude(Exclusion::InvalidNumber(e)),
+            },
+        };
+        let occurrence = match crate::occurrence::occurrence_of(self.occurrence.as_ref(), &self.row)
+        {
+            Ok(occurrence) => occurrence,
+            Err(e) => return exclude(Exclusion::NoOccurrence(e)),
+        };
+        let send_by = match &self.send_by {
+            Some((spec, bound)) => match crate::occurrence::send_by_of(spec, bound, &self.row) {
+                Ok(at) => Some(at),
+                Err(e) => return exclude(Exclusion::InvalidSendBy(e)),
+            },
+            None => None,
+        };
+        // A row with both identities links them for the rest of the file too.
+        let person = self.gate.person(phone, bsuid.as_ref());
+        let own = bsuid.as_ref().map(Bsuid::key).filter(|k| *k != person);
+        let keys = [Some(person), own].into_iter().flatten();
+        if self.occurrence.is_some() {
+            if let Some(first_line) = keys
+                .clone()
+                .find_map(|k| self.seen_occurrences.get(&(k, occurrence.clone())).copied())
+            {
+                return exclude(Exclusion::Duplicate { first_line });
+            }
+            for key in keys {
+                self.seen_occurrences
+                    .insert((key, occurrence.clone()), line);
+            }
+        } else {
+            if let Some(first_line) = keys.clone().find_map(|k| self.seen.get(&k).copied()) {
+                return exclude(Exclusion::Duplicate { first_line });
+            }
+            for key in keys {
+                self.seen.insert(key, line);
+            }
         }
+        let us = match (phone, &bsuid) {
+            // Most numbers are not +1: no metadata lookup for them.
+            (Some(phone), _) => {
+                phone.digits() / 10_000_000_000 == 1 && phone.region().as_deref() == Some("US")
+            }
+            (None, Some(b)) => b.country() == "US",
+            (None, None) => false,
+        };
         if self.campaign.category == crate::campaign::Category::Marketing
             && !self.campaign.sending.us_marketing
-            // Most numbers are not +1: no metadata lookup for them.
-            && phone.digits() / 10_000_000_000 == 1
-            && phone.region().as_deref() == Some("US")
+            && us
         {
             return exclude(Exclusion::UsMarketing);
         }
-        if let Err(reason) = self.gate.check(phone) {
+        if phone.is_none() {
+            if let crate::campaign::ProviderConfig::Twilio(_) = self.campaign.provider {
+                return exclude(Exclusion::BsuidUnreachable {
+                    provider: "Twilio".to_owned(),
+                });
+            }
+            if self.campaign.forbidden_for_bsuids() {
+                return exclude(Exclusion::BsuidTemplate);
+            }
+        }
+        let judged = match (phone, &bsuid) {
+            (_, Some(b)) => self.gate.check_bsuid(phone, b),
+            (Some(p), None) => self.gate.check(p),
+            (None, None) => Ok(()),
+        };
+        if let Err(reason) = judged {
             return exclude(reason);
         }
         let mut values = Vec::with_capacity(self.sources.len());
@@ -316,7 +567,12 @@ impl<'a> Planner<'a> {
         PlanItem::Eligible(Recipient {
             line,
             phone,
+            bsuid,
             values,
+            occurrence,
+            send_by,
+            time_zone: None,
+            hold: None,
             contact: self.kept_columns(),
         })
     }

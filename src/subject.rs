@@ -68,7 +68,7 @@ pub fn collect(
     let mut notices = Vec::new();
     for phone in &phones {
         consent_events.extend(ledger.history(*phone)?);
-        for (hash, text, recorded_at) in ledger.notices(Some(*phone))? {
+        for (hash, text, recorded_at) in ledger.notices(Some((*phone).into()))? {
             if !notices.iter().any(|n: &Notice| n.hash == hash) {
                 notices.push(Notice {
                     hash,

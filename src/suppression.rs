@@ -18,8 +18,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
 use thiserror::Error;
 
-use crate::phone::{DefaultRegion, E164};
-
 /// The environment variable holding the key itself.
 pub const KEY_VARIABLE: &str = "WACAMPAIGN_SUPPRESSION_KEY";
 /// The environment variable naming a file holding the key.
@@ -155,53 +153,7 @@ impl SuppressionKey {
     }
 }
 
-/// Who is erased or looked up: a phone number (every WhatsApp spelling of it is one
-/// person) or a business-scoped user ID (`CC.opaque`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Identity {
-    Phone(E164),
-    Bsuid(String),
-}
-
-impl Identity {
-    /// Reads a number as typed (with its country code, or `region`) or a BSUID:
-    /// two capital letters, a dot and at least one letter, digit, `-` or `_`.
-    pub fn parse(raw: &str, region: Option<DefaultRegion>) -> Result<Identity, String> {
-        let raw = raw.trim();
-        if is_bsuid(raw) {
-            return Ok(Identity::Bsuid(raw.to_owned()));
-        }
-        E164::normalize(raw, region)
-            .map(Identity::Phone)
-            .map_err(|e| {
-                format!(
-                    "{e}; give a phone number with its country code (+52...) or a business-scoped \
-                 user ID such as US.13491208655302741918"
-                )
-            })
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Identity::Phone(_) => "phone",
-            Identity::Bsuid(_) => "bsuid",
-        }
-    }
-}
-
-fn is_bsuid(raw: &str) -> bool {
-    match raw.split_once('.') {
-        Some((cc, opaque)) => {
-            cc.len() == 2
-                && cc.bytes().all(|b| b.is_ascii_uppercase())
-                && !opaque.is_empty()
-                && opaque
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }
-        None => false,
-    }
-}
+pub use crate::identity::Identity;
 
 /// When a suppressed identity was erased.
 #[derive(Debug, Clone)]

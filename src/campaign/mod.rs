@@ -169,6 +169,12 @@ pub struct Sending {
     /// Send marketing templates to US numbers too. Meta currently delivers none
     /// there, so they are left out unless this says Meta lifted that.
     pub us_marketing: bool,
+    /// The portfolio's messaging limit (unique people per 24 h outside a
+    /// customer-service window), when the file sets it; else the account's.
+    pub messaging_limit: Option<crate::messaging_limit::Limit>,
+    /// People other systems reach from the same portfolio in a day, counted against
+    /// the limit before this tool's own.
+    pub messaging_limit_other: u64,
 }
 
 /// Without a fixed `concurrency`, the in-flight window may grow to hold the rate
@@ -208,6 +214,22 @@ pub struct Campaign {
     pub sending: Sending,
     /// `[pricing]`: the rate card the cost estimate is made from.
     pub pricing: Option<PricingConfig>,
+    /// `campaign.occurrence`: what tells one message to a person from the next in a
+    /// recurring campaign; `None` for one message per person.
+    pub occurrence: Option<crate::occurrence::ColumnTemplate>,
+    /// `campaign.send_by`: past this instant an occurrence expires unsent.
+    pub send_by: Option<crate::occurrence::SendBySpec>,
+    /// `campaign.timezone`: today's date for the audience, and the zone of contacts
+    /// whose number gives none (UTC when left out).
+    pub timezone: chrono_tz::Tz,
+    /// `campaign.timezone_column`: each contact's own zone (an IANA name).
+    pub timezone_column: Option<String>,
+    /// `[audience]`: which rows the campaign is for; `None`, every row.
+    pub audience: Option<crate::audience::AudienceSpec>,
+    /// `sending.quiet_hours` and `sending.days`, in each contact's zone.
+    pub quiet_hours: Option<crate::quiet_hours::QuietHours>,
+    /// `sending.frequency_cap`, every category's (a campaign applies its own and `all`).
+    pub frequency_caps: Vec<crate::frequency_cap::Cap>,
     /// `campaign.keep_columns`: the contact columns kept with each planned message;
     /// `None` keeps them all.
     pub keep_columns: Option<Vec<String>>,
@@ -224,6 +246,16 @@ struct RawFile {
     #[serde(default)]
     sending: RawSending,
     pricing: Option<RawPricing>,
+    audience: Option<RawAudience>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudience {
+    #[serde(rename = "where")]
+    expression: Spanned<String>,
+    #[serde(default)]
+    columns: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -242,13 +274,31 @@ struct RawCampaign {
     category: Category,
     contacts: Spanned<String>,
     phone_column: Spanned<String>,
+    bsuid_column: Option<Spanned<String>>,
     default_region: Option<Spanned<String>>,
     delimiter: Option<Spanned<String>>,
     #[serde(default)]
     encoding: Encoding,
     #[serde(default)]
     kind: MessageKind,
+    occurrence: Option<Spanned<RawOccurrence>>,
+    send_by: Option<Spanned<String>>,
+    send_by_format: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    timezone_column: Option<Spanned<String>>,
     keep_columns: Option<Vec<String>>,
+}
+
+/// `campaign.occurrence`: a column, a template over columns, or a list of columns.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "campaign.occurrence: a column name, a template over columns \
+                 (\"{{appointment_id}}\") or a list of column names"
+)]
+enum RawOccurrence {
+    One(String),
+    Columns(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -295,9 +345,30 @@ struct RawSending {
     rate_per_second: Option<Spanned<u32>>,
     concurrency: Option<Spanned<usize>>,
     us_marketing: Option<bool>,
+    quiet_hours: Option<Spanned<String>>,
+    days: Option<Spanned<Vec<String>>>,
+    frequency_cap: Option<Spanned<BTreeMap<String, String>>>,
+    messaging_limit: Option<Spanned<RawLimit>>,
+    messaging_limit_other: Option<u64>,
+}
+
+/// `messaging_limit = 2000` or `messaging_limit = "unlimited"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawLimit {
+    Number(u64),
+    Text(String),
 }
 
 impl Campaign {
+    /// Whether Meta refuses this campaign's template to a person known only by a
+    /// BSUID (error 131062): an authentication template, whose one-time password
+    /// goes on a one-tap, zero-tap or copy-code button (the only kinds Meta
+    /// approves for authentication).
+    pub fn forbidden_for_bsuids(&self) -> bool {
+        self.category == Category::Authentication
+    }
+
     /// Reads and validates a campaign file. Relative paths inside it are resolved
     /// against the file's own directory.
     pub fn load(path: &Path) -> Result<Campaign, CampaignError> {
@@ -406,9 +477,21 @@ impl Campaign {
                     .into(),
             ));
         }
+        let bsuid_column = match &raw.campaign.bsuid_column {
+            Some(c) if c.get_ref().trim().is_empty() => {
+                return Err(at(
+                    c.span(),
+                    "campaign.bsuid_column is empty; name the CSV column that holds business-scoped user IDs, or leave the setting out"
+                        .to_owned(),
+                ));
+            }
+            Some(c) => Some(c.get_ref().trim().to_owned()),
+            None => None,
+        };
         let contacts = ContactsSource {
             path: base_dir.join(raw.campaign.contacts.get_ref()),
             phone_column,
+            bsuid_column,
             delimiter,
             encoding: raw.campaign.encoding,
             default_region,
@@ -473,11 +556,28 @@ impl Campaign {
             }
         }
         let sending = build_sending(&raw.sending, &at)?;
+        let (occurrence, send_by) = build_schedule(&raw.campaign, &at)?;
         let pricing = raw
             .pricing
             .as_ref()
             .map(|p| build_pricing(p, base_dir, &at))
             .transpose()?;
+        let timezone = match &raw.campaign.timezone {
+            Some(z) => crate::timezone::parse(z.get_ref())
+                .map_err(|m| at(z.span(), format!("campaign.timezone: {m}")))?,
+            None => chrono_tz::UTC,
+        };
+        let timezone_column = raw
+            .campaign
+            .timezone_column
+            .as_ref()
+            .map(|c| c.get_ref().trim().to_owned());
+        let audience = raw
+            .audience
+            .as_ref()
+            .map(|a| build_audience(a, text, &shown, &at))
+            .transpose()?;
+        let (quiet_hours, frequency_caps) = build_holds(&raw.sending, &at)?;
 
         Ok(Campaign {
             file: path.to_path_buf(),
@@ -490,6 +590,13 @@ impl Campaign {
             provider,
             sending,
             pricing,
+            occurrence,
+            send_by,
+            timezone,
+            timezone_column,
+            audience,
+            quiet_hours,
+            frequency_caps,
             keep_columns: raw.campaign.keep_columns,
         })
     }
@@ -552,6 +659,12 @@ impl Campaign {
             if let Some(variable) = &part.twilio_variable {
                 field(variable);
             }
+        }
+        // Other occurrences are other messages: a changed rule would message everyone
+        // served under the old one again. Only when set, as for languages.
+        if let Some(occurrence) = &self.occurrence {
+            field("occurrence");
+            field(&occurrence.text());
         }
         let uploaded: Vec<ValueSource> = self
             .template
@@ -884,6 +997,73 @@ fn build_pricing(
     })
 }
 
+/// `campaign.occurrence`, `campaign.send_by` (with `send_by_format` and `timezone`).
+fn build_schedule(
+    raw: &RawCampaign,
+    at: &Locate<'_>,
+) -> Result<
+    (
+        Option<crate::occurrence::ColumnTemplate>,
+        Option<crate::occurrence::SendBySpec>,
+    ),
+    CampaignError,
+> {
+    use crate::occurrence::{self, ColumnTemplate, SendBySpec};
+    let occurrence = raw
+        .occurrence
+        .as_ref()
+        .map(|o| {
+            match o.get_ref() {
+                RawOccurrence::One(text) => ColumnTemplate::parse(text, "campaign.occurrence"),
+                RawOccurrence::Columns(columns) => {
+                    ColumnTemplate::of_columns(columns, "campaign.occurrence")
+                }
+            }
+            .map_err(|m| at(o.span(), m))
+        })
+        .transpose()?;
+    let zone = raw
+        .timezone
+        .as_ref()
+        .map(|z| {
+            occurrence::zone(z.get_ref())
+                .map(|zone| (zone, z.get_ref().trim().to_owned()))
+                .map_err(|m| at(z.span(), m))
+        })
+        .transpose()?;
+    if let Some(format) = &raw.send_by_format {
+        occurrence::check_format(format.get_ref()).map_err(|m| at(format.span(), m))?;
+        if raw.send_by.is_none() {
+            return Err(at(
+                format.span(),
+                "campaign.send_by_format reads campaign.send_by, which is not set".into(),
+            ));
+        }
+    }
+    let send_by = match &raw.send_by {
+        None => None,
+        Some(text) => {
+            let template = ColumnTemplate::parse(text.get_ref(), "campaign.send_by")
+                .map_err(|m| at(text.span(), m))?;
+            let Some((zone, zone_name)) = zone else {
+                return Err(at(
+                    text.span(),
+                    "campaign.send_by is a local time: set campaign.timezone to the zone it is \
+                     written in (an IANA name such as \"America/Mexico_City\")"
+                        .into(),
+                ));
+            };
+            Some(SendBySpec {
+                template,
+                format: raw.send_by_format.as_ref().map(|f| f.get_ref().clone()),
+                zone,
+                zone_name,
+            })
+        }
+    };
+    Ok((occurrence, send_by))
+}
+
 fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignError> {
     let rate_per_second = match &raw.rate_per_second {
         Some(r) => Sending::check_rate(*r.get_ref()).map_err(|e| at(r.span(), e))?,
@@ -893,11 +1073,91 @@ fn build_sending(raw: &RawSending, at: &Locate<'_>) -> Result<Sending, CampaignE
         Some(c) => Some(Sending::check_concurrency(*c.get_ref()).map_err(|e| at(c.span(), e))?),
         None => None,
     };
+    let messaging_limit = raw
+        .messaging_limit
+        .as_ref()
+        .map(|l| {
+            let text = match l.get_ref() {
+                RawLimit::Number(n) => n.to_string(),
+                RawLimit::Text(t) => t.clone(),
+            };
+            crate::messaging_limit::Limit::parse(&text)
+                .map_err(|e| at(l.span(), format!("sending.{e}")))
+        })
+        .transpose()?;
     Ok(Sending {
         rate_per_second,
         concurrency,
         us_marketing: raw.us_marketing.unwrap_or(false),
+        messaging_limit,
+        messaging_limit_other: raw.messaging_limit_other.unwrap_or(0),
     })
+}
+
+fn build_audience(
+    raw: &RawAudience,
+    text: &str,
+    shown: &str,
+    at: &Locate<'_>,
+) -> Result<crate::audience::AudienceSpec, CampaignError> {
+    let mut columns = BTreeMap::new();
+    for (name, kind) in &raw.columns {
+        let kind = crate::audience::ColumnType::parse(kind.get_ref())
+            .map_err(|m| at(kind.span(), format!("audience.columns.{name}: {m}")))?;
+        columns.insert(name.trim().to_owned(), kind);
+    }
+    let (line, column) = line_column(text, raw.expression.span().start);
+    crate::audience::AudienceSpec::new(
+        raw.expression.get_ref(),
+        format!("{shown}:{line}:{column}: audience.where"),
+        columns,
+    )
+    .map_err(|m| at(raw.expression.span(), format!("audience.where: {m}")))
+}
+
+/// Quiet hours and frequency caps: the rules that hold a contact for later.
+fn build_holds(
+    raw: &RawSending,
+    at: &Locate<'_>,
+) -> Result<
+    (
+        Option<crate::quiet_hours::QuietHours>,
+        Vec<crate::frequency_cap::Cap>,
+    ),
+    CampaignError,
+> {
+    let quiet_hours = if raw.quiet_hours.is_some() || raw.days.is_some() {
+        let span = raw
+            .quiet_hours
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| raw.days.as_ref().map(Spanned::span))
+            .unwrap_or(0..0);
+        let quiet = crate::quiet_hours::QuietHours::parse(
+            raw.quiet_hours.as_ref().map(|q| q.get_ref().as_str()),
+            raw.days.as_ref().map(|d| d.get_ref().as_slice()),
+        );
+        Some(quiet.map_err(|m| {
+            // A bad day points at the days, anything else at the window.
+            let span = if m.starts_with("sending.days") {
+                raw.days.as_ref().map_or(span.clone(), Spanned::span)
+            } else {
+                span
+            };
+            at(span, m)
+        })?)
+    } else {
+        None
+    };
+    let mut caps = Vec::new();
+    if let Some(table) = &raw.frequency_cap {
+        for (key, text) in table.get_ref() {
+            caps.push(
+                crate::frequency_cap::Cap::parse(key, text).map_err(|m| at(table.span(), m))?,
+            );
+        }
+    }
+    Ok((quiet_hours, caps))
 }
 
 /// The largest fixed in-flight window an operator may choose.

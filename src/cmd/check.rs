@@ -30,6 +30,7 @@ Examples:
   wacampaign check campaigns/promotion.toml --json | jq .data.eligible
   wacampaign check campaigns/promotion.toml --json | jq .data.cost.total
   wacampaign check campaigns/spring-sale.toml --offline     # the synced templates as they are
+  wacampaign check campaigns/promotion.toml --where 'city == \"Monterrey\"'
 
 A campaign whose account was synced (`wacampaign templates sync`) is held against its
 approved template first: every mismatch is an error, before anything else.")]
@@ -41,14 +42,17 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub excluded: Option<PathBuf>,
     #[command(flatten)]
+    pub audience: crate::cmd::where_arg::WhereArg,
+    #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    args.audience.apply(&mut campaign)?;
     crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let gate = ctx.consent_gate(&campaign)?;
-    let planner = Planner::new(&campaign, &gate)?;
+    let planner = crate::cmd::where_arg::with_caps(ctx, Planner::new(&campaign, &gate)?)?;
     let pricing = Pricing::of(&campaign)?;
     let mut estimator = pricing.as_ref().map(Pricing::estimator);
     let contacts_file = planner.contacts_path().to_owned();
@@ -62,7 +66,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let mut write_error = None;
     let stats = planner.run(|item| {
         if let (PlanItem::Eligible(recipient), Some(estimator)) = (&item, estimator.as_mut()) {
-            estimator.add(recipient.phone);
+            estimator.add_contact(recipient.phone);
         }
         if let (PlanItem::Excluded(excluded), Some(out)) = (&item, excluded_out.as_mut())
             && let Err(e) = out.write(excluded)

@@ -108,10 +108,15 @@ pub struct ImportArgs {
 /// Record that a person opted in. Printed only once it is on disk.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Example:
+Examples:
   wacampaign consent opt-in '+52 55 1234 5678' --purpose marketing --method web_form \\
-      --source 'signup form v3, submission 88213' --notice-file notice.txt")]
+      --source 'signup form v3, submission 88213' --notice-file notice.txt
+  wacampaign consent opt-in US.13491208655302741918 --purpose utility --method web_form \\
+      --source 'signup form v3, submission 88214' --evidence 'checkbox ticked'")]
 pub struct OptInArgs {
+    /// A phone number, or a business-scoped user ID (CC.opaque) for a person whose
+    /// number you do not have; it counts for every identity linked to it.
+    #[arg(value_name = "NUMBER|BSUID")]
     pub number: String,
     #[arg(long, value_enum)]
     pub purpose: Purpose,
@@ -133,9 +138,13 @@ pub struct OptInArgs {
 /// Record that a person opted out. Printed only once it is on disk.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Example:
-  wacampaign consent opt-out '+52 55 1234 5678' --source 'phone call, ticket 4411'")]
+Examples:
+  wacampaign consent opt-out '+52 55 1234 5678' --source 'phone call, ticket 4411'
+  wacampaign consent opt-out US.13491208655302741918 --source 'email, ticket 4412'")]
 pub struct OptOutArgs {
+    /// A phone number, or a business-scoped user ID (CC.opaque); an opt-out of either
+    /// blocks every identity linked to it.
+    #[arg(value_name = "NUMBER|BSUID")]
     pub number: String,
     /// What the person opted out of; `all` blocks every purpose.
     #[arg(long, value_enum, default_value_t = Purpose::All)]
@@ -168,10 +177,16 @@ pub struct EventArgs {
     pub region: RegionArg,
 }
 
-/// A number's whole history (with its WhatsApp variants) and its current standing.
+/// A number's or a business-scoped user ID's whole history and current standing,
+/// with every identity linked to it (the number's WhatsApp variants, the BSUIDs
+/// learned with it): an opt-out of any of them blocks them all.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  wacampaign consent show '+52 1 55 1234 5678'")]
+#[command(
+    after_help = "Examples:\n  wacampaign consent show '+52 1 55 1234 5678'\n  wacampaign consent show US.13491208655302741918"
+)]
 pub struct ShowArgs {
+    /// A phone number, or a business-scoped user ID (CC.opaque).
+    #[arg(value_name = "NUMBER|BSUID")]
     pub number: String,
     #[command(flatten)]
     pub region: RegionArg,
@@ -190,12 +205,14 @@ pub enum ExportFormat {
 #[command(after_help = "\
 Examples:
   wacampaign consent export --format csv --output ledger.csv
-  wacampaign consent export --format json --subject '+52 55 1234 5678'")]
+  wacampaign consent export --format json --subject '+52 55 1234 5678'
+  wacampaign consent export --format json --subject US.13491208655302741918")]
 pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ExportFormat,
-    /// Only this number's events (with its WhatsApp variants).
-    #[arg(long, value_name = "NUMBER")]
+    /// Only this number's events (with its WhatsApp variants), or this business-scoped
+    /// user ID's.
+    #[arg(long, value_name = "NUMBER|BSUID")]
     pub subject: Option<String>,
     /// Write to this file instead of stdout.
     #[arg(long, short, value_name = "FILE")]
@@ -235,6 +252,14 @@ fn parse_encoding(text: &str) -> Result<Encoding, String> {
             "unknown encoding `{other}`; use utf-8 or windows-1252"
         )),
     }
+}
+
+/// Reads a number or a business-scoped user ID typed on the command line.
+fn identity(raw: &str, region: &RegionArg) -> anyhow::Result<Identity> {
+    if crate::identity::is_bsuid(raw.trim()) {
+        return Ok(Identity::Bsuid(raw.trim().to_owned()));
+    }
+    number(raw, region).map(Identity::Phone)
 }
 
 /// Reads a number typed on the command line. The error already quotes the number,
@@ -366,7 +391,7 @@ fn record(
     if source.trim().is_empty() {
         bail!("--source is empty; say where the proof is (a form id, a message id, a ticket)");
     }
-    let subject = number(raw, &event.region)?;
+    let subject = identity(raw, &event.region)?;
     let occurred_at = match &event.occurred_at {
         Some(text) => clock::format(
             clock::parse(text)
@@ -376,7 +401,7 @@ fn record(
         None => clock::now_string(),
     };
     let new = NewEvent {
-        subject,
+        subject: subject.clone(),
         purpose,
         action,
         occurred_at,
@@ -391,7 +416,7 @@ fn record(
     let db = Db::open(&ctx.db)?;
     let ledger = Ledger::new(&db.conn);
     let suppressions = ctx.suppressions(&db.conn)?;
-    let identity = Identity::Phone(subject);
+    let identity = subject.clone();
     let erased = suppressions.as_ref().and_then(|s| s.lookup(&identity));
     let appended = match (erased, action) {
         (None, _) => ledger.append(&new)?,
@@ -451,7 +476,7 @@ fn record(
     // Only now, with the event committed under synchronous=FULL, is success reported.
     let standing = match purpose {
         Purpose::All => None,
-        p => Some(ledger.standing(subject, p)?),
+        p => Some(ledger.standing(subject.clone(), p)?),
     };
     if ctx.ui.json {
         json_line(
@@ -486,7 +511,7 @@ fn record(
 }
 
 fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
-    let subject = number(&args.number, &args.region)?;
+    let subject = identity(&args.number, &args.region)?;
     let Some(db) = Db::open_existing(&ctx.db)? else {
         bail!(
             "no consent ledger at {}; record events with `wacampaign consent import` or `opt-in`",
@@ -494,10 +519,23 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
         );
     };
     let ledger = Ledger::new(&db.conn);
-    let history = ledger.history(subject)?;
+    // The person's linked identities (a number and its BSUIDs) are one person: an
+    // opt-out of any of them blocks them all.
+    let keys = crate::identity::linked_keys(&db.conn, &subject)?;
+    let history = ledger.history_of_keys(&keys)?;
     let standings: Vec<(Purpose, consent::Standing)> = [Purpose::Marketing, Purpose::Utility]
         .into_iter()
-        .map(|p| (p, consent::standing_of(&history, p)))
+        .map(|p| {
+            let per_identity = keys.iter().map(|k| {
+                let own: Vec<consent::Event> = history
+                    .iter()
+                    .filter(|e| Identity::from_stored(&e.subject).is_some_and(|i| i.key() == *k))
+                    .cloned()
+                    .collect();
+                consent::standing_of(&own, p)
+            });
+            (p, consent::combine(per_identity))
+        })
         .collect();
     if ctx.ui.json {
         let data = serde_json::json!({
@@ -535,7 +573,7 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
     let subject = args
         .subject
         .as_deref()
-        .map(|s| number(s, &args.region))
+        .map(|s| identity(s, &args.region))
         .transpose()?;
     let Some(db) = Db::open_existing(&ctx.db)? else {
         bail!("no consent ledger at {}", ctx.db.display());
@@ -549,7 +587,7 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
                 crate::report::PrivateFile::create(path)
                     .with_context(|| format!("creating {}", path.display()))?,
             );
-            write_export(&ledger, subject, args.format, &mut sink)?;
+            write_export(&ledger, subject.clone(), args.format, &mut sink)?;
             sink.into_inner()
                 .map_err(std::io::IntoInnerError::into_error)
                 .and_then(crate::report::PrivateFile::commit)
@@ -566,11 +604,11 @@ fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<Exit> {
 
 fn write_export(
     ledger: &Ledger,
-    subject: Option<E164>,
+    subject: Option<Identity>,
     format: ExportFormat,
     mut sink: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let notices = ledger.notices(subject)?;
+    let notices = ledger.notices(subject.clone())?;
     match format {
         ExportFormat::Json => {
             // A re-anchored chain starts from its anchor, not from 64 zeros.
@@ -581,7 +619,7 @@ fn write_export(
                 )?;
                 sink.write_all(b"\n")?;
             }
-            ledger.for_each_event(subject, |event| {
+            ledger.for_each_event(subject.clone(), |event| {
                 serde_json::to_writer(
                     &mut sink,
                     &serde_json::json!({"type": "event", "data": event}),

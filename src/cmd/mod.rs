@@ -9,6 +9,7 @@ use crate::db::Db;
 use crate::gate::Gate;
 use crate::ui::Ui;
 
+pub mod account;
 pub mod backup;
 pub mod check;
 pub mod completions;
@@ -23,6 +24,7 @@ pub mod status;
 pub mod subject;
 pub mod templates;
 pub mod webhook;
+pub mod where_arg;
 
 /// What every command gets from the global options.
 #[derive(Debug)]

@@ -47,6 +47,8 @@ pub struct Args {
     #[arg(long)]
     pub payload: bool,
     #[command(flatten)]
+    pub audience: crate::cmd::where_arg::WhereArg,
+    #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
 }
 
@@ -69,7 +71,8 @@ impl Selection {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    args.audience.apply(&mut campaign)?;
     let cache = crate::cmd::templates::preflight(ctx, &campaign, &args.templates, false)?;
     let selection = match (&args.row, &args.phone) {
         (Some(line), _) => Selection::Line(*line),
@@ -84,9 +87,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let mut shown = Vec::new();
     while let Some(item) = planner.next_item()? {
         match item {
-            PlanItem::Eligible(recipient)
-                if selection.matches(recipient.line, Some(recipient.phone)) =>
-            {
+            PlanItem::Eligible(recipient) if selection.matches(recipient.line, recipient.phone) => {
                 shown.push(recipient);
                 let enough = match selection {
                     Selection::First(limit) => shown.len() >= limit,
@@ -138,7 +139,16 @@ fn show(
     recipient: &Recipient,
     payload: bool,
 ) -> anyhow::Result<()> {
-    let body = provider::request_body(campaign, recipient.phone, &recipient.values);
+    // The callback data names the journal row by person; a preview has no journal,
+    // so a BSUID-only contact is shown under the BSUID's own key.
+    let person = match (&recipient.phone, &recipient.bsuid) {
+        (Some(p), _) => crate::journal::key::person_of(*p),
+        (None, Some(b)) => b.key(),
+        (None, None) => 0,
+    };
+    let body = provider::To::of(recipient, person).map_or(serde_json::Value::Null, |to| {
+        provider::request_body(campaign, &to, &recipient.values)
+    });
     let mut out = std::io::stdout().lock();
     let language = campaign.template.language_of(&recipient.values);
     let synced = cache.and_then(|c| c.find(&campaign.template.name, language));
@@ -157,7 +167,7 @@ fn show(
         let text = render();
         let data = serde_json::json!({
             "line": recipient.line,
-            "to": recipient.phone.to_string(),
+            "to": recipient.address(),
             "text": text,
             "payload": body,
         });
@@ -169,10 +179,11 @@ fn show(
         let heading = if campaign.template.language_column.is_some() {
             format!(
                 "── line {} · {} · {language} ──",
-                recipient.line, recipient.phone
+                recipient.line,
+                recipient.address()
             )
         } else {
-            format!("── line {} · {} ──", recipient.line, recipient.phone)
+            format!("── line {} · {} ──", recipient.line, recipient.address())
         };
         writeln!(out, "{}", ctx.ui.bold(&heading))?;
         writeln!(out, "{text}\n")?;

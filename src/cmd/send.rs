@@ -16,7 +16,7 @@ use crate::db::Db;
 use crate::exit_codes::Exit;
 use crate::journal::{Counts, Journal, JournalError};
 use crate::lock::CampaignLock;
-use crate::plan::{PlanItem, PlanStats, Planner};
+use crate::plan::{ConsentGate as _, PlanItem, PlanStats, Planner};
 use crate::provider;
 use crate::report::{CheckReport, human_duration};
 use crate::send::progress::{Display, Progress, TallySnapshot};
@@ -31,7 +31,9 @@ const PLAN_BATCH: usize = 10_000;
 ///
 /// Every recipient is journaled in the database: the intent to send is on disk before
 /// the request is made, so a crash, a kill or a re-run never messages anyone twice.
-/// Running the same campaign again resumes it; once finished, it sends nothing.
+/// Running the same campaign again resumes it; once finished, it sends nothing. With
+/// `campaign.occurrence`, a run every day on a new export sends exactly the
+/// occurrences not yet served, and those past their `campaign.send_by` expire unsent.
 /// Messages whose outcome is unknown after a crash or timeout are held "in doubt"
 /// and listed by `status`; `--in-doubt resend` sends them again.
 #[derive(Debug, clap::Args)]
@@ -44,8 +46,23 @@ Examples:
   wacampaign send campaigns/promotion.toml --yes --resume-halted
   wacampaign send campaigns/promotion.toml --yes --max-cost 25USD
   wacampaign send campaigns/spring-sale.toml --yes --accept-template-change
+  wacampaign send campaigns/promotion.toml --to '+52 55 1234 5678' --yes   # a test send
+  wacampaign send campaigns/promotion.toml --to +525512345678,+525587654321 --row 7 --yes
+  wacampaign --db /srv/clinic/wacampaign.db send reminders.toml --yes --json --wait 30m
+  wacampaign send campaigns/promotion.toml --yes --where 'lower(city) == \"monterrey\"'
+  wacampaign send campaigns/promotion.toml --yes --messaging-limit 2000
 
-In cron (no terminal), --yes is required; exit codes tell how the run ended.
+In cron (no terminal), --yes is required; exit codes tell how the run ended (2: nothing
+was sent: a bad campaign, or a database that is missing or holds no consent; 3: halted,
+or locked by another run). A command that sends never creates the database: it refuses
+one that does not exist or whose consent ledger is empty, naming the path it opened
+(--db, else WACAMPAIGN_DB, else ./wacampaign.db).
+With --json, a progress object goes to stderr every 5 s:
+  {\"type\":\"progress\",\"data\":{\"sent\":120,\"failed\":1,\"remaining\":880,\"rate\":39.8,\"elapsed\":5.0,...}}
+Two runs sending from one business number take turns: the second waits (up to --wait)
+for the first to finish, so the number's rate is never doubled.
+Each run holds to the portfolio's messaging limit (see `wacampaign account`): people
+beyond it are deferred, with when they can go, for a later run.
 WACAMPAIGN_NOW (RFC 3339) sets the instant the run starts at, for rehearsals and tests.")]
 pub struct Args {
     /// The campaign file (TOML).
@@ -89,8 +106,56 @@ pub struct Args {
     /// record that in the journal; the campaign keeps its id and history.
     #[arg(long)]
     pub accept_template_change: bool,
+    /// A test send: the campaign's message, rendered for the first eligible contact
+    /// (or --row), to these numbers only. They need a recorded opt-in like anyone
+    /// (`wacampaign consent opt-in NUMBER --purpose ...`). Journaled as a test: the
+    /// contact is not marked served and the campaign's totals do not count it.
+    #[arg(long, value_name = "NUMBER[,NUMBER]", value_delimiter = ',', conflicts_with_all = ["dry_run", "limit", "in_doubt", "resume_halted"])]
+    pub to: Vec<String>,
+    /// With --to: render the message for the contact on this line of the contacts
+    /// file (the header is line 1, as in `preview --row`) instead of the first
+    /// eligible one.
+    #[arg(long, value_name = "LINE", requires = "to")]
+    pub row: Option<u64>,
+    /// How long to wait for another run sending from the same business number
+    /// (phone_number_id, Twilio sender, or the simulator) to finish before giving up
+    /// with exit 3: 0, 90s, 30m, 2h.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_wait, env = "WACAMPAIGN_WAIT")]
+    pub wait: std::time::Duration,
+    #[command(flatten)]
+    pub audience: crate::cmd::where_arg::WhereArg,
+    /// The portfolio's messaging limit: unique people reached outside a
+    /// customer-service window per rolling 24 h (250, 2000, 10000, 100000 or
+    /// `unlimited`). Default: the campaign's sending.messaging_limit, else what
+    /// `wacampaign account` last read, else 250 with a warning.
+    #[arg(long, env = "WACAMPAIGN_MESSAGING_LIMIT", value_name = "N", value_parser = crate::messaging_limit::Limit::parse)]
+    pub messaging_limit: Option<crate::messaging_limit::Limit>,
     #[command(flatten)]
     pub templates: crate::cmd::templates::PreflightArgs,
+}
+
+/// A wait as `--wait` takes it: seconds, minutes or hours.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write 0, 90s, 30m or 2h"))?;
+    let seconds = match unit {
+        "" if n == 0 => 0,
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => {
+            return Err(format!(
+                "`{text}`: the unit must be s, m or h (90s, 30m, 2h)"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,6 +181,14 @@ pub struct SendSummary {
     pub this_run: Option<TallySnapshot>,
     pub end: Option<RunEnd>,
     pub failures_by_code: BTreeMap<String, u64>,
+    /// Occurrences in the file that earlier runs already sent or settled.
+    pub already_served: u64,
+    /// Waiting occurrences whose send-by time had passed when this run started:
+    /// expired, never sent.
+    pub expired_now: u64,
+    /// Every contact was left out for lack of consent: the ledger lets no one
+    /// through for this campaign's purpose.
+    pub no_consent: bool,
 }
 
 /// A send made ready: every check that can stop it is done and the plan is in the
@@ -135,6 +208,7 @@ struct Prepared {
 /// same rule as the file's own value.
 fn load_campaign(ctx: &Context, args: &Args) -> anyhow::Result<Campaign> {
     let mut campaign = crate::cmd::templates::load_campaign(ctx, &args.campaign, &args.templates)?;
+    args.audience.apply(&mut campaign)?;
     if let Some(rate) = args.rate {
         campaign.sending.rate_per_second = Sending::check_rate(rate).map_err(anyhow::Error::msg)?;
     }
@@ -162,7 +236,9 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     let mut gate =
         crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
     gate.erased = ctx.suppressions(&db.conn)?;
-    let planner = Planner::new(&campaign, &gate)?;
+    let planner = Planner::new(&campaign, &gate)?
+        .with_caps(&db.conn)
+        .context("reading earlier messages for the frequency caps")?;
     let contacts_file = planner.contacts_path().to_owned();
     let (mut journal, recovered) =
         match Journal::begin(db.conn, &campaign, gate.clone(), args.resume_halted) {
@@ -174,6 +250,30 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
             Err(e) => return Err(e.into()),
         };
     let stats = write_plan(planner, &mut journal)?;
+    let already_served = journal.already_served()?;
+    // Only campaigns with send-by times have rows to expire: no scan for the others.
+    let expired_now = if campaign.send_by.is_some() {
+        journal.expire_past_send_by()?
+    } else {
+        0
+    };
+    if expired_now > 0 {
+        ctx.ui.warn(format!(
+            "{expired_now} messages passed their send-by time before they could be sent: expired, \
+             never sent"
+        ));
+    }
+    let no_consent = all_without_consent(&stats);
+    if no_consent {
+        ctx.ui.warn(format!(
+            "every contact of {} was left out for lack of consent ({}): the ledger at {} has no \
+             opt-in for {} for any of them. Is --db (or WACAMPAIGN_DB) the right ledger?",
+            contacts_file,
+            stats.contacts_read,
+            crate::fail_closed::shown(&ctx.db),
+            campaign.purpose()
+        ));
+    }
     let settled = journal.settle_in_doubt_from_statuses()?;
     if settled > 0 {
         ctx.ui.info(format!(
@@ -198,6 +298,9 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         this_run: None,
         end: None,
         failures_by_code: BTreeMap::new(),
+        already_served,
+        expired_now,
+        no_consent,
     };
     summary.plan.estimated_seconds = to_send.div_ceil(u64::from(campaign.sending.rate_per_second));
     if recovered > 0 {
@@ -216,8 +319,25 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     }))
 }
 
+/// Whether every row read was left out for lack of consent.
+fn all_without_consent(stats: &PlanStats) -> bool {
+    use crate::exclusion::ExclusionKind;
+    let no_opt_in = stats
+        .excluded_by_reason
+        .get(&ExclusionKind::NoOptIn)
+        .copied()
+        .unwrap_or(0);
+    stats.eligible == 0 && no_opt_in > 0 && no_opt_in == stats.excluded
+}
+
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let campaign = load_campaign(ctx, args)?;
+    if !args.dry_run {
+        // Before anything opens (and so creates) the database.
+        crate::fail_closed::require_existing(&ctx.db)?;
+        let db = Db::open(&ctx.db)?;
+        crate::fail_closed::require_consent(&db.conn, &ctx.db)?;
+    }
     // Before anything is sent, or even journaled: the approved template must be the
     // one this campaign describes.
     let cache =
@@ -239,6 +359,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     {
         check_media(ctx, &campaign)?;
     }
+    if !args.to.is_empty() {
+        return test_send(ctx, args, campaign);
+    }
     let Some(prepared) = prepare(ctx, args, campaign)? else {
         return Ok(Exit::Halted);
     };
@@ -251,6 +374,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         _lock,
     } = prepared;
     crate::cmd::status::warn_before_send(ctx, &campaign)?;
+    hold_to_messaging_limit(ctx, args, &campaign, &mut journal, summary.to_send)?;
     summary.plan.cost = crate::pricing::estimate::for_run(&ctx.db, &campaign, args, resend > 0)?;
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));
@@ -275,16 +399,75 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         ));
     }
 
-    let display = if ctx.ui.quiet || ctx.ui.json {
+    let _number = take_number(ctx, args, &campaign)?;
+    let (sent, progress) = pipeline(
+        ctx,
+        &campaign,
+        provider,
+        journal,
+        to_send,
+        summary.plan.stats.excluded,
+        args.limit,
+    )?;
+    // Sending has started: whatever went wrong, what was recorded stands and the run
+    // can be resumed, so this is not "invalid input, nothing sent" (exit 2).
+    let (end, journal) = match sent {
+        Ok(sent) => sent,
+        Err(e) => return after_sending(ctx, e),
+    };
+    summary.this_run = Some(progress.tally.snapshot());
+    summary.end = Some(end);
+    finish(ctx, &campaign, summary, &journal).or_else(|e| after_sending(ctx, e))
+}
+
+/// The business number's lock: one run at a time sends from a number, so two
+/// overlapping runs never double its rate. Waits up to `--wait`, saying for whom.
+fn take_number(
+    ctx: &Context,
+    args: &Args,
+    campaign: &Campaign,
+) -> anyhow::Result<crate::lock::NumberLock> {
+    let number = crate::lock::number_of(&campaign.provider);
+    let wait = args.wait;
+    Ok(crate::lock::NumberLock::acquire(
+        &ctx.db,
+        &number,
+        wait,
+        |holder| {
+            ctx.ui.warn(format!(
+                "business number {number} is sending for another run ({holder}); waiting up to \
+                 {} for its turn (--wait)",
+                human_duration(wait.as_secs())
+            ));
+        },
+    )?)
+}
+
+type Sent = anyhow::Result<(RunEnd, Journal)>;
+
+/// Runs the send pipeline over the journal's plan, showing progress as the output
+/// mode asks (a bar, log lines, JSON objects on stderr, or nothing).
+fn pipeline(
+    ctx: &Context,
+    campaign: &Campaign,
+    provider: Arc<dyn crate::provider::Provider>,
+    journal: Journal,
+    to_send: u64,
+    excluded: u64,
+    limit: Option<u64>,
+) -> anyhow::Result<(Sent, Progress)> {
+    let display = if ctx.ui.quiet {
         Display::Hidden
+    } else if ctx.ui.json {
+        Display::Json
     } else if ctx.ui.interactive() {
         Display::Bar
     } else {
         Display::Log
     };
-    let progress = Progress::new(display, to_send, summary.plan.stats.excluded);
+    let progress = Progress::new(display, to_send, excluded);
     let options = send::Options {
-        limit: args.limit,
+        limit,
         rate: Some(campaign.sending.rate_per_second),
         window: Sizing::of(&campaign.sending),
     };
@@ -295,24 +478,115 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let sent = runtime.block_on(async {
         let interrupt = CancellationToken::new();
         watch_signals(interrupt.clone());
-        send::run(
-            journal,
-            Arc::clone(&provider),
-            &options,
-            progress.clone(),
-            interrupt,
-        )
-        .await
+        send::run(journal, provider, &options, progress.clone(), interrupt).await
     });
-    // Sending has started: whatever went wrong, what was recorded stands and the run
-    // can be resumed, so this is not "invalid input, nothing sent" (exit 2).
-    let (end, journal) = match sent {
+    Ok((sent, progress))
+}
+
+/// What `send --to` reports.
+#[derive(Debug, Serialize)]
+struct TestSendSummary {
+    campaign: String,
+    /// The contacts file's line the message was rendered for.
+    rendered_for_line: u64,
+    to: Vec<String>,
+    this_run: TallySnapshot,
+    end: RunEnd,
+    /// Test sends never count in the campaign's totals.
+    counted_in_totals: bool,
+}
+
+/// `send --to`: the message rendered for one contact, to the operator's numbers.
+fn test_send(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Exit> {
+    let provider = provider::build(&campaign)?;
+    let db = Db::open(&ctx.db)?;
+    crate::webhook::optout::declare(
+        &db.conn,
+        &campaign.id,
+        &campaign.template.opt_out_payloads(),
+        &crate::clock::now_string(),
+    )
+    .context("recording the campaign's opt-out buttons")?;
+    let _lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
+    let mut gate =
+        crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
+    gate.erased = ctx.suppressions(&db.conn)?;
+    let numbers = crate::test_send::numbers(&args.to, &campaign, &gate)?;
+    if numbers.is_empty() {
+        bail!("--to names no number; give one or more, separated by commas");
+    }
+    let sample = crate::test_send::sample(&campaign, &gate, args.row)?;
+    let mut journal = match Journal::begin_test(db.conn, &campaign, gate) {
+        Ok((journal, _)) => journal,
+        Err(e @ JournalError::Halted { .. }) => {
+            ctx.ui.warn(e.to_string());
+            return Ok(Exit::Halted);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let batch = crate::test_send::recipients(&sample, &numbers, crate::clock::now());
+    journal
+        .plan(&batch)
+        .context("writing the test send to the journal")?;
+    let shown: Vec<String> = numbers.iter().map(ToString::to_string).collect();
+    ctx.ui.info(format!(
+        "test send of campaign {}: the message of line {} to {}",
+        campaign.id,
+        sample.line,
+        shown.join(", ")
+    ));
+    if !confirm(args.yes, numbers.len() as u64)? {
+        ctx.ui.info("nothing sent");
+        return Ok(Exit::Success);
+    }
+    let _number = take_number(ctx, args, &campaign)?;
+    let (sent, progress) = pipeline(
+        ctx,
+        &campaign,
+        provider,
+        journal,
+        numbers.len() as u64,
+        0,
+        None,
+    )?;
+    let (end, _journal) = match sent {
         Ok(sent) => sent,
         Err(e) => return after_sending(ctx, e),
     };
-    summary.this_run = Some(progress.tally.snapshot());
-    summary.end = Some(end);
-    finish(ctx, &campaign, summary, &journal).or_else(|e| after_sending(ctx, e))
+    let run = progress.tally.snapshot();
+    let exit = match &end {
+        RunEnd::Halted(_) => Exit::Halted,
+        RunEnd::Interrupted => Exit::Interrupted,
+        RunEnd::Finished if run.accepted as usize == numbers.len() => Exit::Success,
+        RunEnd::Finished => Exit::Partial,
+    };
+    if ctx.ui.json {
+        json_line(
+            "test_send",
+            &TestSendSummary {
+                campaign: campaign.id.clone(),
+                rendered_for_line: sample.line,
+                to: shown,
+                this_run: run,
+                end,
+                counted_in_totals: false,
+            },
+        )?;
+        return Ok(exit);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "test send of campaign {} (rendered for line {}): {} accepted, {} failed, {} in doubt \
+         of {}; recorded as test sends, not counted in the campaign's totals",
+        campaign.id,
+        sample.line,
+        run.accepted,
+        run.failed,
+        run.in_doubt,
+        numbers.len()
+    )?;
+    Ok(exit)
 }
 
 /// Holds the approved texts against those of the campaign's earlier runs: a text
@@ -453,7 +727,7 @@ fn after_sending(ctx: &Context, error: anyhow::Error) -> anyhow::Result<Exit> {
 
 fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Exit> {
     let gate = ctx.consent_gate(campaign)?;
-    let planner = Planner::new(campaign, &gate)?;
+    let planner = crate::cmd::where_arg::with_caps(ctx, Planner::new(campaign, &gate)?)?;
     let contacts_file = planner.contacts_path().to_owned();
     let mut rendered = 0u64;
     let pricing = crate::pricing::Pricing::of(campaign)?;
@@ -461,10 +735,16 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
     let stats = planner.run(|item| {
         if let PlanItem::Eligible(recipient) = item {
             if let Some(estimator) = estimator.as_mut() {
-                estimator.add(recipient.phone);
+                estimator.add_contact(recipient.phone);
             }
             // Render exactly what would be sent, so a dry run costs what a run does.
-            let body = provider::request_body(campaign, recipient.phone, &recipient.values);
+            let to = provider::To::of(
+                &recipient,
+                gate.person(recipient.phone, recipient.bsuid.as_ref()),
+            );
+            let body = to.map_or(serde_json::Value::Null, |to| {
+                provider::request_body(campaign, &to, &recipient.values)
+            });
             rendered += u64::from(serde_json::to_vec(&body).is_ok());
         }
     })?;
@@ -478,6 +758,9 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
         this_run: None,
         end: None,
         failures_by_code: BTreeMap::new(),
+        already_served: 0,
+        expired_now: 0,
+        no_consent: false,
     };
     summary.plan.cost = estimator.map(crate::pricing::Estimator::finish);
     if let Some(max) = &args.max_cost {
@@ -523,6 +806,13 @@ fn write_plan(mut planner: Planner<'_>, journal: &mut Journal) -> anyhow::Result
 fn render_before(ctx: &Context, summary: &SendSummary) -> String {
     let mut out = summary.plan.render(&ctx.ui);
     if let Some(counts) = &summary.journal {
+        if summary.already_served > 0 {
+            out.push_str(&format!(
+                "{} {} occurrences in the file were sent or settled by earlier runs\n",
+                ctx.ui.bold("already served"),
+                summary.already_served
+            ));
+        }
         let done = counts.accepted + counts.failed + counts.opted_out;
         if done > 0 || counts.in_doubt > 0 {
             out.push_str(&format!(
@@ -560,6 +850,45 @@ fn confirm(yes: bool, to_send: u64) -> anyhow::Result<bool> {
         answer.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
     ))
+}
+
+/// Tells what remains of the portfolio's messaging limit and has the run's claims
+/// hold to it: whoever does not fit is deferred until the limit frees up.
+fn hold_to_messaging_limit(
+    ctx: &Context,
+    args: &Args,
+    campaign: &Campaign,
+    journal: &mut Journal,
+    to_send: u64,
+) -> anyhow::Result<()> {
+    use crate::messaging_limit::{self, Guard, Limit, Source};
+    let Some((limit, source)) =
+        messaging_limit::for_run(journal.conn(), campaign, args.messaging_limit)
+            .context("reading the messaging limit")?
+    else {
+        return Ok(());
+    };
+    let Limit::Users(n) = limit else {
+        return Ok(());
+    };
+    if source == Source::Unknown {
+        ctx.ui.warn(format!(
+            "the messaging limit of this number is unknown: holding to Meta's lowest tier, {n} people per 24 h. Run `wacampaign account {}` to read it, or set sending.messaging_limit",
+            campaign.file.display()
+        ));
+    }
+    let other = campaign.sending.messaging_limit_other;
+    let usage = messaging_limit::usage(journal.conn(), n, other, crate::clock::now())
+        .context("reading the messaging limit's use")?;
+    if to_send > usage.remaining() {
+        ctx.ui.warn(format!(
+            "{}: this run reaches at most {} more people outside a customer-service window; the others are deferred, not sent",
+            usage.deferral(),
+            usage.remaining()
+        ));
+    }
+    journal.hold_to_messaging_limit(Guard::new(n, other, &campaign.id));
+    Ok(())
 }
 
 fn watch_signals(interrupt: CancellationToken) {
@@ -627,13 +956,18 @@ fn finish(
     }
     writeln!(
         out,
-        "in total   {} accepted, {} failed, {} opted out, {} in doubt, {} not yet sent, {} excluded",
+        "in total   {} accepted, {} failed, {} opted out, {} in doubt, {} not yet sent, {} excluded{}",
         counts.accepted,
         counts.failed,
         counts.opted_out,
         counts.in_doubt,
         counts.remaining(),
-        summary.plan.stats.excluded
+        summary.plan.stats.excluded,
+        if counts.expired > 0 {
+            format!(", {} expired (past their send-by time)", counts.expired)
+        } else {
+            String::new()
+        }
     )?;
     for (code, n) in &summary.failures_by_code {
         writeln!(out, "  error {code:<8} {n}")?;

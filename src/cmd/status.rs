@@ -84,6 +84,8 @@ struct Status {
     /// The follow-up list written (`--only`).
     #[serde(skip_serializing_if = "Option::is_none")]
     follow_up: Option<FollowUp>,
+    /// Test sends (`send --to`), apart: never in the counts above.
+    test_sends: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +192,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         webhooks_silent,
         billing,
         follow_up,
+        test_sends: journal::test_sends(&db.conn, &campaign.id)?.total(),
     };
     if ctx.ui.json {
         json_line("status", &status)?;
@@ -221,6 +224,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
         writeln!(out, "  {:<10} {n}", state.label())?;
     }
     writeln!(out, "  {:<10} {}", "total", c.total())?;
+    if status.test_sends > 0 {
+        writeln!(
+            out,
+            "  {} test sends (`send --to`), not counted above",
+            status.test_sends
+        )?;
+    }
     if status.held_for_quality_assessment > 0 {
         writeln!(
             out,

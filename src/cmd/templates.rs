@@ -693,7 +693,7 @@ pub fn load_campaign(
 /// A campaign file read for its provider and account only (`templates sync`,
 /// `list`, `show`, `import`): one that leaves `template.body` out, waiting for the
 /// sync, stands in a body made of its variables, which nothing sends or checks.
-fn for_provider(path: &std::path::Path) -> anyhow::Result<Campaign> {
+pub(crate) fn for_provider(path: &std::path::Path) -> anyhow::Result<Campaign> {
     match Campaign::load(path) {
         Err(error @ crate::campaign::CampaignError::BodyNotSynced { .. }) => {
             let table: Option<toml::Table> = std::fs::read_to_string(path)

@@ -142,7 +142,7 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
         let event = NewEvent {
-            subject,
+            subject: subject.into(),
             purpose: options.purpose,
             action: options.action,
             occurred_at,

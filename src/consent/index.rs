@@ -8,6 +8,7 @@ use rusqlite::{Connection, params};
 use super::ledger::{HAS_EVIDENCE, Ledger};
 use super::{Fact, Purpose, Standing, StandingFold};
 use crate::exclusion::{ConsentGate, Exclusion};
+use crate::identity::{Bsuid, Identity};
 use crate::phone::E164;
 
 /// A standing, small enough to hold a million of.
@@ -21,12 +22,67 @@ enum Compact {
     },
 }
 
-/// Every number's standing for one purpose.
+/// Every identity's standing for one purpose, and which identities are one person.
 #[derive(Debug, Clone)]
 pub struct ConsentIndex {
     purpose: Purpose,
     standings: HashMap<u64, Compact>,
     methods: Vec<String>,
+    links: Links,
+}
+
+/// The `identities` table as the index needs it: every BSUID's key by the person it
+/// belongs to, so an opt-out under a BSUID blocks the number linked to it.
+#[derive(Debug, Clone, Default)]
+struct Links {
+    by_person: HashMap<i64, Vec<i64>>,
+    person_of: HashMap<i64, i64>,
+    /// The last change applied (`identities.changed`).
+    seen: i64,
+}
+
+impl Links {
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT bsuid, person_id, changed FROM identities WHERE changed > ?1 ORDER BY changed",
+        )?;
+        let mut rows = stmt.query(params![self.seen])?;
+        while let Some(row) = rows.next()? {
+            let key = crate::identity::bsuid_key(row.get_ref(0)?.as_str()?);
+            let person: i64 = row.get(1)?;
+            self.seen = self.seen.max(row.get(2)?);
+            if let Some(old) = self.person_of.insert(key, person)
+                && let Some(keys) = self.by_person.get_mut(&old)
+            {
+                keys.retain(|k| *k != key);
+            }
+            self.by_person.entry(person).or_default().push(key);
+        }
+        Ok(())
+    }
+
+    /// Every ledger key of the person a contact is.
+    fn keys(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> Vec<i64> {
+        let mut keys = Vec::with_capacity(4);
+        let person = |p: i64, keys: &mut Vec<i64>| {
+            keys.push(p);
+            if let Some(linked) = self.by_person.get(&p) {
+                keys.extend(linked);
+            }
+        };
+        if let Some(phone) = phone {
+            person(phone.consent_key() as i64, &mut keys);
+        }
+        if let Some(b) = bsuid {
+            let own = b.key();
+            keys.push(own);
+            let theirs = self.person_of.get(&own).copied().unwrap_or(own);
+            if !keys.contains(&theirs) {
+                person(theirs, &mut keys);
+            }
+        }
+        keys
+    }
 }
 
 impl ConsentIndex {
@@ -36,6 +92,7 @@ impl ConsentIndex {
             purpose,
             standings: HashMap::new(),
             methods: Vec::new(),
+            links: Links::default(),
         }
     }
 
@@ -75,6 +132,8 @@ impl ConsentIndex {
         if let Some((k, fold)) = current {
             index.insert(k, fold.finish());
         }
+        drop(rows);
+        index.links.apply(conn)?;
         Ok(index)
     }
 
@@ -103,13 +162,49 @@ impl ConsentIndex {
         self.standings.insert(key as u64, compact);
     }
 
-    /// Replaces one number's standing (after an event was recorded for it).
-    pub fn set(&mut self, phone: E164, standing: Standing) {
-        let key = phone.consent_key();
+    /// Replaces one identity's standing (after an event was recorded for it).
+    pub fn set(&mut self, identity: impl Into<Identity>, standing: Standing) {
+        let key = identity.into().key();
         if standing == Standing::NoOptIn {
-            self.standings.remove(&key);
+            self.standings.remove(&(key as u64));
         } else {
-            self.insert(key as i64, standing);
+            self.insert(key, standing);
+        }
+    }
+
+    /// Whether a contact (a number, a BSUID, or both) may receive messages of this
+    /// purpose: every identity linked to it counts, and an opt-out of any blocks.
+    pub fn check_contact(
+        &self,
+        phone: Option<E164>,
+        bsuid: Option<&Bsuid>,
+    ) -> Result<(), Exclusion> {
+        let mut opted_in = false;
+        let mut opted_out: Option<([u8; 10], u16)> = None;
+        for key in self.links.keys(phone, bsuid) {
+            match self.standings.get(&(key as u64)) {
+                Some(Compact::OptedIn) => opted_in = true,
+                Some(Compact::OptedOut { date, method })
+                    if opted_out.is_none_or(|(d, _)| *date > d) =>
+                {
+                    opted_out = Some((*date, *method));
+                }
+                _ => {}
+            }
+        }
+        match (opted_out, opted_in) {
+            (Some((date, method)), _) => Err(Exclusion::OptedOut {
+                date: String::from_utf8_lossy(&date).into_owned(),
+                method: self
+                    .methods
+                    .get(usize::from(method))
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".to_owned()),
+            }),
+            (None, true) => Ok(()),
+            (None, false) => Err(Exclusion::NoOptIn {
+                purpose: self.purpose.as_str().to_owned(),
+            }),
         }
     }
 
@@ -135,15 +230,18 @@ pub fn changes_since(
     seen_id: i64,
     index: &mut ConsentIndex,
 ) -> rusqlite::Result<i64> {
+    // Links learned since (a BSUID now linked to a number that opted out) count at
+    // once, like events.
+    index.links.apply(conn)?;
     let ledger = Ledger::new(conn);
     let subjects = ledger.subjects_since(seen_id)?;
     if subjects.is_empty() {
         return Ok(seen_id);
     }
     for subject in subjects {
-        if let Some(phone) = E164::from_digits(&subject) {
-            let standing = ledger.standing(phone, index.purpose())?;
-            index.set(phone, standing);
+        if let Some(identity) = Identity::from_stored(&subject) {
+            let standing = ledger.standing(identity.clone(), index.purpose())?;
+            index.set(identity, standing);
         }
     }
     ledger.head_id()
@@ -161,19 +259,23 @@ fn standings_sql() -> String {
 
 impl ConsentGate for ConsentIndex {
     fn check(&self, phone: E164) -> Result<(), Exclusion> {
-        match self.standings.get(&phone.consent_key()) {
-            Some(Compact::OptedIn) => Ok(()),
-            Some(Compact::OptedOut { date, method }) => Err(Exclusion::OptedOut {
-                date: String::from_utf8_lossy(date).into_owned(),
-                method: self
-                    .methods
-                    .get(usize::from(*method))
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".to_owned()),
-            }),
-            None => Err(Exclusion::NoOptIn {
-                purpose: self.purpose.as_str().to_owned(),
-            }),
+        self.check_contact(Some(phone), None)
+    }
+
+    fn check_bsuid(&self, phone: Option<E164>, bsuid: &Bsuid) -> Result<(), Exclusion> {
+        self.check_contact(phone, Some(bsuid))
+    }
+
+    fn person(&self, phone: Option<E164>, bsuid: Option<&Bsuid>) -> i64 {
+        match (phone, bsuid) {
+            (Some(p), _) => p.consent_key() as i64,
+            (None, Some(b)) => self
+                .links
+                .person_of
+                .get(&b.key())
+                .copied()
+                .unwrap_or(b.key()),
+            (None, None) => 0,
         }
     }
 }
@@ -187,7 +289,7 @@ mod tests {
 
     fn event(subject: &str, purpose: Purpose, action: Action) -> NewEvent {
         NewEvent {
-            subject: E164::from_digits(subject).unwrap(),
+            subject: E164::from_digits(subject).unwrap().into(),
             purpose,
             action,
             occurred_at: crate::clock::now_string(),
@@ -240,6 +342,44 @@ mod tests {
         // An opt-out of another purpose leaves this one's opt-in standing.
         assert_eq!(index.check(phone(b)), Ok(()));
         assert_eq!(changes_since(&reader.conn, seen, &mut index).unwrap(), seen);
+    }
+
+    #[test]
+    fn a_link_learned_while_a_campaign_runs_brings_a_bsuid_stop_to_the_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let reader = Db::open(&path).unwrap();
+        let writer = Db::open(&path).unwrap();
+        let ledger = Ledger::new(&writer.conn);
+        let phone = E164::from_digits("5215512345678").unwrap();
+        let bsuid = Bsuid::parse("MX.1349").unwrap();
+        ledger
+            .append(&event("5215512345678", Purpose::Marketing, Action::OptIn))
+            .unwrap();
+        ledger
+            .append(&NewEvent {
+                subject: (&bsuid).into(),
+                ..event("5215512345678", Purpose::Marketing, Action::OptOut)
+            })
+            .unwrap();
+        let mut index = ConsentIndex::load(&reader.conn, Purpose::Marketing).unwrap();
+        let seen = Ledger::new(&reader.conn).head_id().unwrap();
+        assert_eq!(index.check(phone), Ok(()), "nothing links them yet");
+        assert!(matches!(
+            index.check_contact(None, Some(&bsuid)),
+            Err(Exclusion::OptedOut { .. })
+        ));
+        crate::identity::link(&writer.conn, &bsuid, Some(phone), "2026-01-01T00:00:00Z").unwrap();
+        changes_since(&reader.conn, seen, &mut index).unwrap();
+        assert!(
+            matches!(index.check(phone), Err(Exclusion::OptedOut { .. })),
+            "the BSUID's stop now blocks the number"
+        );
+        assert_eq!(
+            index.person(None, Some(&bsuid)),
+            phone.consent_key() as i64,
+            "one person"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Event, Fact, NewEvent, Purpose, RecordedVia, Standing, StandingFold};
 use crate::clock;
-use crate::phone::E164;
+use crate::identity::Identity;
 
 /// Whether an event carries its own evidence (a source reference, evidence text or a
 /// notice), as SQL; [`standing_of`] applies the same test in Rust. The index
@@ -123,18 +123,41 @@ impl<'c> Ledger<'c> {
 
     /// The whole history of a number and its WhatsApp variants, in the order the
     /// person acted.
-    pub fn history(&self, subject: E164) -> rusqlite::Result<Vec<Event>> {
+    pub fn history(&self, subject: impl Into<Identity>) -> rusqlite::Result<Vec<Event>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
                     source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash,
                     format, salt, commitment
              FROM consent_events WHERE subject_key = ?1 ORDER BY occurred_at, id",
         )?;
-        let rows = stmt.query_map(params![subject.consent_key() as i64], event_from_row)?;
+        let rows = stmt.query_map(params![subject.into().key()], event_from_row)?;
         rows.collect()
     }
 
-    pub fn standing(&self, subject: E164, purpose: Purpose) -> rusqlite::Result<Standing> {
+    /// The events of several ledger keys (a person's linked identities), in the
+    /// order the person acted.
+    pub fn history_of_keys(&self, keys: &[i64]) -> rusqlite::Result<Vec<Event>> {
+        let mut all = Vec::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
+                    source, evidence, notice_hash, actor, dedupe_key, prev_hash, hash,
+                    format, salt, commitment
+             FROM consent_events WHERE subject_key = ?1 ORDER BY occurred_at, id",
+        )?;
+        for key in keys {
+            for event in stmt.query_map(params![key], event_from_row)? {
+                all.push(event?);
+            }
+        }
+        all.sort_by(|a, b| (&a.occurred_at, a.id).cmp(&(&b.occurred_at, b.id)));
+        Ok(all)
+    }
+
+    pub fn standing(
+        &self,
+        subject: impl Into<Identity>,
+        purpose: Purpose,
+    ) -> rusqlite::Result<Standing> {
         let history = self.history(subject)?;
         Ok(standing_of(&history, purpose))
     }
@@ -155,10 +178,10 @@ impl<'c> Ledger<'c> {
             .collect()
     }
 
-    /// Every event (of one number, or all), in id order, for export.
+    /// Every event (of one identity, or all), in id order, for export.
     pub fn for_each_event(
         &self,
-        subject: Option<E164>,
+        subject: Option<Identity>,
         mut each: impl FnMut(Event) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let sql =
@@ -167,7 +190,7 @@ impl<'c> Ledger<'c> {
                     format, salt, commitment
                    FROM consent_events WHERE (?1 IS NULL OR subject_key = ?1) ORDER BY id";
         let mut stmt = self.conn.prepare(sql)?;
-        let key = subject.map(|s| s.consent_key() as i64);
+        let key = subject.map(|s| s.key());
         let mut rows = stmt.query(params![key])?;
         while let Some(row) = rows.next()? {
             each(event_from_row(row)?)?;
@@ -178,7 +201,7 @@ impl<'c> Ledger<'c> {
     /// The notices events refer to (all, or those of one number's events).
     pub fn notices(
         &self,
-        subject: Option<E164>,
+        subject: Option<Identity>,
     ) -> rusqlite::Result<Vec<(String, String, String)>> {
         let mut stmt = self.conn.prepare(
             "SELECT hash, text, recorded_at FROM consent_notices n
@@ -186,7 +209,7 @@ impl<'c> Ledger<'c> {
                                          WHERE e.notice_hash = n.hash AND e.subject_key = ?1)
              ORDER BY recorded_at, hash",
         )?;
-        let key = subject.map(|s| s.consent_key() as i64);
+        let key = subject.map(|s| s.key());
         let rows = stmt.query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect()
     }
@@ -272,9 +295,7 @@ impl<'c> Ledger<'c> {
             } else if event.recorded_via == RecordedVia::Erasure.as_str() {
                 (subject_key != 0 || !event.subject.is_empty())
                     .then(|| "an erasure event names a subject".to_owned())
-            } else if E164::from_digits(&event.subject)
-                .is_none_or(|s| s.consent_key() as i64 != subject_key)
-            {
+            } else if Identity::from_stored(&event.subject).is_none_or(|s| s.key() != subject_key) {
                 Some("its subject_key does not match its subject".to_owned())
             } else {
                 None
@@ -461,7 +482,7 @@ pub fn append_in(tx: &Connection, event: &NewEvent) -> rusqlite::Result<Appended
         commitment: None,
     };
     seal(&mut stored)?;
-    insert(tx, &stored, event.subject.consent_key() as i64)?;
+    insert(tx, &stored, event.subject.key())?;
     Ok(Appended::Recorded(stored.id))
 }
 
@@ -715,7 +736,9 @@ mod tests {
         let ledger = Ledger::new(&db.conn);
         assert_eq!(ledger.head_id().unwrap(), 0);
         let event = NewEvent {
-            subject: E164::from_digits("5215512345678").unwrap(),
+            subject: crate::phone::E164::from_digits("5215512345678")
+                .unwrap()
+                .into(),
             purpose: Purpose::Marketing,
             action: Action::OptIn,
             occurred_at: clock::now_string(),

@@ -126,7 +126,9 @@ impl RecordedVia {
 /// An event to append.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub subject: crate::phone::E164,
+    /// A number, or a business-scoped user ID (its events are kept under its own
+    /// key; links to the person's other identities are in `identities`).
+    pub subject: crate::identity::Identity,
     pub purpose: Purpose,
     pub action: Action,
     /// RFC 3339 UTC (see [`clock`]).
@@ -335,6 +337,30 @@ impl StandingFold {
             (None, None) => Standing::NoOptIn,
         }
     }
+}
+
+/// The standing of a person from the standings of their linked identities: an
+/// opt-out of any of them blocks them all (it is lifted only by an evidenced opt-in
+/// for the identity that opted out); otherwise an opt-in of any of them counts.
+pub fn combine(standings: impl IntoIterator<Item = Standing>) -> Standing {
+    let mut opted_in = None;
+    let mut opted_out: Option<Standing> = None;
+    for s in standings {
+        match s {
+            Standing::OptedOut { ref since, .. } => {
+                let later = match &opted_out {
+                    Some(Standing::OptedOut { since: seen, .. }) => since > seen,
+                    _ => true,
+                };
+                if later {
+                    opted_out = Some(s);
+                }
+            }
+            Standing::OptedIn { .. } if opted_in.is_none() => opted_in = Some(s),
+            _ => {}
+        }
+    }
+    opted_out.or(opted_in).unwrap_or(Standing::NoOptIn)
 }
 
 /// Who is recording: `--actor`, else `WACAMPAIGN_ACTOR`, else the login name.

@@ -25,7 +25,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_erasure.sql"),
     include_str!("migrations/0008_templates.sql"),
     include_str!("migrations/0009_possible_opt_outs_and_pricing.sql"),
-    include_str!("migrations/0013_journal_contact.sql"),
+    include_str!("migrations/0010_audience_caps.sql"),
+    include_str!("migrations/0011_identities_and_messaging_limit.sql"),
+    include_str!("migrations/0012_journal_contact.sql"),
 ];
 
 /// What runs in Rust right after a migration's SQL, in its transaction: for 0007,

@@ -28,13 +28,17 @@ use crate::consent::{self, Action, ConsentIndex, NewEvent, Purpose, RecordedVia}
 use crate::gate::Gate;
 use crate::phone::E164;
 use crate::plan::{ConsentGate, Recipient};
+use crate::provider::To;
 
 pub use key::RowKey;
 pub use query::{
-    CampaignRecord, Counts, HaltRecord, JournalRow, campaign_record, counts, failures_by_code,
-    held_for_quality, rows,
+    CampaignRecord, Counts, HaltRecord, JournalRow, already_served, campaign_record, counts,
+    failures_by_code, held_for_quality, rows, test_sends,
 };
 pub use state::State;
+
+/// The plan run test sends are written under: no run of a plan has it.
+const TEST_PLAN_RUN: i64 = 0;
 
 /// Why a campaign cannot be sent (again) as it is.
 #[derive(Debug, Error)]
@@ -67,7 +71,8 @@ pub struct Job {
     /// The row's id: outcomes update it directly.
     pub row: i64,
     pub key: RowKey,
-    pub phone: E164,
+    /// The number, or the BSUID of a person known by that alone.
+    pub to: To,
     pub values: Vec<String>,
     pub attempts: u32,
     /// How many times a rule (Meta's per-user limit) deferred it before.
@@ -114,7 +119,7 @@ pub enum Disposition {
 pub struct Outcome {
     pub row: i64,
     pub key: RowKey,
-    pub phone: E164,
+    pub to: To,
     pub disposition: Disposition,
 }
 
@@ -130,6 +135,10 @@ pub struct Claimed {
     pub expired: u64,
     /// Rows with no address this provider can send to: failed.
     pub unreachable: u64,
+    /// Rows that reached quiet hours or a frequency cap since the plan: deferred.
+    pub held: u64,
+    /// Rows deferred because the portfolio's messaging limit is reached.
+    pub limited: u64,
     /// Nothing is ready now, but deferred rows become ready at this time.
     pub next_retry_at: Option<String>,
     /// The campaign was halted from outside this run (a webhook, an operator).
@@ -139,7 +148,12 @@ pub struct Claimed {
 impl Claimed {
     /// Rows the claim settled without sending.
     pub fn skipped(&self) -> u64 {
-        self.opted_out + self.window_closed + self.expired + self.unreachable
+        self.opted_out
+            + self.window_closed
+            + self.expired
+            + self.unreachable
+            + self.held
+            + self.limited
     }
 }
 
@@ -158,6 +172,10 @@ pub struct Journal {
     /// Whether a provider's opt-out answer goes into the consent ledger. The
     /// simulator's made-up opt-outs must never block real people.
     record_opt_outs: bool,
+    /// Quiet hours and frequency caps, checked again at every claim.
+    holds: Option<crate::hold::Rules>,
+    /// The portfolio's messaging limit, when this run holds to one.
+    messaging_limit: Option<crate::messaging_limit::Guard>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -177,6 +195,28 @@ impl Journal {
         campaign: &Campaign,
         gate: Gate,
         resume_halted: bool,
+    ) -> Result<(Journal, u64), JournalError> {
+        Self::begin_run(conn, campaign, gate, resume_halted, false)
+    }
+
+    /// A journal for test sends (`send --to`): the campaign is registered and
+    /// checked as for a run, but its plan is left alone. Test rows are written under
+    /// plan run 0, which no run of the campaign's plan claims, with occurrences
+    /// starting with `test:`, which its totals never count.
+    pub fn begin_test(
+        conn: Connection,
+        campaign: &Campaign,
+        gate: Gate,
+    ) -> Result<(Journal, u64), JournalError> {
+        Self::begin_run(conn, campaign, gate, false, true)
+    }
+
+    fn begin_run(
+        conn: Connection,
+        campaign: &Campaign,
+        gate: Gate,
+        resume_halted: bool,
+        test: bool,
     ) -> Result<(Journal, u64), JournalError> {
         let now = clock::now_string();
         let fingerprint = campaign.content_fingerprint();
@@ -235,13 +275,17 @@ impl Journal {
                         reason: halt_reason.unwrap_or_default(),
                     });
                 }
-                tx.execute(
-                    "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
-                    params![campaign.id],
-                )?;
+                // A test send leaves the plan's run alone: the next run resumes it.
+                if !test {
+                    tx.execute(
+                        "UPDATE campaigns SET plan_run = plan_run + 1 WHERE id = ?1",
+                        params![campaign.id],
+                    )?;
+                }
                 plan_run + 1
             }
         };
+        let plan_run = if test { TEST_PLAN_RUN } else { plan_run };
         let recovered = tx.execute(
             "UPDATE journal SET state = 'in_doubt', updated_at = ?2,
                  error_detail = 'the process stopped while this message was in flight'
@@ -264,6 +308,14 @@ impl Journal {
                 ),
                 consent: gate.consent,
                 consent_seen,
+                // A test send goes now to the operator's own numbers: the contacts'
+                // quiet hours and caps are not theirs to keep.
+                holds: if test {
+                    None
+                } else {
+                    crate::hold::Rules::of(campaign)
+                },
+                messaging_limit: None,
             },
             recovered,
         ))
@@ -271,6 +323,16 @@ impl Journal {
 
     pub fn campaign_id(&self) -> &str {
         &self.campaign_id
+    }
+
+    /// Holds the run's claims to the portfolio's messaging limit.
+    pub fn hold_to_messaging_limit(&mut self, guard: crate::messaging_limit::Guard) {
+        self.messaging_limit = Some(guard);
+    }
+
+    /// The connection, for reads that must see what the journal committed.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Writes a batch of the plan. Rows already journaled keep their state; rows not
@@ -281,38 +343,81 @@ impl Journal {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
-                     params, state, updated_at, contact)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10
+                     params, state, updated_at, bsuid, send_by, contact)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?12, ?13
                  -- Someone erased after the plan's consent was loaded has no event under
-                 -- their key any more: they are not planned (the erasure and this
+                 -- their keys any more: they are not planned (the erasure and this
                  -- insert each hold the write lock, so one sees the other).
-                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key = ?2)
+                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key IN (?2, ?11))
                  ON CONFLICT (campaign_id, person_id, occurrence) DO UPDATE SET
                      plan_run = excluded.plan_run,
                      line = excluded.line,
                      seq = excluded.seq,
                      phone = CASE WHEN state IN ('planned', 'deferred') THEN excluded.phone ELSE phone END,
+                     bsuid = CASE WHEN state IN ('planned', 'deferred') THEN excluded.bsuid ELSE bsuid END,
                      params = CASE WHEN state IN ('planned', 'deferred') THEN excluded.params ELSE params END,
+                     send_by = CASE WHEN state IN ('planned', 'deferred') THEN excluded.send_by ELSE send_by END,
                      contact = CASE WHEN state IN ('planned', 'deferred') THEN excluded.contact ELSE contact END",
             )?;
             for (seq, recipient) in batch {
                 let params_json = serde_json::to_string(&recipient.values)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                // A row with both identities teaches the link, as a webhook would.
+                if let (Some(phone), Some(bsuid)) = (recipient.phone, &recipient.bsuid) {
+                    crate::identity::link(&tx, bsuid, Some(phone), &now)?;
+                }
+                let person = self
+                    .consent
+                    .person(recipient.phone, recipient.bsuid.as_ref());
                 insert.execute(params![
                     self.campaign_id,
-                    key::person_of(recipient.phone),
-                    "",
-                    recipient.phone.to_string(),
+                    person,
+                    recipient.occurrence,
+                    recipient.phone.map(|p| p.to_string()),
                     recipient.line as i64,
                     *seq as i64,
                     self.plan_run,
                     params_json,
                     now,
+                    recipient.bsuid.as_ref().map(|b| b.to_string()),
+                    recipient
+                        .bsuid
+                        .as_ref()
+                        .map_or(person, crate::identity::Bsuid::key),
+                    recipient.send_by,
                     recipient.contact
                 ])?;
+                crate::hold::mark_planned(
+                    &tx,
+                    &self.campaign_id,
+                    person,
+                    &recipient.occurrence,
+                    recipient.time_zone.as_deref(),
+                    recipient.hold.as_ref(),
+                    &now,
+                )?;
             }
         }
         tx.commit()
+    }
+
+    /// Expires every row of the campaign still waiting (planned or deferred, by this
+    /// plan or an earlier one) whose send-by time has passed: such an occurrence is
+    /// never sent, whatever deferred it, even when today's file no longer lists it.
+    pub fn expire_past_send_by(&mut self) -> rusqlite::Result<u64> {
+        let now = clock::now_string();
+        Ok(self.conn.execute(
+            "UPDATE journal SET state = 'expired', outcome_at = ?2, updated_at = ?2,
+                 error_detail = 'its send-by time ' || send_by || ' passed before it could be sent'
+             WHERE campaign_id = ?1 AND state IN ('planned', 'deferred')
+               AND send_by IS NOT NULL AND send_by <= ?2",
+            params![self.campaign_id, now],
+        )? as u64)
+    }
+
+    /// Occurrences of this plan that earlier runs already served.
+    pub fn already_served(&self) -> rusqlite::Result<u64> {
+        already_served(&self.conn, &self.campaign_id, self.plan_run)
     }
 
     /// Keeps the finished plan's figures with the campaign, for the report's funnel.
@@ -405,7 +510,7 @@ impl Journal {
                               WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
                                 AND retry_at <= ?3
                               ORDER BY retry_at LIMIT ?4 + 0)
-                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals",
+                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid",
             )?;
             let rows = due.query_map(
                 params![self.campaign_id, self.plan_run, now, limit as i64, now],
@@ -422,7 +527,7 @@ impl Journal {
                      WHERE id IN (SELECT id FROM journal INDEXED BY journal_by_state
                                   WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
                                   ORDER BY seq LIMIT ?3 + 0)
-                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals",
+                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid",
                 )?;
                 let rows = planned.query_map(
                     params![self.campaign_id, self.plan_run, room as i64, now],
@@ -439,6 +544,11 @@ impl Journal {
                      attempts = attempts - 1, intent_at = NULL
                  WHERE id = ?1",
             )?;
+            let mut limited = tx.prepare_cached(
+                "UPDATE journal SET state = 'deferred', error_code = NULL, error_detail = ?2,
+                     retry_at = ?3, updated_at = ?4, attempts = attempts - 1, intent_at = NULL
+                 WHERE id = ?1",
+            )?;
             let now_instant = clock::now();
             for c in candidates {
                 let skip = if c.send_by.as_deref().is_some_and(|by| by <= now.as_str()) {
@@ -450,17 +560,20 @@ impl Journal {
                             c.send_by.as_deref().unwrap_or_default()
                         ),
                     ))
-                } else if let Some(phone) = c.phone
-                    && let Err(reason) = self.consent.check(phone)
+                } else if (c.phone.is_some() || c.bsuid.is_some())
+                    && let Err(reason) = self.consent.check_contact(c.phone, c.bsuid.as_ref())
                 {
                     claimed.opted_out += 1;
                     Some((
                         State::OptedOut,
                         format!("{reason} (recorded after the plan was made)"),
                     ))
-                } else if let Some(phone) = c.phone
-                    && self.session
-                    && !crate::service_window::window_open(&tx, phone, now_instant)?
+                } else if self.session
+                    && !match c.phone {
+                        Some(phone) => crate::service_window::window_open(&tx, phone, now_instant)?,
+                        // Windows are recorded by number.
+                        None => false,
+                    }
                 {
                     claimed.window_closed += 1;
                     Some((
@@ -468,11 +581,11 @@ impl Journal {
                         "no open customer-service window: it closed before this message's turn"
                             .to_owned(),
                     ))
-                } else if c.phone.is_none() {
+                } else if c.phone.is_none() && c.bsuid.is_none() {
                     claimed.unreachable += 1;
                     Some((
                         State::Failed,
-                        "no phone number to send to (only a business-scoped user ID)".to_owned(),
+                        "no number and no business-scoped user ID to send to".to_owned(),
                     ))
                 } else {
                     None
@@ -481,17 +594,44 @@ impl Journal {
                     settled.execute(params![c.row, state, detail, now])?;
                     continue;
                 }
-                let Some(phone) = c.phone else { continue };
+                let to = match (c.phone, c.bsuid) {
+                    (Some(phone), _) => To::Phone(phone),
+                    (None, Some(bsuid)) => To::Bsuid {
+                        bsuid: bsuid.to_string(),
+                        person: c.key.person,
+                    },
+                    (None, None) => continue,
+                };
+                if let Some(rules) = &self.holds
+                    && let Some(hold) =
+                        rules.at_claim(&tx, c.row, c.key.person, c.phone, now_instant)?
+                {
+                    crate::hold::defer(&tx, c.row, &hold, &now)?;
+                    claimed.held += 1;
+                    continue;
+                }
+                // Last, once the row is sure to be sent: the reservation is made here.
+                if let Some(guard) = self.messaging_limit.as_mut()
+                    && let crate::messaging_limit::Verdict::Full { detail, retry_at } =
+                        guard.admit(&tx, c.key.person, to.phone(), now_instant)?
+                {
+                    claimed.limited += 1;
+                    limited.execute(params![c.row, detail, retry_at, now])?;
+                    continue;
+                }
                 claimed.jobs.push(Job {
                     row: c.row,
                     key: c.key,
-                    phone,
+                    to,
                     values: c.values,
                     // The statement counted this attempt already.
                     attempts: c.attempts,
                     deferrals: c.deferrals,
                 });
             }
+        }
+        if let Some(guard) = self.messaging_limit.as_mut() {
+            guard.end_claim();
         }
         if claimed.jobs.is_empty() {
             claimed.next_retry_at = tx
@@ -533,6 +673,7 @@ struct Candidate {
     deferrals: u32,
     key: RowKey,
     phone: Option<E164>,
+    bsuid: Option<crate::identity::Bsuid>,
     values: Vec<String>,
     attempts: u32,
     send_by: Option<String>,
@@ -555,6 +696,9 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
             occurrence: row.get(1)?,
         },
         phone: phone.as_deref().and_then(E164::from_digits),
+        bsuid: row
+            .get::<_, Option<String>>(8)?
+            .and_then(|b| crate::identity::Bsuid::parse(&b).ok()),
         values,
         attempts: row.get(4)?,
         send_by: row.get(5)?,
@@ -605,7 +749,7 @@ fn record_in(
     for Outcome {
         row,
         key,
-        phone,
+        to,
         disposition,
     } in outcomes
     {
@@ -656,25 +800,29 @@ fn record_in(
         } = disposition
             && record_opt_outs
         {
+            // A number by its digits, as before BSUIDs; a BSUID as it is.
+            let address = match to {
+                To::Phone(phone) => phone.digits().to_string(),
+                To::Bsuid { bsuid, .. } => bsuid.clone(),
+            };
             let event = NewEvent {
-                subject: *phone,
+                subject: to.identity(),
                 purpose: *purpose,
                 action: Action::OptOut,
                 occurred_at: now.to_owned(),
                 method: format!("provider_error_{}", code.unwrap_or_default()),
                 recorded_via: RecordedVia::Campaign,
-                source: format!("campaign {campaign_id}: send to {phone} refused: {detail}"),
+                source: format!("campaign {campaign_id}: send to {to} refused: {detail}"),
                 evidence: None,
                 notice: None,
                 actor: format!("wacampaign send {campaign_id}"),
                 // The same key as before occurrences, for one message per person.
                 dedupe_key: Some(if key.occurrence.is_empty() {
-                    format!("campaign:{campaign_id}:{}:opt_out", phone.digits())
+                    format!("campaign:{campaign_id}:{}:opt_out", address)
                 } else {
                     format!(
                         "campaign:{campaign_id}:{}:{}:opt_out",
-                        phone.digits(),
-                        key.occurrence
+                        address, key.occurrence
                     )
                 }),
             };
@@ -810,6 +958,8 @@ mod tests {
             consent_seen: i64::MAX,
             session: false,
             record_opt_outs: false,
+            holds: None,
+            messaging_limit: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.expired, 1);
@@ -824,6 +974,38 @@ mod tests {
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.halted.as_deref(), Some("template paused"));
         assert!(claimed.jobs.is_empty());
+    }
+
+    #[test]
+    fn a_run_expires_every_waiting_row_past_its_send_by_whatever_its_plan() {
+        let (_dir, db) = journal_with(&[
+            ("525512345670", "deferred", Some("2000-01-01T00:00:00Z")),
+            ("525512345671", "planned", Some("2000-01-01T00:00:00Z")),
+            ("525512345672", "accepted", Some("2000-01-01T00:00:00Z")),
+            ("525512345673", "deferred", Some("2999-01-01T00:00:00Z")),
+            ("525512345674", "planned", None),
+        ]);
+        let path = db.path().to_owned();
+        let mut journal = Journal {
+            conn: db.conn,
+            campaign_id: "c".into(),
+            // A later plan: the rows above belong to an earlier one.
+            plan_run: 2,
+            consent: ConsentIndex::empty(Purpose::Utility),
+            consent_seen: i64::MAX,
+            session: false,
+            record_opt_outs: false,
+            holds: None,
+            messaging_limit: None,
+        };
+        assert_eq!(journal.expire_past_send_by().unwrap(), 2);
+        let other = Db::open(&path).unwrap();
+        assert_eq!(state_of(&other, "525512345670"), State::Expired);
+        assert_eq!(state_of(&other, "525512345671"), State::Expired);
+        assert_eq!(state_of(&other, "525512345672"), State::Accepted);
+        assert_eq!(state_of(&other, "525512345673"), State::Deferred);
+        assert_eq!(state_of(&other, "525512345674"), State::Planned);
+        assert_eq!(journal.expire_past_send_by().unwrap(), 0, "once");
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub fn counts(
     let mut stmt = conn.prepare_cached(
         "SELECT state, count(*) FROM journal WHERE campaign_id = ?1
            AND (?2 IS NULL OR plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
+           AND occurrence NOT GLOB 'test:*'
          GROUP BY state",
     )?;
     let mut counts = Counts::default();
@@ -117,6 +118,40 @@ pub fn counts(
         *counts.slot(state) += n;
     }
     Ok(counts)
+}
+
+/// Test sends (`send --to`) of a campaign by state: kept apart from its totals,
+/// which never count them (their occurrences start with `test:`).
+pub fn test_sends(conn: &Connection, campaign_id: &str) -> rusqlite::Result<Counts> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, count(*) FROM journal WHERE campaign_id = ?1
+           AND occurrence GLOB 'test:*' GROUP BY state",
+    )?;
+    let mut counts = Counts::default();
+    let rows = stmt.query_map(params![campaign_id], |r| {
+        Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        *counts.slot(state) = n;
+    }
+    Ok(counts)
+}
+
+/// Occurrences of the current plan that earlier runs already served (sent or
+/// settled): a daily run on a file that still lists them counts them here.
+pub fn already_served(
+    conn: &Connection,
+    campaign_id: &str,
+    plan_run: i64,
+) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM journal WHERE campaign_id = ?1 AND plan_run = ?2
+           AND state IN ('accepted', 'failed', 'opted_out', 'expired')",
+    )?
+    .query_row(params![campaign_id, plan_run], |r| {
+        r.get::<_, i64>(0).map(|n| n as u64)
+    })
 }
 
 /// A figure `prune` folded away for a campaign (0 when none).
@@ -174,6 +209,7 @@ pub fn failures_by_code(
          WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
            AND state IN ('failed', 'opted_out', 'deferred', 'expired')
            AND (error_code IS NOT NULL OR state = 'failed')
+           AND occurrence NOT GLOB 'test:*'
          GROUP BY 1 ORDER BY 2 DESC",
     )?;
     let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
@@ -205,7 +241,7 @@ pub fn rows(
         "SELECT coalesce(phone, bsuid), occurrence, line, state, attempts, message_id, error_code,
                 error_detail, intent_at, outcome_at, updated_at
          FROM journal WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
-           AND (?3 IS NULL OR state = ?3)
+           AND (?3 IS NULL OR state = ?3) AND occurrence NOT GLOB 'test:*'
          ORDER BY seq",
     )?;
     let mut rows = stmt.query(params![campaign_id, plan_run, state])?;
@@ -238,7 +274,8 @@ pub fn accepted_by_best_status(
                 coalesce(sum(best = 3), 0), coalesce(sum(best = 4), 0)
          FROM (SELECT (SELECT max(s.rank) FROM message_statuses s
                        WHERE s.message_id = j.message_id) AS best
-               FROM journal j WHERE j.campaign_id = ?1 AND j.state = 'accepted')",
+               FROM journal j WHERE j.campaign_id = ?1 AND j.state = 'accepted'
+                 AND j.occurrence NOT GLOB 'test:*')",
     )?
     .query_row(params![campaign_id], |r| {
         let n = |i| r.get::<_, i64>(i).map(|v| v as u64);

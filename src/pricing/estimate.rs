@@ -102,6 +102,15 @@ impl<'a> Estimator<'a> {
         }
     }
 
+    /// One message to a contact: by its number's market, or with an unknown market
+    /// for one known by a BSUID alone.
+    pub fn add_contact(&mut self, phone: Option<E164>) {
+        match phone {
+            Some(phone) => self.add(phone),
+            None => self.add_unknown(1),
+        }
+    }
+
     /// One message to `phone`.
     pub fn add(&mut self, phone: E164) {
         self.add_n(phone, 1);

@@ -101,6 +101,13 @@ const TABLE: &[(Family, i64, i64, Kind, &str)] = &[
     ),
     (
         Family::Meta,
+        131062,
+        131062,
+        Kind::Fail,
+        "business-scoped user ID not allowed for this template: Meta sends no one-tap, zero-tap or copy-code authentication template to a BSUID; send it to the number",
+    ),
+    (
+        Family::Meta,
         130472,
         130472,
         Kind::SkipRecipient,
@@ -656,6 +663,8 @@ mod tests {
             })
         );
         assert_eq!(code_class(Family::Meta, 131026), Some(Class::FailRecipient));
+        // A template Meta sends to no BSUID fails that recipient, not the campaign.
+        assert_eq!(code_class(Family::Meta, 131062), Some(Class::FailRecipient));
         assert_eq!(code_class(Family::Meta, 63014), None);
         assert_eq!(code_class(Family::Twilio, 999_999), None);
     }

@@ -6,10 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Message, Provider, Response, SendFuture, http};
+use super::{Message, Provider, Response, SendFuture, To, http};
 use crate::campaign::components::{Part, PartSpec};
 use crate::campaign::{Campaign, MessageKind, ProviderConfig};
-use crate::phone::E164;
 use crate::secret::Secret;
 use crate::template::PlaceholderKey;
 
@@ -17,7 +16,8 @@ use crate::template::PlaceholderKey;
 pub struct TemplateMessage<'a> {
     messaging_product: &'static str,
     recipient_type: &'static str,
-    to: String,
+    #[serde(flatten)]
+    to: Address,
     #[serde(rename = "type")]
     kind: &'static str,
     template: TemplateObject<'a>,
@@ -65,7 +65,8 @@ struct TextParameter<'a> {
 pub struct TextMessage {
     messaging_product: &'static str,
     recipient_type: &'static str,
-    to: String,
+    #[serde(flatten)]
+    to: Address,
     #[serde(rename = "type")]
     kind: &'static str,
     text: TextBody,
@@ -77,6 +78,32 @@ struct TextBody {
     preview_url: bool,
 }
 
+/// Who a message is for: `to` with a number, or `recipient` with a business-scoped
+/// user ID. Meta's v23.0 description requires `to` and predates `recipient`; Meta's
+/// BSUID guide adds `recipient` for people known by a BSUID alone.
+#[derive(Serialize)]
+struct Address {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient: Option<String>,
+}
+
+impl Address {
+    fn of(to: &To) -> Address {
+        match to {
+            To::Phone(p) => Address {
+                to: Some(p.to_string()),
+                recipient: None,
+            },
+            To::Bsuid { bsuid, .. } => Address {
+                to: None,
+                recipient: Some(bsuid.clone()),
+            },
+        }
+    }
+}
+
 /// The request body for one recipient, as the campaign's kind requires.
 #[derive(Serialize)]
 #[serde(untagged)]
@@ -85,13 +112,13 @@ pub enum Body<'a> {
     Text(TextMessage),
 }
 
-pub fn message_body<'a>(campaign: &'a Campaign, phone: E164, values: &'a [String]) -> Body<'a> {
+pub fn message_body<'a>(campaign: &'a Campaign, to: &To, values: &'a [String]) -> Body<'a> {
     match campaign.kind {
-        MessageKind::Template => Body::Template(template_message(campaign, phone, values)),
+        MessageKind::Template => Body::Template(template_message(campaign, to, values)),
         MessageKind::Session => Body::Text(TextMessage {
             messaging_product: "whatsapp",
             recipient_type: "individual",
-            to: phone.to_string(),
+            to: Address::of(to),
             kind: "text",
             text: TextBody {
                 body: campaign.template.body.render(values),
@@ -103,14 +130,20 @@ pub fn message_body<'a>(campaign: &'a Campaign, phone: E164, values: &'a [String
 
 /// What `biz_opaque_callback_data` carries: the campaign and the recipient's journal
 /// row (see `journal::key`).
-pub fn callback_data(campaign_id: &str, phone: E164) -> String {
-    crate::journal::key::callback_data(campaign_id, &crate::journal::RowKey::for_phone(phone, ""))
+pub fn callback_data(campaign_id: &str, to: &To) -> String {
+    crate::journal::key::callback_data(
+        campaign_id,
+        &crate::journal::RowKey {
+            person: to.person(),
+            occurrence: String::new(),
+        },
+    )
 }
 
 /// The request body for one recipient, exactly as it is sent.
 pub fn template_message<'a>(
     campaign: &'a Campaign,
-    phone: E164,
+    to: &To,
     values: &'a [String],
 ) -> TemplateMessage<'a> {
     let template = &campaign.template;
@@ -156,7 +189,7 @@ pub fn template_message<'a>(
     TemplateMessage {
         messaging_product: "whatsapp",
         recipient_type: "individual",
-        to: phone.to_string(),
+        to: Address::of(to),
         kind: "template",
         template: TemplateObject {
             name: &template.name,
@@ -166,7 +199,7 @@ pub fn template_message<'a>(
             },
             components,
         },
-        biz_opaque_callback_data: callback_data(&campaign.id, phone),
+        biz_opaque_callback_data: callback_data(&campaign.id, to),
     }
 }
 
@@ -351,7 +384,19 @@ impl CloudApi {
     }
 
     async fn post(&self, message: &Message) -> Response {
-        let body = message_body(&self.campaign, message.phone, &message.values);
+        let mut body = message_body(&self.campaign, &message.to, &message.values);
+        if let Body::Template(template) = &mut body
+            && !message.occurrence.is_empty()
+        {
+            // The row's whole key, so a status finds the occurrence it is about.
+            template.biz_opaque_callback_data = crate::journal::key::callback_data(
+                &self.campaign.id,
+                &crate::journal::RowKey {
+                    person: message.to.person(),
+                    occurrence: message.occurrence.clone(),
+                },
+            );
+        }
         let request = self
             .client
             .post(&self.url)

@@ -23,9 +23,66 @@ pub use classify::{Class, classify};
 /// One message to send: the recipient and its rendered values.
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub phone: E164,
+    pub to: To,
     /// One value per placeholder, in send order.
     pub values: Vec<String>,
+    /// The journal row's occurrence (empty for one message per person): carried
+    /// with the message so its statuses find the row.
+    pub occurrence: String,
+}
+
+/// Where a message goes: a number, or the business-scoped user ID of a person
+/// known by that alone (with the journal's person key, for the callback data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum To {
+    Phone(E164),
+    Bsuid { bsuid: String, person: i64 },
+}
+
+impl To {
+    pub fn phone(&self) -> Option<E164> {
+        match self {
+            To::Phone(p) => Some(*p),
+            To::Bsuid { .. } => None,
+        }
+    }
+
+    /// The journal's person for this address, for one message per person.
+    pub fn person(&self) -> i64 {
+        match self {
+            To::Phone(p) => crate::journal::key::person_of(*p),
+            To::Bsuid { person, .. } => *person,
+        }
+    }
+
+    /// Who the ledger records an opt-out for.
+    pub fn identity(&self) -> crate::identity::Identity {
+        match self {
+            To::Phone(p) => crate::identity::Identity::Phone(*p),
+            To::Bsuid { bsuid, .. } => crate::identity::Identity::Bsuid(bsuid.clone()),
+        }
+    }
+
+    /// A recipient of a plan.
+    pub fn of(recipient: &crate::plan::Recipient, person: i64) -> Option<To> {
+        match (&recipient.phone, &recipient.bsuid) {
+            (Some(p), _) => Some(To::Phone(*p)),
+            (None, Some(b)) => Some(To::Bsuid {
+                bsuid: b.to_string(),
+                person,
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for To {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            To::Phone(p) => p.fmt(f),
+            To::Bsuid { bsuid, .. } => f.write_str(bsuid),
+        }
+    }
 }
 
 /// What a provider said about one message, before classification.
@@ -90,17 +147,18 @@ pub fn build(campaign: &Campaign) -> anyhow::Result<Arc<dyn Provider>> {
 
 /// The request body a campaign's provider sends for one recipient: the Cloud API's
 /// JSON (the simulator stands in for it), or Twilio's form fields as a JSON object.
-pub fn request_body(campaign: &Campaign, phone: E164, values: &[String]) -> serde_json::Value {
-    match &campaign.provider {
-        ProviderConfig::Twilio(config) => serde_json::Value::Object(
-            twilio::form_fields(campaign, config, phone, values)
+pub fn request_body(campaign: &Campaign, to: &To, values: &[String]) -> serde_json::Value {
+    match (&campaign.provider, to) {
+        (ProviderConfig::Twilio(config), To::Phone(phone)) => serde_json::Value::Object(
+            twilio::form_fields(campaign, config, *phone, values)
                 .into_iter()
                 .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value)))
                 .collect(),
         ),
-        ProviderConfig::CloudApi { .. } | ProviderConfig::Simulator(_) => {
-            serde_json::to_value(cloud_api::message_body(campaign, phone, values))
-                .unwrap_or_default()
+        // The plan never gives Twilio a BSUID-only contact.
+        (ProviderConfig::Twilio(_), To::Bsuid { .. }) => serde_json::Value::Null,
+        (ProviderConfig::CloudApi { .. } | ProviderConfig::Simulator(_), _) => {
+            serde_json::to_value(cloud_api::message_body(campaign, to, values)).unwrap_or_default()
         }
     }
 }

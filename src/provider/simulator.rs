@@ -29,7 +29,7 @@ impl Simulator {
     async fn answer(&self, message: &Message) -> Response {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let mut rng = fastrand::Rng::with_seed(
-            self.config.seed ^ message.phone.digits().wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            self.config.seed ^ (message.to.person() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let latency = self.config.latency_ms as f64 * (0.5 + rng.f64());
         tokio::time::sleep(Duration::from_micros((latency * 1000.0) as u64)).await;
@@ -58,7 +58,7 @@ impl Simulator {
         }
         Response::Accepted {
             message_id: Some(format!("wamid.SIM{:016X}{:08X}", rng.u64(..), n)),
-            wa_id: Some(message.phone.digits().to_string()),
+            wa_id: message.to.phone().map(|p| p.digits().to_string()),
             status: Some("accepted".to_owned()),
         }
     }

@@ -159,7 +159,17 @@ impl Twilio {
     }
 
     async fn post(&self, message: &Message) -> Response {
-        let fields = form_fields(&self.campaign, &self.config, message.phone, &message.values);
+        // The plan leaves BSUID-only contacts out of a Twilio campaign.
+        let Some(phone) = message.to.phone() else {
+            return Response::Rejected {
+                family: super::Family::Twilio,
+                http_status: 400,
+                code: None,
+                detail: "Twilio sends to phone numbers only; this person is known by a business-scoped user ID alone".into(),
+                retry_after: None,
+            };
+        };
+        let fields = form_fields(&self.campaign, &self.config, phone, &message.values);
         let request = self
             .client
             .post(&self.url)

@@ -444,7 +444,9 @@ impl<'a> Pass<'a> {
                      FROM message_statuses s WHERE s.message_id = j.message_id),
                     j.message_id
              FROM journal j
-             WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))",
+             WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
+               -- Test sends (`send --to`) went to the marketer, not to the audience.
+               AND j.occurrence NOT GLOB 'test:*'",
         )?;
         // The rare details the index does not hold: a failure's code, and the time
         // of a status whose provider sent no timestamp.
@@ -704,6 +706,7 @@ pub fn compare(
         let opted_out_since: u64 = conn.query_row(
             "SELECT count(DISTINCT j.person_id) FROM journal j
              WHERE j.campaign_id = ?1 AND j.state = 'accepted'
+               AND j.occurrence NOT GLOB 'test:*'
                AND EXISTS (SELECT 1 FROM consent_events e WHERE e.subject_key = j.person_id
                            AND e.action = 'opt_out' AND e.occurred_at >= ?2)",
             params![id, first_sent],

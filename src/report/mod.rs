@@ -117,6 +117,27 @@ impl CheckReport {
         for (kind, count) in &s.excluded_by_reason {
             out.push_str(&format!("  {:<18} {count}\n", kind.label()));
         }
+        if let Some(outside) = s.outside_audience {
+            out.push_str(&format!(
+                "{} {outside} (not in the audience; not excluded)\n",
+                ui.bold("outside the audience")
+            ));
+        }
+        if s.quiet_hours + s.frequency_capped > 0 {
+            out.push_str(&format!(
+                "{} {} of the eligible, until they may be messaged\n",
+                ui.bold("deferred"),
+                s.quiet_hours + s.frequency_capped
+            ));
+            for (label, count) in [
+                ("quiet hours", s.quiet_hours),
+                ("frequency cap", s.frequency_capped),
+            ] {
+                if count > 0 {
+                    out.push_str(&format!("  {label:<18} {count}\n"));
+                }
+            }
+        }
         if !s.by_language.is_empty() {
             let languages: Vec<String> = s
                 .by_language

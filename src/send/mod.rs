@@ -319,14 +319,14 @@ async fn dispatch(
             let control = Arc::clone(control);
             let progress = progress.clone();
             tasks.spawn(async move {
-                let (row, phone, key) = (job.row, job.phone, job.key.clone());
+                let (row, to, key) = (job.row, job.to.clone(), job.key.clone());
                 let disposition =
                     send_one(job, provider.as_ref(), &pacer, &control, &progress).await;
                 if let Ok(mut outcomes) = control.outcomes.lock() {
                     outcomes.push(Outcome {
                         row,
                         key,
-                        phone,
+                        to,
                         disposition,
                     });
                 }
@@ -371,8 +371,9 @@ async fn send_one(
     }
     let (attempts, deferrals) = (job.attempts, job.deferrals);
     let message = Message {
-        phone: job.phone,
+        to: job.to,
         values: job.values,
+        occurrence: job.key.occurrence.clone(),
     };
     progress.tally.requests.fetch_add(1, Ordering::Relaxed);
     pacer.sending();

@@ -1,5 +1,6 @@
 //! What a running campaign shows: a live bar on a terminal, a line every few seconds
-//! otherwise (cron logs), nothing under `--quiet` or `--json`.
+//! otherwise (cron logs), a JSON object on stderr every few seconds under `--json`
+//! (so a cron log tells a slow run from a hung one), nothing under `--quiet`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,7 +87,25 @@ impl Tally {
 pub enum Display {
     Bar,
     Log,
+    /// `{"type":"progress","data":{...}}` lines on stderr.
+    Json,
     Hidden,
+}
+
+/// The periodic progress object of `--json` runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProgressLine {
+    pub sent: u64,
+    pub failed: u64,
+    pub in_doubt: u64,
+    pub opted_out: u64,
+    pub expired: u64,
+    /// Recipients of this run not yet settled.
+    pub remaining: u64,
+    /// Messages settled per second since the run started.
+    pub rate: f64,
+    /// Seconds since the run started.
+    pub elapsed: f64,
 }
 
 /// The progress of one run.
@@ -152,6 +171,9 @@ impl Progress {
 
     /// The periodic line for logs.
     pub fn log_line(&self) -> String {
+        if self.display == Display::Json {
+            return self.json_line();
+        }
         let done = self.bar.position();
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let speed = done as f64 / elapsed;
@@ -172,8 +194,25 @@ impl Progress {
         )
     }
 
+    fn json_line(&self) -> String {
+        let done = self.bar.position();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let t = self.tally.snapshot();
+        let line = ProgressLine {
+            sent: t.accepted,
+            failed: t.failed,
+            in_doubt: t.in_doubt,
+            opted_out: t.opted_out,
+            expired: t.expired,
+            remaining: self.total.saturating_sub(done),
+            rate: (done as f64 / elapsed.max(0.001) * 10.0).round() / 10.0,
+            elapsed: (elapsed * 10.0).round() / 10.0,
+        };
+        serde_json::json!({ "type": "progress", "data": line }).to_string()
+    }
+
     pub fn logs(&self) -> bool {
-        self.display == Display::Log
+        matches!(self.display, Display::Log | Display::Json)
     }
 
     pub fn log_interval() -> Duration {
@@ -182,5 +221,30 @@ impl Progress {
 
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_progress_line_says_how_far_the_run_is() {
+        let progress = Progress::new(Display::Json, 10, 0);
+        progress.tally.accepted.fetch_add(3, Ordering::Relaxed);
+        progress.tally.failed.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..4 {
+            progress.advance();
+        }
+        let line: serde_json::Value = serde_json::from_str(&progress.log_line()).unwrap();
+        assert_eq!(line["type"], "progress");
+        let data = &line["data"];
+        assert_eq!(
+            (data["sent"].as_u64(), data["failed"].as_u64()),
+            (Some(3), Some(1))
+        );
+        assert_eq!(data["remaining"], 6);
+        assert!(data["rate"].as_f64().is_some() && data["elapsed"].as_f64().is_some());
+        assert!(progress.logs(), "a JSON run logs progress");
     }
 }

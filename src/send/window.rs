@@ -126,6 +126,8 @@ mod tests {
             rate_per_second: rate,
             concurrency: None,
             us_marketing: false,
+            messaging_limit: None,
+            messaging_limit_other: 0,
         })
     }
 
@@ -183,6 +185,8 @@ mod tests {
             rate_per_second: 1000,
             concurrency: Some(32),
             us_marketing: false,
+            messaging_limit: None,
+            messaging_limit_other: 0,
         };
         assert_eq!(fixed.rate_holds_below(), Duration::from_millis(32));
     }

@@ -9,10 +9,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    Billing, Delivery, Event, InboundEvent, NumberChange, OptOutRequest, OptOutRules, Preference,
-    PreferenceEvent, Source, StatusEvent, TemplateChange, TemplateEvent, possible::possible,
-    unix_to_rfc3339,
+    Billing, BsuidOptOut, Delivery, Event, IdentityLink, InboundEvent, NumberChange, OptOutRequest,
+    OptOutRules, Preference, PreferenceEvent, Source, StatusEvent, TemplateChange, TemplateEvent,
+    possible::possible, unix_to_rfc3339,
 };
+use crate::identity::Bsuid;
 use crate::phone::E164;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -84,13 +85,34 @@ fn events(payload: &Payload, rules: &OptOutRules, received_at: &str) -> Vec<Even
         let Some(value) = &change.value else {
             continue;
         };
+        // Identities first: a stop or a status in the same payload then finds the
+        // person already linked.
+        for contact in &value.contacts {
+            if let Some(link) = identity_link(contact.user_id.as_deref(), contact.wa_id.as_deref())
+            {
+                events.push(Event::Link(link));
+            }
+        }
         for status in &value.statuses {
+            if let Some(link) = identity_link(
+                status.recipient_user_id.as_deref(),
+                status.recipient_id.as_deref(),
+            ) {
+                events.push(Event::Link(link));
+            }
             if let Some(event) = status_event(status, received_at) {
                 events.push(Event::Status(event));
             }
         }
+        for update in &value.user_id_update {
+            if let Some(event) = user_id_update(update) {
+                events.push(event);
+            }
+        }
+        // A user who hides their number is named by their BSUID alone.
+        let sender_bsuid = value.contacts.iter().find_map(|c| c.user_id.as_deref());
         for message in &value.messages {
-            if let Some(event) = message_event(message, rules, received_at) {
+            if let Some(event) = message_event(message, rules, received_at, sender_bsuid) {
                 events.push(event);
             }
         }
@@ -104,6 +126,37 @@ fn events(payload: &Payload, rules: &OptOutRules, received_at: &str) -> Vec<Even
         }
     }
     events
+}
+
+/// A BSUID seen beside a number (or alone): `contacts[].user_id` beside `wa_id`,
+/// `recipient_user_id` beside `recipient_id`. A malformed BSUID links nothing.
+fn identity_link(user_id: Option<&str>, wa_id: Option<&str>) -> Option<IdentityLink> {
+    let bsuid = Bsuid::parse(user_id?).ok()?;
+    Some(IdentityLink {
+        bsuid,
+        phone: wa_id.and_then(E164::from_digits),
+        previous: None,
+    })
+}
+
+/// `user_id_update`: a user's BSUID changed. Meta's reference gives no example of
+/// this payload; the fields read are the ones its system messages carry
+/// (`previous_user_id`, `user_id`, and `wa_id` when a number may be shared), also
+/// accepted as `{"user_id": {"previous": …, "current": …}}`.
+fn user_id_update(update: &UserIdUpdate) -> Option<Event> {
+    let (previous, current) = match &update.user_id {
+        Some(UserIdField::Pair { previous, current }) => (previous.clone(), current.clone()),
+        Some(UserIdField::Plain(current)) => {
+            (update.previous_user_id.clone(), Some(current.clone()))
+        }
+        None => (update.previous_user_id.clone(), None),
+    };
+    let bsuid = Bsuid::parse(current.as_deref()?).ok()?;
+    Some(Event::Link(IdentityLink {
+        bsuid,
+        phone: update.wa_id.as_deref().and_then(E164::from_digits),
+        previous: previous.as_deref().and_then(|p| Bsuid::parse(p).ok()),
+    }))
 }
 
 fn template_event(field: Option<&str>, value: &Value) -> Option<TemplateEvent> {
@@ -159,9 +212,45 @@ fn status_event(status: &Status, received_at: &str) -> Option<StatusEvent> {
     })
 }
 
-fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> Option<Event> {
+fn message_event(
+    message: &Message,
+    rules: &OptOutRules,
+    received_at: &str,
+    sender_bsuid: Option<&str>,
+) -> Option<Event> {
     let id = message.id.clone().filter(|id| !id.is_empty())?;
-    let from = E164::from_digits(message.from.as_deref()?)?;
+    // A BSUID change reports no number.
+    if let Some(system) = &message.system
+        && system.kind.as_deref() == Some("user_changed_user_id")
+    {
+        return Some(Event::Link(IdentityLink {
+            bsuid: Bsuid::parse(system.user_id.as_deref()?).ok()?,
+            phone: None,
+            previous: system
+                .previous_user_id
+                .as_deref()
+                .and_then(|p| Bsuid::parse(p).ok()),
+        }));
+    }
+    let Some(from) = message.from.as_deref().and_then(E164::from_digits) else {
+        // No number: an opt-out is still an opt-out, recorded under the BSUID.
+        let bsuid = message
+            .from_user_id
+            .as_deref()
+            .or(sender_bsuid)
+            .and_then(|b| Bsuid::parse(b).ok())?;
+        return Some(Event::BsuidOptOut(BsuidOptOut {
+            bsuid,
+            message_id: id,
+            occurred_at: message
+                .timestamp
+                .as_ref()
+                .and_then(Timestamp::seconds)
+                .and_then(unix_to_rfc3339)
+                .unwrap_or_else(|| received_at.to_owned()),
+            request: opt_out_request(message, rules)?,
+        }));
+    };
     let occurred_at = message
         .timestamp
         .as_ref()
@@ -192,7 +281,8 @@ fn message_event(message: &Message, rules: &OptOutRules, received_at: &str) -> O
                 };
                 Some(Event::Preference(PreferenceEvent {
                     source: Source::Meta,
-                    wa_id: from,
+                    wa_id: Some(from),
+                    user_id: system.user_id.as_deref().and_then(|b| Bsuid::parse(b).ok()),
                     marketing,
                     timestamp: message
                         .timestamp
@@ -280,9 +370,19 @@ fn preference_event(preference: &UserPreference, received_at: &str) -> Option<Pr
         _ => return None,
     };
     let timestamp = preference.timestamp.as_ref().and_then(Timestamp::seconds);
+    // A user who hides their number is named by their BSUID alone.
+    let wa_id = preference.wa_id.as_deref().and_then(E164::from_digits);
+    let user_id = preference
+        .user_id
+        .as_deref()
+        .and_then(|b| Bsuid::parse(b).ok());
+    if wa_id.is_none() && user_id.is_none() {
+        return None;
+    }
     Some(PreferenceEvent {
         source: Source::Meta,
-        wa_id: E164::from_digits(preference.wa_id.as_deref()?)?,
+        wa_id,
+        user_id,
         marketing,
         timestamp: timestamp.unwrap_or(0),
         occurred_at: timestamp
@@ -320,6 +420,10 @@ struct Value {
     messages: Vec<Message>,
     #[serde(default)]
     user_preferences: Vec<UserPreference>,
+    #[serde(default)]
+    contacts: Vec<ContactInfo>,
+    #[serde(default)]
+    user_id_update: Vec<UserIdUpdate>,
     // The template webhooks (`message_template_*_update`, `template_category_update`).
     event: Option<String>,
     message_template_id: Option<serde_json::Value>,
@@ -353,6 +457,7 @@ struct Status {
     status: Option<String>,
     timestamp: Option<Timestamp>,
     recipient_id: Option<String>,
+    recipient_user_id: Option<String>,
     biz_opaque_callback_data: Option<String>,
     #[serde(default)]
     errors: Vec<StatusError>,
@@ -403,6 +508,7 @@ struct ErrorData {
 #[derive(Debug, Deserialize)]
 struct Message {
     from: Option<String>,
+    from_user_id: Option<String>,
     id: Option<String>,
     timestamp: Option<Timestamp>,
     #[serde(rename = "type")]
@@ -446,6 +552,33 @@ struct System {
     kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     marketing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContactInfo {
+    wa_id: Option<String>,
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserIdUpdate {
+    wa_id: Option<String>,
+    previous_user_id: Option<String>,
+    user_id: Option<UserIdField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum UserIdField {
+    Plain(String),
+    Pair {
+        previous: Option<String>,
+        current: Option<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,7 +588,10 @@ struct Context {
 
 #[derive(Debug, Deserialize, serde::Serialize)]
 struct UserPreference {
+    #[serde(skip_serializing_if = "Option::is_none")]
     wa_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
     category: Option<String>,
@@ -598,6 +734,66 @@ mod tests {
             panic!()
         };
         assert!(button.opt_out.is_some());
+    }
+
+    #[test]
+    fn bsuids_are_read_from_contacts_statuses_preferences_and_user_id_updates() {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [
+                {"field": "user_preferences", "value": {
+                    "contacts": [{"user_id": "US.1"}],
+                    "user_preferences": [{"user_id": "US.1", "category": "marketing_messages",
+                                          "value": "stop", "timestamp": 1731705721}]}},
+                {"field": "messages", "value": {
+                    "statuses": [{"id": "wamid.A", "status": "delivered", "timestamp": "1",
+                                  "recipient_id": "16505551234", "recipient_user_id": "US.2"}]}},
+                {"field": "user_id_update", "value": {
+                    "user_id_update": [
+                        {"wa_id": "16505551234", "previous_user_id": "US.2", "user_id": "US.3"},
+                        {"user_id": {"previous": "US.3", "current": "US.4"}},
+                        {"previous_user_id": "US.4", "user_id": "not a bsuid"}]}}
+            ]}]
+        });
+        let events = parse(
+            serde_json::to_vec(&body).unwrap(),
+            &OptOutRules::default(),
+            "x",
+        )
+        .events;
+        let bsuid = |b: &str| Bsuid::parse(b).unwrap();
+        let phone = E164::from_digits("16505551234");
+        assert_eq!(
+            events,
+            vec![
+                Event::Link(IdentityLink { bsuid: bsuid("US.1"), phone: None, previous: None }),
+                Event::Preference(PreferenceEvent {
+                    source: Source::Meta,
+                    wa_id: None,
+                    user_id: Some(bsuid("US.1")),
+                    marketing: Preference::Stop,
+                    timestamp: 1_731_705_721,
+                    occurred_at: "2024-11-15T21:22:01Z".into(),
+                    evidence: r#"{"user_id":"US.1","category":"marketing_messages","value":"stop","timestamp":1731705721}"#.into(),
+                }),
+                Event::Link(IdentityLink { bsuid: bsuid("US.2"), phone, previous: None }),
+                match &events[3] {
+                    Event::Status(s) => Event::Status(s.clone()),
+                    other => panic!("{other:?}"),
+                },
+                Event::Link(IdentityLink {
+                    bsuid: bsuid("US.3"),
+                    phone,
+                    previous: Some(bsuid("US.2"))
+                }),
+                Event::Link(IdentityLink {
+                    bsuid: bsuid("US.4"),
+                    phone: None,
+                    previous: Some(bsuid("US.3"))
+                }),
+            ],
+            "a malformed BSUID links nothing"
+        );
     }
 
     #[test]

@@ -110,6 +110,30 @@ pub enum Event {
     Preference(PreferenceEvent),
     NumberChanged(NumberChange),
     Template(TemplateEvent),
+    /// A BSUID seen with a number, alone, or as a user's new BSUID.
+    Link(IdentityLink),
+    /// An opt-out reply from a user known by a BSUID alone.
+    BsuidOptOut(BsuidOptOut),
+}
+
+/// An opt-out keyword (or button) from a user whose number Meta does not share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BsuidOptOut {
+    pub bsuid: crate::identity::Bsuid,
+    pub message_id: String,
+    pub occurred_at: String,
+    pub request: OptOutRequest,
+}
+
+/// What a webhook taught about who a user is: a BSUID beside a number
+/// (`contacts[].user_id`, `recipient_user_id`), or a user's BSUID changing
+/// (`user_changed_user_id`, `user_id_update`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityLink {
+    pub bsuid: crate::identity::Bsuid,
+    pub phone: Option<E164>,
+    /// The BSUID it replaces, for a change.
+    pub previous: Option<crate::identity::Bsuid>,
 }
 
 /// Meta changed one of the account's templates: its status
@@ -206,7 +230,9 @@ pub struct OptOutRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreferenceEvent {
     pub source: Source,
-    pub wa_id: E164,
+    /// The number, unless the user hides it; then `user_id` alone names them.
+    pub wa_id: Option<E164>,
+    pub user_id: Option<crate::identity::Bsuid>,
     pub marketing: Preference,
     pub timestamp: i64,
     pub occurred_at: String,

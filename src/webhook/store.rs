@@ -10,11 +10,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Delivery, Event, InboundEvent, NumberChange, Preference, PreferenceEvent, StatusEvent,
-    TemplateChange, TemplateEvent,
+    Delivery, Event, IdentityLink, InboundEvent, NumberChange, Preference, PreferenceEvent,
+    StatusEvent, TemplateChange, TemplateEvent,
 };
 use crate::clock;
 use crate::consent::{self, Action, Ledger, NewEvent, Purpose, RecordedVia, Standing};
+use crate::identity::{self, Identity};
 use crate::journal::settle::{RowRef, Settled, find_row, settle, status_rank};
 use crate::phone::E164;
 use crate::provider::classify::{self, Class};
@@ -133,9 +134,30 @@ fn apply(
     match event {
         Event::Status(status) => apply_status(conn, status, now, followups),
         Event::Inbound(message) => apply_inbound(conn, message, now),
-        Event::Preference(preference) => apply_preference(conn, preference),
+        Event::Preference(preference) => apply_preference(conn, preference, now),
         Event::NumberChanged(change) => apply_number_change(conn, change, now),
         Event::Template(template) => apply_template(conn, template, now),
+        Event::Link(link) => apply_link(conn, link, now),
+        Event::BsuidOptOut(opt_out) => {
+            identity::link(conn, &opt_out.bsuid, None, now)?;
+            consent::append_in(
+                conn,
+                &NewEvent {
+                    subject: (&opt_out.bsuid).into(),
+                    purpose: Purpose::All,
+                    action: Action::OptOut,
+                    occurred_at: opt_out.occurred_at.clone(),
+                    method: opt_out.request.method.clone(),
+                    recorded_via: RecordedVia::Webhook,
+                    source: opt_out.message_id.clone(),
+                    evidence: Some(opt_out.request.evidence.clone()),
+                    notice: None,
+                    actor: ACTOR.to_owned(),
+                    dedupe_key: Some(format!("webhook:meta:{}:opt_out", opt_out.message_id)),
+                },
+            )?;
+            Ok(())
+        }
     }
 }
 
@@ -192,11 +214,11 @@ fn apply_template(conn: &Connection, event: &TemplateEvent, now: &str) -> rusqli
     for (id, _, category) in running {
         let reason = match &event.change {
             TemplateChange::Status(s) if s != "APPROVED" && s != "PENDING" => format!(
-                "a webhook reported template {} {s}; resume with --resume-halted once                  `wacampaign templates sync` shows it APPROVED",
+                "a webhook reported template {} {s}; resume with --resume-halted once `wacampaign templates sync` shows it APPROVED",
                 event.name
             ),
             TemplateChange::Category(c) if !c.eq_ignore_ascii_case(&category) => format!(
-                "a webhook reported template {} moved to category {c} (the campaign is {category}:                  the consent it needs and its price change); resume with --resume-halted once a                  sync shows it {} again, or send it as a {} campaign",
+                "a webhook reported template {} moved to category {c} (the campaign is {category}: the consent it needs and its price change); resume with --resume-halted once a sync shows it {} again, or send it as a {} campaign",
                 event.name,
                 category.to_ascii_uppercase(),
                 c.to_ascii_lowercase()
@@ -242,12 +264,17 @@ fn apply_status(
         status.pricing.as_ref().and_then(|p| p.category.as_deref()),
         status.pricing.as_ref().and_then(|p| p.kind.as_deref()),
     ])?;
-    let mut subject = status.recipient.as_deref().and_then(recipient_number);
+    let mut subject: Option<Identity> = status
+        .recipient
+        .as_deref()
+        .and_then(recipient_number)
+        .map(Identity::from);
     if let Some((key, phone)) = &row {
         if settle(conn, key, Some(&status.message_id), now)? == Settled::InFlight {
             followups.in_flight.push(key.clone());
         }
-        subject = E164::from_digits(phone).or(subject);
+        // The row's number, or its BSUID for a person known by that alone.
+        subject = Identity::from_stored(phone).or(subject);
     }
     // The same table as a send's answer: a code that records an opt-out there records
     // one here. The other classes only describe the failure the row already shows.
@@ -357,7 +384,7 @@ fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqli
         consent::append_in(
             conn,
             &NewEvent {
-                subject: message.from,
+                subject: message.from.into(),
                 purpose: Purpose::All,
                 action: Action::OptOut,
                 occurred_at: message.occurred_at.clone(),
@@ -377,10 +404,66 @@ fn apply_inbound(conn: &Connection, message: &InboundEvent, now: &str) -> rusqli
     Ok(())
 }
 
-fn apply_preference(conn: &Connection, preference: &PreferenceEvent) -> rusqlite::Result<()> {
+/// A BSUID learned beside a number, alone, or replacing another. A change from a
+/// BSUID never seen is recorded all the same (the two are one person from now on),
+/// with a warning in the server's log: it is news, not an error.
+fn apply_link(conn: &Connection, link: &IdentityLink, now: &str) -> rusqlite::Result<()> {
+    match &link.previous {
+        Some(previous) => {
+            if !identity::link_successor(conn, previous, &link.bsuid, now)? {
+                tracing_warn(&format!(
+                    "a BSUID change from {previous} to {}: {previous} was never seen before; \
+                     both are recorded as one person",
+                    link.bsuid
+                ));
+            }
+            if let Some(phone) = link.phone {
+                identity::link(conn, &link.bsuid, Some(phone), now)?;
+            }
+        }
+        None => {
+            if let identity::Linked::Conflict { linked_to } =
+                identity::link(conn, &link.bsuid, link.phone, now)?
+            {
+                tracing_warn(&format!(
+                    "{} came with {} but is linked to {linked_to} already; the first link is kept",
+                    link.bsuid,
+                    link.phone.map(|p| p.to_string()).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The webhook server's log is its standard error.
+fn tracing_warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+fn apply_preference(
+    conn: &Connection,
+    preference: &PreferenceEvent,
+    now: &str,
+) -> rusqlite::Result<()> {
     let (action, value) = match preference.marketing {
         Preference::Stop => (Action::OptOut, "stop"),
         Preference::Resume => (Action::OptIn, "resume"),
+    };
+    // The number when it came, else the BSUID: a stop for a BSUID never seen is
+    // recorded under it, and blocks whatever number is linked to it later.
+    let subject: Identity = match (preference.wa_id, &preference.user_id) {
+        (Some(phone), bsuid) => {
+            if let Some(bsuid) = bsuid {
+                identity::link(conn, bsuid, Some(phone), now)?;
+            }
+            phone.into()
+        }
+        (None, Some(bsuid)) => {
+            identity::link(conn, bsuid, None, now)?;
+            bsuid.into()
+        }
+        (None, None) => return Ok(()),
     };
     let mut occurred_at = preference.occurred_at.clone();
     if preference.marketing == Preference::Resume {
@@ -388,7 +471,7 @@ fn apply_preference(conn: &Connection, preference: &PreferenceEvent) -> rusqlite
         // in the same second as the stop it follows (Meta's timestamps are whole
         // seconds) is dated one second later, so it does lift it.
         if let Standing::OptedOut { since, method } =
-            Ledger::new(conn).standing(preference.wa_id, Purpose::Marketing)?
+            Ledger::new(conn).standing(subject.clone(), Purpose::Marketing)?
             && method == "whatsapp_preference"
             && since == occurred_at
             && let Ok(at) = clock::parse(&since)
@@ -399,7 +482,7 @@ fn apply_preference(conn: &Connection, preference: &PreferenceEvent) -> rusqlite
     consent::append_in(
         conn,
         &NewEvent {
-            subject: preference.wa_id,
+            subject: subject.clone(),
             purpose: Purpose::Marketing,
             action,
             occurred_at,
@@ -415,7 +498,10 @@ fn apply_preference(conn: &Connection, preference: &PreferenceEvent) -> rusqlite
             dedupe_key: Some(format!(
                 "webhook:{}:preference:{}:{value}:{}",
                 preference.source,
-                preference.wa_id.digits(),
+                match &subject {
+                    Identity::Phone(p) => p.digits().to_string(),
+                    Identity::Bsuid(b) => b.clone(),
+                },
                 preference.timestamp
             )),
         },
@@ -461,7 +547,7 @@ fn apply_number_change(
     consent::append_in(
         conn,
         &NewEvent {
-            subject: change.new,
+            subject: change.new.into(),
             purpose,
             action: Action::OptOut,
             occurred_at: change.occurred_at.clone(),
@@ -722,7 +808,8 @@ mod tests {
         let pref = |value: Preference| {
             Event::Preference(PreferenceEvent {
                 source: Source::Meta,
-                wa_id: E164::from_digits(PHONE).unwrap(),
+                wa_id: Some(E164::from_digits(PHONE).unwrap()),
+                user_id: None,
                 marketing: value,
                 timestamp: 1_731_705_721,
                 occurred_at: "2024-11-15T21:22:01Z".to_owned(),

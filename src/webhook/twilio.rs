@@ -30,7 +30,8 @@ pub const CALLBACK_QUERY: &str = "cb";
 /// message's journal row in [`CALLBACK_QUERY`], so its statuses find the row even
 /// when the send's answer (and with it the SID) was lost.
 pub fn status_callback_url(public_url: &str, campaign_id: &str, phone: E164) -> String {
-    let callback = crate::provider::cloud_api::callback_data(campaign_id, phone);
+    let callback =
+        crate::provider::cloud_api::callback_data(campaign_id, &crate::provider::To::Phone(phone));
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair(CALLBACK_QUERY, &callback)
         .finish();

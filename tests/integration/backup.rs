@@ -33,6 +33,10 @@ fn a_backup_taken_during_a_send_is_private_and_verifies() {
     let mut send = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
         .current_dir(ws.path())
         .env("WHATSAPP_TOKEN", "EAAGtest0token")
+        .env(
+            crate::support::NO_MESSAGING_LIMIT.0,
+            crate::support::NO_MESSAGING_LIMIT.1,
+        )
         .args(["--color", "never", "--db"])
         .arg(ws.db())
         .args(["send", "campaign.toml", "--yes"])

@@ -57,7 +57,8 @@ fn an_unknown_key_is_named_with_its_line_and_column() {
          4 | colour = \"red\"\n  \
          | ^^^^^^\n\
          unknown field `colour`, expected one of `id`, `description`, `category`, \
-         `contacts`, `phone_column`, `default_region`, `delimiter`, `encoding`, `kind`, `keep_columns`\n",
+         `contacts`, `phone_column`, `bsuid_column`, `default_region`, `delimiter`, `encoding`, `kind`, `occurrence`, `send_by`, `send_by_format`, `timezone`, `timezone_column`, `keep_columns`
+",
     );
 }
 

@@ -43,7 +43,7 @@ fn webhook_event(ledger: &Ledger, wa_id: &str, action: Action, purpose: Purpose,
     let db = ledger.open();
     let appended = wacampaign::consent::Ledger::new(&db.conn)
         .append(&NewEvent {
-            subject: E164::from_digits(wa_id).expect("a wa_id is digits"),
+            subject: E164::from_digits(wa_id).expect("a wa_id is digits").into(),
             purpose,
             action,
             occurred_at: at.to_owned(),
@@ -1988,7 +1988,7 @@ fn audit_ledger() -> Ledger {
     let db = l.open();
     wacampaign::consent::Ledger::new(&db.conn)
         .append(&NewEvent {
-            subject: E164::from_digits("5491123456789").unwrap(),
+            subject: E164::from_digits("5491123456789").unwrap().into(),
             purpose: Purpose::Marketing,
             action: Action::OptIn,
             occurred_at: "2026-03-01T00:00:00Z".to_owned(),

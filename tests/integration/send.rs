@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::mock_server::{MockServer, Received, Reply};
-use crate::support::{CAMPAIGN, Fixture, edit, opt_in_everyone, wacampaign_in};
+use crate::support::{CAMPAIGN, Fixture, NO_MESSAGING_LIMIT, edit, opt_in_everyone, wacampaign_in};
 
 /// No test run of the binary may take longer than this.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -129,6 +129,7 @@ impl Setup {
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env("WHATSAPP_TOKEN", &self.token)
+            .env(NO_MESSAGING_LIMIT.0, NO_MESSAGING_LIMIT.1)
             .env_remove("WACAMPAIGN_DB")
             .env_remove("WACAMPAIGN_COLOR")
             .env_remove("WACAMPAIGN_RATE")
@@ -671,6 +672,7 @@ fn no_spelling_of_the_secret_leaks_when_a_server_echoes_it() {
                 let child = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
                     .current_dir(&setup.dir)
                     .env("NO_COLOR", "1")
+                    .env(NO_MESSAGING_LIMIT.0, NO_MESSAGING_LIMIT.1)
                     .env("WHATSAPP_TOKEN", &secret)
                     .env("TWILIO_AUTH_TOKEN", &secret)
                     .env_remove("TWILIO_API_KEY_SID")

@@ -30,6 +30,10 @@ kind = "cloud_api"
 phone_number_id = "106540352242922"
 "#;
 
+/// What the tests' mock numbers hold to: no messaging limit, so a test of 5,000
+/// messages is not held to the 250 of a number whose limit was never read.
+pub const NO_MESSAGING_LIMIT: (&str, &str) = ("WACAMPAIGN_MESSAGING_LIMIT", "unlimited");
+
 /// Replaces the first `from` in `text`; panics if it is not there, so a test never
 /// runs against the unedited campaign by mistake.
 pub fn edit(text: &str, from: &str, to: &str) -> String {
@@ -134,11 +138,14 @@ pub fn opt_in_everyone(campaign: &Path, db: &Path) {
 }
 
 /// The binary run in `dir` with deterministic output: no color, and nothing taken
-/// from the developer's own `WACAMPAIGN_*` environment.
+/// from the developer's own `WACAMPAIGN_*` environment. The mock servers' numbers
+/// have no messaging limit ([`NO_MESSAGING_LIMIT`]); the tests of the limit set
+/// their own.
 pub fn wacampaign_in(dir: &Path, db: &Path) -> Command {
     let mut cmd = Command::cargo_bin("wacampaign").expect("the wacampaign binary is built");
     cmd.current_dir(dir)
         .env("NO_COLOR", "1")
+        .env(NO_MESSAGING_LIMIT.0, NO_MESSAGING_LIMIT.1)
         .env_remove("WACAMPAIGN_DB")
         .env_remove("WACAMPAIGN_COLOR")
         .arg("--color")

@@ -721,6 +721,10 @@ fn a_paused_webhook_halts_the_run_and_updates_the_cache() {
         .current_dir(ws.path())
         .env("NO_COLOR", "1")
         .env("WHATSAPP_TOKEN", TOKEN)
+        .env(
+            crate::support::NO_MESSAGING_LIMIT.0,
+            crate::support::NO_MESSAGING_LIMIT.1,
+        )
         .args([
             "--db",
             "wacampaign.db",

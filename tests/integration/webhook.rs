@@ -3,7 +3,9 @@
 //! description (v23.0) and Twilio's form callbacks, signed the way each signs them.
 
 pub mod harness;
+mod identities;
 mod limits;
+mod marketing_limit;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
