@@ -74,6 +74,14 @@ pub struct PlanFigures {
     pub excluded: u64,
     #[serde(default)]
     pub excluded_by_reason: BTreeMap<String, u64>,
+    /// Rows the campaign's audience filter left out (not exclusions).
+    #[serde(default)]
+    pub outside_audience: Option<u64>,
+    /// Eligible contacts held by quiet hours or a frequency cap when planned.
+    #[serde(default)]
+    pub quiet_hours: u64,
+    #[serde(default)]
+    pub frequency_capped: u64,
 }
 
 /// Messages that failed with one code, and what to do about it.
@@ -223,14 +231,30 @@ pub fn campaign_figures(
             plan.contacts_read,
             "rows of the contacts file at the latest plan",
         );
+        if let Some(outside) = plan.outside_audience {
+            stage(
+                "outside the audience",
+                outside,
+                "rows the campaign's audience filter leaves out; not exclusions",
+            );
+        }
         for (reason, n) in &plan.excluded_by_reason {
             let label = reason.replace('_', " ").replace("opt in", "opt-in");
-            let note = if reason.contains("audience") {
-                "outside the audience"
-            } else {
-                "left out before sending"
-            };
-            stage(&format!("excluded: {label}"), *n, note);
+            stage(&format!("excluded: {label}"), *n, "left out before sending");
+        }
+        if plan.quiet_hours > 0 {
+            stage(
+                "held: quiet hours",
+                plan.quiet_hours,
+                "in quiet hours in their own zone when planned; sent once it opens",
+            );
+        }
+        if plan.frequency_capped > 0 {
+            stage(
+                "held: frequency cap",
+                plan.frequency_capped,
+                "at a frequency cap when planned; sent once under it",
+            );
         }
     }
     stage("planned", counts.total(), "messages in the journal");

@@ -183,3 +183,59 @@ fn a_date_compared_with_a_number_is_a_type_error_before_any_row() {
         "{err}"
     );
 }
+
+#[test]
+fn the_report_shows_who_was_outside_the_audience_and_who_waits_for_quiet_hours() {
+    // Sent through the simulator at 22:00 in Monterrey with quiet hours from 21:00:
+    // the Monterrey audience is planned and held, the rest is outside it.
+    let fx = fixture("where = 'lower(city) == \"monterrey\"'\n");
+    let text = std::fs::read_to_string(fx.path("campaign.toml")).unwrap();
+    let text = edit(
+        &text,
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    );
+    fx.write(
+        "campaign.toml",
+        edit(
+            &text,
+            "\n[audience]\n",
+            "\n[sending]\nquiet_hours = \"21:00-09:00\"\n\n[audience]\n",
+        ),
+    );
+    let now = "2026-11-28T04:00:00Z";
+    fx.check(&[]).env("WACAMPAIGN_NOW", now).assert().code(0);
+    fx.wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .env("WACAMPAIGN_NOW", now)
+        .assert()
+        .code(0);
+    let out = fx
+        .wacampaign()
+        .args(["--json", "report", "campaign.toml"])
+        .env("WACAMPAIGN_NOW", now)
+        .assert()
+        .code(0);
+    let report: Value = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .next()
+        .expect("a JSON report");
+    let funnel = report["data"]["funnel"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a funnel in {report}"));
+    let stage = |name: &str| {
+        funnel
+            .iter()
+            .find(|s| s["stage"] == name)
+            .and_then(|s| s["count"].as_u64())
+    };
+    // Caro (CDMX) and Eva (Puebla) are outside; of the five Monterrey rows, Gabi
+    // repeats Ana's number and Fer's total is never read: four are planned, and
+    // every one of them waits for 09:00 in Monterrey.
+    assert_eq!(stage("outside the audience"), Some(2), "{report}");
+    assert_eq!(stage("excluded: duplicate"), Some(1), "{report}");
+    assert_eq!(stage("held: quiet hours"), Some(4), "{report}");
+    assert_eq!(stage("sent"), Some(0), "{report}");
+    assert_eq!(stage("deferred"), Some(4), "{report}");
+}
