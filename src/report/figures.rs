@@ -165,33 +165,7 @@ pub fn campaign_figures(
     };
     let counts = journal::counts(conn, &campaign.id, Some(record.plan_run))?;
     let pricing = Pricing::of(campaign)?;
-    // The billing query reads the statuses, the pass below the journal: on a read
-    // connection of its own it runs on another core, beside the pass.
-    let billing_db = conn.path().filter(|p| !p.is_empty()).map(str::to_owned);
-    let (billed, pass) = std::thread::scope(|scope| -> anyhow::Result<(Billed, Pass<'_>)> {
-        let billing = billing_db.map(|path| {
-            let pricing = pricing.as_ref();
-            let campaign_id = campaign.id.as_str();
-            scope.spawn(move || -> anyhow::Result<Billed> {
-                let own = Connection::open_with_flags(
-                    &path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .with_context(|| format!("opening {path} to read the billing"))?;
-                Ok(billed::billed(&own, campaign_id, pricing)?)
-            })
-        });
-        let mut pass = Pass::new(campaign, by, pricing.as_ref());
-        pass.run(conn, &campaign.id, record.plan_run)?;
-        let billed = match billing {
-            Some(thread) => thread
-                .join()
-                .map_err(|_| anyhow::anyhow!("the billing query panicked"))??,
-            None => billed::billed(conn, &campaign.id, pricing.as_ref())?,
-        };
-        Ok((billed, pass))
-    })?;
+    let billed = billed::billed(conn, &campaign.id, pricing.as_ref())?;
     let plan: Option<PlanFigures> = conn
         .query_row(
             "SELECT plan_stats FROM campaigns WHERE id = ?1",
@@ -204,6 +178,8 @@ pub fn campaign_figures(
         _ => Family::Meta,
     };
 
+    let mut pass = Pass::new(campaign, by, pricing.as_ref());
+    pass.run(conn, &campaign.id, record.plan_run)?;
     // The same figures `status` shows, from the tallies of this one pass.
     let pruned = |what| journal::query::pruned(conn, &campaign.id, what);
     let b = &pass.best;
