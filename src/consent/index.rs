@@ -407,6 +407,54 @@ mod tests {
     }
 
     #[test]
+    fn a_standing_set_after_the_load_overrides_the_loaded_one_and_slots_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db")).unwrap();
+        let ledger = Ledger::new(&db.conn);
+        let (a, b, c) = ("5215512345678", "5215587654321", "5215511111111");
+        let phone = |d| E164::from_digits(d).unwrap();
+        for d in [a, b] {
+            ledger
+                .append(&event(d, Purpose::Marketing, Action::OptIn))
+                .unwrap();
+        }
+        let mut index = ConsentIndex::load(&db.conn, Purpose::Marketing).unwrap();
+        assert_eq!(index.len(), 2);
+        let slot = |index: &ConsentIndex, d| index.slot(phone(d).consent_key() as i64);
+        let (slot_a, slot_b) = (slot(&index, a), slot(&index, b));
+        assert!(slot_a.is_some() && slot_b.is_some() && slot_a != slot_b);
+        assert_eq!(slot(&index, c), None);
+        assert_eq!(index.slots(), 2);
+
+        let out = Standing::OptedOut {
+            since: "2026-02-01T08:00:00Z".into(),
+            method: "whatsapp_reply".into(),
+        };
+        index.set(phone(a), out);
+        index.set(phone(b), Standing::NoOptIn);
+        index.set(
+            phone(c),
+            Standing::OptedIn {
+                since: "2026-02-02T08:00:00Z".into(),
+                method: "operator".into(),
+            },
+        );
+        assert!(matches!(
+            index.check(phone(a)),
+            Err(Exclusion::OptedOut { ref date, ref method })
+                if date == "2026-02-01" && method == "whatsapp_reply"
+        ));
+        assert!(matches!(
+            index.check(phone(b)),
+            Err(Exclusion::NoOptIn { .. })
+        ));
+        assert_eq!(index.check(phone(c)), Ok(()));
+        // a and c have a standing, b none; the numbering of the load is kept.
+        assert_eq!(index.len(), 2);
+        assert_eq!((slot(&index, a), slot(&index, b)), (slot_a, slot_b));
+    }
+
+    #[test]
     fn a_link_learned_while_a_campaign_runs_brings_a_bsuid_stop_to_the_number() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
