@@ -176,6 +176,18 @@ pub trait ConsentGate {
         phone.map_or(Ok(()), |p| self.check(p))
     }
 
+    /// How many persons [`ConsentGate::slot`] numbers: a planner keeps the first line
+    /// of each in a vector this long, 4 bytes a person, rather than in a hash map.
+    fn slots(&self) -> usize {
+        0
+    }
+
+    /// A number below [`ConsentGate::slots`] for a person the gate knows (the key
+    /// [`ConsentGate::person`] gives), the same for the whole plan; `None` for others.
+    fn slot(&self, _person: i64) -> Option<usize> {
+        None
+    }
+
     /// The person a contact is, for telling duplicates: a number's consent key, else
     /// the person its BSUID is linked to. A gate that knows no links keys a
     /// BSUID-only contact by the BSUID itself.

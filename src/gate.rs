@@ -82,6 +82,14 @@ impl ConsentGate for Gate {
         self.consent.person(phone, bsuid)
     }
 
+    fn slots(&self) -> usize {
+        self.consent.slots()
+    }
+
+    fn slot(&self, person: i64) -> Option<usize> {
+        self.consent.slot(person)
+    }
+
     fn check(&self, phone: E164) -> Result<(), Exclusion> {
         // An erased person first: nothing else about them is left to decide on.
         if let Some(erased) = self

@@ -109,6 +109,18 @@ pub enum PlanError {
     Contacts(#[from] ContactsError),
     #[error(transparent)]
     Audience(#[from] crate::audience::AudienceError),
+    #[error(
+        "{path}: line {line} is past the {} lines a plan can hold; split the file",
+        u32::MAX
+    )]
+    TooManyLines { path: String, line: u64 },
+}
+
+/// A person's key as the duplicate map holds it: two halves, so the map's entries
+/// are aligned to 4 bytes.
+fn halves(key: i64) -> [u32; 2] {
+    let key = key as u64;
+    [(key >> 32) as u32, key as u32]
 }
 
 enum Source {
@@ -134,10 +146,15 @@ pub struct Planner<'a> {
     kept: Vec<(String, usize)>,
     header_len: usize,
     /// First line each person was seen on (a number's consent key, or the person a
-    /// BSUID is linked to): the same person twice is a duplicate.
-    seen: HashMap<i64, u64>,
+    /// BSUID is linked to): the same person twice is a duplicate. A person the gate
+    /// numbers (everyone opted in, in a marketing plan) has their line at that
+    /// number in `seen_slots`, 4 bytes each and allocated once; anyone else is in
+    /// `seen`, keyed by the key split in two halves so an entry takes 12 bytes, not 16.
+    /// Lines are u32 (a file past 4,294,967,295 lines is refused); 0 is "not seen".
+    seen: HashMap<[u32; 2], u32>,
+    seen_slots: Vec<u32>,
     /// With occurrences, a duplicate is the same person for the same occurrence.
-    seen_occurrences: HashMap<(i64, String), u64>,
+    seen_occurrences: HashMap<(i64, String), u32>,
     occurrence: Option<crate::occurrence::Bound>,
     send_by: Option<(crate::occurrence::SendBySpec, crate::occurrence::Bound)>,
     row: Row,
@@ -266,6 +283,7 @@ impl<'a> Planner<'a> {
             sources,
             header_len,
             seen: HashMap::new(),
+            seen_slots: Vec::new(),
             row: Row::default(),
             stats,
         })
@@ -345,6 +363,12 @@ impl<'a> Planner<'a> {
     /// A row's fate; `None` for a row outside the audience. The audience comes
     /// first: a row it leaves out is neither a duplicate nor excluded.
     fn judge(&mut self) -> Result<Option<PlanItem>, PlanError> {
+        if u32::try_from(self.row.line).is_err() {
+            return Err(PlanError::TooManyLines {
+                path: self.reader.path().to_owned(),
+                line: self.row.line,
+            });
+        }
         let well_formed = self.row.record.len() >= self.header_len;
         if let Some(audience) = &self.audience
             && well_formed
@@ -456,23 +480,29 @@ impl<'a> Planner<'a> {
         let person = self.gate.person(phone, bsuid.as_ref());
         let own = bsuid.as_ref().map(Bsuid::key).filter(|k| *k != person);
         let keys = [Some(person), own].into_iter().flatten();
+        // `judge` refused a line past u32::MAX.
+        let line32 = u32::try_from(line).unwrap_or(u32::MAX);
         if self.occurrence.is_some() {
             if let Some(first_line) = keys
                 .clone()
                 .find_map(|k| self.seen_occurrences.get(&(k, occurrence.clone())).copied())
             {
-                return exclude(Exclusion::Duplicate { first_line });
+                return exclude(Exclusion::Duplicate {
+                    first_line: first_line.into(),
+                });
             }
             for key in keys {
                 self.seen_occurrences
-                    .insert((key, occurrence.clone()), line);
+                    .insert((key, occurrence.clone()), line32);
             }
         } else {
-            if let Some(first_line) = keys.clone().find_map(|k| self.seen.get(&k).copied()) {
-                return exclude(Exclusion::Duplicate { first_line });
+            if let Some(first_line) = keys.clone().find_map(|k| self.first_seen(k)) {
+                return exclude(Exclusion::Duplicate {
+                    first_line: first_line.into(),
+                });
             }
             for key in keys {
-                self.seen.insert(key, line);
+                self.mark_seen(key, line32);
             }
         }
         let us = match (phone, &bsuid) {
@@ -575,6 +605,28 @@ impl<'a> Planner<'a> {
             hold: None,
             contact: self.kept_columns(),
         })
+    }
+
+    /// The line a person was first seen on, if they were.
+    fn first_seen(&self, key: i64) -> Option<u32> {
+        match self.gate.slot(key) {
+            Some(slot) => self.seen_slots.get(slot).copied().filter(|l| *l != 0),
+            None => self.seen.get(&halves(key)).copied(),
+        }
+    }
+
+    fn mark_seen(&mut self, key: i64, line: u32) {
+        if let Some(slot) = self.gate.slot(key) {
+            if self.seen_slots.is_empty() {
+                // Zeroed pages from the allocator: untouched slots cost nothing.
+                self.seen_slots = vec![0; self.gate.slots()];
+            }
+            if let Some(seen) = self.seen_slots.get_mut(slot) {
+                *seen = line;
+                return;
+            }
+        }
+        self.seen.insert(halves(key), line);
     }
 
     /// The current row's kept columns, as a JSON object in the file's column order.
