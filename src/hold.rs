@@ -145,18 +145,16 @@ impl Rules {
     pub fn at_claim(
         &self,
         conn: &Connection,
-        row: i64,
         person: i64,
         phone: Option<E164>,
+        // The row's own zone, as the claim read it with the row.
+        zone: Option<&str>,
         now: DateTime<Utc>,
     ) -> rusqlite::Result<Option<Hold>> {
         let quiet = if self.quiet_hours.is_some() {
-            let zone: Option<String> = conn
-                .prepare_cached("SELECT time_zone FROM journal WHERE id = ?1")?
-                .query_row(params![row], |r| r.get(0))?;
             self.quiet(
                 phone,
-                zone.as_deref().and_then(|z| crate::timezone::parse(z).ok()),
+                zone.and_then(|z| crate::timezone::parse(z).ok()),
                 now,
                 None,
             )

@@ -510,7 +510,8 @@ impl Journal {
                               WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
                                 AND retry_at <= ?3
                               ORDER BY retry_at LIMIT ?4 + 0)
-                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid",
+                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid,
+                     time_zone",
             )?;
             let rows = due.query_map(
                 params![self.campaign_id, self.plan_run, now, limit as i64, now],
@@ -527,7 +528,8 @@ impl Journal {
                      WHERE id IN (SELECT id FROM journal INDEXED BY journal_by_state
                                   WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
                                   ORDER BY seq LIMIT ?3 + 0)
-                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid",
+                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid,
+                     time_zone",
                 )?;
                 let rows = planned.query_map(
                     params![self.campaign_id, self.plan_run, room as i64, now],
@@ -604,7 +606,13 @@ impl Journal {
                 };
                 if let Some(rules) = &self.holds
                     && let Some(hold) =
-                        rules.at_claim(&tx, c.row, c.key.person, c.phone, now_instant)?
+                        rules.at_claim(
+                            &tx,
+                            c.key.person,
+                            c.phone,
+                            c.time_zone.as_deref(),
+                            now_instant,
+                        )?
                 {
                     crate::hold::defer(&tx, c.row, &hold, &now)?;
                     claimed.held += 1;
@@ -677,6 +685,8 @@ struct Candidate {
     values: Vec<String>,
     attempts: u32,
     send_by: Option<String>,
+    /// The contact's zone when the contacts file gave one, for quiet hours.
+    time_zone: Option<String>,
 }
 
 /// fingerprint, created_at, plan_run, halted_at, halt_reason
@@ -702,6 +712,7 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
         values,
         attempts: row.get(4)?,
         send_by: row.get(5)?,
+        time_zone: row.get(9)?,
     })
 }
 
