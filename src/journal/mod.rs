@@ -605,14 +605,13 @@ impl Journal {
                     (None, None) => continue,
                 };
                 if let Some(rules) = &self.holds
-                    && let Some(hold) =
-                        rules.at_claim(
-                            &tx,
-                            c.key.person,
-                            c.phone,
-                            c.time_zone.as_deref(),
-                            now_instant,
-                        )?
+                    && let Some(hold) = rules.at_claim(
+                        &tx,
+                        c.key.person,
+                        c.phone,
+                        c.time_zone.as_deref(),
+                        now_instant,
+                    )?
                 {
                     crate::hold::defer(&tx, c.row, &hold, &now)?;
                     claimed.held += 1;

@@ -120,25 +120,7 @@ fn a_test_number_without_an_opt_in_is_refused() {
 fn pruned_test_sends_are_not_folded_into_the_totals() {
     let clinic = Clinic::new();
     clinic.appointments(ROWS);
-    clinic
-        .at(NOW)
-        .args([
-            "consent",
-            "opt-in",
-            MINE,
-            "--purpose",
-            "utility",
-            "--method",
-            "operator",
-        ])
-        .args(["--source", "marketer's own test number"])
-        .assert()
-        .success();
-    clinic
-        .at(NOW)
-        .args(["send", "campaign.toml", "--to", MINE, "--yes"])
-        .assert()
-        .code(0);
+    record_mine_and_test_send(&clinic);
     let later = "2027-01-15T15:00:00Z";
     clinic
         .at(later)
@@ -163,6 +145,17 @@ fn a_test_send_goes_out_inside_the_contacts_quiet_hours() {
     text.push_str("quiet_hours = \"08:00-10:00\"\n");
     clinic.fx.write("campaign.toml", text);
     clinic.appointments(ROWS);
+    record_mine_and_test_send(&clinic);
+    assert_eq!(clinic.server.count(), 1, "the test send went out");
+    // The contacts themselves wait for the window to open.
+    let real = clinic.send(NOW);
+    assert_eq!(real["this_run"]["accepted"], 0, "{real}");
+    assert_eq!(clinic.server.count(), 1);
+}
+
+/// The marketer records their own number's opt-in, then sends the campaign's
+/// message to it as a test, at `NOW`.
+fn record_mine_and_test_send(clinic: &Clinic) {
     clinic
         .at(NOW)
         .args([
@@ -182,9 +175,4 @@ fn a_test_send_goes_out_inside_the_contacts_quiet_hours() {
         .args(["send", "campaign.toml", "--to", MINE, "--yes"])
         .assert()
         .code(0);
-    assert_eq!(clinic.server.count(), 1, "the test send went out");
-    // The contacts themselves wait for the window to open.
-    let real = clinic.send(NOW);
-    assert_eq!(real["this_run"]["accepted"], 0, "{real}");
-    assert_eq!(clinic.server.count(), 1);
 }
