@@ -5,7 +5,7 @@
 //! cargo run --release --example bench_send -- throughput [MESSAGES] [CONCURRENCY]
 //! cargo run --release --example bench_send -- paced [SECONDS] [CONCURRENCY]
 //! cargo run --release --example bench_send -- memory [RECIPIENTS]
-//! cargo run --release --example bench_send -- operating-point [SECONDS] [LATENCY_MS...] [--peer-limit N|engine]
+//! cargo run --release --example bench_send -- operating-point [SECONDS] [LATENCY_MS...] [--peer-limit N|engine] [--engine-only]
 //! ```
 //!
 //! Each scenario writes a contacts file and a campaign into a temporary directory,
@@ -226,9 +226,12 @@ fn operating_point(args: &[String]) -> anyhow::Result<()> {
     const RATE: u32 = 1000;
     let mut numbers = Vec::new();
     let mut peer_limit = PeerLimit::Latency;
+    let mut engine_only = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        if arg == "--peer-limit" {
+        if arg == "--engine-only" {
+            engine_only = true;
+        } else if arg == "--peer-limit" {
             peer_limit = match args.next().map(String::as_str) {
                 Some("engine") => PeerLimit::Engine,
                 Some(n) => PeerLimit::Fixed(n.parse().context("--peer-limit N|engine")?),
@@ -277,6 +280,9 @@ fn operating_point(args: &[String]) -> anyhow::Result<()> {
             served,
         };
         print_point(&engine);
+        if engine_only {
+            continue;
+        }
 
         // The peer, against a fresh server at the same latency and rate.
         let limit = match peer_limit {
@@ -646,9 +652,7 @@ fn plan_and_send(
     let peak_after_plan = vm_hwm();
 
     let provider = wacampaign::provider::build(&campaign)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = send::runtime()?;
     let options = options.unwrap_or(Options {
         limit: None,
         rate: Some(campaign.sending.rate_per_second),
@@ -656,6 +660,10 @@ fn plan_and_send(
     });
     let progress = Progress::new(Display::Hidden, seq, 0);
     let stop = CancellationToken::new();
+    if std::env::var_os("BENCH_SEND_MARK").is_some() {
+        // For attaching a profiler to the send phase alone (`perf record -p`).
+        eprintln!("send phase starts, pid {}", std::process::id());
+    }
     let before = rusage_self();
     let started = Instant::now();
     let (end, journal) = runtime.block_on(async {

@@ -114,9 +114,13 @@ pub fn recipients(
     numbers: &[E164],
     now: DateTime<Utc>,
 ) -> Vec<(u64, Recipient)> {
+    // The time says when; the nonce keeps two test sends apart that start in the same
+    // millisecond (two cron jobs, or runs started at one `WACAMPAIGN_NOW`), which
+    // would otherwise share a journal row and the second send nothing.
     let occurrence = format!(
-        "{TEST_PREFIX}{}",
-        now.to_rfc3339_opts(SecondsFormat::Millis, true)
+        "{TEST_PREFIX}{}:{:08x}",
+        now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        fastrand::u32(..)
     );
     let send_by = crate::clock::format(now + chrono::Duration::minutes(TEST_SEND_BY_MINUTES));
     numbers
@@ -141,4 +145,33 @@ pub fn recipients(
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_test_sends_started_in_the_same_millisecond_get_rows_of_their_own() {
+        let phone = E164::normalize("+52 55 9999 0000", None).expect("a valid number");
+        let sample = Recipient {
+            line: 2,
+            phone: Some(phone),
+            bsuid: None,
+            values: vec!["Ana".to_owned()],
+            occurrence: String::new(),
+            send_by: None,
+            time_zone: None,
+            hold: None,
+            contact: None,
+        };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T15:00:00.123Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        let first = recipients(&sample, &[phone], now);
+        let second = recipients(&sample, &[phone], now);
+        let (a, b) = (&first[0].1.occurrence, &second[0].1.occurrence);
+        assert!(a.starts_with("test:2026-12-01T15:00:00.123Z:"), "{a}");
+        assert_ne!(a, b, "the second would find the first's row served");
+    }
 }

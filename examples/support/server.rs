@@ -4,6 +4,12 @@
 //! `contacts[0].wa_id`) after a fixed latency, keeps each request's receive time and,
 //! if asked, appends each request's `to` to a log file as it arrives.
 //!
+//! A request's receive time is the kernel's (`SO_TIMESTAMPNS`): when its last bytes
+//! reached this machine's socket, as a provider's edge would count it, not when this
+//! server's one thread got round to reading it. Under load, a new connection can
+//! wait in the accept queue for milliseconds and then be read together with others,
+//! which bunched receive times taken by the server's own clock into false bursts.
+//!
 //! An example that uses it runs itself again as `EXAMPLE serve LATENCY_MS [LOG]` and
 //! hands that mode to [`serve`].
 
@@ -11,10 +17,10 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 /// The server child: its port, and a pipe whose closing tells it to stop.
@@ -127,7 +133,7 @@ pub fn serve(latency: Duration, log: Option<PathBuf>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         times: Mutex::new(Vec::with_capacity(1 << 20)),
         log: log.map(Mutex::new),
-        started: Instant::now(),
+        started: wall_ns(),
         latency,
     });
     let stop = CancellationToken::new();
@@ -148,6 +154,7 @@ pub fn serve(latency: Duration, log: Option<PathBuf>) -> anyhow::Result<()> {
                 accepted = listener.accept() => {
                     let (stream, _) = accepted?;
                     stream.set_nodelay(true)?;
+                    timestamp_receives(&stream)?;
                     tokio::spawn(connection(stream, Arc::clone(&serving)));
                 }
                 () = stop.cancelled() => break,
@@ -175,6 +182,26 @@ pub fn serve(latency: Duration, log: Option<PathBuf>) -> anyhow::Result<()> {
         "  server: longest gaps between requests (us): {:?}",
         gaps.iter().rev().take(8).collect::<Vec<_>>()
     );
+    if std::env::var_os("BENCH_SERVER_SECONDS").is_some() {
+        // Requests per second of the run, from the first: where a rate is lost.
+        let first = times.first().copied().unwrap_or(0);
+        let mut per_second = Vec::new();
+        for t in &times {
+            let i = usize::try_from((t - first) / 1_000_000).unwrap_or(0);
+            if per_second.len() <= i {
+                per_second.resize(i + 1, 0u32);
+            }
+            per_second[i] += 1;
+        }
+        let mut first_ms = [0u32; 10];
+        for t in &times {
+            let i = usize::try_from((t - first) / 100_000).unwrap_or(usize::MAX);
+            if let Some(n) = first_ms.get_mut(i) {
+                *n += 1;
+            }
+        }
+        eprintln!("  server: per second {per_second:?}; first second per 100 ms {first_ms:?}");
+    }
     println!(
         "{} {} {} {busiest}",
         times.len(),
@@ -189,22 +216,107 @@ struct Shared {
     /// Each request's `to`, one a line, written as the request is read (one `write`
     /// on an append-only file, so a reader sees whole lines).
     log: Option<Mutex<std::fs::File>>,
-    started: Instant,
+    /// `CLOCK_REALTIME` at the start, in ns: the kernel's receive stamps use it.
+    started: i128,
     latency: Duration,
 }
 
-async fn connection(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+fn wall_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Asks the kernel to stamp each packet this socket receives.
+fn timestamp_receives(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket this server owns, with an int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Reads what is there, with the kernel's receive stamp of the last packet read.
+async fn read_stamped(
+    stream: &tokio::net::TcpStream,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<i128>)> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(tokio::io::Interest::READABLE, || recv_stamped(stream, buf)) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+    }
+}
+
+fn recv_stamped(
+    stream: &tokio::net::TcpStream,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<i128>)> {
+    use std::os::fd::AsRawFd as _;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 16];
+    // SAFETY: a zeroed msghdr is valid; it points at `iov` and `control`, which
+    // outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg into buffers this function owns.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &raw mut msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                stamp = Some(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec));
+            }
+            cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+async fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+    let mut stream = stream;
     let mut buffer = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let mut response = Vec::with_capacity(512);
+    let mut stamp = None;
     loop {
         let head_end = loop {
             if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            match read_stamped(&stream, &mut chunk).await {
+                Ok((0, _)) | Err(_) => return,
+                Ok((n, at)) => {
+                    buffer.extend_from_slice(&chunk[..n]);
+                    stamp = at.or(stamp);
+                }
             }
         };
         let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
@@ -214,12 +326,16 @@ async fn connection(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         while buffer.len() < head_end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            match read_stamped(&stream, &mut chunk).await {
+                Ok((0, _)) | Err(_) => return,
+                Ok((n, at)) => {
+                    buffer.extend_from_slice(&chunk[..n]);
+                    stamp = at.or(stamp);
+                }
             }
         }
-        let received = u64::try_from(shared.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let at = stamp.take().unwrap_or_else(wall_ns);
+        let received = u64::try_from((at - shared.started) / 1000).unwrap_or(0);
         let n = {
             let mut times = shared
                 .times

@@ -471,10 +471,7 @@ fn pipeline(
         rate: Some(campaign.sending.rate_per_second),
         window: Sizing::of(&campaign.sending),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = send::runtime()?;
     let sent = runtime.block_on(async {
         let interrupt = CancellationToken::new();
         watch_signals(interrupt.clone());

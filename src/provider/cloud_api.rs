@@ -4,9 +4,10 @@
 //! the fields that examples on the web often leave out and the schema requires:
 //! `recipient_type: "individual"` and `template.language.policy: "deterministic"`.
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Message, Provider, Response, SendFuture, To, http};
+use super::{Departure, Message, Provider, Response, SendFuture, To, http};
 use crate::campaign::components::{Part, PartSpec};
 use crate::campaign::{Campaign, MessageKind, ProviderConfig};
 use crate::secret::Secret;
@@ -32,7 +33,17 @@ struct TemplateObject<'a> {
     language: Language<'a>,
     /// Header, body and buttons, in that order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    components: Vec<serde_json::Value>,
+    components: Vec<AnyComponent<'a>>,
+}
+
+/// A component: the body's parameters serialized straight from the rendered values
+/// (every message has them, so no JSON tree is built for them), or a header or
+/// button, built as JSON.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnyComponent<'a> {
+    Body(Component<'a>),
+    Other(serde_json::Value),
 }
 
 #[derive(Serialize)]
@@ -172,19 +183,16 @@ pub fn template_message<'a>(
         .filter(|(p, _)| p.part.button_index().is_none())
         .collect();
     if let Some(header) = header_component(&header) {
-        components.push(header);
+        components.push(AnyComponent::Other(header));
     }
     if !parameters.is_empty() {
-        components.push(
-            serde_json::to_value(Component {
-                kind: "body",
-                parameters,
-            })
-            .unwrap_or_default(),
-        );
+        components.push(AnyComponent::Body(Component {
+            kind: "body",
+            parameters,
+        }));
     }
     for (part, value) in parts.filter(|(p, _)| p.part.button_index().is_some()) {
-        components.push(button_component(&part.part, value));
+        components.push(AnyComponent::Other(button_component(&part.part, value)));
     }
     TemplateMessage {
         messaging_product: "whatsapp",
@@ -288,7 +296,6 @@ pub fn upload_media(
     token: &Secret,
     path: &std::path::Path,
 ) -> anyhow::Result<String> {
-    use anyhow::Context as _;
     let ProviderConfig::CloudApi {
         phone_number_id,
         api_version,
@@ -354,11 +361,23 @@ pub fn upload_media(
 /// timeouts (reqwest has none by default).
 pub struct CloudApi {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once: reqwest would parse a string again for every request.
+    url: reqwest::Url,
     token: Secret,
     authorization: String,
     timeout: std::time::Duration,
     campaign: Campaign,
+}
+
+fn messages_url(
+    base_url: &str,
+    api_version: &str,
+    phone_number_id: &str,
+) -> anyhow::Result<reqwest::Url> {
+    let url = format!("{base_url}/{api_version}/{phone_number_id}/messages");
+    // The URL is left out of the message: a base URL may carry credentials.
+    reqwest::Url::parse(&url)
+        .context("provider.base_url does not make a valid URL: fix it in the campaign file")
 }
 
 impl CloudApi {
@@ -375,7 +394,7 @@ impl CloudApi {
         };
         Ok(CloudApi {
             client: http::client(*timeout, campaign.sending.in_flight_cap())?,
-            url: format!("{base_url}/{api_version}/{phone_number_id}/messages"),
+            url: messages_url(base_url, api_version, phone_number_id)?,
             authorization: format!("Bearer {}", token.expose()),
             token,
             timeout: *timeout,
@@ -383,7 +402,7 @@ impl CloudApi {
         })
     }
 
-    async fn post(&self, message: &Message) -> Response {
+    async fn post(&self, message: &Message, departure: Departure) -> Response {
         let mut body = message_body(&self.campaign, &message.to, &message.values);
         if let Body::Template(template) = &mut body
             && !message.occurrence.is_empty()
@@ -397,12 +416,28 @@ impl CloudApi {
                 },
             );
         }
+        let body = match serde_json::to_vec(&body) {
+            Ok(bytes) => bytes::Bytes::from(bytes),
+            Err(e) => {
+                return Response::NotSent {
+                    detail: format!("the request body could not be encoded: {e}"),
+                };
+            }
+        };
         let request = self
             .client
-            .post(&self.url)
-            .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .json(&body);
-        let answer = match http::send(request, &self.token, self.timeout).await {
+            .post(self.url.clone())
+            .header(reqwest::header::AUTHORIZATION, &self.authorization);
+        let answer = match http::send_message(
+            request,
+            "application/json",
+            body,
+            departure,
+            &self.token,
+            self.timeout,
+        )
+        .await
+        {
             Ok(answer) => answer,
             Err(response) => return response,
         };
@@ -446,8 +481,8 @@ impl CloudApi {
 }
 
 impl Provider for CloudApi {
-    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a> {
-        Box::pin(self.post(message))
+    fn send<'a>(&'a self, message: &'a Message, departure: Departure) -> SendFuture<'a> {
+        Box::pin(self.post(message, departure))
     }
 }
 

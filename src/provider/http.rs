@@ -2,6 +2,8 @@
 //! by default) and connection reuse, and reading an answer into its status,
 //! `Retry-After` and body, or the transport failure it was.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,6 +27,9 @@ fn builder(connect_timeout: Duration, timeout: Duration, pool: usize) -> reqwest
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .pool_max_idle_per_host(pool)
+        // A POST that is redirected is answered as it came: following it would
+        // resend a message to an address nobody configured (or turn it into a GET).
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("wacampaign/", env!("CARGO_PKG_VERSION")))
 }
 
@@ -63,10 +68,46 @@ pub async fn send(
     secret: &Secret,
     timeout: Duration,
 ) -> Result<Answer, Response> {
+    exchange(request, secret, timeout, None).await
+}
+
+/// Sends one message: `request` with `body` as its content, telling `departure`
+/// when the body is first asked for, which is when the connection is open and the
+/// request goes to the socket. A request that failed before that never left, so
+/// it is safe to send again whatever the failure was (a reset, a closed pooled
+/// connection).
+pub async fn send_message(
+    request: reqwest::RequestBuilder,
+    content_type: &'static str,
+    body: Bytes,
+    departure: super::Departure,
+    secret: &Secret,
+    timeout: Duration,
+) -> Result<Answer, Response> {
+    let left = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&left);
+    let departure = departure.also(move |departed| {
+        flag.store(departed == super::Departed::Written, Ordering::Release);
+    });
+    let request = request
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(departure.body(body));
+    exchange(request, secret, timeout, Some(&left)).await
+}
+
+/// `left`: whether the request's body was asked for; `None` when not watched (then
+/// any failure after connecting may have delivered it).
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    secret: &Secret,
+    timeout: Duration,
+    left: Option<&AtomicBool>,
+) -> Result<Answer, Response> {
+    let may_have_left = || left.is_none_or(|l| l.load(Ordering::Acquire));
     let response = request
         .send()
         .await
-        .map_err(|e| transport_error(&e, secret, CONNECT_TIMEOUT, timeout))?;
+        .map_err(|e| transport_error(&e, secret, CONNECT_TIMEOUT, timeout, may_have_left()))?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -88,7 +129,7 @@ pub async fn send(
                 secret.redact(&describe(&e, CONNECT_TIMEOUT, timeout))
             )),
         }),
-        Err(e) => Err(transport_error(&e, secret, CONNECT_TIMEOUT, timeout)),
+        Err(e) => Err(transport_error(&e, secret, CONNECT_TIMEOUT, timeout, true)),
     }
 }
 
@@ -107,16 +148,18 @@ fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<
     )
 }
 
-/// A request that never left (no connection, or one reqwest could not even build)
-/// is safe to retry; any other failure may have delivered it.
+/// A request that never left (no connection, one reqwest could not even build, or
+/// one whose body was never asked for) is safe to retry; any other failure may
+/// have delivered it.
 fn transport_error(
     error: &reqwest::Error,
     secret: &Secret,
     connect_timeout: Duration,
     timeout: Duration,
+    may_have_left: bool,
 ) -> Response {
     let detail = secret.redact(&describe(error, connect_timeout, timeout));
-    if error.is_connect() || error.is_builder() {
+    if !may_have_left || error.is_connect() || error.is_builder() {
         Response::NotSent { detail }
     } else {
         Response::InDoubt { detail }
@@ -392,7 +435,7 @@ mod tests {
         let client = builder(connect, Duration::from_secs(5), 1).build().unwrap();
         let url = format!("http://{addr}/v23.0/1/messages");
         let error = client.post(&url).send().await.unwrap_err();
-        let response = transport_error(&error, &secret(), connect, Duration::from_secs(5));
+        let response = transport_error(&error, &secret(), connect, Duration::from_secs(5), true);
         assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
         assert_eq!(
             detail(&response),

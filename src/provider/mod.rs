@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod cloud_api;
+pub mod departure;
 pub mod http;
 pub mod simulator;
 pub mod twilio;
@@ -19,6 +20,7 @@ use crate::phone::E164;
 use crate::secret::Secret;
 
 pub use classify::{Class, classify};
+pub use departure::{Departed, Departure, Pace};
 
 /// One message to send: the recipient and its rendered values.
 #[derive(Debug, Clone)]
@@ -124,7 +126,9 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
 
 /// A way to send template messages.
 pub trait Provider: Send + Sync {
-    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a>;
+    /// Sends one message; `departure` is told when its request starts to leave (or
+    /// that it never did).
+    fn send<'a>(&'a self, message: &'a Message, departure: Departure) -> SendFuture<'a>;
 }
 
 /// Builds the provider a campaign names. Secrets are read here, before anything is

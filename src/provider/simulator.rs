@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Message, Provider, Response, SendFuture};
+use super::{Departure, Message, Provider, Response, SendFuture};
 use crate::campaign::{Category, SimulatorConfig};
 
 /// Requests answered normally before the throttling burst starts.
@@ -26,7 +26,8 @@ impl Simulator {
         }
     }
 
-    async fn answer(&self, message: &Message) -> Response {
+    async fn answer(&self, message: &Message, mut departure: Departure) -> Response {
+        departure.depart().await;
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let mut rng = fastrand::Rng::with_seed(
             self.config.seed ^ (message.to.person() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -75,7 +76,7 @@ fn rejected(http_status: u16, code: i64, detail: &str) -> Response {
 }
 
 impl Provider for Simulator {
-    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a> {
-        Box::pin(self.answer(message))
+    fn send<'a>(&'a self, message: &'a Message, departure: Departure) -> SendFuture<'a> {
+        Box::pin(self.answer(message, departure))
     }
 }

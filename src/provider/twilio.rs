@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use super::{Family, Message, Provider, Response, SendFuture, http};
+use super::{Departure, Family, Message, Provider, Response, SendFuture, http};
 use crate::campaign::{Campaign, MessageKind, TwilioConfig, TwilioSender};
 use crate::phone::E164;
 use crate::secret::Secret;
@@ -134,7 +134,8 @@ pub fn form_fields(
 
 pub struct Twilio {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once: reqwest would parse a string again for every request.
+    url: reqwest::Url,
     credentials: Credentials,
     config: TwilioConfig,
     campaign: Campaign,
@@ -148,17 +149,19 @@ impl Twilio {
     ) -> anyhow::Result<Twilio> {
         Ok(Twilio {
             client: http::client(config.timeout, campaign.sending.in_flight_cap())?,
-            url: format!(
+            // The URL is left out of the message: a base URL may carry credentials.
+            url: reqwest::Url::parse(&format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
                 config.base_url, credentials.account_sid
-            ),
+            ))
+            .context("provider.base_url does not make a valid URL: fix it in the campaign file")?,
             credentials,
             config: config.clone(),
             campaign: campaign.clone(),
         })
     }
 
-    async fn post(&self, message: &Message) -> Response {
+    async fn post(&self, message: &Message, departure: Departure) -> Response {
         // The plan leaves BSUID-only contacts out of a Twilio campaign.
         let Some(phone) = message.to.phone() else {
             return Response::Rejected {
@@ -170,16 +173,24 @@ impl Twilio {
             };
         };
         let fields = form_fields(&self.campaign, &self.config, phone, &message.values);
-        let request = self
-            .client
-            .post(&self.url)
-            .basic_auth(
-                &self.credentials.username,
-                Some(self.credentials.password.expose()),
-            )
-            .form(&fields);
+        let request = self.client.post(self.url.clone()).basic_auth(
+            &self.credentials.username,
+            Some(self.credentials.password.expose()),
+        );
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&fields)
+            .finish();
         let secret = &self.credentials.password;
-        let answer = match http::send(request, secret, self.config.timeout).await {
+        let answer = match http::send_message(
+            request,
+            "application/x-www-form-urlencoded",
+            bytes::Bytes::from(body),
+            departure,
+            secret,
+            self.config.timeout,
+        )
+        .await
+        {
             Ok(answer) => answer,
             Err(response) => return response,
         };
@@ -214,8 +225,8 @@ impl Twilio {
 }
 
 impl Provider for Twilio {
-    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a> {
-        Box::pin(self.post(message))
+    fn send<'a>(&'a self, message: &'a Message, departure: Departure) -> SendFuture<'a> {
+        Box::pin(self.post(message, departure))
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Claimed, Disposition, Job, Journal, Outcome};
-use crate::provider::{Class, Message, Provider, Response, classify};
+use crate::provider::{Class, Departure, Message, Provider, Response, classify};
 use breaker::Breaker;
 use progress::Progress;
 use rate::{Pacer, backoff};
@@ -94,6 +94,8 @@ struct Control {
     in_flight: AtomicUsize,
     /// Wakes the dispatcher when a request finishes (a slot in the window frees).
     finished: Notify,
+    /// The pacer, as each request's departure asks it.
+    pace: Arc<dyn crate::provider::Pace>,
 }
 
 impl Control {
@@ -133,6 +135,19 @@ impl Control {
     }
 }
 
+/// The runtime a send runs on: one thread. The pipeline's own work per message is
+/// a few microseconds of HTTP and bookkeeping, so one thread keeps 1,000 messages a
+/// second with room to spare, while a work-stealing scheduler on a small machine
+/// spent about a quarter of the send's CPU handing tasks and wake-ups between its
+/// threads (BENCHMARKS.md, "send at the operating point"). The journal writer has a
+/// thread of its own, so a commit's fsync never holds up the pacer.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// Runs the pipeline until the plan is sent, the campaign halts, or `interrupt` fires.
 /// Returns how it ended and the journal (for the final counts).
 pub async fn run(
@@ -150,6 +165,7 @@ pub async fn run(
         .spawn(move || write_journal(journal, writer_rx))
         .context("starting the journal writer")?;
 
+    let pacer = Pacer::start(options.rate);
     let control = Arc::new(Control {
         breaker: Mutex::new(Breaker::default()),
         halt: Mutex::new(None),
@@ -159,8 +175,8 @@ pub async fn run(
         window: Mutex::new(Window::new(options.window, options.rate)),
         in_flight: AtomicUsize::new(0),
         finished: Notify::new(),
+        pace: Arc::new(pacer.clone()),
     });
-    let pacer = Pacer::start(options.rate);
     let ticker = spawn_ticker(&progress, &control.stop);
     let dispatched = dispatch(&writer_tx, &provider, options, &progress, &pacer, &control).await;
 
@@ -376,9 +392,12 @@ async fn send_one(
         occurrence: job.key.occurrence.clone(),
     };
     progress.tally.requests.fetch_add(1, Ordering::Relaxed);
-    pacer.sending();
+    // The one-second rule is checked, and the request counted, when it goes to the
+    // socket (after any handshake of a new connection); a request that never goes
+    // gives its ticket back.
+    let departure = Departure::paced(Arc::clone(&control.pace));
     let started = Instant::now();
-    let response = provider.send(&message).await;
+    let response = provider.send(&message, departure).await;
     let class = classify(&response);
     if let Ok(mut window) = control.window.lock() {
         match (&response, &class) {

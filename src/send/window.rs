@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 /// Headroom over Little's law, for latency that varies from one answer to the next.
 const HEADROOM: f64 = 1.5;
-/// The latency assumed before the first answer.
-const INITIAL_LATENCY: Duration = Duration::from_millis(100);
+/// The latency assumed before the first answer: the slow end of what the Cloud API
+/// usually takes, so a run against a slow provider does not stall with its window
+/// full before the first answers come back. The first answer replaces it.
+const INITIAL_LATENCY: Duration = Duration::from_millis(300);
 /// How long after trouble (a timeout, a 5xx) before the window may grow again.
 const CALM_AFTER_TROUBLE: Duration = Duration::from_secs(5);
 /// The smallest window: the automatic window never goes below this.
@@ -53,6 +55,8 @@ pub struct Window {
     current: usize,
     /// Smoothed answer latency, seconds.
     latency: f64,
+    /// Whether `latency` is still the guess made before any answer.
+    guessed: bool,
     last_trouble: Option<Instant>,
 }
 
@@ -62,6 +66,7 @@ impl Window {
             sizing,
             current: sizing.bound(),
             latency: INITIAL_LATENCY.as_secs_f64(),
+            guessed: true,
             last_trouble: None,
         };
         window.current = window.target(rate.map(f64::from));
@@ -75,7 +80,12 @@ impl Window {
 
     /// An answer came back after `latency`.
     pub fn answered(&mut self, latency: Duration, rate: Option<f64>, now: Instant) {
-        self.latency = 0.9 * self.latency + 0.1 * latency.as_secs_f64();
+        self.latency = if self.guessed {
+            latency.as_secs_f64()
+        } else {
+            0.9 * self.latency + 0.1 * latency.as_secs_f64()
+        };
+        self.guessed = false;
         let calm = self
             .last_trouble
             .is_none_or(|t| now.duration_since(t) > CALM_AFTER_TROUBLE);
@@ -100,11 +110,13 @@ impl Window {
                 let Some(rate) = rate.filter(|r| *r > 0.0) else {
                     return cap;
                 };
-                // Rows are claimed a batch at a time, and a late claim catches up
-                // with up to two batches more: room for three on top of what the
-                // answers' latency keeps on the wire.
+                // Rows are claimed a batch at a time, and a late claim catches up on
+                // the tickets it missed: room for that on top of what the answers'
+                // latency keeps on the wire.
                 let batch = super::rate::batch_size(rate);
-                let need = (rate * self.latency * HEADROOM).ceil() as usize + 3 * batch;
+                let need = (rate * self.latency * HEADROOM).ceil() as usize
+                    + batch
+                    + super::rate::catch_up(rate);
                 need.clamp(MIN_WINDOW.max(batch), cap)
             }
         }
@@ -138,8 +150,8 @@ mod tests {
         for _ in 0..200 {
             w.answered(Duration::from_millis(300), Some(1000.0), now);
         }
-        // 1,000/s × 0.3 s × 1.5 + three batches of 20.
-        assert!((505..=510).contains(&w.size()), "{}", w.size());
+        // 1,000/s × 0.3 s × 1.5, a batch of 20 and ten to catch up.
+        assert!((670..=675).contains(&w.size()), "{}", w.size());
         for _ in 0..200 {
             w.answered(Duration::from_secs(5), Some(1000.0), now);
         }

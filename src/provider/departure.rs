@@ -1,0 +1,235 @@
+//! The moment a request starts to leave: when its body is first asked for, which
+//! is when the connection is open and its bytes go to the socket.
+//!
+//! The pacer counts a request against the one-second rule from this moment, not from
+//! when its ticket was taken: a request that first waits for a new connection (its
+//! TCP and TLS handshakes) would otherwise reach the provider later than the pacer
+//! assumed, and land in the same second as requests paced after it.
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// What became of a request's departure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departed {
+    /// Its body was asked for: its bytes went, or are going, to the socket.
+    Written,
+    /// It was dropped before that (no connection, a builder error, a stop).
+    Never,
+}
+
+/// Whoever paces the sends: asked at the moment each request would go.
+pub trait Pace: Send + Sync {
+    /// The request may go now, and is counted from now; or not for this long.
+    fn depart(&self) -> Result<(), Duration>;
+    /// A request that will never go gives its place back.
+    fn abandon(&self);
+}
+
+type Notify = Box<dyn FnOnce(Departed) + Send + Sync>;
+
+/// One request's departure: asks the pacer at the moment the request would go,
+/// waits if it must, and tells whoever listens ([`Departure::also`]) that it left,
+/// or, dropped before that, that it never did.
+#[derive(Default)]
+pub struct Departure {
+    pace: Option<Arc<dyn Pace>>,
+    notify: Vec<Notify>,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Departure {
+    /// A departure the pacer decides.
+    pub fn paced(pace: Arc<dyn Pace>) -> Departure {
+        Departure {
+            pace: Some(pace),
+            notify: Vec::new(),
+            wait: None,
+        }
+    }
+
+    /// Goes whenever it is ready (a request outside a campaign's pace).
+    pub fn unpaced() -> Departure {
+        Departure::default()
+    }
+
+    /// This departure, with `notify` told whether the request left.
+    pub fn also(mut self, notify: impl FnOnce(Departed) + Send + Sync + 'static) -> Departure {
+        self.notify.push(Box::new(notify));
+        self
+    }
+
+    /// Ready once the request may go: it is then counted as gone.
+    pub fn poll_depart(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(pace) = &self.pace {
+            loop {
+                if let Some(wait) = &mut self.wait {
+                    std::task::ready!(wait.as_mut().poll(cx));
+                    self.wait = None;
+                }
+                match pace.depart() {
+                    Ok(()) => break,
+                    Err(wait) => {
+                        self.wait = Some(Box::pin(tokio::time::sleep(wait)));
+                    }
+                }
+            }
+            self.pace = None;
+        }
+        self.tell(Departed::Written);
+        Poll::Ready(())
+    }
+
+    /// Waits until the request may go (for senders that have no body to poll).
+    pub async fn depart(&mut self) {
+        std::future::poll_fn(|cx| self.poll_depart(cx)).await;
+    }
+
+    fn tell(&mut self, departed: Departed) {
+        for notify in self.notify.drain(..) {
+            notify(departed);
+        }
+    }
+
+    /// A request body that departs when first polled: the moment the connection is
+    /// open and asks for the bytes to write.
+    pub fn body(self, bytes: Bytes) -> reqwest::Body {
+        reqwest::Body::wrap(DepartingBody {
+            bytes: Some(bytes),
+            departure: self,
+        })
+    }
+}
+
+impl Drop for Departure {
+    fn drop(&mut self) {
+        if let Some(pace) = self.pace.take() {
+            pace.abandon();
+            self.tell(Departed::Never);
+        }
+    }
+}
+
+impl std::fmt::Debug for Departure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Departure")
+            .field("paced", &self.pace.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One whole body, in one frame, with an exact size (so it goes with a
+/// `Content-Length`, as a plain byte body would).
+struct DepartingBody {
+    bytes: Option<Bytes>,
+    departure: Departure,
+}
+
+impl http_body::Body for DepartingBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::ready!(self.departure.poll_depart(cx));
+        Poll::Ready(self.bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// Refuses the first `refusals` departures with a short wait.
+    #[derive(Default)]
+    struct Gate {
+        refusals: AtomicU32,
+        departed: AtomicU32,
+        abandoned: AtomicU32,
+    }
+
+    impl Pace for Gate {
+        fn depart(&self) -> Result<(), Duration> {
+            if self.refusals.load(Ordering::SeqCst) > 0 {
+                self.refusals.fetch_sub(1, Ordering::SeqCst);
+                return Err(Duration::from_millis(2));
+            }
+            self.departed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn abandon(&self) {
+            self.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn watched(gate: &Arc<Gate>) -> (Departure, Arc<Mutex<Vec<Departed>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let pace: Arc<dyn Pace> = gate.clone();
+        let departure = Departure::paced(pace).also(move |d| log.lock().unwrap().push(d));
+        (departure, seen)
+    }
+
+    #[tokio::test]
+    async fn a_departure_waits_for_the_pacer_and_is_told_once() {
+        let gate = Arc::new(Gate::default());
+        gate.refusals.store(2, Ordering::SeqCst);
+        let (mut departure, seen) = watched(&gate);
+        departure.depart().await;
+        departure.depart().await;
+        drop(departure);
+        assert_eq!(*seen.lock().unwrap(), [Departed::Written]);
+        assert_eq!(gate.departed.load(Ordering::SeqCst), 1);
+        assert_eq!(gate.abandoned.load(Ordering::SeqCst), 0);
+
+        let (departure, seen) = watched(&gate);
+        drop(departure);
+        assert_eq!(*seen.lock().unwrap(), [Departed::Never]);
+        assert_eq!(
+            gate.abandoned.load(Ordering::SeqCst),
+            1,
+            "its place given back"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_body_departs_when_first_polled_and_keeps_its_length() {
+        use http_body::Body as _;
+        let gate = Arc::new(Gate::default());
+        gate.refusals.store(1, Ordering::SeqCst);
+        let (departure, seen) = watched(&gate);
+        let mut body = DepartingBody {
+            bytes: Some(Bytes::from_static(b"{\"a\":1}")),
+            departure,
+        };
+        assert_eq!(body.size_hint().exact(), Some(7));
+        assert!(seen.lock().unwrap().is_empty(), "not before it is polled");
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let Some(Ok(frame)) = frame else {
+            panic!("one frame");
+        };
+        assert_eq!(frame.into_data().ok().as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(*seen.lock().unwrap(), [Departed::Written]);
+        assert!(body.is_end_stream());
+        let end = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(end.is_none());
+    }
+}
