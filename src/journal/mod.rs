@@ -11,6 +11,7 @@
 //! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
 //! until the operator decides or a delivery status settles them.
 
+pub mod fold;
 pub mod key;
 pub mod query;
 pub mod settle;
@@ -803,6 +804,10 @@ fn record_in(
             now,
             i64::from(c.deferral)
         ])?;
+        // A status can arrive before the answer that names its message is recorded.
+        if c.message_id.is_some() {
+            fold::refold(conn, *row)?;
+        }
         if let Disposition::OptedOut {
             purpose,
             code,
