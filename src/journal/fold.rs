@@ -142,6 +142,7 @@ pub fn backfill(conn: &Connection) -> rusqlite::Result<usize> {
 mod tests {
     use super::*;
     use crate::db::Db;
+    use rusqlite::OptionalExtension as _;
 
     type Folded = (
         Option<i64>,
@@ -349,5 +350,395 @@ mod tests {
             .unwrap();
         refold(&db.conn, 1).unwrap();
         assert_eq!(folded(&db), Folded::default());
+    }
+
+    /// What the report and `status` computed before the fold, straight from
+    /// `message_statuses` (the queries they ran then), for one journal row's message:
+    /// (best rank, first delivered, first read, first failure's code).
+    fn searched(
+        conn: &Connection,
+        message_id: &str,
+    ) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
+        let best = conn
+            .query_row(
+                "SELECT max(rank) FROM message_statuses WHERE message_id = ?1",
+                params![message_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let first = |rank: i64| -> Option<i64> {
+            let mut stmt = conn
+                .prepare("SELECT status, timestamp FROM message_statuses WHERE message_id = ?1 AND rank = ?2")
+                .unwrap();
+            let pairs: Vec<(String, i64)> = stmt
+                .query_map(params![message_id, rank], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            pairs
+                .into_iter()
+                .map(|(name, ts)| {
+                    if ts != 0 {
+                        return ts;
+                    }
+                    let text: Option<String> = conn
+                        .query_row(
+                            "SELECT min(occurred_at) FROM message_statuses WHERE message_id = ?1 AND status = ?2",
+                            params![message_id, name],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    text.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                        .map_or(0, |t| t.timestamp())
+                })
+                .min()
+        };
+        let code = conn
+            .query_row(
+                "SELECT error_code FROM message_statuses WHERE message_id = ?1 AND rank = 4
+                 ORDER BY id LIMIT 1",
+                params![message_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap()
+            .flatten();
+        (best, first(2), first(3), code)
+    }
+
+    /// `status`'s billing as it was: the latest priced status of each message
+    /// matched to the campaign.
+    fn billed_by_search(conn: &Connection) -> Vec<(Option<bool>, Option<String>, Option<String>)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT s.billable, s.pricing_category, s.pricing_type
+                 FROM (SELECT max(id) AS id FROM message_statuses
+                       WHERE campaign_id = 'c'
+                         AND (billable IS NOT NULL OR pricing_category IS NOT NULL)
+                       GROUP BY message_id) latest
+                 JOIN message_statuses s ON s.id = latest.id ORDER BY 1, 2, 3",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn migrating_folds_what_the_old_queries_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        {
+            // The schema before 0013: today's, without the folded columns.
+            let db = Db::open(&path).unwrap();
+            for column in [
+                "pricing_type",
+                "pricing_category",
+                "billable",
+                "status_error_detail",
+                "status_error_code",
+                "read_ts",
+                "delivered_ts",
+                "status_rank",
+            ] {
+                db.conn
+                    .execute_batch(&format!("ALTER TABLE journal DROP COLUMN {column}"))
+                    .unwrap();
+            }
+            db.conn.pragma_update(None, "user_version", 12).unwrap();
+            db.conn
+                .execute(
+                    "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at, plan_run)
+                     VALUES ('c', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z', 1)",
+                    [],
+                )
+                .unwrap();
+            let journal = [
+                (1, "", "accepted", Some("wamid.1")),
+                (2, "", "accepted", Some("wamid.2")),
+                (3, "", "accepted", Some("wamid.3")),
+                (4, "", "accepted", Some("wamid.4")),
+                (5, "", "failed", None),
+                (6, "test:1", "accepted", Some("wamid.6")),
+                (7, "", "accepted", Some("wamid.7")),
+            ];
+            for (person, occurrence, state, message_id) in journal {
+                db.conn
+                    .execute(
+                        "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq,
+                             plan_run, params, state, attempts, message_id, updated_at)
+                         VALUES ('c', ?1, ?2, '+5255123456' || ?1, 2, ?1, 1, '[]', ?3, 1, ?4,
+                                 '2026-01-01T00:00:00Z')",
+                        params![person, occurrence, state, message_id],
+                    )
+                    .unwrap();
+            }
+            // (message, status, rank, timestamp, occurred_at, error, matched, pricing)
+            type Row<'a> = (
+                &'a str,
+                &'a str,
+                i64,
+                i64,
+                &'a str,
+                Option<i64>,
+                bool,
+                Option<&'a str>,
+            );
+            let statuses: [Row<'_>; 14] = [
+                (
+                    "wamid.1",
+                    "read",
+                    3,
+                    1_750_000_300,
+                    "2025-06-15T15:11:40Z",
+                    None,
+                    true,
+                    None,
+                ),
+                (
+                    "wamid.1",
+                    "delivered",
+                    2,
+                    1_750_000_100,
+                    "2025-06-15T15:08:20Z",
+                    None,
+                    true,
+                    Some("marketing"),
+                ),
+                (
+                    "wamid.1",
+                    "delivered",
+                    2,
+                    1_750_000_050,
+                    "2025-06-15T15:07:30Z",
+                    None,
+                    true,
+                    None,
+                ),
+                (
+                    "wamid.1",
+                    "sent",
+                    1,
+                    1_750_000_010,
+                    "2025-06-15T15:06:50Z",
+                    None,
+                    true,
+                    Some("utility"),
+                ),
+                // Twilio: no timestamps, so each status once, timed when it happened.
+                (
+                    "wamid.2",
+                    "sent",
+                    1,
+                    0,
+                    "2025-06-15T15:06:41Z",
+                    None,
+                    true,
+                    None,
+                ),
+                (
+                    "wamid.2",
+                    "delivered",
+                    2,
+                    0,
+                    "2025-06-15T15:06:45Z",
+                    None,
+                    true,
+                    None,
+                ),
+                (
+                    "wamid.3",
+                    "sent",
+                    1,
+                    1_750_000_001,
+                    "2025-06-15T15:06:41Z",
+                    None,
+                    true,
+                    Some("marketing"),
+                ),
+                (
+                    "wamid.3",
+                    "failed",
+                    4,
+                    1_750_000_020,
+                    "2025-06-15T15:07:00Z",
+                    Some(131_026),
+                    true,
+                    None,
+                ),
+                (
+                    "wamid.3",
+                    "failed",
+                    4,
+                    1_750_000_030,
+                    "2025-06-15T15:07:10Z",
+                    Some(131_000),
+                    true,
+                    None,
+                ),
+                (
+                    "wamid.3",
+                    "read",
+                    3,
+                    1_750_000_040,
+                    "2025-06-15T15:07:20Z",
+                    None,
+                    true,
+                    None,
+                ),
+                (
+                    "wamid.6",
+                    "delivered",
+                    2,
+                    1_750_000_040,
+                    "2025-06-15T15:07:20Z",
+                    None,
+                    true,
+                    Some("marketing"),
+                ),
+                // Recorded before its row knew the message, and never matched.
+                (
+                    "wamid.7",
+                    "read",
+                    3,
+                    1_750_000_040,
+                    "2025-06-15T15:07:20Z",
+                    None,
+                    false,
+                    Some("marketing"),
+                ),
+                (
+                    "wamid.7",
+                    "sent",
+                    1,
+                    1_750_000_001,
+                    "2025-06-15T15:06:41Z",
+                    None,
+                    false,
+                    None,
+                ),
+                (
+                    "wamid.X",
+                    "read",
+                    3,
+                    1_750_000_040,
+                    "2025-06-15T15:07:20Z",
+                    None,
+                    false,
+                    None,
+                ),
+            ];
+            for (message_id, status, rank, ts, at, code, matched, category) in statuses {
+                db.conn
+                    .execute(
+                        "INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
+                             provider, error_code, campaign_id, received_at, billable,
+                             pricing_category, pricing_type)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'meta', ?6, ?7, ?5, ?8, ?9, ?10)",
+                        params![
+                            message_id,
+                            status,
+                            rank,
+                            ts,
+                            at,
+                            code,
+                            matched.then_some("c"),
+                            category.map(|_| true),
+                            category,
+                            category.map(|_| "regular")
+                        ],
+                    )
+                    .unwrap();
+            }
+        }
+        let before_conn = Connection::open(&path).unwrap();
+        let ids = [
+            "wamid.1", "wamid.2", "wamid.3", "wamid.4", "wamid.6", "wamid.7",
+        ];
+        let before: Vec<_> = ids.iter().map(|id| searched(&before_conn, id)).collect();
+        let billed_before = billed_by_search(&before_conn);
+        let best_before: (i64, i64, i64, i64, i64) = before_conn
+            .query_row(
+                "SELECT count(*), count(best), coalesce(sum(best IN (2, 3)), 0),
+                        coalesce(sum(best = 3), 0), coalesce(sum(best = 4), 0)
+                 FROM (SELECT (SELECT max(s.rank) FROM message_statuses s
+                               WHERE s.message_id = j.message_id) AS best
+                       FROM journal j WHERE j.campaign_id = 'c' AND j.state = 'accepted'
+                         AND j.occurrence NOT GLOB 'test:*')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        drop(before_conn);
+
+        let db = Db::open(&path).unwrap();
+        let after: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                db.conn
+                    .query_row(
+                        "SELECT status_rank, delivered_ts, read_ts, status_error_code FROM journal
+                         WHERE message_id = ?1",
+                        params![id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(after, before);
+        assert_eq!(
+            after[0],
+            (Some(3), Some(1_750_000_050), Some(1_750_000_300), None),
+            "the test is about something"
+        );
+        assert_eq!(after[2].3, Some(131_026), "the first failure's code");
+        let (accepted, with_status, delivered, read, failed) = best_before;
+        assert_eq!(
+            super::super::query::accepted_by_best_status(&db.conn, "c").unwrap(),
+            (
+                accepted as u64,
+                with_status as u64,
+                delivered as u64,
+                read as u64,
+                failed as u64
+            )
+        );
+        let mut billed_after = Vec::new();
+        super::super::query::priced(&db.conn, "c", |_, billable, category, kind| {
+            billed_after.push((billable, category, kind));
+        })
+        .unwrap();
+        billed_after.sort();
+        assert_eq!(billed_after, billed_before);
+        assert_eq!(billed_after.len(), 3, "wamid.1, wamid.3 and the test send");
+    }
+
+    #[test]
+    fn statuses_that_came_before_the_sends_answer_are_folded_when_it_is_recorded() {
+        let (_dir, db) = db();
+        db.conn
+            .execute_batch(
+                "UPDATE journal SET state = 'in_flight', message_id = NULL;
+                 INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
+                     provider, received_at)
+                 VALUES ('wamid.Z', 'delivered', 2, 1750000100, '2025-06-15T15:08:20Z', 'meta',
+                         '2025-06-15T15:08:20Z');",
+            )
+            .unwrap();
+        let phone = crate::phone::E164::from_digits("525512345678").unwrap();
+        let outcome = super::super::Outcome {
+            row: 1,
+            key: super::super::RowKey::for_phone(phone, ""),
+            to: crate::provider::To::Phone(phone),
+            disposition: super::super::Disposition::Accepted {
+                message_id: Some("wamid.Z".to_owned()),
+                wa_id: None,
+                status: None,
+            },
+        };
+        super::super::record_in(&db.conn, "c", false, &[outcome], "2025-06-15T15:08:30Z").unwrap();
+        let f = folded(&db);
+        assert_eq!((f.0, f.1), (Some(2), Some(1_750_000_100)));
     }
 }
