@@ -4,7 +4,8 @@
 //! Every state change of a row happens in this module ([`state`] lists the states
 //! and the transitions): the send pipeline plans, claims and records through
 //! [`Journal`]; the webhook server and `send`'s preparation settle rows through
-//! [`settle`]; reports read through [`query`].
+//! [`settle`], and the webhook server folds each status onto its row through
+//! [`fold`]; reports read through [`query`].
 //!
 //! A row is `planned` when the plan is written and `in_flight` once the intent to
 //! send it is durable, committed just before its request is written to a socket.

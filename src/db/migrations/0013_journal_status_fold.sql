@@ -19,3 +19,7 @@ ALTER TABLE journal ADD COLUMN status_error_detail TEXT;
 ALTER TABLE journal ADD COLUMN billable INTEGER;
 ALTER TABLE journal ADD COLUMN pricing_category TEXT;
 ALTER TABLE journal ADD COLUMN pricing_type TEXT;
+
+-- Billing is read from the journal now: the index that found each message's latest
+-- priced status (0012) would only cost every priced status an index write.
+DROP INDEX IF EXISTS message_statuses_billing;
