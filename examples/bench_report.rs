@@ -12,7 +12,9 @@
 //! person matched, Meta's `pricing`): `sent` for every accepted message, then
 //! `delivered` (or `failed` 131026 for 3%), `read` for three in four delivered, and
 //! the rest as repeated `delivered` statuses (Meta sends a status again when an
-//! answer is slow). Raw webhook bodies are not written: the report never reads them.
+//! answer is slow). Each status is folded onto its journal row as the webhook store
+//! folds it (`journal::fold::apply` on the row found by its message id). Raw
+//! webhook bodies are not written: the report never reads them.
 //! One recipient in twenty replies.
 //!
 //! Then runs the release binary's `report campaign.toml --html report.html --by city`
@@ -27,6 +29,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
+use wacampaign::journal::fold::{self, StatusFold};
+use wacampaign::journal::settle;
 
 const CAMPAIGN: &str = "bench-report";
 const CITIES: [&str; 12] = [
@@ -318,8 +322,9 @@ fn seed_statuses(conn: &Connection, recipients: u64, total: u64) -> anyhow::Resu
                 if written.is_multiple_of(100_000) && written > 0 {
                     conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
                 }
-                written += insert.execute(params![
-                    wamid(i),
+                let id = wamid(i);
+                let inserted = insert.execute(params![
+                    id,
                     status,
                     rank,
                     t,
@@ -333,6 +338,27 @@ fn seed_statuses(conn: &Connection, recipients: u64, total: u64) -> anyhow::Resu
                     billable.then_some("marketing"),
                     billable.then_some("regular"),
                 ])? as u64;
+                // Folded onto the journal row as the webhook store does it: the row
+                // found by its message id, then one UPDATE by rowid.
+                if inserted > 0
+                    && let Some((_, _, row)) = settle::find_row(conn, &id, None)?
+                {
+                    fold::apply(
+                        conn,
+                        row,
+                        &id,
+                        &StatusFold {
+                            rank,
+                            at: fold::status_seconds(t, &at),
+                            error_code: failed.then_some(131_026),
+                            error_detail: failed.then_some("Message undeliverable"),
+                            billable: Some(billable),
+                            pricing_category: billable.then_some("marketing"),
+                            pricing_type: billable.then_some("regular"),
+                        },
+                    )?;
+                }
+                written += inserted;
             }
             if pass > 50 {
                 break;

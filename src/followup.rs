@@ -169,13 +169,10 @@ pub fn write(
     csv.write_record(&header)?;
     let mut stmt = conn.prepare(
         "SELECT coalesce(j.phone, j.bsuid), j.state, j.contact, j.error_code, j.error_detail,
-                (SELECT max(s.rank) FROM message_statuses s WHERE s.message_id = j.message_id),
+                j.status_rank,
                 EXISTS (SELECT 1 FROM inbound_messages i
                         WHERE i.consent_key = j.person_id AND i.occurred_at >= ?3),
-                (SELECT s.error_code FROM message_statuses s
-                 WHERE s.message_id = j.message_id AND s.rank = 4 LIMIT 1),
-                (SELECT s.error_detail FROM message_statuses s
-                 WHERE s.message_id = j.message_id AND s.rank = 4 LIMIT 1)
+                j.status_error_code, j.status_error_detail
          FROM journal j
          WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
            AND j.state IN ('accepted', 'failed', 'in_doubt')

@@ -210,8 +210,7 @@ fn prune_batch(conn: &Connection, campaign: &str, cutoff: &str) -> rusqlite::Res
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let batch: Vec<PrunedRow> = tx
         .prepare_cached(
-            "SELECT j.person_id, j.occurrence, j.state, j.error_code, j.message_id,
-                    (SELECT max(s.rank) FROM message_statuses s WHERE s.message_id = j.message_id)
+            "SELECT j.person_id, j.occurrence, j.state, j.error_code, j.message_id, j.status_rank
              FROM journal j
              WHERE j.campaign_id = ?1
                AND j.state IN ('accepted', 'failed', 'opted_out', 'expired')

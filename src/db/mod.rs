@@ -28,14 +28,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_audience_caps.sql"),
     include_str!("migrations/0011_identities_and_messaging_limit.sql"),
     include_str!("migrations/0012_journal_contact.sql"),
+    include_str!("migrations/0013_journal_status_fold.sql"),
 ];
 
 /// What runs in Rust right after a migration's SQL, in its transaction: for 0007,
-/// re-anchoring the ledger's old events, then the trigger that allows only erasures.
+/// re-anchoring the ledger's old events, then the trigger that allows only erasures;
+/// for 0013, folding the statuses already recorded onto their journal rows (with the
+/// journal's own statement, so the backfill and the live fold cannot disagree).
 fn after_migration(tx: &Connection, version: u32) -> rusqlite::Result<()> {
     if version == 7 {
         crate::consent::reanchor::run(tx)?;
         tx.execute_batch(include_str!("migrations/0007_erasure_trigger.sql"))?;
+    }
+    if version == 13 {
+        crate::journal::fold::backfill(tx)?;
     }
     Ok(())
 }

@@ -4,13 +4,15 @@
 //! Every state change of a row happens in this module ([`state`] lists the states
 //! and the transitions): the send pipeline plans, claims and records through
 //! [`Journal`]; the webhook server and `send`'s preparation settle rows through
-//! [`settle`]; reports read through [`query`].
+//! [`settle`], and the webhook server folds each status onto its row through
+//! [`fold`]; reports read through [`query`].
 //!
 //! A row is `planned` when the plan is written and `in_flight` once the intent to
 //! send it is durable, committed just before its request is written to a socket.
 //! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
 //! until the operator decides or a delivery status settles them.
 
+pub mod fold;
 pub mod key;
 pub mod query;
 pub mod settle;
@@ -803,6 +805,10 @@ fn record_in(
             now,
             i64::from(c.deferral)
         ])?;
+        // A status can arrive before the answer that names its message is recorded.
+        if c.message_id.is_some() {
+            fold::refold(conn, *row)?;
+        }
         if let Disposition::OptedOut {
             purpose,
             code,

@@ -44,6 +44,11 @@ impl Counts {
         }
     }
 
+    /// Counts `n` more rows in `state`.
+    pub fn add(&mut self, state: State, n: u64) {
+        *self.slot(state) += n;
+    }
+
     fn slot(&mut self, state: State) -> &mut u64 {
         match state {
             State::Planned => &mut self.planned,
@@ -105,7 +110,17 @@ pub fn counts(
         let (state, n) = row?;
         *counts.slot(state) = n;
     }
-    // Rows `prune` removed, folded in by state (only settled rows are pruned).
+    add_pruned(conn, campaign_id, &mut counts)?;
+    Ok(counts)
+}
+
+/// Adds the rows `prune` removed to counts tallied from the journal, by state (only
+/// settled rows are pruned).
+pub fn add_pruned(
+    conn: &Connection,
+    campaign_id: &str,
+    counts: &mut Counts,
+) -> rusqlite::Result<()> {
     let mut pruned = conn.prepare_cached(
         "SELECT substr(what, 9), count FROM pruned_counts
          WHERE campaign_id = ?1 AND what LIKE 'journal:%'",
@@ -117,7 +132,7 @@ pub fn counts(
         let (state, n) = row?;
         *counts.slot(state) += n;
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// Test sends (`send --to`) of a campaign by state: kept apart from its totals,
@@ -269,13 +284,12 @@ pub fn accepted_by_best_status(
     conn: &Connection,
     campaign_id: &str,
 ) -> rusqlite::Result<(u64, u64, u64, u64, u64)> {
+    // The statuses as folded onto each row (see `fold`): one row per message.
     conn.prepare_cached(
-        "SELECT count(*), count(best), coalesce(sum(best IN (2, 3)), 0),
-                coalesce(sum(best = 3), 0), coalesce(sum(best = 4), 0)
-         FROM (SELECT (SELECT max(s.rank) FROM message_statuses s
-                       WHERE s.message_id = j.message_id) AS best
-               FROM journal j WHERE j.campaign_id = ?1 AND j.state = 'accepted'
-                 AND j.occurrence NOT GLOB 'test:*')",
+        "SELECT count(*), count(status_rank), coalesce(sum(status_rank IN (2, 3)), 0),
+                coalesce(sum(status_rank = 3), 0), coalesce(sum(status_rank = 4), 0)
+         FROM journal WHERE campaign_id = ?1 AND state = 'accepted'
+           AND occurrence NOT GLOB 'test:*'",
     )?
     .query_row(params![campaign_id], |r| {
         let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
@@ -292,6 +306,33 @@ pub fn accepted_by_best_status(
             failed + p("delivery:failed")?,
         ))
     })
+}
+
+/// What Meta's status webhooks said each of a campaign's messages bills as (the
+/// latest `pricing` folded onto its row), test sends included: they are billed too.
+/// Calls `each` with (the number, billable, category, type) of every priced message.
+pub fn priced(
+    conn: &Connection,
+    campaign_id: &str,
+    mut each: impl FnMut(Option<String>, Option<bool>, Option<String>, Option<String>),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT coalesce(phone, wa_id), billable, pricing_category, pricing_type FROM journal
+         WHERE campaign_id = ?1 AND (billable IS NOT NULL OR pricing_category IS NOT NULL)",
+    )?;
+    let mut rows = stmt.query(params![campaign_id])?;
+    while let Some(r) = rows.next()? {
+        each(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    }
+    Ok(())
+}
+
+/// Whether a row's state means a message may have reached its person (for replies).
+pub fn may_have_reached(state: State) -> bool {
+    matches!(
+        state,
+        State::Accepted | State::InDoubt | State::Failed | State::OptedOut
+    )
 }
 
 /// Replies from the people a campaign messaged (a message may have reached them),

@@ -30,13 +30,13 @@ pub fn status_rank(status: &str) -> i64 {
 pub const FAILED_RANK: i64 = 4;
 
 /// The journal row a status belongs to: by message id, else by the callback data
-/// the send put on the message. Returns the row and where it was sent (E.164 or
-/// BSUID).
+/// the send put on the message. Returns the row, where it was sent (E.164 or
+/// BSUID), and its rowid (for [`super::fold::apply`]).
 pub fn find_row(
     conn: &Connection,
     message_id: &str,
     callback: Option<&str>,
-) -> rusqlite::Result<Option<(RowRef, String)>> {
+) -> rusqlite::Result<Option<(RowRef, String, i64)>> {
     let to_row = |r: &rusqlite::Row<'_>| {
         Ok((
             RowRef {
@@ -47,11 +47,12 @@ pub fn find_row(
                 },
             },
             r.get(3)?,
+            r.get(4)?,
         ))
     };
     let by_id = conn
         .prepare_cached(
-            "SELECT campaign_id, person_id, occurrence, coalesce(phone, bsuid) FROM journal
+            "SELECT campaign_id, person_id, occurrence, coalesce(phone, bsuid), id FROM journal
              WHERE message_id = ?1 LIMIT 1",
         )?
         .query_row(params![message_id], to_row)
@@ -63,7 +64,7 @@ pub fn find_row(
         return Ok(None);
     };
     conn.prepare_cached(
-        "SELECT campaign_id, person_id, occurrence, coalesce(phone, bsuid) FROM journal
+        "SELECT campaign_id, person_id, occurrence, coalesce(phone, bsuid), id FROM journal
          WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
     )?
     .query_row(params![campaign_id, key.person, key.occurrence], to_row)
@@ -92,16 +93,16 @@ pub fn settle(
     now: &str,
 ) -> rusqlite::Result<Settled> {
     let RowKey { person, occurrence } = &row.key;
-    let current: Option<(State, i64, Option<String>)> = conn
+    let current: Option<(State, i64, Option<String>, i64)> = conn
         .prepare_cached(
-            "SELECT state, attempts, message_id FROM journal
+            "SELECT state, attempts, message_id, id FROM journal
              WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
         )?
         .query_row(params![row.campaign_id, person, occurrence], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((state, attempts, row_message_id)) = current else {
+    let Some((state, attempts, row_message_id, rowid)) = current else {
         return Ok(Settled::Unchanged);
     };
     let lookup_id = row_message_id.as_deref().or(message_id);
@@ -146,11 +147,15 @@ pub fn settle(
         State::InFlight => {
             // The send pipeline records the outcome; keep the id so a timeout that
             // leaves the row in doubt still finds its statuses.
-            conn.prepare_cached(
-                "UPDATE journal SET message_id = ?4
-                 WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3 AND message_id IS NULL",
-            )?
-            .execute(params![row.campaign_id, person, occurrence, best.message_id])?;
+            let named = conn
+                .prepare_cached(
+                    "UPDATE journal SET message_id = ?4
+                     WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3 AND message_id IS NULL",
+                )?
+                .execute(params![row.campaign_id, person, occurrence, best.message_id])?;
+            if named > 0 {
+                super::fold::refold(conn, rowid)?;
+            }
             return Ok(Settled::InFlight);
         }
         // A failed status does not make a deferred row sent: Meta defers some
@@ -175,6 +180,8 @@ pub fn settle(
                 ),
                 now
             ])?;
+            // The row's message may have changed: its fold follows.
+            super::fold::refold(conn, rowid)?;
             settled = Settled::Resolved;
         }
         _ => {}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use super::estimate::Estimate;
@@ -33,58 +33,75 @@ impl Billed {
 }
 
 /// The billing of `campaign_id`'s messages, from the latest status of each that
-/// carried a `pricing` object.
+/// carried a `pricing` object (as folded onto its journal row).
 pub fn billed(
     conn: &Connection,
     campaign_id: &str,
     pricing: Option<&Pricing>,
 ) -> rusqlite::Result<Billed> {
-    let mut stmt = conn.prepare_cached(
-        // Each message's latest status with pricing: the ids from the
-        // message_statuses_billing index alone, then one row per message.
-        "SELECT s.recipient, s.billable, s.pricing_category, s.pricing_type
-         FROM (SELECT max(id) AS id FROM message_statuses
-               WHERE campaign_id = ?1
-                 AND (billable IS NOT NULL OR pricing_category IS NOT NULL)
-               GROUP BY message_id) latest
-         JOIN message_statuses s ON s.id = latest.id",
-    )?;
-    let rows = stmt.query_map(params![campaign_id], |r| {
-        Ok((
-            r.get::<_, Option<String>>(0)?,
-            r.get::<_, Option<bool>>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
+    let mut tally = Tally::new(pricing);
+    crate::journal::query::priced(conn, campaign_id, |recipient, billable, category, kind| {
+        tally.add(recipient.as_deref(), billable, category, kind);
     })?;
-    let mut billed = Billed::default();
-    let mut estimator = pricing.map(Pricing::estimator);
-    for row in rows {
-        let (recipient, billable, category, kind) = row?;
+    Ok(tally.finish())
+}
+
+/// [`Billed`] being counted, one priced message at a time: for a caller that reads
+/// every message anyway (the report).
+pub struct Tally<'a> {
+    billed: Billed,
+    estimator: Option<super::Estimator<'a>>,
+}
+
+impl<'a> Tally<'a> {
+    pub fn new(pricing: Option<&'a Pricing>) -> Self {
+        Tally {
+            billed: Billed::default(),
+            estimator: pricing.map(Pricing::estimator),
+        }
+    }
+
+    /// One message's latest pricing: where it went (E.164 digits, or as Twilio
+    /// names it), `billable`, `category`, `type`.
+    pub fn add(
+        &mut self,
+        recipient: Option<&str>,
+        billable: Option<bool>,
+        category: Option<String>,
+        kind: Option<String>,
+    ) {
         let free_type = kind
             .as_deref()
             .filter(|k| FREE_TYPES.contains(k))
             .map(str::to_owned);
         let category = category.unwrap_or_else(|| "unknown".to_owned());
         match (free_type, billable) {
-            (Some(kind), _) => *billed.free.entry(kind).or_default() += 1,
-            (None, Some(false)) => *billed.free.entry("not billable".to_owned()).or_default() += 1,
+            (Some(kind), _) => *self.billed.free.entry(kind).or_default() += 1,
+            (None, Some(false)) => {
+                *self
+                    .billed
+                    .free
+                    .entry("not billable".to_owned())
+                    .or_default() += 1;
+            }
             (None, _) => {
-                *billed.billable.entry(category.clone()).or_default() += 1;
-                if let Some(estimator) = estimator.as_mut() {
-                    let category = PriceCategory::from_webhook(&category)
+                if let Some(estimator) = self.estimator.as_mut() {
+                    let price = PriceCategory::from_webhook(&category)
                         .unwrap_or(estimator.default_category());
                     match recipient
-                        .as_deref()
                         .and_then(|r| E164::from_digits(r.trim().trim_start_matches("whatsapp:")))
                     {
-                        Some(phone) => estimator.add_as(phone, category, 1),
+                        Some(phone) => estimator.add_as(phone, price, 1),
                         None => estimator.add_unknown(1),
                     }
                 }
+                *self.billed.billable.entry(category).or_default() += 1;
             }
         }
     }
-    billed.estimated_cost = estimator.map(super::Estimator::finish);
-    Ok(billed)
+
+    pub fn finish(mut self) -> Billed {
+        self.billed.estimated_cost = self.estimator.map(super::Estimator::finish);
+        self.billed
+    }
 }

@@ -5,14 +5,13 @@
 //! The counts that `status` shows come from the same functions `status` calls, so
 //! the two never disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::campaign::Campaign;
-use crate::journal::settle::status_rank;
 use crate::journal::{self, Counts, State};
 use crate::phone::E164;
 use crate::pricing::Pricing;
@@ -163,9 +162,7 @@ pub fn campaign_figures(
             campaign.id
         );
     };
-    let counts = journal::counts(conn, &campaign.id, Some(record.plan_run))?;
     let pricing = Pricing::of(campaign)?;
-    let billed = billed::billed(conn, &campaign.id, pricing.as_ref())?;
     let plan: Option<PlanFigures> = conn
         .query_row(
             "SELECT plan_stats FROM campaigns WHERE id = ?1",
@@ -178,15 +175,17 @@ pub fn campaign_figures(
         _ => Family::Meta,
     };
 
-    let mut pass = Pass::new(campaign, by, pricing.as_ref());
+    let by_sender = history::replies_by_sender(conn, &record.created_at)?;
+    let mut pass = Pass::new(campaign, by, pricing.as_ref(), by_sender);
     pass.run(conn, &campaign.id, record.plan_run)?;
     // The same figures `status` shows, from the tallies of this one pass.
+    let mut counts = std::mem::take(&mut pass.counts);
+    journal::query::add_pruned(conn, &campaign.id, &mut counts)?;
     let pruned = |what| journal::query::pruned(conn, &campaign.id, what);
     let b = &pass.best;
     let deliveries = history::delivery_counts_from(
         conn,
         &campaign.id,
-        &record.created_at,
         (
             b.accepted + pruned("delivery:accepted")?,
             b.with_status + pruned("delivery:with_status")?,
@@ -194,6 +193,7 @@ pub fn campaign_figures(
             b.read + pruned("delivery:read")?,
             b.failed + pruned("delivery:failed")?,
         ),
+        pass.replies,
     )?;
     let failures = failures(
         conn,
@@ -329,7 +329,7 @@ pub fn campaign_figures(
             estimated: pass
                 .estimator
                 .map(crate::pricing::estimate::Estimator::finish),
-            billed,
+            billed: pass.billed.finish(),
         },
         in_doubt: InDoubt {
             count: in_doubt_count,
@@ -420,15 +420,25 @@ fn template_text(conn: &Connection, campaign: &Campaign) -> anyhow::Result<Vec<(
     )])
 }
 
-/// One pass over the campaign's journal rows, each with its statuses.
+/// One pass over the campaign's journal rows, each with its statuses as folded
+/// onto it (`journal::fold`): every figure of the report but the failures refused
+/// at send and the rows held in doubt (a few, read through their index).
 struct Pass<'a> {
     campaign: &'a Campaign,
     by: &'a [String],
     markets: MarketMap,
     located: LocateCache,
     estimator: Option<Estimator<'a>>,
+    /// Rows by state, as `journal::counts` counts them.
+    counts: Counts,
     /// The accepted messages by the best status each reached.
     best: BestStatus,
+    /// What Meta's webhooks said the messages bill as.
+    billed: billed::Tally<'a>,
+    /// Inbound messages by sender not yet matched to a person the campaign messaged.
+    by_sender: HashMap<u64, u64>,
+    /// Replies from the campaign's people, and how many people sent them.
+    replies: (u64, u64),
     /// Accepted messages reported failed, by the failed status's code.
     failed_after: BTreeMap<String, u64>,
     /// By hours since the epoch.
@@ -440,14 +450,23 @@ struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    fn new(campaign: &'a Campaign, by: &'a [String], pricing: Option<&'a Pricing>) -> Self {
+    fn new(
+        campaign: &'a Campaign,
+        by: &'a [String],
+        pricing: Option<&'a Pricing>,
+        by_sender: HashMap<u64, u64>,
+    ) -> Self {
         Pass {
             campaign,
             by,
             markets: pricing.map_or_else(MarketMap::builtin, |p| p.markets.clone()),
             located: LocateCache::default(),
             estimator: pricing.map(Pricing::estimator),
+            counts: Counts::default(),
             best: BestStatus::default(),
+            billed: billed::Tally::new(pricing),
+            by_sender,
+            replies: (0, 0),
             failed_after: BTreeMap::new(),
             hours: BTreeMap::new(),
             reads: Reads::default(),
@@ -459,65 +478,57 @@ impl<'a> Pass<'a> {
 
     fn run(&mut self, conn: &Connection, campaign_id: &str, plan_run: i64) -> anyhow::Result<()> {
         let language_column = self.campaign.template.language_column.is_some();
-        // Each message's statuses as `status timestamp` pairs: both are in the
-        // statuses' unique index, so SQLite reads the index alone, never the rows.
+        // Every row of the campaign, test sends and earlier plans' rows included:
+        // replies and billing count them, the other figures skip them below.
         let mut stmt = conn.prepare(
             "SELECT j.state, j.phone, j.outcome_at, j.contact,
-                    CASE WHEN ?3 THEN j.params END,
-                    (SELECT group_concat(s.status || ' ' || s.timestamp, ',')
-                     FROM message_statuses s WHERE s.message_id = j.message_id),
-                    j.message_id
-             FROM journal j
-             WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
-               -- Test sends (`send --to`) went to the marketer, not to the audience.
-               AND j.occurrence NOT GLOB 'test:*'",
+                    CASE WHEN ?2 THEN j.params END,
+                    j.status_rank, j.delivered_ts, j.read_ts,
+                    coalesce(CAST(j.status_error_code AS TEXT), 'none'),
+                    j.plan_run, j.occurrence GLOB 'test:*', j.person_id,
+                    j.billable, j.pricing_category, j.pricing_type, j.wa_id
+             FROM journal j WHERE j.campaign_id = ?1",
         )?;
-        // The rare details the index does not hold: a failure's code, and the time
-        // of a status whose provider sent no timestamp.
-        let mut failed_code = conn.prepare(
-            "SELECT coalesce(CAST(error_code AS TEXT), 'none') FROM message_statuses
-             WHERE message_id = ?1 AND rank = 4 ORDER BY id LIMIT 1",
-        )?;
-        let mut occurred = conn.prepare(
-            "SELECT min(occurred_at) FROM message_statuses WHERE message_id = ?1 AND status = ?2",
-        )?;
-        let mut rows = stmt.query(params![campaign_id, plan_run, language_column])?;
+        let mut rows = stmt.query(params![campaign_id, language_column])?;
         while let Some(r) = rows.next()? {
             let state: State = r.get(0)?;
             let phone: Option<String> = r.get(1)?;
-            let outcome_at: Option<String> = r.get(2)?;
-            let statuses: Option<String> = r.get(5)?;
-            let message_id: Option<String> = r.get(6)?;
-            let mut best: Option<i64> = None;
-            let (mut delivered_at, mut read_at): (Option<i64>, Option<i64>) = (None, None);
-            if let Some(statuses) = &statuses {
-                for status in statuses.split(',') {
-                    let Some((name, timestamp)) = status.split_once(' ') else {
-                        continue;
-                    };
-                    let rank = status_rank(name);
-                    best = best.max(Some(rank));
-                    let slot = match rank {
-                        DELIVERED => &mut delivered_at,
-                        READ => &mut read_at,
-                        _ => continue,
-                    };
-                    let mut at: i64 = timestamp.parse().unwrap_or(0);
-                    if at == 0 {
-                        let text: Option<String> =
-                            occurred.query_row(params![message_id, name], |r| r.get(0))?;
-                        at = text.as_deref().and_then(seconds).unwrap_or(0);
-                    }
-                    if slot.is_none_or(|t| at < t) {
-                        *slot = Some(at);
-                    }
-                }
+            let billable: Option<bool> = r.get(12)?;
+            let category: Option<String> = r.get(13)?;
+            if billable.is_some() || category.is_some() {
+                let wa_id: Option<String> = r.get(15)?;
+                self.billed.add(
+                    phone.as_deref().or(wa_id.as_deref()),
+                    billable,
+                    category,
+                    r.get(14)?,
+                );
             }
+            let person: i64 = r.get(11)?;
+            if person > 0
+                && journal::query::may_have_reached(state)
+                && let Some(n) = self.by_sender.remove(&(person as u64))
+            {
+                self.replies.0 += n;
+                self.replies.1 += 1;
+            }
+            let test: bool = r.get(10)?;
+            let earlier_plan = r.get::<_, i64>(9)? != plan_run
+                && matches!(state, State::Planned | State::Deferred);
+            // Test sends (`send --to`) went to the marketer, not to the audience.
+            if test || earlier_plan {
+                continue;
+            }
+            self.counts.add(state, 1);
+            let outcome_at: Option<String> = r.get(2)?;
+            let best: Option<i64> = r.get(5)?;
+            let delivered_at: Option<i64> = r.get(6)?;
+            let read_at: Option<i64> = r.get(7)?;
             let accepted = state == State::Accepted;
             if accepted {
                 self.best.add(best);
                 if best == Some(FAILED) {
-                    let code: String = failed_code.query_row(params![message_id], |r| r.get(0))?;
+                    let code: String = r.get(8)?;
                     *self.failed_after.entry(code).or_default() += 1;
                 }
                 let sent_at = outcome_at.as_deref().and_then(seconds);

@@ -86,20 +86,46 @@ pub fn delivery_counts(
     since: &str,
 ) -> rusqlite::Result<DeliveryCounts> {
     let best = journal::query::accepted_by_best_status(conn, campaign_id)?;
-    delivery_counts_from(conn, campaign_id, since, best)
+    let by_sender = replies_by_sender(conn, since)?;
+    let replies = if by_sender.is_empty() {
+        (0, 0)
+    } else {
+        journal::query::replies_from_recipients(conn, campaign_id, by_sender)?
+    };
+    delivery_counts_from(conn, campaign_id, best, replies)
+}
+
+/// Messages received since `since` (RFC 3339), by sender's consent key: a reply may
+/// come from another spelling of the number, so replies are matched on the key.
+pub fn replies_by_sender(conn: &Connection, since: &str) -> rusqlite::Result<HashMap<u64, u64>> {
+    let mut by_sender: HashMap<u64, u64> = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT consent_key, count(*) FROM inbound_messages WHERE occurred_at >= ?1
+         GROUP BY consent_key",
+    )?;
+    let rows = stmt.query_map(params![since], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    for row in rows {
+        let (key, n) = row?;
+        by_sender.insert(key, n);
+    }
+    Ok(by_sender)
 }
 
 /// [`delivery_counts`] from the accepted messages' best statuses already tallied
 /// (accepted, with any status, delivered, read, failed; `prune`'s folded counts
-/// included), for a caller that reads every message anyway (the report).
+/// included) and the replies matched to the journal's people (replies, people),
+/// for a caller that reads every message anyway (the report).
 pub fn delivery_counts_from(
     conn: &Connection,
     campaign_id: &str,
-    since: &str,
     (accepted, with_status, delivered, read, failed): (u64, u64, u64, u64, u64),
+    (replies, replied): (u64, u64),
 ) -> rusqlite::Result<DeliveryCounts> {
     let rate = |n: u64| (accepted > 0).then(|| n as f64 / accepted as f64);
-    let mut counts = DeliveryCounts {
+    let (pruned_replies, pruned_replied) = journal::query::pruned_replies(conn, campaign_id)?;
+    Ok(DeliveryCounts {
         accepted,
         delivered,
         read,
@@ -108,35 +134,9 @@ pub fn delivery_counts_from(
         delivered_rate: rate(delivered),
         read_rate: rate(read),
         failed_rate: rate(failed),
-        ..DeliveryCounts::default()
-    };
-
-    // Replies: messages since the start from anyone the campaign messaged, matched
-    // on the consent key (a reply may come from another spelling of the number).
-    let mut by_sender: HashMap<u64, u64> = HashMap::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT consent_key, count(*) FROM inbound_messages WHERE occurred_at >= ?1
-             GROUP BY consent_key",
-        )?;
-        let rows = stmt.query_map(params![since], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })?;
-        for row in rows {
-            let (key, n) = row?;
-            by_sender.insert(key, n);
-        }
-    }
-    let (pruned_replies, pruned_replied) = journal::query::pruned_replies(conn, campaign_id)?;
-    counts.replies = pruned_replies;
-    counts.replied = pruned_replied;
-    if by_sender.is_empty() {
-        return Ok(counts);
-    }
-    let (replies, replied) = journal::query::replies_from_recipients(conn, campaign_id, by_sender)?;
-    counts.replies += replies;
-    counts.replied += replied;
-    Ok(counts)
+        replies: replies + pruned_replies,
+        replied: replied + pruned_replied,
+    })
 }
 
 /// Where a number moved: follows `user_changed_number` links to the latest number

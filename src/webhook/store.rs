@@ -16,6 +16,7 @@ use super::{
 use crate::clock;
 use crate::consent::{self, Action, Ledger, NewEvent, Purpose, RecordedVia, Standing};
 use crate::identity::{self, Identity};
+use crate::journal::fold::{self, StatusFold};
 use crate::journal::settle::{RowRef, Settled, find_row, settle, status_rank};
 use crate::phone::E164;
 use crate::provider::classify::{self, Class};
@@ -240,7 +241,7 @@ fn apply_status(
         return Ok(());
     }
     let row = find_row(conn, &status.message_id, status.callback.as_deref())?;
-    conn.prepare_cached(
+    let inserted = conn.prepare_cached(
         "INSERT OR IGNORE INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
              provider, recipient, error_code, error_detail, campaign_id, person_id, occurrence,
              received_at, billable, pricing_category, pricing_type)
@@ -263,15 +264,33 @@ fn apply_status(
         status.pricing.as_ref().and_then(|p| p.billable),
         status.pricing.as_ref().and_then(|p| p.category.as_deref()),
         status.pricing.as_ref().and_then(|p| p.kind.as_deref()),
-    ])?;
+    ])? > 0;
     let mut subject: Option<Identity> = status
         .recipient
         .as_deref()
         .and_then(recipient_number)
         .map(Identity::from);
-    if let Some((key, phone)) = &row {
+    if let Some((key, phone, rowid)) = &row {
         if settle(conn, key, Some(&status.message_id), now)? == Settled::InFlight {
             followups.in_flight.push(key.clone());
+        }
+        // After settling, which may have just given the row this message id. A
+        // status recorded before (the same one delivered again) is folded already.
+        if inserted {
+            fold::apply(
+                conn,
+                *rowid,
+                &status.message_id,
+                &StatusFold {
+                    rank: status_rank(&status.status),
+                    at: fold::status_seconds(status.timestamp, &status.occurred_at),
+                    error_code: status.error_code,
+                    error_detail: status.error_detail.as_deref(),
+                    billable: status.pricing.as_ref().and_then(|p| p.billable),
+                    pricing_category: status.pricing.as_ref().and_then(|p| p.category.as_deref()),
+                    pricing_type: status.pricing.as_ref().and_then(|p| p.kind.as_deref()),
+                },
+            )?;
         }
         // The row's number, or its BSUID for a person known by that alone.
         subject = Identity::from_stored(phone).or(subject);
@@ -284,7 +303,7 @@ fn apply_status(
     // Meta reports its per-user marketing limit (131049) mostly in a failed status
     // after accepting the send: the row goes back to wait a day, as if the send had
     // been refused.
-    if let (Some(Class::DeferRecipient { after }), Some((key, _))) = (&class, &row)
+    if let (Some(Class::DeferRecipient { after }), Some((key, _, _))) = (&class, &row)
         && status.status == "failed"
     {
         let from = clock::parse(&status.occurred_at).unwrap_or_else(|_| clock::now());

@@ -679,3 +679,125 @@ fn the_html_report_agrees_with_status_and_renders_in_chromium() {
     );
     eprintln!("screenshot of the report: {}", shot.display());
 }
+
+/// The folded columns (migration 0013), newest first in the order they were added.
+const FOLDED: [&str; 8] = [
+    "pricing_type",
+    "pricing_category",
+    "billable",
+    "status_error_detail",
+    "status_error_code",
+    "read_ts",
+    "delivered_ts",
+    "status_rank",
+];
+
+/// `report --json` without the moment it was made.
+fn report_json(ws: &Workspace) -> Value {
+    let out = ws
+        .wacampaign()
+        .args(["--json", "report", "campaigns/demo.toml", "--by", "offer"])
+        .assert()
+        .success();
+    let mut line: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    line["data"]["generated_at"] = Value::Null;
+    line["data"].clone()
+}
+
+#[test]
+fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
+    let d = demo();
+    let ws = &d.ws;
+    // Statuses as Meta really sends them: out of order, repeated, some priced.
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let rows: Vec<(String, i64, String)> = conn
+        .prepare(
+            "SELECT message_id, person_id, phone FROM journal
+             WHERE state = 'accepted' ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(conn);
+    let server = Server::start(ws, &[]);
+    let meta = json!({"display_phone_number": "15550783881", "phone_number_id": "106540352242922"});
+    let now = chrono::Utc::now().timestamp();
+    for (i, (message_id, person, phone)) in rows.iter().enumerate() {
+        // Those with no status in the demo (every fourth) get a read before its
+        // delivered, a delivered again earlier, and pricing; a read one gets a late
+        // delivered that must not lower it.
+        let kinds: &[(&str, i64, Option<&str>)] = match i % 4 {
+            3 => &[
+                ("read", 4000, None),
+                ("delivered", 900, Some("marketing")),
+                ("delivered", 300, None),
+                ("sent", 5, Some("marketing")),
+            ],
+            0 => &[("delivered", 7000, Some("utility"))],
+            _ => continue,
+        };
+        for (kind, after, category) in kinds {
+            let mut status = json!({"id": message_id, "status": kind,
+                "timestamp": (now + after).to_string(), "recipient_id": phone.trim_start_matches('+'),
+                "biz_opaque_callback_data": format!("wacampaign:demo-black-friday:{person}")});
+            if let Some(category) = category {
+                status["pricing"] =
+                    json!({"billable": true, "pricing_model": "PMP", "category": category});
+            }
+            let payload = envelope(json!({
+                "messaging_product": "whatsapp", "metadata": meta, "statuses": [status]
+            }));
+            assert_eq!(server.post_meta_signed(&payload).status, 200);
+        }
+    }
+    server.stop();
+
+    let status_before = status_json(ws, "campaigns/demo.toml");
+    let report_before = report_json(ws);
+    let deliveries = &status_before["deliveries"];
+    let late = rows.iter().skip(3).step_by(4).count();
+    assert_eq!(deliveries["read"], d.read + late, "the late reads count");
+    assert_eq!(deliveries["delivered"], d.read + d.delivered_only + late);
+    assert_eq!(deliveries["no_status"], 0);
+    assert!(
+        !status_before["billing"]["billable"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{status_before}"
+    );
+
+    // The database as the version before the fold left it: no folded columns.
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let folded: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM journal WHERE status_rank IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        folded as usize,
+        rows.len(),
+        "every accepted row has statuses"
+    );
+    for column in FOLDED {
+        conn.execute_batch(&format!("ALTER TABLE journal DROP COLUMN {column}"))
+            .unwrap();
+    }
+    conn.pragma_update(None, "user_version", 12).unwrap();
+    drop(conn);
+
+    // Opening it migrates and backfills; the figures are those of the live fold.
+    let status_after = status_json(ws, "campaigns/demo.toml");
+    let report_after = report_json(ws);
+    assert_eq!(status_after, status_before);
+    assert_eq!(report_after, report_before);
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 13);
+}
