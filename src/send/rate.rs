@@ -358,15 +358,15 @@ pub fn batch_size(rate: f64) -> usize {
     ((rate * BATCH_INTERVAL.as_secs_f64()).ceil() as usize).max(1)
 }
 
-/// How many batches' worth of tickets a late dispatcher may catch up on: a claim
-/// held up by a slow commit (an fsync that took 100 ms on a busy disk) takes the
-/// tickets it missed instead of losing them for good, which cost 1–2% of the rate
-/// with room for three. The log, not this, keeps the one-second rule.
-const CATCH_UP_BATCHES: usize = 10;
+/// How long a late dispatcher may catch up on: a claim held up by a slow commit
+/// (an fsync that took 100 ms on a busy disk) takes the tickets it missed instead of
+/// losing them for good, which cost 1–2% of the rate with room for 60 ms. The log,
+/// not this, keeps the one-second rule.
+const CATCH_UP: Duration = Duration::from_millis(200);
 
 /// The tickets a late claim may take at once beyond its own batch.
 pub fn catch_up(rate: f64) -> usize {
-    batch_size(rate) * CATCH_UP_BATCHES
+    ((rate * CATCH_UP.as_secs_f64()).ceil() as usize).max(1)
 }
 
 /// The GCRA quota at `rate` per second: its period is the rate's own, its burst what
