@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Writes a Cloud API campaign of CONTACTS opted-in contacts (the campaign's
-//! defaults except `rate_per_second = 1000`) pointed at the loopback server
+//! defaults except `rate_per_second = 1000`, and no messaging limit) pointed at the loopback server
 //! (`support/server.rs`, a child answering in `--latency-ms`, logging each request's
 //! `to` as it arrives). Then, KILLS times: starts the release binary's
 //! `wacampaign send CAMPAIGN --yes`, waits for this run's first request to reach the
@@ -317,6 +317,8 @@ token_env = "{TOKEN_ENV}"
 
 [sending]
 rate_per_second = {RATE}
+# The benchmark's number is not a real one: no 24-hour limit to read or keep to.
+messaging_limit = "unlimited"
 "#,
             server.base_url()
         ),

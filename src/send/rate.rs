@@ -175,7 +175,7 @@ impl<C: Clock + Clone> Inner<C> {
     fn new(rate: f64, clock: C) -> Inner<C> {
         let state = State::new(rate, Instant::now());
         Inner {
-            limiter: RateLimiter::direct_with_clock(quota(state.current), clock.clone()),
+            limiter: drained_limiter(state.current, &clock),
             limiter_generation: state.generation,
             state,
             clock,
@@ -214,10 +214,9 @@ impl<C: Clock + Clone> Inner<C> {
         self.state.recover(wall);
         let now = self.clock.now();
         if self.limiter_generation != self.state.generation {
-            // A new limiter starts with its burst free; the log still holds the
-            // tickets of the last second, so the window rule stands across the change.
-            self.limiter =
-                RateLimiter::direct_with_clock(quota(self.state.current), self.clock.clone());
+            // The log still holds the tickets of the last second, so the window rule
+            // stands across the change.
+            self.limiter = drained_limiter(self.state.current, &self.clock);
             self.limiter_generation = self.state.generation;
         }
         self.age_out(now);
@@ -369,6 +368,19 @@ pub fn catch_up(rate: f64) -> usize {
     ((rate * CATCH_UP.as_secs_f64()).ceil() as usize).max(1)
 }
 
+/// A limiter at `rate` with nothing to catch up on: its burst is for tickets a late
+/// claim missed, and a run (or a new rate) has missed none. Started full, it let the
+/// first claims after slow start take 200 ms of tickets at once, each needing a new
+/// connection, so a kill then held many rows in flight that had not left.
+fn drained_limiter<C: Clock + Clone>(rate: f64, clock: &C) -> Limiter<C> {
+    let limiter = RateLimiter::direct_with_clock(quota(rate), clock.clone());
+    let burst = u32::try_from(catch_up(rate)).unwrap_or(u32::MAX);
+    if let Some(burst) = NonZeroU32::new(burst) {
+        let _ = limiter.check_n(burst);
+    }
+    limiter
+}
+
 /// The GCRA quota at `rate` per second: its period is the rate's own, its burst what
 /// a late claim may owe.
 fn quota(rate: f64) -> Quota {
@@ -465,15 +477,18 @@ mod tests {
                 );
             }
             // After the first second, the rate holds within 1%, whatever the
-            // commits take: tickets are taken that much ahead.
+            // commits take: tickets are taken that much ahead. At low rates the
+            // allowance of one interval between requests costs about one request a
+            // second by itself.
             let after = times
                 .iter()
                 .filter(|t| **t >= Duration::from_secs(1))
                 .count();
             let span = (times[times.len() - 1] - Duration::from_secs(1)).as_secs_f64();
             let achieved = after as f64 / span;
+            let most = f64::from(rate) / (1.0 + jitter_allowance(f64::from(rate)).as_secs_f64());
             assert!(
-                achieved >= 0.99 * f64::from(rate),
+                achieved >= (0.99 * f64::from(rate)).min(0.995 * most),
                 "rate {rate}, late {late:?}, commit {commit:?}: {achieved:.1}/s"
             );
         }
