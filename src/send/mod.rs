@@ -216,8 +216,13 @@ async fn dispatch(
     // Slow start: the first claims of a run take 1, 2, 4… rows. A run starts with no
     // open connections, so its first requests wait for their TCP (and TLS)
     // handshakes after their rows are marked in flight; a kill then would hold a
-    // whole batch in doubt that never left.
+    // whole batch in doubt that never left. For the same reason no claim takes more
+    // than two batches, even to catch up after a stall: a claim of 64 rows that each
+    // needed a new connection took milliseconds to write its first request.
     let mut ramp: u32 = 0;
+    let most = options
+        .rate
+        .map_or(usize::MAX, |rate| 2 * rate::batch_size(f64::from(rate)));
     loop {
         while let Some(joined) = tasks.try_join_next() {
             joined.context("a send task failed")?;
@@ -246,7 +251,7 @@ async fn dispatch(
         // As many tickets as are due (a late wake-up catches up), no more than the
         // window has room for.
         let claim_started = tokio::time::Instant::now();
-        let tickets = match pacer.take(room.min(1usize << ramp.min(20))) {
+        let tickets = match pacer.take(room.min(1usize << ramp.min(20)).min(most)) {
             Ok(n) => n,
             Err(wait) => {
                 tokio::select! {

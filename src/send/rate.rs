@@ -14,10 +14,12 @@
 //!
 //! A ticket is taken before its row is claimed, and the claim's commit takes a few
 //! milliseconds (its fsync) before the request can go. Tickets may therefore be
-//! taken that much ahead of the log's room ([`Inner::lead`], the time recent tickets
-//! took from take to departure), so that the commit does not add its own time to
-//! every second of the rate; the check at departure keeps the rule, and a request
-//! that is early waits there for the little that is left.
+//! taken that much ahead of the log's room ([`Inner::lead`]: the lower quartile of
+//! the time recent claims took from take to departure), so that the commit does not
+//! add its own time to every second of the rate; the check at departure keeps the
+//! rule. A low figure, not a typical one: a request that is early waits at
+//! departure with its row in flight, and a kill then leaves that row in doubt
+//! though it never left.
 //!
 //! Throttling halves the rate and pauses for `Retry-After`; the rate then recovers
 //! gradually, never above what was configured.
@@ -83,9 +85,14 @@ struct Inner<C: Clock + Clone> {
     reserved: u32,
     /// When the last tickets were taken, until the first of them departs.
     taken_at: Option<C::Instant>,
-    /// How long tickets take from take to departure (smoothed), up to [`MAX_LEAD`].
+    /// How long recent claims took from take to departure, newest last.
+    lags: VecDeque<Duration>,
+    /// The lower quartile of `lags`, up to [`MAX_LEAD`].
     lead: Duration,
 }
+
+/// How many recent claims' lags the lead is taken from.
+const LAGS_KEPT: usize = 16;
 
 /// Hands out send tickets at the campaign's (adaptive) rate. Cheap to clone.
 #[derive(Clone)]
@@ -183,6 +190,7 @@ impl<C: Clock + Clone> Inner<C> {
             in_log: 0,
             reserved: 0,
             taken_at: None,
+            lags: VecDeque::with_capacity(LAGS_KEPT),
             lead: Duration::ZERO,
         }
     }
@@ -276,7 +284,13 @@ impl<C: Clock + Clone> Inner<C> {
             // From take to the request being ready to go, before any wait here: the
             // time the claim's commit and the hand-off took.
             let lag = Duration::from(now.duration_since(taken_at)).min(MAX_LEAD);
-            self.lead = self.lead.mul_f64(0.8) + lag.mul_f64(0.2);
+            if self.lags.len() == LAGS_KEPT {
+                self.lags.pop_front();
+            }
+            self.lags.push_back(lag);
+            let mut lags: Vec<Duration> = self.lags.iter().copied().collect();
+            lags.sort_unstable();
+            self.lead = lags[lags.len() / 4];
         }
         self.age_out(now);
         let allowed = (self.state.current.floor() as u32).max(1);
