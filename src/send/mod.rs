@@ -220,6 +220,9 @@ async fn dispatch(
     // than two batches, even to catch up after a stall: a claim of 64 rows that each
     // needed a new connection took milliseconds to write its first request.
     let mut ramp: u32 = 0;
+    // When the run's first rows were claimed: until an answer comes, the time since
+    // is a floor on the latency.
+    let mut first_sent: Option<Instant> = None;
     let most = options
         .rate
         .map_or(usize::MAX, |rate| 2 * rate::batch_size(f64::from(rate)));
@@ -230,9 +233,18 @@ async fn dispatch(
         if stop.is_cancelled() {
             break;
         }
-        let room = control
+        let mut room = control
             .window_size()
             .saturating_sub(control.in_flight.load(Ordering::Acquire));
+        if room == 0
+            && let Some(first) = first_sent
+            && let Ok(mut window) = control.window.lock()
+        {
+            window.unanswered_for(first.elapsed(), options.rate.map(f64::from));
+            room = window
+                .size()
+                .saturating_sub(control.in_flight.load(Ordering::Acquire));
+        }
         if room == 0 {
             tokio::select! {
                 () = control.finished.notified() => {},
@@ -329,6 +341,7 @@ async fn dispatch(
             }
             continue;
         }
+        first_sent.get_or_insert_with(Instant::now);
         let fresh = claimed.jobs.iter().filter(|j| j.attempts == 1).count() as u64;
         new_remaining = new_remaining.saturating_sub(fresh);
         control

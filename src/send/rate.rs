@@ -182,7 +182,7 @@ impl<C: Clock + Clone> Inner<C> {
     fn new(rate: f64, clock: C) -> Inner<C> {
         let state = State::new(rate, Instant::now());
         Inner {
-            limiter: drained_limiter(state.current, &clock),
+            limiter: RateLimiter::direct_with_clock(quota(state.current), clock.clone()),
             limiter_generation: state.generation,
             state,
             clock,
@@ -224,7 +224,8 @@ impl<C: Clock + Clone> Inner<C> {
         if self.limiter_generation != self.state.generation {
             // The log still holds the tickets of the last second, so the window rule
             // stands across the change.
-            self.limiter = drained_limiter(self.state.current, &self.clock);
+            self.limiter =
+                RateLimiter::direct_with_clock(quota(self.state.current), self.clock.clone());
             self.limiter_generation = self.state.generation;
         }
         self.age_out(now);
@@ -290,7 +291,7 @@ impl<C: Clock + Clone> Inner<C> {
             self.lags.push_back(lag);
             let mut lags: Vec<Duration> = self.lags.iter().copied().collect();
             lags.sort_unstable();
-            self.lead = lags[lags.len() / 4];
+            self.lead = lags[lags.len() / 2];
         }
         self.age_out(now);
         let allowed = (self.state.current.floor() as u32).max(1);
@@ -382,28 +383,21 @@ pub fn catch_up(rate: f64) -> usize {
     ((rate * CATCH_UP.as_secs_f64()).ceil() as usize).max(1)
 }
 
-/// A limiter at `rate` with nothing to catch up on: its burst is for tickets a late
-/// claim missed, and a run (or a new rate) has missed none. Started full, it let the
-/// first claims after slow start take 200 ms of tickets at once, each needing a new
-/// connection, so a kill then held many rows in flight that had not left.
-fn drained_limiter<C: Clock + Clone>(rate: f64, clock: &C) -> Limiter<C> {
-    let limiter = RateLimiter::direct_with_clock(quota(rate), clock.clone());
-    let burst = u32::try_from(catch_up(rate)).unwrap_or(u32::MAX);
-    if let Some(burst) = NonZeroU32::new(burst) {
-        let _ = limiter.check_n(burst);
-    }
-    limiter
-}
-
-/// The GCRA quota at `rate` per second: its period is the rate's own, its burst what
-/// a late claim may owe.
+/// The GCRA quota at `rate` per second: a little faster than the rate, so that once
+/// a second of requests has left, the log (exact, and checked as requests leave)
+/// decides when the next may go and the limiter only spreads tickets into regular
+/// batches. At exactly the rate the two rules took turns to hold tickets back, and
+/// the rate came out 1–2% short. Its burst is what a late claim may owe.
 fn quota(rate: f64) -> Quota {
-    let period = Duration::from_secs(1).div_f64(rate.max(0.01));
+    let period = Duration::from_secs(1).div_f64((rate * SPREAD_AHEAD).max(0.01));
     let burst = u32::try_from(catch_up(rate)).unwrap_or(u32::MAX);
     Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
 }
+
+/// How much faster than the rate the limiter runs; see [`quota`].
+const SPREAD_AHEAD: f64 = 1.02;
 
 /// Capped exponential backoff with full jitter: a random wait up to
 /// `min(cap, base * 2^attempt)`, so retries from many recipients spread out. A

@@ -95,6 +95,16 @@ impl Window {
         }
     }
 
+    /// No answer has come yet, `waited` after the first request: the latency is at
+    /// least that, so a window still sized on the guess grows to it (up to the cap)
+    /// instead of stalling the run until the first answers arrive.
+    pub fn unanswered_for(&mut self, waited: Duration, rate: Option<f64>) {
+        if self.guessed && waited.as_secs_f64() > self.latency {
+            self.latency = waited.as_secs_f64();
+            self.current = self.current.max(self.target(rate));
+        }
+    }
+
     /// A timeout or a 5xx: the provider is struggling, so fewer on the wire.
     pub fn trouble(&mut self, now: Instant) {
         if let Sizing::Auto { .. } = self.sizing {
@@ -184,6 +194,24 @@ mod tests {
             start + Duration::from_secs(6),
         );
         assert!(w.size() > before / 2, "grows again after a calm spell");
+    }
+
+    #[test]
+    fn before_any_answer_the_time_waited_is_a_floor_on_the_latency() {
+        let now = Instant::now();
+        let mut w = Window::new(auto(1000), Some(1000));
+        let guessed = w.size();
+        w.unanswered_for(Duration::from_millis(200), Some(1000.0));
+        assert_eq!(w.size(), guessed, "within the guess");
+        w.unanswered_for(Duration::from_millis(700), Some(1000.0));
+        assert!(w.size() > guessed, "{} > {guessed}", w.size());
+        w.unanswered_for(Duration::from_secs(5), Some(1000.0));
+        assert_eq!(w.size(), 1250, "capped");
+        // Once answers come, they decide.
+        w.answered(Duration::from_millis(100), Some(1000.0), now);
+        let answered = w.size();
+        w.unanswered_for(Duration::from_secs(3), Some(1000.0));
+        assert_eq!(w.size(), answered);
     }
 
     #[test]
