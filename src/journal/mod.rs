@@ -5,7 +5,8 @@
 //! and the transitions): the send pipeline plans, claims and records through
 //! [`Journal`]; the webhook server and `send`'s preparation settle rows through
 //! [`settle`], and the webhook server folds each status onto its row through
-//! [`fold`]; reports read through [`query`].
+//! [`fold`]; reports read through [`query`]; [`hold`] defers held rows and reads
+//! what the frequency caps count.
 //!
 //! A row is `planned` when the plan is written and `in_flight` once the intent to
 //! send it is durable, committed just before its request is written to a socket.
@@ -13,6 +14,7 @@
 //! until the operator decides or a delivery status settles them.
 
 pub mod fold;
+pub mod hold;
 pub mod key;
 pub mod query;
 pub mod settle;
@@ -389,7 +391,7 @@ impl Journal {
                     recipient.send_by,
                     recipient.contact
                 ])?;
-                crate::hold::mark_planned(
+                hold::mark_planned(
                     &tx,
                     &self.campaign_id,
                     person,
@@ -615,7 +617,7 @@ impl Journal {
                         now_instant,
                     )?
                 {
-                    crate::hold::defer(&tx, c.row, &hold, &now)?;
+                    hold::defer(&tx, c.row, &hold, &now)?;
                     claimed.held += 1;
                     continue;
                 }
