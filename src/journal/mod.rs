@@ -13,6 +13,8 @@
 //! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
 //! until the operator decides or a delivery status settles them.
 
+#[cfg(test)]
+pub mod fixture;
 pub mod fold;
 pub mod hold;
 pub mod key;
