@@ -1,6 +1,7 @@
 //! What people expect of any command line: completions, a manual page, colour that
 //! obeys `--color never` and `NO_COLOR`, errors a script can read with `--json`, and
 //! a `--help` for every command (snapshotted, so a change to one is seen in review).
+//! And one of the code's own: only the journal module spells the journal's states.
 
 use assert_cmd::Command;
 use clap::CommandFactory;
@@ -342,4 +343,114 @@ fn the_readme_demo_records_evidence_and_documents_every_table() {
             );
         }
     }
+}
+
+/// Where each source file under `dir` is, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `'state'` or `"state"` outside comments in the file at `path`, as
+/// `file:line: text`, but for the lines `exempt` names.
+fn state_spellings(path: &std::path::Path, shown_as: &str, exempt: &[(&str, &str)]) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{shown_as}: {e}"));
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.trim();
+        if code.starts_with("//") {
+            continue;
+        }
+        let spelt = wacampaign::journal::State::ALL.iter().any(|state| {
+            let name = state.as_str();
+            code.contains(&format!("'{name}'")) || code.contains(&format!("\"{name}\""))
+        });
+        let excused = exempt
+            .iter()
+            .any(|(file, fragment)| *file == shown_as && code.contains(fragment));
+        if spelt && !excused {
+            found.push(format!("{shown_as}:{}: {code}", n + 1));
+        }
+    }
+    found
+}
+
+/// Words that are spelt like a journal state but belong to another vocabulary: a
+/// provider's message statuses, command-line names, labels printed for people.
+const NOT_JOURNAL_STATES: &[(&str, &str)] = &[
+    (
+        "src/cmd/send.rs",
+        "conflicts_with_all = [\"dry_run\", \"limit\", \"in_doubt\"",
+    ),
+    ("src/cmd/status.rs", "\"failed\","),
+    (
+        "src/exclusion.rs",
+        "ExclusionKind::OptedOut => \"opted_out\"",
+    ),
+    ("src/followup.rs", "Only::Failed => \"failed\""),
+    ("src/provider/simulator.rs", "status: Some(\"accepted\""),
+    ("src/report/figures.rs", "stage(\"planned\""),
+    ("src/report/figures.rs", "\"deferred\","),
+    ("src/report/figures.rs", "\"failed\","),
+    ("src/report/mod.rs", "ui.bold(\"deferred\")"),
+    ("src/send/progress.rs", "data[\"failed\"]"),
+    ("src/webhook/meta.rs", "\"status\": \"failed\""),
+    ("src/webhook/meta.rs", "status.status, \"failed\""),
+    ("src/webhook/store.rs", "status.status == \"failed\""),
+    ("src/webhook/store.rs", "status(\"wamid."),
+    (
+        "src/webhook/store.rs",
+        "statuses = [\"read\", \"sent\", \"failed\"",
+    ),
+    ("src/webhook/store.rs", "(statuses, [\"queued\", \"sent\""),
+];
+
+/// The journal's states and transitions live in `src/journal/` (issue 9): SQL
+/// elsewhere asks it, or binds a `State`, so a renamed or added state cannot be
+/// missed in a query nobody remembers.
+#[test]
+fn only_the_journal_module_spells_the_journal_states() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let shown = |path: &std::path::Path| {
+        path.strip_prefix(root)
+            .expect("under the crate")
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    // The scan sees the states where they belong, so its silence elsewhere means
+    // something.
+    let journal = files
+        .iter()
+        .filter(|p| shown(p).starts_with("src/journal/"))
+        .flat_map(|p| state_spellings(p, &shown(p), &[]))
+        .count();
+    assert!(
+        journal > 10,
+        "the scan found {journal} spellings in src/journal/"
+    );
+
+    let found: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            let s = shown(p);
+            !s.starts_with("src/journal/") && !s.starts_with("src/db/migrations/")
+        })
+        .flat_map(|p| state_spellings(p, &shown(p), NOT_JOURNAL_STATES))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "journal states spelt outside src/journal/; ask the journal module, or bind a \
+         `State`:\n{}",
+        found.join("\n")
+    );
 }
