@@ -33,6 +33,7 @@ pub mod provider;
 pub mod quiet_hours;
 pub mod report;
 pub mod retention;
+pub mod row_key;
 pub mod secret;
 pub mod send;
 pub mod service_window;

@@ -194,7 +194,7 @@ impl Db {
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     // The journal's person key of a number written as E.164 digits (see
-    // journal::key): the same for every spelling WhatsApp produces of it.
+    // row_key): the same for every spelling WhatsApp produces of it.
     conn.create_scalar_function(
         "wa_consent_key",
         1,
@@ -202,7 +202,7 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         |ctx| {
             let digits: i64 = ctx.get(0)?;
             Ok(crate::phone::E164::from_digits(&digits.to_string())
-                .map_or(digits, crate::journal::key::person_of))
+                .map_or(digits, crate::row_key::person_of))
         },
     )
 }

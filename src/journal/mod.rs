@@ -17,7 +17,6 @@
 pub mod fixture;
 pub mod fold;
 pub mod hold;
-pub mod key;
 pub mod query;
 pub mod settle;
 pub mod state;
@@ -36,7 +35,7 @@ use crate::phone::E164;
 use crate::plan::{ConsentGate, Recipient};
 use crate::provider::To;
 
-pub use key::RowKey;
+pub use crate::row_key::RowKey;
 pub use query::{
     CampaignRecord, Counts, HaltRecord, JournalRow, already_served, campaign_record, counts,
     failures_by_code, held_for_quality, rows, test_sends,
@@ -908,7 +907,7 @@ mod tests {
                          params, state, attempts, retry_at, send_by, updated_at)
                      VALUES ('c', ?1, 'appt-1', ?2, 2, ?3, 1, '[]', ?4, 0, '2026-01-01T00:00:00Z', ?5,
                              '2026-01-01T00:00:00Z')",
-                    params![key::person_of(e164), e164.to_string(), seq as i64, state, send_by],
+                    params![crate::row_key::person_of(e164), e164.to_string(), seq as i64, state, send_by],
                 )
                 .unwrap();
         }
@@ -919,7 +918,7 @@ mod tests {
         db.conn
             .query_row(
                 "SELECT state FROM journal WHERE person_id = ?1",
-                params![key::person_of(E164::from_digits(phone).unwrap())],
+                params![crate::row_key::person_of(E164::from_digits(phone).unwrap())],
                 |r| r.get(0),
             )
             .unwrap()
