@@ -46,6 +46,7 @@ pub mod timezone;
 pub mod ui;
 pub mod webhook;
 
+use clap::CommandFactory;
 use cli::{Cli, Command};
 use exit_codes::Exit;
 
@@ -74,8 +75,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
         Command::Account(args) => cmd::account::run(&ctx, args),
-        Command::Completions(args) => cmd::completions::run(&ctx, args),
-        Command::Man(args) => cmd::man::run(&ctx, args),
+        // Both describe the whole command line: it is handed down to them, so no
+        // command reaches back up to the parser.
+        Command::Completions(args) => cmd::completions::run(&ctx, args, Cli::command()),
+        Command::Man(args) => cmd::man::run(&ctx, args, Cli::command()),
     }
 }
 

@@ -375,7 +375,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     } = prepared;
     crate::cmd::status::warn_before_send(ctx, &campaign)?;
     hold_to_messaging_limit(ctx, args, &campaign, &mut journal, summary.to_send)?;
-    summary.plan.cost = crate::pricing::estimate::for_run(&ctx.db, &campaign, args, resend > 0)?;
+    summary.plan.cost = crate::pricing::estimate::for_run(
+        &ctx.db,
+        &campaign,
+        args.limit,
+        args.max_cost.as_ref(),
+        resend > 0,
+    )?;
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));
     }

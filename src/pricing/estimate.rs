@@ -270,7 +270,8 @@ pub fn of_journal(
 pub fn for_run(
     db: &std::path::Path,
     campaign: &crate::campaign::Campaign,
-    args: &crate::cmd::send::Args,
+    limit: Option<u64>,
+    max_cost: Option<&Money>,
     resend_in_doubt: bool,
 ) -> anyhow::Result<Option<Estimate>> {
     let estimate = match Pricing::of(campaign)? {
@@ -280,13 +281,13 @@ pub fn for_run(
                 &db.conn,
                 &pricing,
                 &campaign.id,
-                args.limit,
+                limit,
                 resend_in_doubt,
             )?)
         }
         None => None,
     };
-    if let Some(max) = &args.max_cost {
+    if let Some(max) = max_cost {
         check_max_cost(estimate.as_ref(), max)?;
     }
     Ok(estimate)
