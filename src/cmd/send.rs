@@ -18,11 +18,11 @@ use crate::journal::{Counts, Journal, JournalError};
 use crate::lock::CampaignLock;
 use crate::plan::{ConsentGate as _, PlanItem, PlanStats, Planner};
 use crate::provider;
-use crate::report::{CheckReport, human_duration};
+use crate::report::CheckReport;
 use crate::send::progress::{Display, Progress, TallySnapshot};
 use crate::send::window::Sizing;
 use crate::send::{self, RunEnd};
-use crate::ui::json_line;
+use crate::ui::{human_duration, json_line};
 
 /// Rows written to the journal per transaction while planning.
 const PLAN_BATCH: usize = 10_000;
@@ -375,7 +375,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     } = prepared;
     crate::cmd::status::warn_before_send(ctx, &campaign)?;
     hold_to_messaging_limit(ctx, args, &campaign, &mut journal, summary.to_send)?;
-    summary.plan.cost = crate::pricing::estimate::for_run(
+    summary.plan.cost = cost_of_run(
         &ctx.db,
         &campaign,
         args.limit,
@@ -984,4 +984,32 @@ fn finish(
         )?;
     }
     Ok(exit)
+}
+
+/// The estimate of a `send` run, checked against `--max-cost` (an error sends
+/// nothing); `None` when the campaign has no rate card and no `--max-cost`.
+fn cost_of_run(
+    db: &std::path::Path,
+    campaign: &crate::campaign::Campaign,
+    limit: Option<u64>,
+    max_cost: Option<&crate::pricing::Money>,
+    resend_in_doubt: bool,
+) -> anyhow::Result<Option<crate::pricing::estimate::Estimate>> {
+    let estimate = match crate::pricing::Pricing::of(campaign)? {
+        Some(pricing) => {
+            let db = Db::open(db)?;
+            Some(crate::pricing::estimate::of_journal(
+                &db.conn,
+                &pricing,
+                &campaign.id,
+                limit,
+                resend_in_doubt,
+            )?)
+        }
+        None => None,
+    };
+    if let Some(max) = max_cost {
+        crate::pricing::estimate::check_max_cost(estimate.as_ref(), max)?;
+    }
+    Ok(estimate)
 }

@@ -34,7 +34,7 @@ impl Cache {
     /// How long ago it was synced, in words.
     pub fn age(&self) -> String {
         let seconds = (crate::clock::now() - self.synced_at).num_seconds().max(0);
-        crate::report::human_duration(u64::try_from(seconds).unwrap_or(0))
+        crate::ui::human_duration(u64::try_from(seconds).unwrap_or(0))
     }
 }
 
