@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
-use crate::campaign::Category;
+use crate::category::Category;
 
 /// The messages caps count, as the journal keeps them. The journal implements it
 /// for its connection (`journal::hold`): it alone spells its states, and the two

@@ -685,7 +685,7 @@ fn upload_media(ctx: &Context, campaign: &mut Campaign) -> anyhow::Result<()> {
 /// Fetches the header's media links (HEAD, or a ranged GET) before the first
 /// message: unreachable, of a type or a size WhatsApp does not take, is an error.
 fn check_media(ctx: &Context, campaign: &Campaign) -> anyhow::Result<()> {
-    use crate::campaign::media;
+    use crate::media;
     let Some((kind, links)) = media::links_of(campaign)? else {
         return Ok(());
     };
@@ -866,7 +866,7 @@ fn hold_to_messaging_limit(
 ) -> anyhow::Result<()> {
     use crate::messaging_limit::{self, Guard, Limit, Source};
     let Some((limit, source)) =
-        messaging_limit::for_run(journal.conn(), campaign, args.messaging_limit)
+        crate::account::limit_for_run(journal.conn(), campaign, args.messaging_limit)
             .context("reading the messaging limit")?
     else {
         return Ok(());

@@ -26,9 +26,9 @@ impl Cache {
 
     /// The template in a language, whatever the spelling of its code.
     pub fn find<'a>(&'a self, name: &'a str, language: &str) -> Option<&'a SyncedTemplate> {
-        let wanted = super::normalize_language(language);
+        let wanted = crate::campaign::normalize_language(language);
         self.named(name)
-            .find(|t| super::normalize_language(&t.language) == wanted)
+            .find(|t| crate::campaign::normalize_language(&t.language) == wanted)
     }
 
     /// How long ago it was synced, in words.
