@@ -1,7 +1,8 @@
 //! What people expect of any command line: completions, a manual page, colour that
 //! obeys `--color never` and `NO_COLOR`, errors a script can read with `--json`, and
 //! a `--help` for every command (snapshotted, so a change to one is seen in review).
-//! And one of the code's own: only the journal module spells the journal's states.
+//! And two of the code's own: only the journal module spells the journal's states,
+//! and no two top-level modules import each other, directly or around a circle.
 
 use assert_cmd::Command;
 use clap::CommandFactory;
@@ -453,4 +454,119 @@ fn only_the_journal_module_spells_the_journal_states() {
          `State`:\n{}",
         found.join("\n")
     );
+}
+
+/// The text of a source file without its unit tests (`#[cfg(test)] mod tests { … }`,
+/// which close each file): a test may open the database from any module.
+fn without_unit_tests(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| {
+            w[0].trim() == "#[cfg(test)]"
+                && w[1].trim_start().starts_with("mod ")
+                && w[1].trim_end().ends_with('{')
+        })
+        .unwrap_or(lines.len());
+    lines[..end].join("\n")
+}
+
+/// `a -> b` for each top-level module `a` whose code (outside its unit tests and
+/// comments) names `crate::b`, with the first place it does.
+fn module_imports() -> std::collections::BTreeMap<(String, String), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let module_of = |path: &std::path::Path| -> Option<String> {
+        let rel = path.strip_prefix(&src).ok()?;
+        let first = rel.components().next()?.as_os_str().to_str()?;
+        let name = first.strip_suffix(".rs").unwrap_or(first);
+        (name != "lib" && name != "main").then(|| name.to_owned())
+    };
+    let modules: std::collections::BTreeSet<String> =
+        files.iter().filter_map(|p| module_of(p)).collect();
+    let mut arrows = std::collections::BTreeMap::new();
+    for path in &files {
+        let Some(from) = module_of(path) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(path).expect("a source file");
+        for (n, line) in without_unit_tests(&text).lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for (at, _) in line.match_indices("crate::") {
+                let name: String = line[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name != from && modules.contains(&name) {
+                    let place = format!(
+                        "{}:{}",
+                        path.strip_prefix(root).unwrap_or(path).display(),
+                        n + 1
+                    );
+                    arrows.entry((from.clone(), name)).or_insert(place);
+                }
+            }
+        }
+    }
+    arrows
+}
+
+/// Issue 9: "there is no import circle among the source modules". A module that
+/// needs something of one above it takes the shared piece down instead.
+#[test]
+fn no_import_circle_among_the_top_level_modules() {
+    let arrows = module_imports();
+    // The scan reads imports, so its finding no circle means something.
+    assert!(arrows.len() > 50, "only {} imports found", arrows.len());
+    assert!(arrows.contains_key(&("journal".to_owned(), "campaign".to_owned())));
+
+    let mut next: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (from, to) in arrows.keys() {
+        next.entry(from).or_default().push(to);
+    }
+    // Depth first: a module met again while still on the path closes a circle.
+    fn visit<'a>(
+        module: &'a str,
+        next: &std::collections::BTreeMap<&'a str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        if let Some(start) = path.iter().position(|m| *m == module) {
+            let mut circle = path[start..].to_vec();
+            circle.push(module);
+            return Some(circle);
+        }
+        if !done.insert(module) {
+            return None;
+        }
+        path.push(module);
+        for to in next.get(module).into_iter().flatten() {
+            if let Some(circle) = visit(to, next, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for module in next.keys() {
+        if let Some(circle) = visit(module, &next, &mut Vec::new(), &mut done) {
+            let steps: Vec<String> = circle
+                .windows(2)
+                .map(|w| {
+                    format!(
+                        "  {} -> {} ({})",
+                        w[0],
+                        w[1],
+                        arrows[&(w[0].to_owned(), w[1].to_owned())]
+                    )
+                })
+                .collect();
+            panic!("an import circle:\n{}", steps.join("\n"));
+        }
+    }
 }
