@@ -210,7 +210,7 @@ fn build_sends(campaign: &Campaign, path: &Path, sends: u64, in_window: u64) -> 
         if let PlanItem::Eligible(r) = item
             && let Some(phone) = r.phone
         {
-            people.push(wacampaign::journal::key::person_of(phone));
+            people.push(wacampaign::row_key::person_of(phone));
         }
     })?;
     let mut rng = fastrand::Rng::with_seed(11);

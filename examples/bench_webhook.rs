@@ -235,7 +235,7 @@ fn seed(db: &Path, messages: u64) -> Result<i64, Error> {
             // The journal's person key, as the callback data of the in-doubt rows'
             // statuses reads back.
             let person = wacampaign::phone::E164::from_digits(&digits.to_string())
-                .map_or(digits as i64, wacampaign::journal::key::person_of);
+                .map_or(digits as i64, wacampaign::row_key::person_of);
             insert.execute(rusqlite::params![
                 CAMPAIGN,
                 person,

@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::campaign::{Campaign, ProviderConfig};
-use crate::messaging_limit::Limit;
+use crate::campaign::{Campaign, MessageKind, ProviderConfig};
+use crate::messaging_limit::{LOWEST_TIER, Limit, Source as LimitSource};
 use crate::provider::http;
 use crate::secret::Secret;
 
@@ -269,6 +269,43 @@ pub fn load(conn: &Connection, key: &str) -> rusqlite::Result<Option<PhoneAccoun
         },
     )
     .optional()
+}
+
+/// The limit a run holds to, and where it came from: the command line (or
+/// `WACAMPAIGN_MESSAGING_LIMIT`), the campaign file, the account as `wacampaign
+/// account` last read it, else the lowest tier. `None` when no limit applies: a
+/// session campaign (every message is inside a window) or the simulator with none
+/// set (it reaches nobody).
+pub fn limit_for_run(
+    conn: &Connection,
+    campaign: &Campaign,
+    given: Option<Limit>,
+) -> rusqlite::Result<Option<(Limit, LimitSource)>> {
+    if campaign.kind == MessageKind::Session {
+        return Ok(None);
+    }
+    if let Some(limit) = given {
+        return Ok(Some((limit, LimitSource::CommandLine)));
+    }
+    if let Some(limit) = campaign.sending.messaging_limit {
+        return Ok(Some((limit, LimitSource::Campaign)));
+    }
+    if matches!(campaign.provider, ProviderConfig::Simulator(_)) {
+        return Ok(None);
+    }
+    let cached: Option<(Option<i64>, String)> = match key_of(campaign) {
+        Some(key) => conn
+            .prepare_cached(
+                "SELECT messaging_limit, fetched_at FROM phone_accounts WHERE account_key = ?1",
+            )?
+            .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+        None => None,
+    };
+    Ok(Some(match cached {
+        Some((Some(n), fetched_at)) => (Limit::from_db(n), LimitSource::Account { fetched_at }),
+        _ => (Limit::Users(LOWEST_TIER), LimitSource::Unknown),
+    }))
 }
 
 #[cfg(test)]

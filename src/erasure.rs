@@ -193,22 +193,6 @@ pub fn resolve(conn: &Connection, identity: &Identity) -> rusqlite::Result<Linke
     Ok(linked)
 }
 
-/// The campaign of a message to one of `persons` that is in flight, if any.
-fn in_flight(conn: &Connection, persons: &[i64]) -> rusqlite::Result<Option<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT campaign_id FROM journal WHERE person_id = ?1 AND state = 'in_flight' LIMIT 1",
-    )?;
-    for person in persons {
-        if let Some(c) = stmt
-            .query_row(params![person], |r| r.get::<_, String>(0))
-            .optional()?
-        {
-            return Ok(Some(c));
-        }
-    }
-    Ok(None)
-}
-
 /// Erases `identity` and everything linked to it. Waits up to `wait` for a message
 /// to them that is in flight (its request sent, its answer not yet recorded) and
 /// then removes its row; if one is still in flight, erases nothing.
@@ -233,7 +217,7 @@ pub fn erase(
         let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
         let linked = resolve(&tx, identity)?;
         let persons = linked.persons();
-        if let Some(campaign) = in_flight(&tx, &persons)? {
+        if let Some(campaign) = crate::journal::query::in_flight_to(&tx, &persons)? {
             drop(tx);
             if started.elapsed() >= wait {
                 return Err(ErasureError::InFlight {

@@ -94,14 +94,14 @@ impl Outcome {
     /// A sentence for the person reading the list.
     pub fn note(&self, only: Only) -> String {
         let mut note = match self.label() {
+            _ if self.state == State::InDoubt => {
+                "in doubt: may have been sent (see `status`); resend with `send --in-doubt resend`"
+                    .to_owned()
+            }
             "read" => "read".to_owned(),
             "delivered" => "delivered, no read receipt".to_owned(),
             "sent" => "sent, not reported delivered".to_owned(),
             "accepted_no_status" => "accepted; no delivery status received".to_owned(),
-            "in_doubt" => {
-                "in doubt: may have been sent (see `status`); resend with `send --in-doubt resend`"
-                    .to_owned()
-            }
             other => other.replace('_', " "),
         };
         if let Some(code) = self.error_code {
@@ -174,15 +174,24 @@ pub fn write(
                         WHERE i.consent_key = j.person_id AND i.occurred_at >= ?3),
                 j.status_error_code, j.status_error_detail
          FROM journal j
-         WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
-           AND j.state IN ('accepted', 'failed', 'in_doubt')
+         WHERE j.campaign_id = ?1 AND (j.plan_run = ?2 OR j.state NOT IN (?4, ?5))
+           AND j.state IN (?6, ?7, ?8)
            -- A test send (`send --to`) went to the marketer, not to a contact.
            AND j.occurrence NOT GLOB 'test:*'
            AND NOT EXISTS (SELECT 1 FROM consent_events e WHERE e.subject_key = j.person_id
                              AND e.action = 'opt_out' AND e.occurred_at >= ?3)
          ORDER BY j.seq",
     )?;
-    let mut rows = stmt.query(params![campaign_id, plan_run, first_sent])?;
+    let mut rows = stmt.query(params![
+        campaign_id,
+        plan_run,
+        first_sent,
+        State::Planned,
+        State::Deferred,
+        State::Accepted,
+        State::Failed,
+        State::InDoubt
+    ])?;
     let mut written = Written::default();
     let mut record = vec![String::new(); header.len()];
     while let Some(r) = rows.next()? {

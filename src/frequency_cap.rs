@@ -9,9 +9,34 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
-use crate::campaign::Category;
+use crate::category::Category;
+
+/// The messages caps count, as the journal keeps them. The journal implements it
+/// for its connection (`journal::hold`): it alone spells its states, and the two
+/// partial indexes these reads go through (migration 0010) are chosen only when the
+/// states are written into the SQL.
+pub trait Sent {
+    /// Each message accepted after `since`: `each(person, campaign, outcome_at)`.
+    fn accepted_since(
+        &self,
+        since: &str,
+        each: &mut dyn FnMut(i64, &str, Option<&str>),
+    ) -> rusqlite::Result<()>;
+
+    /// The times of the latest `limit` messages to `person`: accepted after `since`
+    /// (by a campaign of `category`, when given), or in flight from a campaign other
+    /// than `campaign_id`.
+    fn latest_to(
+        &self,
+        person: i64,
+        since: &str,
+        category: Option<&str>,
+        limit: u32,
+        campaign_id: &str,
+    ) -> rusqlite::Result<Vec<String>>;
+}
 
 /// Which messages a cap counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,26 +193,19 @@ impl CapIndex {
         };
         for cap in caps.iter().filter(|c| c.applies_to(category)) {
             let since = crate::clock::format(now - cap.window);
-            let mut stmt = conn.prepare(
-                "SELECT person_id, campaign_id, outcome_at FROM journal INDEXED BY journal_accepted_by_time
-                 WHERE state = 'accepted' AND outcome_at > ?1",
-            )?;
-            let mut rows = stmt.query(params![since])?;
             // (person, when) pairs sorted, rather than a map of vectors: a million
             // messages in the window cost one allocation and one sort.
             let mut sent: Vec<(i64, i64)> = Vec::new();
-            while let Some(row) = rows.next()? {
-                if let Scope::Category(wanted) = cap.scope {
-                    let campaign = row.get_ref(1)?.as_str().unwrap_or_default();
-                    if categories.get(campaign).map(String::as_str) != Some(wanted.as_str()) {
-                        continue;
-                    }
+            conn.accepted_since(&since, &mut |person, campaign, at| {
+                if let Scope::Category(wanted) = cap.scope
+                    && categories.get(campaign).map(String::as_str) != Some(wanted.as_str())
+                {
+                    return;
                 }
-                let Some(at) = row.get_ref(2)?.as_str().ok().and_then(unix_seconds) else {
-                    continue;
-                };
-                sent.push((row.get(0)?, at));
-            }
+                if let Some(at) = at.and_then(unix_seconds) {
+                    sent.push((person, at));
+                }
+            })?;
             sent.sort_unstable();
             let n = cap.count as usize;
             for times in sent.chunk_by(|a, b| a.0 == b.0) {
@@ -232,26 +250,11 @@ pub fn check(
     let mut worst: Option<Over> = None;
     for cap in caps.iter().filter(|c| c.applies_to(category)) {
         let since = crate::clock::format(now - cap.window);
-        let mut stmt = conn.prepare_cached(
-            "SELECT CASE j.state WHEN 'in_flight' THEN j.intent_at ELSE j.outcome_at END AS at
-             FROM journal j INDEXED BY journal_sent_by_person
-             JOIN campaigns c ON c.id = j.campaign_id
-             WHERE j.person_id = ?1 AND j.state IN ('accepted', 'in_flight')
-               AND (j.state = 'accepted' AND j.outcome_at > ?2
-                    OR j.state = 'in_flight' AND j.campaign_id <> ?5)
-               AND (?3 IS NULL OR c.category = ?3)
-             ORDER BY at DESC LIMIT ?4 + 0",
-        )?;
         let category = match cap.scope {
             Scope::All => None,
             Scope::Category(c) => Some(c.as_str()),
         };
-        let times = stmt
-            .query_map(
-                params![person, since, category, i64::from(cap.count), campaign_id],
-                |r| r.get::<_, String>(0),
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let times = conn.latest_to(person, &since, category, cap.count, campaign_id)?;
         if let Some(o) = over(cap, times)
             && worst.as_ref().is_none_or(|w| w.until < o.until)
         {

@@ -1,6 +1,6 @@
 //! Holds: contacts who may be messaged, but not now. Quiet hours in the contact's
-//! time zone and frequency caps defer a message (journal state `deferred`, with
-//! the time it may go out), never fail it.
+//! time zone and frequency caps defer a message (the journal writes the hold:
+//! `journal::hold`), never fail it.
 //!
 //! Both are judged when the plan is made, for the report and the journal, and again
 //! when a row is claimed for sending, so a long run that crosses 21:00 stops
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use crate::campaign::{Campaign, Category};
 use crate::frequency_cap::{self, Cap, CapIndex};
@@ -197,59 +197,4 @@ fn later(a: Option<Hold>, b: Option<Hold>) -> Option<Hold> {
         (Some(a), Some(b)) => Some(if b.until > a.until { b } else { a }),
         (a, b) => a.or(b),
     }
-}
-
-/// Writes a hold on a journal row: deferred until it lifts, unless the row was
-/// already sent or waits longer for another reason.
-pub fn defer(conn: &Connection, row: i64, hold: &Hold, now: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE journal SET state = 'deferred', retry_at = ?2, error_detail = ?3,
-             updated_at = ?4, attempts = max(attempts - (state = 'in_flight'), 0),
-             intent_at = NULL, deferrals = deferrals + 1
-         WHERE id = ?1 AND state IN ('planned', 'deferred', 'in_flight')",
-    )?
-    .execute(params![
-        row,
-        crate::clock::format(hold.until),
-        hold.detail,
-        now
-    ])?;
-    Ok(())
-}
-
-/// Records, as the plan is written, a row's time zone (from the contacts file) and
-/// its hold, for the row of (campaign, person, occurrence) just planned.
-pub fn mark_planned(
-    conn: &Connection,
-    campaign_id: &str,
-    person: i64,
-    occurrence: &str,
-    zone: Option<&str>,
-    hold: Option<&Hold>,
-    now: &str,
-) -> rusqlite::Result<()> {
-    if zone.is_none() && hold.is_none() {
-        return Ok(());
-    }
-    conn.prepare_cached(
-        "UPDATE journal SET time_zone = ?4,
-             state = CASE WHEN ?5 IS NOT NULL AND state = 'planned' THEN 'deferred' ELSE state END,
-             retry_at = CASE WHEN ?5 IS NOT NULL AND state IN ('planned', 'deferred')
-                 AND (retry_at IS NULL OR retry_at < ?5) THEN ?5 ELSE retry_at END,
-             error_detail = CASE WHEN ?5 IS NOT NULL AND state IN ('planned', 'deferred')
-                 AND (retry_at IS NULL OR retry_at < ?5) THEN ?6 ELSE error_detail END,
-             deferrals = deferrals + (?5 IS NOT NULL AND state = 'planned'),
-             updated_at = ?7
-         WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
-    )?
-    .execute(params![
-        campaign_id,
-        person,
-        occurrence,
-        zone,
-        hold.map(|h| crate::clock::format(h.until)),
-        hold.map(|h| h.detail.as_str()),
-        now
-    ])?;
-    Ok(())
 }

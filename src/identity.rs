@@ -207,7 +207,7 @@ pub fn person_of(
     bsuid: Option<&Bsuid>,
 ) -> rusqlite::Result<Option<i64>> {
     if let Some(phone) = phone {
-        return Ok(Some(crate::journal::key::person_of(phone)));
+        return Ok(Some(crate::row_key::person_of(phone)));
     }
     match bsuid {
         Some(b) => Ok(Some(person_of_bsuid(conn, b.as_str())?.unwrap_or(b.key()))),
@@ -242,7 +242,7 @@ pub fn link(
             )?
             .execute(params![
                 bsuid.as_str(),
-                phone.map_or(bsuid.key(), crate::journal::key::person_of),
+                phone.map_or(bsuid.key(), crate::row_key::person_of),
                 phone.map(|p| p.to_string()),
                 now,
                 change
@@ -251,7 +251,7 @@ pub fn link(
         }
         (Some(_), None) => Ok(Linked::Known),
         (Some((person, known)), Some(phone)) => {
-            let person_now = crate::journal::key::person_of(phone);
+            let person_now = crate::row_key::person_of(phone);
             if person == person_now {
                 if known.is_none() {
                     conn.prepare_cached(
@@ -420,7 +420,7 @@ mod tests {
             link(&db.conn, &b, Some(phone), now).unwrap(),
             Linked::Changed
         );
-        let person = crate::journal::key::person_of(phone);
+        let person = crate::row_key::person_of(phone);
         for id in ["US.1", "US.2", "US.3"] {
             assert_eq!(person_of_bsuid(&db.conn, id).unwrap(), Some(person), "{id}");
         }

@@ -7,6 +7,7 @@ pub mod account;
 pub mod audience;
 pub mod backup;
 pub mod campaign;
+pub mod category;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
@@ -24,6 +25,7 @@ pub mod hold;
 pub mod identity;
 pub mod journal;
 pub mod lock;
+pub mod media;
 pub mod messaging_limit;
 pub mod occurrence;
 pub mod phone;
@@ -33,6 +35,7 @@ pub mod provider;
 pub mod quiet_hours;
 pub mod report;
 pub mod retention;
+pub mod row_key;
 pub mod secret;
 pub mod send;
 pub mod service_window;
@@ -45,6 +48,7 @@ pub mod timezone;
 pub mod ui;
 pub mod webhook;
 
+use clap::CommandFactory;
 use cli::{Cli, Command};
 use exit_codes::Exit;
 
@@ -73,8 +77,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Templates(args) => cmd::templates::run(&ctx, args),
         Command::Account(args) => cmd::account::run(&ctx, args),
-        Command::Completions(args) => cmd::completions::run(&ctx, args),
-        Command::Man(args) => cmd::man::run(&ctx, args),
+        // Both describe the whole command line: it is handed down to them, so no
+        // command reaches back up to the parser.
+        Command::Completions(args) => cmd::completions::run(&ctx, args, Cli::command()),
+        Command::Man(args) => cmd::man::run(&ctx, args, Cli::command()),
     }
 }
 

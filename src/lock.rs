@@ -281,7 +281,7 @@ impl NumberLock {
                             number: number.to_owned(),
                             holder: Holder::describe(&path),
                             path: path.display().to_string(),
-                            waited: crate::report::human_duration(wait.as_secs()),
+                            waited: crate::ui::human_duration(wait.as_secs()),
                         });
                     }
                     std::thread::sleep(Duration::from_millis(100));

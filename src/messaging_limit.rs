@@ -142,44 +142,6 @@ pub fn usage(
     })
 }
 
-/// The limit a run holds to, and where it came from: the command line (or
-/// `WACAMPAIGN_MESSAGING_LIMIT`), the campaign file, the account as `wacampaign
-/// account` last read it, else the lowest tier. `None` when no limit applies: a
-/// session campaign (every message is inside a window) or the simulator with none
-/// set (it reaches nobody).
-pub fn for_run(
-    conn: &Connection,
-    campaign: &crate::campaign::Campaign,
-    given: Option<Limit>,
-) -> rusqlite::Result<Option<(Limit, Source)>> {
-    use crate::campaign::{MessageKind, ProviderConfig};
-    if campaign.kind == MessageKind::Session {
-        return Ok(None);
-    }
-    if let Some(limit) = given {
-        return Ok(Some((limit, Source::CommandLine)));
-    }
-    if let Some(limit) = campaign.sending.messaging_limit {
-        return Ok(Some((limit, Source::Campaign)));
-    }
-    if matches!(campaign.provider, ProviderConfig::Simulator(_)) {
-        return Ok(None);
-    }
-    let cached: Option<(Option<i64>, String)> = match crate::account::key_of(campaign) {
-        Some(key) => conn
-            .prepare_cached(
-                "SELECT messaging_limit, fetched_at FROM phone_accounts WHERE account_key = ?1",
-            )?
-            .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?,
-        None => None,
-    };
-    Ok(Some(match cached {
-        Some((Some(n), fetched_at)) => (Limit::from_db(n), Source::Account { fetched_at }),
-        _ => (Limit::Users(LOWEST_TIER), Source::Unknown),
-    }))
-}
-
 /// The guard a run's claims go through.
 #[derive(Debug, Clone)]
 pub struct Guard {

@@ -654,11 +654,11 @@ impl<'a> Planner<'a> {
         if cell.is_empty() {
             return Ok(template.language.clone());
         }
-        let wanted = crate::templates::normalize_language(cell);
+        let wanted = crate::campaign::normalize_language(cell);
         if let Some(l) = template
             .languages
             .iter()
-            .find(|l| crate::templates::normalize_language(l) == wanted)
+            .find(|l| crate::campaign::normalize_language(l) == wanted)
         {
             return Ok(l.clone());
         }

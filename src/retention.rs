@@ -14,6 +14,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::clock;
+use crate::journal::State;
 use crate::webhook::history;
 
 /// Rows per transaction.
@@ -169,20 +170,7 @@ pub fn prune(
 
 /// A campaign that started before the cutoff and still has rows to send or settle.
 fn refuse_running(conn: &Connection, cutoff: &str) -> Result<(), RetentionError> {
-    let running: Option<(String, String, i64)> = conn
-        .query_row(
-            "SELECT c.id, c.created_at, count(*) FROM campaigns c JOIN journal j ON j.campaign_id = c.id
-             WHERE c.created_at < ?1 AND j.state IN ('planned', 'in_flight', 'deferred', 'in_doubt')
-               AND j.plan_run = c.plan_run AND c.halted_at IS NULL
-             GROUP BY c.id ORDER BY c.created_at LIMIT 1",
-            params![cutoff],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+    let running = crate::journal::query::unsettled_before(conn, cutoff)?;
     match running {
         Some((campaign, started, pending)) => Err(RetentionError::RunningCampaign {
             campaign,
@@ -194,40 +182,11 @@ fn refuse_running(conn: &Connection, cutoff: &str) -> Result<(), RetentionError>
     }
 }
 
-/// person_id, occurrence, state, error_code, message_id, best status rank.
-type PrunedRow = (
-    i64,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-);
-
 /// One transaction: up to BATCH settled rows of `campaign` whose outcome is older
 /// than the cutoff, folded into `pruned_counts`, then removed with their statuses.
 fn prune_batch(conn: &Connection, campaign: &str, cutoff: &str) -> rusqlite::Result<(u64, u64)> {
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let batch: Vec<PrunedRow> = tx
-        .prepare_cached(
-            "SELECT j.person_id, j.occurrence, j.state, j.error_code, j.message_id, j.status_rank
-             FROM journal j
-             WHERE j.campaign_id = ?1
-               AND j.state IN ('accepted', 'failed', 'opted_out', 'expired')
-               AND coalesce(j.outcome_at, j.updated_at) < ?2
-             LIMIT ?3",
-        )?
-        .query_map(params![campaign, cutoff, BATCH], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let batch = crate::journal::query::settled_before(&tx, campaign, cutoff, BATCH)?;
     if batch.is_empty() {
         return Ok((0, 0));
     }
@@ -241,7 +200,9 @@ fn prune_batch(conn: &Connection, campaign: &str, cutoff: &str) -> rusqlite::Res
         let mut delete_row = tx.prepare_cached(
             "DELETE FROM journal WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
         )?;
-        for (person, occurrence, state, code, message_id, best) in &batch {
+        for row in &batch {
+            let (person, occurrence, state, code) =
+                (row.person, &row.occurrence, row.state, row.error_code);
             // Test sends are in no total, so they are removed without being folded.
             let test = occurrence.starts_with(crate::occurrence::TEST_PREFIX);
             if !test {
@@ -249,30 +210,31 @@ fn prune_batch(conn: &Connection, campaign: &str, cutoff: &str) -> rusqlite::Res
             }
             // As `failures_by_code` counts them.
             if !test
-                && matches!(state.as_str(), "failed" | "opted_out" | "expired")
-                && (code.is_some() || state == "failed")
+                && matches!(state, State::Failed | State::OptedOut | State::Expired)
+                && (code.is_some() || state == State::Failed)
             {
                 let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
                 *folds.entry(format!("code:{code}")).or_default() += 1;
             }
             // As `accepted_by_best_status` counts them.
-            if !test && state == "accepted" {
+            if !test && state == State::Accepted {
                 *folds.entry("delivery:accepted".to_owned()).or_default() += 1;
-                if let Some(best) = best {
+                if let Some(best) = row.status_rank {
                     *folds.entry("delivery:with_status".to_owned()).or_default() += 1;
                     if matches!(best, 2 | 3) {
                         *folds.entry("delivery:delivered".to_owned()).or_default() += 1;
                     }
-                    if *best == 3 {
+                    if best == 3 {
                         *folds.entry("delivery:read".to_owned()).or_default() += 1;
                     }
-                    if *best == 4 {
+                    if best == 4 {
                         *folds.entry("delivery:failed".to_owned()).or_default() += 1;
                     }
                 }
             }
             statuses +=
-                delete_statuses.execute(params![message_id, campaign, person, occurrence])? as u64;
+                delete_statuses.execute(params![row.message_id, campaign, person, occurrence])?
+                    as u64;
             delete_row.execute(params![campaign, person, occurrence])?;
         }
     }

@@ -141,3 +141,24 @@ pub fn json_error(exit: crate::exit_codes::Exit, message: &str) {
     let _ = out.write_all(b"\n");
     let _ = out.flush();
 }
+
+/// `42s`, `3m 20s`, `2h 05m`.
+pub fn human_duration(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(75), "1m 15s");
+        assert_eq!(human_duration(7300), "2h 01m");
+    }
+}

@@ -215,7 +215,7 @@ pub(super) fn build(
                 format!("template.header.file: cannot read {}: {e}", path.display()),
             )
         })?;
-        let (_, limit) = super::media::limits(media);
+        let (_, limit) = limits(media);
         if size > limit {
             return Err(at(
                 h.kind.span(),
@@ -521,6 +521,24 @@ pub fn encode_suffix(value: &str) -> String {
         }
     }
     out
+}
+
+/// What WhatsApp takes for a media header: content types and the largest size.
+pub fn limits(media: Media) -> (&'static [&'static str], u64) {
+    match media {
+        Media::Image => (&["image/jpeg", "image/png"], 5 * 1024 * 1024),
+        Media::Video => (&["video/mp4", "video/3gpp"], 16 * 1024 * 1024),
+        Media::Document => (
+            &[
+                "application/pdf",
+                "application/msword",
+                "application/vnd.",
+                "application/octet-stream",
+                "text/plain",
+            ],
+            100 * 1024 * 1024,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,9 @@
 
 pub mod components;
 mod error;
-pub mod media;
 mod provider;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -25,10 +23,10 @@ pub use self::provider::{
     SimulatorConfig, TwilioConfig, TwilioSender,
 };
 use self::provider::{RawProvider, build_provider, sid};
+pub use crate::category::Category;
 use crate::consent::Purpose;
 pub use crate::contacts::{ContactsSource, Encoding};
 use crate::phone::DefaultRegion;
-use crate::pricing::PricingConfig;
 use crate::template::{PlaceholderKey, Template};
 
 /// Meta's default throughput for a business phone number.
@@ -36,29 +34,23 @@ pub const DEFAULT_RATE_PER_SECOND: u32 = 80;
 /// Meta's highest throughput tier for one number; a higher rate is a typo.
 pub const MAX_RATE_PER_SECOND: u32 = 1000;
 
-/// What the messages are for; it is also the consent purpose they need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    Marketing,
-    Utility,
-    Authentication,
+/// The campaign file's `[pricing]` section, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricingConfig {
+    /// The rate card (CSV), relative paths resolved against the campaign file.
+    pub rate_card: PathBuf,
+    /// A country-to-market map replacing the built-in one.
+    pub markets: Option<PathBuf>,
+    /// Where the business is (ISO 3166-1 alpha-2): authentication messages to
+    /// another country are priced at its authentication-international rate, where
+    /// the card has one.
+    pub business_country: Option<String>,
 }
 
-impl Category {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Marketing => "marketing",
-            Category::Utility => "utility",
-            Category::Authentication => "authentication",
-        }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The one spelling of a language code for comparisons: `es-MX`, `es_mx` and
+/// `ES_MX` are the same language.
+pub fn normalize_language(code: &str) -> String {
+    code.trim().replace('-', "_").to_ascii_lowercase()
 }
 
 /// What kind of message a campaign sends.
@@ -129,10 +121,10 @@ pub struct TemplateSpec {
 impl TemplateSpec {
     /// Twilio: the Content SID for a language (`content_sids`, else `content_sid`).
     pub fn content_sid_for(&self, language: &str) -> Option<&str> {
-        let wanted = crate::templates::normalize_language(language);
+        let wanted = normalize_language(language);
         self.content_sids
             .iter()
-            .find(|(l, _)| crate::templates::normalize_language(l) == wanted)
+            .find(|(l, _)| normalize_language(l) == wanted)
             .map(|(_, sid)| sid.as_str())
             .or(self.content_sid.as_deref())
     }
@@ -541,10 +533,10 @@ impl Campaign {
             }
             // Twilio has one Content SID per language.
             if let Some(missing) = template.languages.iter().skip(1).find(|l| {
-                !template.content_sids.iter().any(|(language, _)| {
-                    crate::templates::normalize_language(language)
-                        == crate::templates::normalize_language(l)
-                })
+                !template
+                    .content_sids
+                    .iter()
+                    .any(|(language, _)| normalize_language(language) == normalize_language(l))
             }) {
                 return Err(at(
                     raw.template.span(),
@@ -846,7 +838,7 @@ fn build_languages(
     language: &str,
     at: &Locate<'_>,
 ) -> Result<Languages, CampaignError> {
-    let same = crate::templates::normalize_language;
+    let same = normalize_language;
     let mut languages = vec![language.to_owned()];
     if let Some(list) = &raw.languages {
         for code in list.get_ref() {

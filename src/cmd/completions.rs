@@ -3,9 +3,6 @@
 
 use std::io::Write;
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 use crate::cmd::Context;
 use crate::exit_codes::Exit;
 
@@ -32,8 +29,8 @@ pub struct Args {
     pub shell: clap_complete::Shell,
 }
 
-pub fn run(_ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let mut command = Cli::command();
+/// `command` is the whole command line, as the binary parses it.
+pub fn run(_ctx: &Context, args: &Args, mut command: clap::Command) -> anyhow::Result<Exit> {
     // Into memory first: clap_complete panics when its writer fails (`| head`).
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "wacampaign", &mut script);

@@ -4,12 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 use crate::cmd::Context;
 use crate::exit_codes::Exit;
+use anyhow::Context as _;
 
 /// Print the manual page, or write one page per command into a directory.
 ///
@@ -29,8 +26,8 @@ pub struct Args {
     pub dir: Option<PathBuf>,
 }
 
-pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
-    let command = Cli::command();
+/// `command` is the whole command line, as the binary parses it.
+pub fn run(ctx: &Context, args: &Args, command: clap::Command) -> anyhow::Result<Exit> {
     match &args.dir {
         None => {
             let mut out = std::io::stdout().lock();

@@ -142,7 +142,7 @@ fn show(
     // The callback data names the journal row by person; a preview has no journal,
     // so a BSUID-only contact is shown under the BSUID's own key.
     let person = match (&recipient.phone, &recipient.bsuid) {
-        (Some(p), _) => crate::journal::key::person_of(*p),
+        (Some(p), _) => crate::row_key::person_of(*p),
         (None, Some(b)) => b.key(),
         (None, None) => 0,
     };

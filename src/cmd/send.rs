@@ -18,11 +18,11 @@ use crate::journal::{Counts, Journal, JournalError};
 use crate::lock::CampaignLock;
 use crate::plan::{ConsentGate as _, PlanItem, PlanStats, Planner};
 use crate::provider;
-use crate::report::{CheckReport, human_duration};
+use crate::report::CheckReport;
 use crate::send::progress::{Display, Progress, TallySnapshot};
 use crate::send::window::Sizing;
 use crate::send::{self, RunEnd};
-use crate::ui::json_line;
+use crate::ui::{human_duration, json_line};
 
 /// Rows written to the journal per transaction while planning.
 const PLAN_BATCH: usize = 10_000;
@@ -375,7 +375,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     } = prepared;
     crate::cmd::status::warn_before_send(ctx, &campaign)?;
     hold_to_messaging_limit(ctx, args, &campaign, &mut journal, summary.to_send)?;
-    summary.plan.cost = crate::pricing::estimate::for_run(&ctx.db, &campaign, args, resend > 0)?;
+    summary.plan.cost = cost_of_run(
+        &ctx.db,
+        &campaign,
+        args.limit,
+        args.max_cost.as_ref(),
+        resend > 0,
+    )?;
     if !ctx.ui.json && !ctx.ui.quiet {
         eprint!("{}", render_before(ctx, &summary));
     }
@@ -679,7 +685,7 @@ fn upload_media(ctx: &Context, campaign: &mut Campaign) -> anyhow::Result<()> {
 /// Fetches the header's media links (HEAD, or a ranged GET) before the first
 /// message: unreachable, of a type or a size WhatsApp does not take, is an error.
 fn check_media(ctx: &Context, campaign: &Campaign) -> anyhow::Result<()> {
-    use crate::campaign::media;
+    use crate::media;
     let Some((kind, links)) = media::links_of(campaign)? else {
         return Ok(());
     };
@@ -860,7 +866,7 @@ fn hold_to_messaging_limit(
 ) -> anyhow::Result<()> {
     use crate::messaging_limit::{self, Guard, Limit, Source};
     let Some((limit, source)) =
-        messaging_limit::for_run(journal.conn(), campaign, args.messaging_limit)
+        crate::account::limit_for_run(journal.conn(), campaign, args.messaging_limit)
             .context("reading the messaging limit")?
     else {
         return Ok(());
@@ -978,4 +984,32 @@ fn finish(
         )?;
     }
     Ok(exit)
+}
+
+/// The estimate of a `send` run, checked against `--max-cost` (an error sends
+/// nothing); `None` when the campaign has no rate card and no `--max-cost`.
+fn cost_of_run(
+    db: &std::path::Path,
+    campaign: &crate::campaign::Campaign,
+    limit: Option<u64>,
+    max_cost: Option<&crate::pricing::Money>,
+    resend_in_doubt: bool,
+) -> anyhow::Result<Option<crate::pricing::estimate::Estimate>> {
+    let estimate = match crate::pricing::Pricing::of(campaign)? {
+        Some(pricing) => {
+            let db = Db::open(db)?;
+            Some(crate::pricing::estimate::of_journal(
+                &db.conn,
+                &pricing,
+                &campaign.id,
+                limit,
+                resend_in_doubt,
+            )?)
+        }
+        None => None,
+    };
+    if let Some(max) = max_cost {
+        crate::pricing::estimate::check_max_cost(estimate.as_ref(), max)?;
+    }
+    Ok(estimate)
 }

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::chain::{GENESIS, commitment, hash_event};
 use super::{Event, Fact, NewEvent, Purpose, RecordedVia, Standing, StandingFold};
 use crate::clock;
 use crate::identity::Identity;
@@ -14,9 +15,6 @@ use crate::identity::Identity;
 /// loading standings never reads the table itself.
 pub const HAS_EVIDENCE: &str =
     "(source <> '' OR coalesce(evidence, '') <> '' OR notice_hash IS NOT NULL)";
-
-/// The `prev_hash` of the first event.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 const TRIGGERS: &[&str] = &[
     "consent_events_append_only_update",
@@ -614,73 +612,6 @@ fn random_salt() -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(hex::encode(bytes))
-}
-
-/// The commitment to an event's personal fields: SHA-256 of the salt, a line feed,
-/// and `[subject, source, evidence, dedupe_key]` as compact JSON.
-pub fn commitment(event: &Event) -> String {
-    let fields = serde_json::json!([
-        event.subject,
-        event.source,
-        event.evidence,
-        event.dedupe_key,
-    ]);
-    let mut hasher = Sha256::new();
-    hasher.update(event.salt.as_deref().unwrap_or_default().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(fields.to_string().as_bytes());
-    hex::encode(hasher.finalize())
-}
-
-/// An event's hash: SHA-256 of the previous hash, a line feed, and the event's fields
-/// as a compact JSON array, so an auditor can recompute it with any JSON library.
-///
-/// Format 2 (erasable): `["v2", id, commitment, purpose, action, occurred_at,
-/// recorded_at, method, recorded_via, notice_hash, actor]`, the personal fields
-/// entering only through the commitment. Format 1 (before migration 0007):
-/// `[id, subject, purpose, action, occurred_at, recorded_at, method, recorded_via,
-/// source, evidence, notice_hash, actor, dedupe_key]`.
-pub fn hash_event(event: &Event) -> String {
-    let fields = if event.format == 2 {
-        serde_json::json!([
-            "v2",
-            event.id,
-            event.commitment,
-            event.purpose,
-            event.action,
-            event.occurred_at,
-            event.recorded_at,
-            event.method,
-            event.recorded_via,
-            event.notice_hash,
-            event.actor,
-        ])
-    } else {
-        legacy_fields(event)
-    };
-    let mut hasher = Sha256::new();
-    hasher.update(event.prev_hash.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(fields.to_string().as_bytes());
-    hex::encode(hasher.finalize())
-}
-
-fn legacy_fields(event: &Event) -> serde_json::Value {
-    serde_json::json!([
-        event.id,
-        event.subject,
-        event.purpose,
-        event.action,
-        event.occurred_at,
-        event.recorded_at,
-        event.method,
-        event.recorded_via,
-        event.source,
-        event.evidence,
-        event.notice_hash,
-        event.actor,
-        event.dedupe_key,
-    ])
 }
 
 /// A standing from a history already in the order the person acted.

@@ -5,6 +5,7 @@
 //! edited, deleted or reordered event. Whether a number may receive a campaign is
 //! derived from the whole history by [`standing`], never kept as a flag.
 
+mod chain;
 mod import;
 mod index;
 mod ledger;
@@ -23,10 +24,8 @@ pub use index::{ConsentIndex, changes_since};
 pub mod ledger_erasure {
     pub use super::ledger::{append_erasure_in, erase_subjects_in};
 }
-pub use ledger::{
-    Appended, GENESIS, Ledger, LedgerStats, VerifyReport, append_in, commitment, hash_event,
-    standing_of,
-};
+pub use chain::{GENESIS, commitment, hash_event};
+pub use ledger::{Appended, Ledger, LedgerStats, VerifyReport, append_in, standing_of};
 
 use crate::clock;
 use crate::exclusion::Exclusion;

@@ -21,7 +21,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::Event;
-use super::ledger::{GENESIS, commitment, hash_event};
+use super::chain::{GENESIS, commitment, hash_event};
 use crate::clock;
 use crate::phone::E164;
 

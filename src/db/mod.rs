@@ -194,7 +194,7 @@ impl Db {
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     // The journal's person key of a number written as E.164 digits (see
-    // journal::key): the same for every spelling WhatsApp produces of it.
+    // row_key): the same for every spelling WhatsApp produces of it.
     conn.create_scalar_function(
         "wa_consent_key",
         1,
@@ -202,7 +202,7 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         |ctx| {
             let digits: i64 = ctx.get(0)?;
             Ok(crate::phone::E164::from_digits(&digits.to_string())
-                .map_or(digits, crate::journal::key::person_of))
+                .map_or(digits, crate::row_key::person_of))
         },
     )
 }
@@ -245,6 +245,7 @@ fn check_mode(path: &str, mode: u32) -> Result<(), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::State;
 
     #[test]
     fn a_new_database_is_private_and_migrated() {
@@ -337,18 +338,27 @@ mod tests {
             for sql in &MIGRATIONS[..4] {
                 conn.execute_batch(sql).unwrap();
             }
-            conn.execute_batch(
+            conn.execute(
                 "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at, plan_run)
-                 VALUES ('promo', 'f', 't', 'es_AR', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z', 2);
-                 INSERT INTO journal (campaign_id, contact_key, phone, line, seq, plan_run, params, state,
+                 VALUES ('promo', 'f', 't', 'es_AR', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z', 2)",
+                [],
+            )
+            .unwrap();
+            // The states as version 4 spelt them, which are still the journal's.
+            conn.execute(
+                "INSERT INTO journal (campaign_id, contact_key, phone, line, seq, plan_run, params, state,
                      attempts, message_id, updated_at)
-                 VALUES ('promo', 5491123456789, '+5491123456789', 2, 1, 1, '[\"Ana\"]', 'accepted', 1,
+                 VALUES ('promo', 5491123456789, '+5491123456789', 2, 1, 1, '[\"Ana\"]', ?1, 1,
                          'wamid.A', '2026-01-01T00:00:00Z'),
-                        ('promo', 541123456789, '+541123456789', 3, 2, 2, '[\"Ana\"]', 'planned', 0,
+                        ('promo', 541123456789, '+541123456789', 3, 2, 2, '[\"Ana\"]', ?2, 0,
                          NULL, '2026-01-02T00:00:00Z'),
-                        ('promo', 5215512345678, '+5215512345678', 4, 3, 2, '[\"Luis\"]', 'in_doubt', 1,
-                         NULL, '2026-01-02T00:00:00Z');
-                 INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at, provider,
+                        ('promo', 5215512345678, '+5215512345678', 4, 3, 2, '[\"Luis\"]', ?3, 1,
+                         NULL, '2026-01-02T00:00:00Z')",
+                rusqlite::params![State::Accepted, State::Planned, State::InDoubt],
+            )
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at, provider,
                      campaign_id, contact_key, received_at)
                  VALUES ('wamid.A', 'delivered', 2, 1, '2026-01-01T00:00:01Z', 'meta', 'promo',
                          5491123456789, '2026-01-01T00:00:02Z');",
@@ -358,7 +368,7 @@ mod tests {
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let db = Db::open(&path).unwrap();
-        let rows: Vec<(i64, String, String, String)> = db
+        let rows: Vec<(i64, String, String, State)> = db
             .conn
             .prepare("SELECT person_id, occurrence, phone, state FROM journal ORDER BY seq")
             .unwrap()
@@ -373,19 +383,19 @@ mod tests {
                     541_123_456_789,
                     String::new(),
                     "+5491123456789".into(),
-                    "accepted".into()
+                    State::Accepted
                 ),
                 (
                     541_123_456_789,
                     "legacy:541123456789".into(),
                     "+541123456789".into(),
-                    "planned".into()
+                    State::Planned
                 ),
                 (
                     525_512_345_678,
                     String::new(),
                     "+5215512345678".into(),
-                    "in_doubt".into()
+                    State::InDoubt
                 ),
             ],
             "every row kept; the sent spelling keeps the person's row"

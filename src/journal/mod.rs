@@ -5,15 +5,18 @@
 //! and the transitions): the send pipeline plans, claims and records through
 //! [`Journal`]; the webhook server and `send`'s preparation settle rows through
 //! [`settle`], and the webhook server folds each status onto its row through
-//! [`fold`]; reports read through [`query`].
+//! [`fold`]; reports read through [`query`]; [`hold`] defers held rows and reads
+//! what the frequency caps count.
 //!
 //! A row is `planned` when the plan is written and `in_flight` once the intent to
 //! send it is durable, committed just before its request is written to a socket.
 //! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
 //! until the operator decides or a delivery status settles them.
 
+#[cfg(test)]
+pub mod fixture;
 pub mod fold;
-pub mod key;
+pub mod hold;
 pub mod query;
 pub mod settle;
 pub mod state;
@@ -32,7 +35,7 @@ use crate::phone::E164;
 use crate::plan::{ConsentGate, Recipient};
 use crate::provider::To;
 
-pub use key::RowKey;
+pub use crate::row_key::RowKey;
 pub use query::{
     CampaignRecord, Counts, HaltRecord, JournalRow, already_served, campaign_record, counts,
     failures_by_code, held_for_quality, rows, test_sends,
@@ -389,7 +392,7 @@ impl Journal {
                     recipient.send_by,
                     recipient.contact
                 ])?;
-                crate::hold::mark_planned(
+                hold::mark_planned(
                     &tx,
                     &self.campaign_id,
                     person,
@@ -615,7 +618,7 @@ impl Journal {
                         now_instant,
                     )?
                 {
-                    crate::hold::defer(&tx, c.row, &hold, &now)?;
+                    hold::defer(&tx, c.row, &hold, &now)?;
                     claimed.held += 1;
                     continue;
                 }
@@ -904,7 +907,7 @@ mod tests {
                          params, state, attempts, retry_at, send_by, updated_at)
                      VALUES ('c', ?1, 'appt-1', ?2, 2, ?3, 1, '[]', ?4, 0, '2026-01-01T00:00:00Z', ?5,
                              '2026-01-01T00:00:00Z')",
-                    params![key::person_of(e164), e164.to_string(), seq as i64, state, send_by],
+                    params![crate::row_key::person_of(e164), e164.to_string(), seq as i64, state, send_by],
                 )
                 .unwrap();
         }
@@ -915,7 +918,7 @@ mod tests {
         db.conn
             .query_row(
                 "SELECT state FROM journal WHERE person_id = ?1",
-                params![key::person_of(E164::from_digits(phone).unwrap())],
+                params![crate::row_key::person_of(E164::from_digits(phone).unwrap())],
                 |r| r.get(0),
             )
             .unwrap()

@@ -469,3 +469,97 @@ pub fn messages_of_person(conn: &Connection, person: i64) -> rusqlite::Result<Ve
     }
     Ok(messages)
 }
+
+/// A campaign created before `cutoff` whose current plan still has rows to send or
+/// settle, and it is not halted: (campaign, created_at, rows), the oldest first.
+pub fn unsettled_before(
+    conn: &Connection,
+    cutoff: &str,
+) -> rusqlite::Result<Option<(String, String, i64)>> {
+    conn.query_row(
+        "SELECT c.id, c.created_at, count(*) FROM campaigns c JOIN journal j ON j.campaign_id = c.id
+         WHERE c.created_at < ?1 AND j.state IN ('planned', 'in_flight', 'deferred', 'in_doubt')
+           AND j.plan_run = c.plan_run AND c.halted_at IS NULL
+         GROUP BY c.id ORDER BY c.created_at LIMIT 1",
+        params![cutoff],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+}
+
+/// A settled row, as retention folds it before removing it.
+#[derive(Debug, Clone)]
+pub struct SettledRow {
+    pub person: i64,
+    pub occurrence: String,
+    pub state: State,
+    pub error_code: Option<i64>,
+    pub message_id: Option<String>,
+    /// The best delivery status reached (its rank).
+    pub status_rank: Option<i64>,
+}
+
+/// Up to `limit` rows of `campaign_id` in a final state whose outcome is older
+/// than `cutoff`.
+pub fn settled_before(
+    conn: &Connection,
+    campaign_id: &str,
+    cutoff: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<SettledRow>> {
+    conn.prepare_cached(
+        "SELECT j.person_id, j.occurrence, j.state, j.error_code, j.message_id, j.status_rank
+         FROM journal j
+         WHERE j.campaign_id = ?1
+           AND j.state IN ('accepted', 'failed', 'opted_out', 'expired')
+           AND coalesce(j.outcome_at, j.updated_at) < ?2
+         LIMIT ?3",
+    )?
+    .query_map(params![campaign_id, cutoff, limit], |r| {
+        Ok(SettledRow {
+            person: r.get(0)?,
+            occurrence: r.get(1)?,
+            state: r.get(2)?,
+            error_code: r.get(3)?,
+            message_id: r.get(4)?,
+            status_rank: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// How many people a campaign's accepted messages went to who opted out at or
+/// after `since` (test sends aside).
+pub fn accepted_then_opted_out(
+    conn: &Connection,
+    campaign_id: &str,
+    since: &str,
+) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(DISTINCT j.person_id) FROM journal j
+         WHERE j.campaign_id = ?1 AND j.state = 'accepted'
+           AND j.occurrence NOT GLOB 'test:*'
+           AND EXISTS (SELECT 1 FROM consent_events e WHERE e.subject_key = j.person_id
+                       AND e.action = 'opt_out' AND e.occurred_at >= ?2)",
+        params![campaign_id, since],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )
+}
+
+/// The campaign of a message in flight to one of `persons`, if any: its request
+/// may be on the wire.
+pub fn in_flight_to(conn: &Connection, persons: &[i64]) -> rusqlite::Result<Option<String>> {
+    // Through the partial index of sent rows by person (migration 0010).
+    let mut stmt = conn.prepare_cached(
+        "SELECT campaign_id FROM journal WHERE person_id = ?1 AND state = 'in_flight' LIMIT 1",
+    )?;
+    for person in persons {
+        if let Some(c) = stmt
+            .query_row(params![person], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}

@@ -60,7 +60,7 @@ pub fn find_row(
     if by_id.is_some() {
         return Ok(by_id);
     }
-    let Some((campaign_id, key)) = callback.and_then(super::key::parse_callback_data) else {
+    let Some((campaign_id, key)) = callback.and_then(crate::row_key::parse_callback_data) else {
         return Ok(None);
     };
     conn.prepare_cached(

@@ -265,33 +265,6 @@ pub fn of_journal(
     Ok(estimator.finish())
 }
 
-/// The estimate of a `send` run, checked against `--max-cost` (an error sends
-/// nothing); `None` when the campaign has no rate card and no `--max-cost`.
-pub fn for_run(
-    db: &std::path::Path,
-    campaign: &crate::campaign::Campaign,
-    args: &crate::cmd::send::Args,
-    resend_in_doubt: bool,
-) -> anyhow::Result<Option<Estimate>> {
-    let estimate = match Pricing::of(campaign)? {
-        Some(pricing) => {
-            let db = crate::db::Db::open(db)?;
-            Some(of_journal(
-                &db.conn,
-                &pricing,
-                &campaign.id,
-                args.limit,
-                resend_in_doubt,
-            )?)
-        }
-        None => None,
-    };
-    if let Some(max) = &args.max_cost {
-        check_max_cost(estimate.as_ref(), max)?;
-    }
-    Ok(estimate)
-}
-
 /// Refuses a run whose estimate is above `max`, in another currency than `max`,
 /// or incomplete (messages the card has no rate for).
 pub fn check_max_cost(estimate: Option<&Estimate>, max: &Money) -> anyhow::Result<()> {

@@ -14,7 +14,6 @@ pub mod market;
 pub mod money;
 
 use std::fmt;
-use std::path::PathBuf;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -93,19 +92,6 @@ impl fmt::Display for PriceCategory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.column())
     }
-}
-
-/// The campaign file's `[pricing]` section, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PricingConfig {
-    /// The rate card (CSV), relative paths resolved against the campaign file.
-    pub rate_card: PathBuf,
-    /// A country-to-market map replacing the built-in one.
-    pub markets: Option<PathBuf>,
-    /// Where the business is (ISO 3166-1 alpha-2): authentication messages to
-    /// another country are priced at its authentication-international rate, where
-    /// the card has one.
-    pub business_country: Option<String>,
 }
 
 #[derive(Debug, Error)]

@@ -140,11 +140,11 @@ pub fn message_body<'a>(campaign: &'a Campaign, to: &To, values: &'a [String]) -
 }
 
 /// What `biz_opaque_callback_data` carries: the campaign and the recipient's journal
-/// row (see `journal::key`).
+/// row (see `row_key`).
 pub fn callback_data(campaign_id: &str, to: &To) -> String {
-    crate::journal::key::callback_data(
+    crate::row_key::callback_data(
         campaign_id,
-        &crate::journal::RowKey {
+        &crate::row_key::RowKey {
             person: to.person(),
             occurrence: String::new(),
         },
@@ -408,9 +408,9 @@ impl CloudApi {
             && !message.occurrence.is_empty()
         {
             // The row's whole key, so a status finds the occurrence it is about.
-            template.biz_opaque_callback_data = crate::journal::key::callback_data(
+            template.biz_opaque_callback_data = crate::row_key::callback_data(
                 &self.campaign.id,
-                &crate::journal::RowKey {
+                &crate::row_key::RowKey {
                     person: message.to.person(),
                     occurrence: message.occurrence.clone(),
                 },

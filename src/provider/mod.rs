@@ -52,7 +52,7 @@ impl To {
     /// The journal's person for this address, for one message per person.
     pub fn person(&self) -> i64 {
         match self {
-            To::Phone(p) => crate::journal::key::person_of(*p),
+            To::Phone(p) => crate::row_key::person_of(*p),
             To::Bsuid { person, .. } => *person,
         }
     }

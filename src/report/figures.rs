@@ -738,15 +738,7 @@ pub fn compare(
     for (id, first_sent, plan_run) in campaigns {
         let counts = journal::counts(conn, &id, Some(plan_run))?;
         let d = history::delivery_counts(conn, &id, &first_sent)?;
-        let opted_out_since: u64 = conn.query_row(
-            "SELECT count(DISTINCT j.person_id) FROM journal j
-             WHERE j.campaign_id = ?1 AND j.state = 'accepted'
-               AND j.occurrence NOT GLOB 'test:*'
-               AND EXISTS (SELECT 1 FROM consent_events e WHERE e.subject_key = j.person_id
-                           AND e.action = 'opt_out' AND e.occurred_at >= ?2)",
-            params![id, first_sent],
-            |r| r.get::<_, i64>(0).map(|n| n as u64),
-        )?;
+        let opted_out_since = journal::query::accepted_then_opted_out(conn, &id, &first_sent)?;
         let attempted = counts.accepted + counts.opted_out;
         let rate = |n: u64, of: u64| (of > 0).then(|| n as f64 / of as f64);
         let cost_per_read = match files.iter().find(|c| c.id == id) {

@@ -59,7 +59,7 @@ pub fn render(
         rate.map_or_else(String::new, |r| format!("{:.1}%", r * 100.0))
     });
     env.add_function("duration", |seconds: u64| {
-        crate::report::human_duration(seconds)
+        crate::ui::human_duration(seconds)
     });
     env.add_function("breakdowns", breakdowns);
     env.add_template("report.html", TEMPLATE)?;

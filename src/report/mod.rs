@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::campaign::Campaign;
 use crate::plan::{Excluded, PlanStats};
 use crate::pricing::Estimate;
-use crate::ui::Ui;
+use crate::ui::{Ui, human_duration};
 
 /// The plan's totals with the campaign facts an operator checks before sending.
 #[derive(Debug, Clone, Serialize)]
@@ -191,15 +191,6 @@ fn human_millis(ms: u64) -> String {
     }
 }
 
-/// `42s`, `3m 20s`, `2h 05m`.
-pub fn human_duration(seconds: u64) -> String {
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
-        _ => format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60),
-    }
-}
-
 /// Makes a cell safe to open in a spreadsheet: one that starts with `=`, `+`, `-`,
 /// `@`, tab or CR would be read as a formula (CSV injection), so it gets a leading
 /// apostrophe, which spreadsheets show as text and do not display.
@@ -318,12 +309,5 @@ mod tests {
         assert_eq!(spreadsheet_safe("\tx"), "'\tx");
         assert_eq!(spreadsheet_safe("Ana"), "Ana");
         assert_eq!(spreadsheet_safe(""), "");
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human_duration(0), "0s");
-        assert_eq!(human_duration(75), "1m 15s");
-        assert_eq!(human_duration(7300), "2h 01m");
     }
 }

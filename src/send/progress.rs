@@ -178,7 +178,7 @@ impl Progress {
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let speed = done as f64 / elapsed;
         let eta = if speed > 0.0 {
-            crate::report::human_duration(((self.total.saturating_sub(done)) as f64 / speed) as u64)
+            crate::ui::human_duration(((self.total.saturating_sub(done)) as f64 / speed) as u64)
         } else {
             "?".to_owned()
         };

@@ -151,12 +151,6 @@ impl SyncedTemplate {
     }
 }
 
-/// The one spelling of a language code for comparisons: `es-MX`, `es_mx` and
-/// `ES_MX` are the same language.
-pub fn normalize_language(code: &str) -> String {
-    code.trim().replace('-', "_").to_ascii_lowercase()
-}
-
 /// The names among `candidates` closest to `name` (by edit distance), best first,
 /// for "did you mean".
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
@@ -204,8 +198,14 @@ mod tests {
 
     #[test]
     fn language_spellings_are_one_language() {
-        assert_eq!(normalize_language("es-MX"), normalize_language("ES_mx"));
-        assert_ne!(normalize_language("es_MX"), normalize_language("es_ES"));
+        assert_eq!(
+            crate::campaign::normalize_language("es-MX"),
+            crate::campaign::normalize_language("ES_mx")
+        );
+        assert_ne!(
+            crate::campaign::normalize_language("es_MX"),
+            crate::campaign::normalize_language("es_ES")
+        );
     }
 
     #[test]

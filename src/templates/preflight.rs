@@ -5,9 +5,9 @@ use std::fmt;
 
 use thiserror::Error;
 
-use super::{Cache, SyncedTemplate, closest, normalize_language};
+use super::{Cache, SyncedTemplate, closest};
 use crate::campaign::components::{Media, Part};
-use crate::campaign::{Campaign, Category, MessageKind};
+use crate::campaign::{Campaign, Category, MessageKind, normalize_language};
 use crate::template::{PlaceholderKey, Template};
 
 /// One mismatch between the campaign file and the synced template.

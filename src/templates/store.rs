@@ -26,15 +26,15 @@ impl Cache {
 
     /// The template in a language, whatever the spelling of its code.
     pub fn find<'a>(&'a self, name: &'a str, language: &str) -> Option<&'a SyncedTemplate> {
-        let wanted = super::normalize_language(language);
+        let wanted = crate::campaign::normalize_language(language);
         self.named(name)
-            .find(|t| super::normalize_language(&t.language) == wanted)
+            .find(|t| crate::campaign::normalize_language(&t.language) == wanted)
     }
 
     /// How long ago it was synced, in words.
     pub fn age(&self) -> String {
         let seconds = (crate::clock::now() - self.synced_at).num_seconds().max(0);
-        crate::report::human_duration(u64::try_from(seconds).unwrap_or(0))
+        crate::ui::human_duration(u64::try_from(seconds).unwrap_or(0))
     }
 }
 

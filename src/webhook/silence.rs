@@ -60,6 +60,7 @@ pub fn check(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Option<S
 mod tests {
     use super::*;
     use crate::db::Db;
+    use crate::journal::{State, fixture};
 
     fn at(text: &str) -> DateTime<Utc> {
         clock::parse(text).unwrap()
@@ -72,19 +73,32 @@ mod tests {
         let now = at("2026-06-02T12:00:00Z");
         assert_eq!(check(&db.conn, now).unwrap(), None, "nothing sent");
         db.conn
-            .execute_batch(
+            .execute(
                 "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at)
-                 VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-06-01T00:00:00Z');
-                 INSERT INTO journal (campaign_id, person_id, phone, line, seq, plan_run, params, state,
-                     attempts, message_id, outcome_at, updated_at)
-                 VALUES ('promo', 1, '+1', 2, 1, 1, '[]', 'accepted', 1, 'w1',
-                         '2026-06-02T08:00:00Z', '2026-06-02T08:00:00Z'),
-                        ('promo', 2, '+2', 3, 2, 1, '[]', 'accepted', 1, 'w2',
-                         '2026-06-02T11:55:00Z', '2026-06-02T11:55:00Z'),
-                        ('promo', 3, '+3', 4, 3, 1, '[]', 'accepted', 1, 'w3',
-                         '2026-05-31T08:00:00Z', '2026-05-31T08:00:00Z');",
+                 VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-06-01T00:00:00Z')",
+                [],
             )
             .unwrap();
+        for (person, phone, message_id, at) in [
+            (1, "+1", "w1", "2026-06-02T08:00:00Z"),
+            (2, "+2", "w2", "2026-06-02T11:55:00Z"),
+            (3, "+3", "w3", "2026-05-31T08:00:00Z"),
+        ] {
+            fixture::insert(
+                &db.conn,
+                &fixture::Row {
+                    campaign: "promo",
+                    person,
+                    phone,
+                    seq: person,
+                    state: State::Accepted,
+                    message_id: Some(message_id),
+                    outcome_at: Some(at),
+                    updated_at: at,
+                },
+            )
+            .unwrap();
+        }
         let silence = check(&db.conn, now).unwrap().expect("silent");
         // The send five minutes ago is in its grace; the one three days ago is out.
         assert_eq!(silence.sent, 1);

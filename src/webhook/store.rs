@@ -607,6 +607,7 @@ pub fn prune_bodies(conn: &Connection, before: &str) -> rusqlite::Result<usize> 
 mod tests {
     use super::*;
     use crate::db::Db;
+    use crate::journal::{State, fixture};
     use crate::webhook::{OptOutRequest, Source};
 
     const PHONE: &str = "525512345678";
@@ -617,18 +618,25 @@ mod tests {
         (dir, db)
     }
 
-    fn seed(conn: &Connection, state: &str, message_id: Option<&str>) {
+    fn seed(conn: &Connection, state: State, message_id: Option<&str>) {
         conn.execute(
             "INSERT OR IGNORE INTO campaigns (id, fingerprint, template, language, category, provider, created_at)
              VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z')",
             [],
         )
         .unwrap();
-        conn.execute(
-            "INSERT INTO journal (campaign_id, person_id, phone, line, seq, plan_run, params, state,
-                 attempts, message_id, updated_at)
-             VALUES ('promo', ?1, ?2, 2, 1, 1, '[]', ?3, 1, ?4, '2026-01-01T00:00:00Z')",
-            params![PHONE.parse::<i64>().unwrap(), format!("+{PHONE}"), state, message_id],
+        fixture::insert(
+            conn,
+            &fixture::Row {
+                campaign: "promo",
+                person: PHONE.parse().unwrap(),
+                phone: &format!("+{PHONE}"),
+                seq: 1,
+                state,
+                message_id,
+                outcome_at: None,
+                updated_at: "2026-01-01T00:00:00Z",
+            },
         )
         .unwrap();
     }
@@ -665,7 +673,7 @@ mod tests {
         recorded
     }
 
-    fn row(conn: &Connection) -> (String, Option<String>, Option<i64>, Option<String>) {
+    fn row(conn: &Connection) -> (State, Option<String>, Option<i64>, Option<String>) {
         conn.query_row(
             "SELECT state, message_id, error_code, error_detail FROM journal WHERE campaign_id = 'promo'",
             [],
@@ -688,7 +696,7 @@ mod tests {
     #[test]
     fn a_status_resolves_a_row_held_in_doubt_once() {
         let (_dir, db) = db();
-        seed(&db.conn, "in_doubt", None);
+        seed(&db.conn, State::InDoubt, None);
         let events = vec![status("wamid.X", "sent", 1_750_000_000, None)];
         assert_eq!(
             deliver(&db.conn, "body", events.clone()),
@@ -696,8 +704,8 @@ mod tests {
         );
         let (state, id, code, detail) = row(&db.conn);
         assert_eq!(
-            (state.as_str(), id.as_deref(), code),
-            ("accepted", Some("wamid.X"), None)
+            (state, id.as_deref(), code),
+            (State::Accepted, Some("wamid.X"), None)
         );
         assert!(detail.unwrap().contains("sent after all"));
         for _ in 0..2 {
@@ -718,11 +726,11 @@ mod tests {
     #[test]
     fn the_per_user_limit_in_a_failed_status_defers_the_row_a_day() {
         let (_dir, db) = db();
-        seed(&db.conn, "accepted", Some("wamid.X"));
+        seed(&db.conn, State::Accepted, Some("wamid.X"));
         let failed = || vec![status("wamid.X", "failed", 1_750_000_000, Some(131_049))];
         deliver(&db.conn, "a", failed());
         deliver(&db.conn, "b", failed());
-        let (state, retry_at, deferrals): (String, String, i64) = db
+        let (state, retry_at, deferrals): (State, String, i64) = db
             .conn
             .query_row("SELECT state, retry_at, deferrals FROM journal", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -731,8 +739,8 @@ mod tests {
         // 1,750,000,000 is 2025-06-15T15:06:40Z: due a day later, deferred once
         // however often the status is delivered.
         assert_eq!(
-            (state.as_str(), retry_at.as_str(), deferrals),
-            ("deferred", "2025-06-16T15:06:40Z", 1)
+            (state, retry_at.as_str(), deferrals),
+            (State::Deferred, "2025-06-16T15:06:40Z", 1)
         );
         assert_eq!(
             standing(&db.conn, PHONE, Purpose::Marketing),
@@ -744,14 +752,14 @@ mod tests {
     #[test]
     fn a_marketing_refusal_records_an_opt_out_and_other_failures_the_error() {
         let (_dir, db) = db();
-        seed(&db.conn, "accepted", Some("wamid.X"));
+        seed(&db.conn, State::Accepted, Some("wamid.X"));
         deliver(
             &db.conn,
             "a",
             vec![status("wamid.X", "failed", 1_750_000_000, Some(131_026))],
         );
         let (state, _, code, detail) = row(&db.conn);
-        assert_eq!((state.as_str(), code), ("accepted", Some(131_026)));
+        assert_eq!((state, code), (State::Accepted, Some(131_026)));
         assert!(detail.unwrap().starts_with("failed after it was accepted"));
         assert_eq!(
             standing(&db.conn, PHONE, Purpose::Marketing),
@@ -779,7 +787,7 @@ mod tests {
     #[test]
     fn a_twilio_block_in_a_status_callback_opts_out_as_in_a_send_answer() {
         let (_dir, db) = db();
-        seed(&db.conn, "accepted", Some("SM0001"));
+        seed(&db.conn, State::Accepted, Some("SM0001"));
         let twilio = |id: &str, code| {
             let Event::Status(mut status) = status(id, "undelivered", 0, Some(code)) else {
                 unreachable!()
@@ -805,20 +813,18 @@ mod tests {
     #[test]
     fn a_status_while_in_flight_settles_once_the_send_gives_up() {
         let (_dir, db) = db();
-        seed(&db.conn, "in_flight", None);
+        seed(&db.conn, State::InFlight, None);
         let mut followups = Followups::default();
         let mut delivery = Delivery::new(Source::Meta, b"x".to_vec());
         delivery.events = vec![status("wamid.X", "delivered", 1_750_000_000, None)];
         record_delivery(&db.conn, &delivery, "2026-06-01T00:00:00Z", &mut followups).unwrap();
         assert_eq!(followups.in_flight.len(), 1);
-        assert_eq!(row(&db.conn).0, "in_flight");
+        assert_eq!(row(&db.conn).0, State::InFlight);
         // The send timed out: the pipeline holds it in doubt (keeping the id).
-        db.conn
-            .execute("UPDATE journal SET state = 'in_doubt'", [])
-            .unwrap();
+        fixture::set_state(&db.conn, "promo", State::InDoubt).unwrap();
         let resolved = crate::journal::settle::resolve_in_doubt(&db.conn, "promo").unwrap();
         assert_eq!(resolved, 1);
-        assert_eq!(row(&db.conn).0, "accepted");
+        assert_eq!(row(&db.conn).0, State::Accepted);
     }
 
     #[test]

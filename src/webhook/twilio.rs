@@ -252,7 +252,7 @@ mod tests {
         let query = url.split_once('?').unwrap().1;
         let (_, value) = form_urlencoded::parse(query.as_bytes()).next().unwrap();
         assert_eq!(
-            crate::journal::key::parse_callback_data(&value).map(|(c, k)| (c, k.person as u64)),
+            crate::row_key::parse_callback_data(&value).map(|(c, k)| (c, k.person as u64)),
             Some(("promo 1", 525_512_345_678))
         );
     }

@@ -1,6 +1,8 @@
 //! What people expect of any command line: completions, a manual page, colour that
 //! obeys `--color never` and `NO_COLOR`, errors a script can read with `--json`, and
 //! a `--help` for every command (snapshotted, so a change to one is seen in review).
+//! And two of the code's own: only the journal module spells the journal's states,
+//! and no two top-level modules import each other, directly or around a circle.
 
 use assert_cmd::Command;
 use clap::CommandFactory;
@@ -340,6 +342,231 @@ fn the_readme_demo_records_evidence_and_documents_every_table() {
                 rows > 0,
                 "README query `{name}` finds nothing after the demo"
             );
+        }
+    }
+}
+
+/// Where each source file under `dir` is, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `'state'` or `"state"` outside comments in the file at `path`, as
+/// `file:line: text`, but for the lines `exempt` names.
+fn state_spellings(path: &std::path::Path, shown_as: &str, exempt: &[(&str, &str)]) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{shown_as}: {e}"));
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.trim();
+        if code.starts_with("//") {
+            continue;
+        }
+        let spelt = wacampaign::journal::State::ALL.iter().any(|state| {
+            let name = state.as_str();
+            code.contains(&format!("'{name}'")) || code.contains(&format!("\"{name}\""))
+        });
+        let excused = exempt
+            .iter()
+            .any(|(file, fragment)| *file == shown_as && code.contains(fragment));
+        if spelt && !excused {
+            found.push(format!("{shown_as}:{}: {code}", n + 1));
+        }
+    }
+    found
+}
+
+/// Words that are spelt like a journal state but belong to another vocabulary: a
+/// provider's message statuses, command-line names, labels printed for people.
+const NOT_JOURNAL_STATES: &[(&str, &str)] = &[
+    (
+        "src/cmd/send.rs",
+        "conflicts_with_all = [\"dry_run\", \"limit\", \"in_doubt\"",
+    ),
+    ("src/cmd/status.rs", "\"failed\","),
+    (
+        "src/exclusion.rs",
+        "ExclusionKind::OptedOut => \"opted_out\"",
+    ),
+    ("src/followup.rs", "Only::Failed => \"failed\""),
+    ("src/provider/simulator.rs", "status: Some(\"accepted\""),
+    ("src/report/figures.rs", "stage(\"planned\""),
+    ("src/report/figures.rs", "\"deferred\","),
+    ("src/report/figures.rs", "\"failed\","),
+    ("src/report/mod.rs", "ui.bold(\"deferred\")"),
+    ("src/send/progress.rs", "data[\"failed\"]"),
+    ("src/webhook/meta.rs", "\"status\": \"failed\""),
+    ("src/webhook/meta.rs", "status.status, \"failed\""),
+    ("src/webhook/store.rs", "status.status == \"failed\""),
+    ("src/webhook/store.rs", "status(\"wamid."),
+    (
+        "src/webhook/store.rs",
+        "statuses = [\"read\", \"sent\", \"failed\"",
+    ),
+    ("src/webhook/store.rs", "(statuses, [\"queued\", \"sent\""),
+];
+
+/// The journal's states and transitions live in `src/journal/` (issue 9): SQL
+/// elsewhere asks it, or binds a `State`, so a renamed or added state cannot be
+/// missed in a query nobody remembers.
+#[test]
+fn only_the_journal_module_spells_the_journal_states() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let shown = |path: &std::path::Path| {
+        path.strip_prefix(root)
+            .expect("under the crate")
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    // The scan sees the states where they belong, so its silence elsewhere means
+    // something.
+    let journal = files
+        .iter()
+        .filter(|p| shown(p).starts_with("src/journal/"))
+        .flat_map(|p| state_spellings(p, &shown(p), &[]))
+        .count();
+    assert!(
+        journal > 10,
+        "the scan found {journal} spellings in src/journal/"
+    );
+
+    let found: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            let s = shown(p);
+            !s.starts_with("src/journal/") && !s.starts_with("src/db/migrations/")
+        })
+        .flat_map(|p| state_spellings(p, &shown(p), NOT_JOURNAL_STATES))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "journal states spelt outside src/journal/; ask the journal module, or bind a \
+         `State`:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The text of a source file without its unit tests (`#[cfg(test)] mod tests { … }`,
+/// which close each file): a test may open the database from any module.
+fn without_unit_tests(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| {
+            w[0].trim() == "#[cfg(test)]"
+                && w[1].trim_start().starts_with("mod ")
+                && w[1].trim_end().ends_with('{')
+        })
+        .unwrap_or(lines.len());
+    lines[..end].join("\n")
+}
+
+/// `a -> b` for each top-level module `a` whose code (outside its unit tests and
+/// comments) names `crate::b`, with the first place it does.
+fn module_imports() -> std::collections::BTreeMap<(String, String), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let module_of = |path: &std::path::Path| -> Option<String> {
+        let rel = path.strip_prefix(&src).ok()?;
+        let first = rel.components().next()?.as_os_str().to_str()?;
+        let name = first.strip_suffix(".rs").unwrap_or(first);
+        (name != "lib" && name != "main").then(|| name.to_owned())
+    };
+    let modules: std::collections::BTreeSet<String> =
+        files.iter().filter_map(|p| module_of(p)).collect();
+    let mut arrows = std::collections::BTreeMap::new();
+    for path in &files {
+        let Some(from) = module_of(path) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(path).expect("a source file");
+        for (n, line) in without_unit_tests(&text).lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for (at, _) in line.match_indices("crate::") {
+                let name: String = line[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name != from && modules.contains(&name) {
+                    let place = format!(
+                        "{}:{}",
+                        path.strip_prefix(root).unwrap_or(path).display(),
+                        n + 1
+                    );
+                    arrows.entry((from.clone(), name)).or_insert(place);
+                }
+            }
+        }
+    }
+    arrows
+}
+
+/// Issue 9: "there is no import circle among the source modules". A module that
+/// needs something of one above it takes the shared piece down instead.
+#[test]
+fn no_import_circle_among_the_top_level_modules() {
+    let arrows = module_imports();
+    // The scan reads imports, so its finding no circle means something.
+    assert!(arrows.len() > 50, "only {} imports found", arrows.len());
+    assert!(arrows.contains_key(&("journal".to_owned(), "campaign".to_owned())));
+
+    let mut next: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (from, to) in arrows.keys() {
+        next.entry(from).or_default().push(to);
+    }
+    // Depth first: a module met again while still on the path closes a circle.
+    fn visit<'a>(
+        module: &'a str,
+        next: &std::collections::BTreeMap<&'a str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        if let Some(start) = path.iter().position(|m| *m == module) {
+            let mut circle = path[start..].to_vec();
+            circle.push(module);
+            return Some(circle);
+        }
+        if !done.insert(module) {
+            return None;
+        }
+        path.push(module);
+        for to in next.get(module).into_iter().flatten() {
+            if let Some(circle) = visit(to, next, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for module in next.keys() {
+        if let Some(circle) = visit(module, &next, &mut Vec::new(), &mut done) {
+            let steps: Vec<String> = circle
+                .windows(2)
+                .map(|w| {
+                    format!(
+                        "  {} -> {} ({})",
+                        w[0],
+                        w[1],
+                        arrows[&(w[0].to_owned(), w[1].to_owned())]
+                    )
+                })
+                .collect();
+            panic!("an import circle:\n{}", steps.join("\n"));
         }
     }
 }

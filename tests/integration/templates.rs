@@ -1250,7 +1250,7 @@ fn media_server() -> String {
 #[test]
 fn media_links_are_fetched_and_held_to_whatsapps_limits() {
     use wacampaign::campaign::components::Media;
-    use wacampaign::campaign::media::check_links;
+    use wacampaign::media::check_links;
     let base = media_server();
     let links: Vec<String> = [
         "/photo.jpg",

@@ -1,30 +1,13 @@
 //! Checking a header's media links before the first send: WhatsApp fetches each
 //! link itself, and a link it cannot fetch (unreachable, the wrong type, too large)
-//! fails every message that carries it.
+//! fails every message that carries it. Apart from the campaign file it checks:
+//! it goes on the network.
 
 use std::time::Duration;
 
 use thiserror::Error;
 
-use super::components::Media;
-
-/// What WhatsApp takes for a media header: content types and the largest size.
-pub fn limits(media: Media) -> (&'static [&'static str], u64) {
-    match media {
-        Media::Image => (&["image/jpeg", "image/png"], 5 * 1024 * 1024),
-        Media::Video => (&["video/mp4", "video/3gpp"], 16 * 1024 * 1024),
-        Media::Document => (
-            &[
-                "application/pdf",
-                "application/msword",
-                "application/vnd.",
-                "application/octet-stream",
-                "text/plain",
-            ],
-            100 * 1024 * 1024,
-        ),
-    }
-}
+use crate::campaign::components::{Media, limits};
 
 /// Why a link will not do.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -168,10 +151,10 @@ pub const MAX_CHECKED_LINKS: usize = 1000;
 /// fixed one, or the distinct well-formed ones of its column (up to
 /// [`MAX_CHECKED_LINKS`]), and the kind of media they must be.
 pub fn links_of(
-    campaign: &super::Campaign,
+    campaign: &crate::campaign::Campaign,
 ) -> Result<Option<(Media, Vec<String>)>, crate::contacts::ContactsError> {
-    use super::ValueSource;
-    use super::components::{Part, check};
+    use crate::campaign::ValueSource;
+    use crate::campaign::components::{Part, check};
     let Some(part) = campaign
         .template
         .parts

@@ -5,6 +5,9 @@
 //! run and `+54 11…` in the next is one person with one row. The key travels with
 //! each message as its callback data, so a delivery status finds its row even
 //! before the send's answer is recorded.
+//!
+//! It stands below the journal: the providers write the key into each message and
+//! identities resolve a number to its person without reaching into the journal.
 
 use crate::phone::E164;
 
