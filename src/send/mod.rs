@@ -216,16 +216,19 @@ async fn dispatch(
     // Slow start: the first claims of a run take 1, 2, 4… rows. A run starts with no
     // open connections, so its first requests wait for their TCP (and TLS)
     // handshakes after their rows are marked in flight; a kill then would hold a
-    // whole batch in doubt that never left. For the same reason no claim takes more
-    // than two batches, even to catch up after a stall: a claim of 64 rows that each
-    // needed a new connection took milliseconds to write its first request.
+    // whole batch in doubt that never left. For the same reason a claim takes more
+    // than its batch, to catch up after a stall, only as many rows as there are
+    // connections the run has opened and is not using, and never more than half a
+    // batch: a claim of 64 rows that each needed a new connection took
+    // milliseconds to write its first request.
     let mut ramp: u32 = 0;
+    let mut most_in_flight: usize = 0;
     // When the run's first rows were claimed: until an answer comes, the time since
     // is a floor on the latency.
     let mut first_sent: Option<Instant> = None;
-    let most = options
+    let batch = options
         .rate
-        .map_or(usize::MAX, |rate| 2 * rate::batch_size(f64::from(rate)));
+        .map_or(usize::MAX, |rate| rate::batch_size(f64::from(rate)));
     loop {
         while let Some(joined) = tasks.try_join_next() {
             joined.context("a send task failed")?;
@@ -263,6 +266,8 @@ async fn dispatch(
         // As many tickets as are due (a late wake-up catches up), no more than the
         // window has room for.
         let claim_started = tokio::time::Instant::now();
+        let idle = most_in_flight.saturating_sub(control.in_flight.load(Ordering::Acquire));
+        let most = batch.saturating_add(idle.min(batch / 2));
         let tickets = match pacer.take(room.min(1usize << ramp.min(20)).min(most)) {
             Ok(n) => n,
             Err(wait) => {
@@ -344,9 +349,11 @@ async fn dispatch(
         first_sent.get_or_insert_with(Instant::now);
         let fresh = claimed.jobs.iter().filter(|j| j.attempts == 1).count() as u64;
         new_remaining = new_remaining.saturating_sub(fresh);
-        control
+        let in_flight = control
             .in_flight
-            .fetch_add(claimed.jobs.len(), Ordering::AcqRel);
+            .fetch_add(claimed.jobs.len(), Ordering::AcqRel)
+            + claimed.jobs.len();
+        most_in_flight = most_in_flight.max(in_flight);
         for job in claimed.jobs {
             let provider = Arc::clone(provider);
             let pacer = pacer.clone();
@@ -367,6 +374,10 @@ async fn dispatch(
                 control.in_flight.fetch_sub(1, Ordering::AcqRel);
                 control.finished.notify_one();
             });
+            // Let this request reach its socket before the next is built: the runtime
+            // runs tasks in turn, so otherwise the first request of a batch waited for
+            // every other to be built, with the whole batch in flight and none sent.
+            tokio::task::yield_now().await;
         }
         if let Ok(window) = control.window.lock() {
             let rate = pacer.current_rate();
