@@ -78,7 +78,9 @@ pub struct Args {
     #[arg(short, long)]
     pub yes: bool,
     /// Messages per second, 1 to 1000 (default: the campaign's
-    /// sending.rate_per_second). No one-second window at the provider holds more.
+    /// sending.rate_per_second). No one-second window at the provider ever holds more
+    /// than N requests. A higher rate also widens the automatic in-flight window (rate
+    /// × the answers' latency), and with it what a crash can leave in doubt.
     #[arg(long, env = "WACAMPAIGN_RATE", value_name = "N")]
     pub rate: Option<u32>,
     /// A fixed in-flight window: at most N requests on the wire at once (default:

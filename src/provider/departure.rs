@@ -9,6 +9,7 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -97,14 +98,67 @@ impl Departure {
     }
 
     /// A request body that departs when first polled: the moment the connection is
-    /// open and asks for the bytes to write.
-    pub fn body(self, bytes: Bytes) -> reqwest::Body {
+    /// open and asks for the bytes to write; unless `leaving` was given up first.
+    pub fn body(self, bytes: Bytes, leaving: Leaving) -> reqwest::Body {
         reqwest::Body::wrap(DepartingBody {
             bytes: Some(bytes),
             departure: self,
+            leaving,
         })
     }
 }
+
+/// Whether a request's body left, decided once by whichever comes first: the
+/// connection taking the body, or the sender giving up on the request (a timeout).
+/// The connection keeps the request after the sender has stopped waiting for it; a
+/// body still held by the pacer would otherwise go later, after the sender had
+/// recorded it as never sent and due again.
+#[derive(Debug, Clone, Default)]
+pub struct Leaving(Arc<AtomicU8>);
+
+const WAITING: u8 = 0;
+const LEFT: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+impl Leaving {
+    /// The body is about to go: false if the sender gave up first.
+    fn go(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(WAITING, LEFT, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == LEFT,
+        }
+    }
+
+    fn given_up(&self) -> bool {
+        self.0.load(Ordering::Acquire) == GIVEN_UP
+    }
+
+    /// The sender stops waiting: true if the body never left, and now never will.
+    pub fn give_up(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(WAITING, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == GIVEN_UP,
+        }
+    }
+}
+
+/// The body's error when its request was given up before it could leave.
+#[derive(Debug)]
+struct GivenUp;
+
+impl std::fmt::Display for GivenUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request was given up before it was sent")
+    }
+}
+
+impl std::error::Error for GivenUp {}
 
 impl Drop for Departure {
     fn drop(&mut self) {
@@ -128,17 +182,30 @@ impl std::fmt::Debug for Departure {
 struct DepartingBody {
     bytes: Option<Bytes>,
     departure: Departure,
+    leaving: Leaving,
 }
 
 impl http_body::Body for DepartingBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = GivenUp;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.bytes.is_none() {
+            return Poll::Ready(None);
+        }
+        if self.leaving.given_up() {
+            self.bytes = None;
+            return Poll::Ready(Some(Err(GivenUp)));
+        }
         std::task::ready!(self.departure.poll_depart(cx));
+        // Given up while the pacer held it: it must not go now.
+        if !self.leaving.go() {
+            self.bytes = None;
+            return Poll::Ready(Some(Err(GivenUp)));
+        }
         Poll::Ready(self.bytes.take().map(|b| Ok(http_body::Frame::data(b))))
     }
 
@@ -154,7 +221,7 @@ impl http_body::Body for DepartingBody {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     use super::*;
 
@@ -216,9 +283,11 @@ mod tests {
         let gate = Arc::new(Gate::default());
         gate.refusals.store(1, Ordering::SeqCst);
         let (departure, seen) = watched(&gate);
+        let leaving = Leaving::default();
         let mut body = DepartingBody {
             bytes: Some(Bytes::from_static(b"{\"a\":1}")),
             departure,
+            leaving: leaving.clone(),
         };
         assert_eq!(body.size_hint().exact(), Some(7));
         assert!(seen.lock().unwrap().is_empty(), "not before it is polled");
@@ -231,5 +300,30 @@ mod tests {
         assert!(body.is_end_stream());
         let end = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
         assert!(end.is_none());
+        assert!(!leaving.give_up(), "it left: too late to give up");
+    }
+
+    #[tokio::test]
+    async fn a_body_given_up_while_held_never_goes() {
+        use http_body::Body as _;
+        let gate = Arc::new(Gate::default());
+        gate.refusals.store(1, Ordering::SeqCst);
+        let (departure, seen) = watched(&gate);
+        let leaving = Leaving::default();
+        let mut body = DepartingBody {
+            bytes: Some(Bytes::from_static(b"{}")),
+            departure,
+            leaving: leaving.clone(),
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending(), "held");
+        assert!(leaving.give_up(), "never left");
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(matches!(frame, Some(Err(GivenUp))), "{frame:?}");
+        drop(body);
+        assert_eq!(gate.departed.load(Ordering::SeqCst), 0);
+        assert_eq!(gate.abandoned.load(Ordering::SeqCst), 1);
+        assert_eq!(*seen.lock().unwrap(), [Departed::Never]);
     }
 }

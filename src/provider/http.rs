@@ -2,8 +2,6 @@
 //! by default) and connection reuse, and reading an answer into its status,
 //! `Retry-After` and body, or the transport failure it was.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -84,26 +82,23 @@ pub async fn send_message(
     secret: &Secret,
     timeout: Duration,
 ) -> Result<Answer, Response> {
-    let left = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&left);
-    let departure = departure.also(move |departed| {
-        flag.store(departed == super::Departed::Written, Ordering::Release);
-    });
+    let leaving = super::departure::Leaving::default();
     let request = request
         .header(reqwest::header::CONTENT_TYPE, content_type)
-        .body(departure.body(body));
-    exchange(request, secret, timeout, Some(&left)).await
+        .body(departure.body(body, leaving.clone()));
+    exchange(request, secret, timeout, Some(&leaving)).await
 }
 
-/// `left`: whether the request's body was asked for; `None` when not watched (then
-/// any failure after connecting may have delivered it).
+/// `leaving`: whether the request's body left; `None` when not watched (then any
+/// failure after connecting may have delivered it).
 async fn exchange(
     request: reqwest::RequestBuilder,
     secret: &Secret,
     timeout: Duration,
-    left: Option<&AtomicBool>,
+    leaving: Option<&super::departure::Leaving>,
 ) -> Result<Answer, Response> {
-    let may_have_left = || left.is_none_or(|l| l.load(Ordering::Acquire));
+    // Giving up settles it: a body that had not left by now never will.
+    let may_have_left = || leaving.is_none_or(|l| !l.give_up());
     let response = request
         .send()
         .await
@@ -300,6 +295,145 @@ mod tests {
             then(socket).await;
         });
         format!("http://{addr}/v23.0/1/messages")
+    }
+
+    /// A pacer that lets requests go after `hold`, counting what it was told.
+    struct Gate {
+        hold: Duration,
+        asked: std::time::Instant,
+        departed: std::sync::atomic::AtomicU32,
+        abandoned: std::sync::atomic::AtomicU32,
+    }
+
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    impl super::super::Pace for Gate {
+        fn depart(&self) -> Result<(), Duration> {
+            let waited = self.asked.elapsed();
+            if waited < self.hold {
+                return Err(self.hold - waited);
+            }
+            self.departed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn abandon(&self) {
+            self.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn gate(hold: Duration) -> Arc<Gate> {
+        Arc::new(Gate {
+            hold,
+            asked: std::time::Instant::now(),
+            departed: Default::default(),
+            abandoned: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_message_goes_when_the_pacer_lets_it_with_its_length() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let mut seen = Vec::new();
+            // The head may come first: the body leaves when the pacer lets it.
+            while !seen.ends_with(b"}") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before the body");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await;
+        });
+        let started = std::time::Instant::now();
+        let gate = gate(Duration::from_millis(50));
+        let client = client(Duration::from_secs(5), 1).unwrap();
+        let pace: Arc<dyn super::super::Pace> = gate.clone();
+        let answer = send_message(
+            client.post(format!("http://{addr}/v23.0/1/messages")),
+            "application/json",
+            Bytes::from_static(b"{\"to\":\"1\"}"),
+            super::super::Departure::paced(pace),
+            &secret(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, 200);
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "held until let go"
+        );
+        let request = rx.await.unwrap().to_ascii_lowercase();
+        assert!(request.contains("content-length: 10\r\n"), "{request}");
+        assert!(request.ends_with("{\"to\":\"1\"}"), "{request}");
+        assert_eq!(gate.departed.load(Ordering::SeqCst), 1);
+        assert_eq!(gate.abandoned.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_that_timed_out_before_it_left_was_not_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let mut seen = Vec::new();
+            // Whatever arrives until the client gives up.
+            while let Ok(n) = socket.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let _ = tx.send(seen);
+        });
+        // The pacer holds the request longer than the client waits for an answer.
+        let gate = gate(Duration::from_secs(1));
+        let timeout = Duration::from_millis(300);
+        let client = client(timeout, 1).unwrap();
+        let pace: Arc<dyn super::super::Pace> = gate.clone();
+        let response = send_message(
+            client.post(format!("http://{addr}/v23.0/1/messages")),
+            "application/json",
+            Bytes::from_static(b"{\"to\":\"1\"}"),
+            super::super::Departure::paced(pace),
+            &secret(),
+            timeout,
+        )
+        .await
+        .err()
+        .expect("no answer");
+        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+        // The connection still holds the request: once the pacer would let it go, it
+        // must not, since it was recorded as never sent.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (departed, abandoned) = (
+            gate.departed.load(Ordering::SeqCst),
+            gate.abandoned.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            departed + abandoned,
+            1,
+            "{departed} departed, {abandoned} given back"
+        );
+        drop(client);
+        let seen = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("the connection closes")
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&seen).contains("{\"to\""),
+            "the body never went: {}",
+            String::from_utf8_lossy(&seen)
+        );
     }
 
     #[tokio::test]
