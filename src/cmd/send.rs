@@ -221,10 +221,18 @@ fn load_campaign(ctx: &Context, args: &Args) -> anyhow::Result<Campaign> {
     Ok(campaign)
 }
 
-/// Everything before the confirmation. `Ok(None)`: the campaign is halted (said).
-fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Option<Prepared>> {
-    // Everything that can stop the run is checked before anyone is messaged.
-    let provider = provider::build(&campaign)?;
+/// What a run that sends needs before its first message: the provider (its secrets
+/// read), the database with the campaign's opt-out buttons declared, the campaign's
+/// lock, and the consent gate with the erased people.
+struct Opened {
+    provider: Arc<dyn crate::provider::Provider>,
+    db: Db,
+    lock: CampaignLock,
+    gate: crate::gate::Gate,
+}
+
+fn open(ctx: &Context, campaign: &Campaign) -> anyhow::Result<Opened> {
+    let provider = provider::build(campaign)?;
     let db = Db::open(&ctx.db)?;
     // Before the first message: a tap on its opt-out button must count at once.
     crate::webhook::optout::declare(
@@ -236,8 +244,25 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     .context("recording the campaign's opt-out buttons")?;
     let lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
     let mut gate =
-        crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
+        crate::gate::Gate::load(Some(&db.conn), campaign).context("loading the consent ledger")?;
     gate.erased = ctx.suppressions(&db.conn)?;
+    Ok(Opened {
+        provider,
+        db,
+        lock,
+        gate,
+    })
+}
+
+/// Everything before the confirmation. `Ok(None)`: the campaign is halted (said).
+fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Option<Prepared>> {
+    // Everything that can stop the run is checked before anyone is messaged.
+    let Opened {
+        provider,
+        db,
+        lock,
+        gate,
+    } = open(ctx, &campaign)?;
     let planner = Planner::new(&campaign, &gate)?
         .with_caps(&db.conn)
         .context("reading earlier messages for the frequency caps")?;
@@ -503,19 +528,12 @@ struct TestSendSummary {
 
 /// `send --to`: the message rendered for one contact, to the operator's numbers.
 fn test_send(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Exit> {
-    let provider = provider::build(&campaign)?;
-    let db = Db::open(&ctx.db)?;
-    crate::webhook::optout::declare(
-        &db.conn,
-        &campaign.id,
-        &campaign.template.opt_out_payloads(),
-        &crate::clock::now_string(),
-    )
-    .context("recording the campaign's opt-out buttons")?;
-    let _lock = CampaignLock::acquire(&ctx.db, &campaign.id)?;
-    let mut gate =
-        crate::gate::Gate::load(Some(&db.conn), &campaign).context("loading the consent ledger")?;
-    gate.erased = ctx.suppressions(&db.conn)?;
+    let Opened {
+        provider,
+        db,
+        lock: _lock,
+        gate,
+    } = open(ctx, &campaign)?;
     let numbers = crate::test_send::numbers(&args.to, &campaign, &gate)?;
     if numbers.is_empty() {
         bail!("--to names no number; give one or more, separated by commas");
