@@ -15,15 +15,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-/// What became of a request's departure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Departed {
-    /// Its body was asked for: its bytes went, or are going, to the socket.
-    Written,
-    /// It was dropped before that (no connection, a builder error, a stop).
-    Never,
-}
-
 /// Whoever paces the sends: asked at the moment each request would go.
 pub trait Pace: Send + Sync {
     /// The request may go now, and is counted from now; or not for this long.
@@ -32,15 +23,10 @@ pub trait Pace: Send + Sync {
     fn abandon(&self);
 }
 
-type Notify = Box<dyn FnOnce(Departed) + Send + Sync>;
-
-/// One request's departure: asks the pacer at the moment the request would go,
-/// waits if it must, and tells whoever listens ([`Departure::also`]) that it left,
-/// or, dropped before that, that it never did.
-#[derive(Default)]
+/// One request's departure: asks the pacer at the moment the request would go and
+/// waits if it must; dropped before that, gives the request's place back.
 pub struct Departure {
     pace: Option<Arc<dyn Pace>>,
-    notify: Vec<Notify>,
     wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -49,20 +35,8 @@ impl Departure {
     pub fn paced(pace: Arc<dyn Pace>) -> Departure {
         Departure {
             pace: Some(pace),
-            notify: Vec::new(),
             wait: None,
         }
-    }
-
-    /// Goes whenever it is ready (a request outside a campaign's pace).
-    pub fn unpaced() -> Departure {
-        Departure::default()
-    }
-
-    /// This departure, with `notify` told whether the request left.
-    pub fn also(mut self, notify: impl FnOnce(Departed) + Send + Sync + 'static) -> Departure {
-        self.notify.push(Box::new(notify));
-        self
     }
 
     /// Ready once the request may go: it is then counted as gone.
@@ -82,19 +56,12 @@ impl Departure {
             }
             self.pace = None;
         }
-        self.tell(Departed::Written);
         Poll::Ready(())
     }
 
     /// Waits until the request may go (for senders that have no body to poll).
     pub async fn depart(&mut self) {
         std::future::poll_fn(|cx| self.poll_depart(cx)).await;
-    }
-
-    fn tell(&mut self, departed: Departed) {
-        for notify in self.notify.drain(..) {
-            notify(departed);
-        }
     }
 
     /// A request body that departs when first polled: the moment the connection is
@@ -164,7 +131,6 @@ impl Drop for Departure {
     fn drop(&mut self) {
         if let Some(pace) = self.pace.take() {
             pace.abandon();
-            self.tell(Departed::Never);
         }
     }
 }
@@ -220,7 +186,6 @@ impl http_body::Body for DepartingBody {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::sync::atomic::AtomicU32;
 
     use super::*;
@@ -247,29 +212,25 @@ mod tests {
         }
     }
 
-    fn watched(gate: &Arc<Gate>) -> (Departure, Arc<Mutex<Vec<Departed>>>) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
+    fn paced(gate: &Arc<Gate>) -> Departure {
         let pace: Arc<dyn Pace> = gate.clone();
-        let departure = Departure::paced(pace).also(move |d| log.lock().unwrap().push(d));
-        (departure, seen)
+        Departure::paced(pace)
     }
 
     #[tokio::test]
     async fn a_departure_waits_for_the_pacer_and_is_told_once() {
         let gate = Arc::new(Gate::default());
         gate.refusals.store(2, Ordering::SeqCst);
-        let (mut departure, seen) = watched(&gate);
+        let mut departure = paced(&gate);
         departure.depart().await;
         departure.depart().await;
         drop(departure);
-        assert_eq!(*seen.lock().unwrap(), [Departed::Written]);
-        assert_eq!(gate.departed.load(Ordering::SeqCst), 1);
+        assert_eq!(gate.refusals.load(Ordering::SeqCst), 0, "it waited twice");
+        assert_eq!(gate.departed.load(Ordering::SeqCst), 1, "counted once");
         assert_eq!(gate.abandoned.load(Ordering::SeqCst), 0);
 
-        let (departure, seen) = watched(&gate);
-        drop(departure);
-        assert_eq!(*seen.lock().unwrap(), [Departed::Never]);
+        drop(paced(&gate));
+        assert_eq!(gate.departed.load(Ordering::SeqCst), 1);
         assert_eq!(
             gate.abandoned.load(Ordering::SeqCst),
             1,
@@ -282,7 +243,7 @@ mod tests {
         use http_body::Body as _;
         let gate = Arc::new(Gate::default());
         gate.refusals.store(1, Ordering::SeqCst);
-        let (departure, seen) = watched(&gate);
+        let departure = paced(&gate);
         let leaving = Leaving::default();
         let mut body = DepartingBody {
             bytes: Some(Bytes::from_static(b"{\"a\":1}")),
@@ -290,13 +251,17 @@ mod tests {
             leaving: leaving.clone(),
         };
         assert_eq!(body.size_hint().exact(), Some(7));
-        assert!(seen.lock().unwrap().is_empty(), "not before it is polled");
+        assert_eq!(
+            gate.departed.load(Ordering::SeqCst),
+            0,
+            "not before it is polled"
+        );
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
         let Some(Ok(frame)) = frame else {
             panic!("one frame");
         };
         assert_eq!(frame.into_data().ok().as_deref(), Some(&b"{\"a\":1}"[..]));
-        assert_eq!(*seen.lock().unwrap(), [Departed::Written]);
+        assert_eq!(gate.departed.load(Ordering::SeqCst), 1);
         assert!(body.is_end_stream());
         let end = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
         assert!(end.is_none());
@@ -308,7 +273,7 @@ mod tests {
         use http_body::Body as _;
         let gate = Arc::new(Gate::default());
         gate.refusals.store(1, Ordering::SeqCst);
-        let (departure, seen) = watched(&gate);
+        let departure = paced(&gate);
         let leaving = Leaving::default();
         let mut body = DepartingBody {
             bytes: Some(Bytes::from_static(b"{}")),
@@ -323,7 +288,10 @@ mod tests {
         assert!(matches!(frame, Some(Err(GivenUp))), "{frame:?}");
         drop(body);
         assert_eq!(gate.departed.load(Ordering::SeqCst), 0);
-        assert_eq!(gate.abandoned.load(Ordering::SeqCst), 1);
-        assert_eq!(*seen.lock().unwrap(), [Departed::Never]);
+        assert_eq!(
+            gate.abandoned.load(Ordering::SeqCst),
+            1,
+            "its place given back"
+        );
     }
 }

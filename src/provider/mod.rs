@@ -20,7 +20,7 @@ use crate::phone::E164;
 use crate::secret::Secret;
 
 pub use classify::{Class, classify};
-pub use departure::{Departed, Departure, Pace};
+pub use departure::{Departure, Pace};
 
 /// One message to send: the recipient and its rendered values.
 #[derive(Debug, Clone)]

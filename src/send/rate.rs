@@ -14,12 +14,12 @@
 //!
 //! A ticket is taken before its row is claimed, and the claim's commit takes a few
 //! milliseconds (its fsync) before the request can go. Tickets may therefore be
-//! taken that much ahead of the log's room ([`Inner::lead`]: the lower quartile of
-//! the time recent claims took from take to departure), so that the commit does not
-//! add its own time to every second of the rate; the check at departure keeps the
-//! rule. A low figure, not a typical one: a request that is early waits at
-//! departure with its row in flight, and a kill then leaves that row in doubt
-//! though it never left.
+//! taken that much ahead of the log's room ([`Inner::lead`]: the median of the time
+//! recent claims took from take to departure), so that the commit does not add its
+//! own time to every second of the rate; the check at departure keeps the rule. A
+//! request that is early waits there with its row in flight (a kill then leaves that
+//! row in doubt though it never left), so the lead is a typical commit time, not the
+//! slowest.
 //!
 //! Throttling halves the rate and pauses for `Retry-After`; the rate then recovers
 //! gradually, never above what was configured.
@@ -87,7 +87,7 @@ struct Inner<C: Clock + Clone> {
     taken_at: Option<C::Instant>,
     /// How long recent claims took from take to departure, newest last.
     lags: VecDeque<Duration>,
-    /// The lower quartile of `lags`, up to [`MAX_LEAD`].
+    /// The median of `lags`, up to [`MAX_LEAD`].
     lead: Duration,
 }
 
@@ -199,6 +199,11 @@ impl<C: Clock + Clone> Inner<C> {
         Duration::from_secs(1) + jitter_allowance(self.state.current)
     }
 
+    /// Requests allowed in one span.
+    fn allowed(&self) -> u32 {
+        (self.state.current.floor() as u32).max(1)
+    }
+
     /// Drops the log's entries older than the span.
     fn age_out(&mut self, now: C::Instant) {
         let span = self.span();
@@ -238,7 +243,7 @@ impl<C: Clock + Clone> Inner<C> {
             .take_while(|&&(at, _)| age(at) + self.lead >= span)
             .map(|&(_, n)| n)
             .sum();
-        let allowed = (self.state.current.floor() as u32).max(1);
+        let allowed = self.allowed();
         let staying = self.in_log - leaving;
         let room = allowed.saturating_sub(staying + self.reserved);
         if room == 0 && staying < allowed {
@@ -289,12 +294,16 @@ impl<C: Clock + Clone> Inner<C> {
                 self.lags.pop_front();
             }
             self.lags.push_back(lag);
-            let mut lags: Vec<Duration> = self.lags.iter().copied().collect();
+            let mut lags = [Duration::ZERO; LAGS_KEPT];
+            let lags = &mut lags[..self.lags.len()];
+            for (slot, lag) in lags.iter_mut().zip(&self.lags) {
+                *slot = *lag;
+            }
             lags.sort_unstable();
             self.lead = lags[lags.len() / 2];
         }
         self.age_out(now);
-        let allowed = (self.state.current.floor() as u32).max(1);
+        let allowed = self.allowed();
         if self.in_log >= allowed {
             let oldest = self.log.front().map_or(Duration::ZERO, |&(at, _)| {
                 Duration::from(now.duration_since(at))
