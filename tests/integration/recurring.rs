@@ -249,36 +249,26 @@ fn a_reminder_deferred_past_its_send_by_expires_unsent() {
     assert_eq!(to_ana, 1, "tried once, deferred, never again");
 }
 
-#[test]
-fn send_by_needs_a_time_zone_and_a_known_one() {
-    let clinic = Clinic::with_campaign(
-        &REMINDERS.replace("timezone = \"America/Mexico_City\"\n", ""),
-        10,
-        2,
-    );
+/// `check` of a one-appointment export under `campaign`: refused (exit 2); its stderr.
+fn check_refuses(campaign: &str) -> String {
+    let clinic = Clinic::with_campaign(campaign, 10, 2);
     clinic.appointments("A1,Ana,+52 55 1111 0001,2026-12-02,10:00\n");
     let out = clinic
         .at("2026-12-01T15:00:00Z")
         .args(["check", "campaign.toml"])
         .assert()
         .code(2);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
+#[test]
+fn send_by_needs_a_time_zone_and_a_known_one() {
+    let stderr = check_refuses(&REMINDERS.replace("timezone = \"America/Mexico_City\"\n", ""));
     assert!(
         stderr.contains("campaign.toml:8:") && stderr.contains("set campaign.timezone"),
         "{stderr}"
     );
-    let clinic = Clinic::with_campaign(
-        &REMINDERS.replace("America/Mexico_City", "America/Monterey"),
-        10,
-        2,
-    );
-    clinic.appointments("A1,Ana,+52 55 1111 0001,2026-12-02,10:00\n");
-    let out = clinic
-        .at("2026-12-01T15:00:00Z")
-        .args(["check", "campaign.toml"])
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let stderr = check_refuses(&REMINDERS.replace("America/Mexico_City", "America/Monterey"));
     assert!(
         stderr.contains("campaign.toml:9:")
             && stderr.contains("`America/Monterey` is not a time zone"),
@@ -296,18 +286,7 @@ fn an_occurrence_rule_that_names_no_column_is_a_located_error() {
             "no column `appt` (campaign.occurrence)",
         ),
     ] {
-        let clinic = Clinic::with_campaign(
-            &REMINDERS.replace("occurrence = \"{{appointment_id}}\"", rule),
-            10,
-            2,
-        );
-        clinic.appointments("A1,Ana,+52 55 1111 0001,2026-12-02,10:00\n");
-        let out = clinic
-            .at("2026-12-01T15:00:00Z")
-            .args(["check", "campaign.toml"])
-            .assert()
-            .code(2);
-        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        let stderr = check_refuses(&REMINDERS.replace("occurrence = \"{{appointment_id}}\"", rule));
         assert!(stderr.contains(expected), "{rule}: {stderr}");
     }
     // A list of columns is one occurrence per distinct combination.

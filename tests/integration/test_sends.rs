@@ -19,20 +19,7 @@ fn a_test_send_goes_to_the_given_numbers_and_leaves_the_totals_alone() {
     let clinic = Clinic::new();
     clinic.appointments(ROWS);
     // The marketer's own number needs an opt-in like anyone's: one command.
-    clinic
-        .at(NOW)
-        .args([
-            "consent",
-            "opt-in",
-            MINE,
-            "--purpose",
-            "utility",
-            "--method",
-            "operator",
-        ])
-        .args(["--source", "marketer's own test number"])
-        .assert()
-        .success();
+    record_mine(&clinic);
     let out = clinic
         .at(NOW)
         .args(["--json", "send", "campaign.toml", "--to", MINE, "--yes"])
@@ -153,9 +140,8 @@ fn a_test_send_goes_out_inside_the_contacts_quiet_hours() {
     assert_eq!(clinic.server.count(), 1);
 }
 
-/// The marketer records their own number's opt-in, then sends the campaign's
-/// message to it as a test, at `NOW`.
-fn record_mine_and_test_send(clinic: &Clinic) {
+/// The marketer records their own number's opt-in, at `NOW`.
+fn record_mine(clinic: &Clinic) {
     clinic
         .at(NOW)
         .args([
@@ -170,6 +156,12 @@ fn record_mine_and_test_send(clinic: &Clinic) {
         .args(["--source", "marketer's own test number"])
         .assert()
         .success();
+}
+
+/// The marketer records their own number's opt-in, then sends the campaign's
+/// message to it as a test, at `NOW`.
+fn record_mine_and_test_send(clinic: &Clinic) {
+    record_mine(clinic);
     clinic
         .at(NOW)
         .args(["send", "campaign.toml", "--to", MINE, "--yes"])
