@@ -48,18 +48,7 @@ pub fn demo() -> Demo {
         .args(["-q", "send", "campaigns/demo.toml", "--yes"])
         .assert()
         .success();
-    let conn = rusqlite::Connection::open(ws.db()).unwrap();
-    let rows: Vec<(String, i64, String)> = conn
-        .prepare(
-            "SELECT message_id, person_id, phone FROM journal
-             WHERE state = 'accepted' ORDER BY seq",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    drop(conn);
+    let rows = accepted_messages(&ws);
     let server = Server::start(&ws, &[]);
     let now = chrono::Utc::now().timestamp();
     let meta = json!({"display_phone_number": "15550783881", "phone_number_id": "106540352242922"});
@@ -709,18 +698,7 @@ fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
     let d = demo();
     let ws = &d.ws;
     // Statuses as Meta really sends them: out of order, repeated, some priced.
-    let conn = rusqlite::Connection::open(ws.db()).unwrap();
-    let rows: Vec<(String, i64, String)> = conn
-        .prepare(
-            "SELECT message_id, person_id, phone FROM journal
-             WHERE state = 'accepted' ORDER BY seq",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    drop(conn);
+    let rows = accepted_messages(ws);
     let server = Server::start(ws, &[]);
     let meta = json!({"display_phone_number": "15550783881", "phone_number_id": "106540352242922"});
     let now = chrono::Utc::now().timestamp();
@@ -800,4 +778,18 @@ fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, 13);
+}
+
+/// Each accepted message of the demo's journal: (message id, person, number).
+fn accepted_messages(ws: &Workspace) -> Vec<(String, i64, String)> {
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    conn.prepare(
+        "SELECT message_id, person_id, phone FROM journal
+         WHERE state = 'accepted' ORDER BY seq",
+    )
+    .unwrap()
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
 }
