@@ -437,6 +437,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_redirect_is_answered_as_it_came_and_not_followed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = Arc::clone(&requests);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        let _ = socket
+                            .write_all(
+                                b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n",
+                            )
+                            .await;
+                    }
+                });
+            }
+        });
+        let client = client(Duration::from_secs(5), 1).unwrap();
+        let request = client
+            .post(format!("http://{addr}/v23.0/1/messages"))
+            .body("{}");
+        let answer = send(request, &secret(), Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        assert_eq!(answer.status, 307);
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            1,
+            "not sent again elsewhere"
+        );
+    }
+
+    #[tokio::test]
     async fn a_refused_connection_says_so_and_was_not_sent() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
