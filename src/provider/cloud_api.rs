@@ -357,15 +357,11 @@ pub fn upload_media(
     }
 }
 
-/// The Cloud API as a [`Provider`]: one `reqwest::Client`, reused, with explicit
-/// timeouts (reqwest has none by default).
+/// The Cloud API as a [`Provider`]: its messages go on connections kept for the
+/// run, with explicit timeouts.
 pub struct CloudApi {
-    client: reqwest::Client,
-    /// Parsed once: reqwest would parse a string again for every request.
-    url: reqwest::Url,
+    messages: http::Messages,
     token: Secret,
-    authorization: String,
-    timeout: std::time::Duration,
     campaign: Campaign,
 }
 
@@ -393,11 +389,14 @@ impl CloudApi {
             anyhow::bail!("not a cloud_api campaign");
         };
         Ok(CloudApi {
-            client: http::client(*timeout, campaign.sending.in_flight_cap())?,
-            url: messages_url(base_url, api_version, phone_number_id)?,
-            authorization: format!("Bearer {}", token.expose()),
+            messages: http::Messages::new(
+                messages_url(base_url, api_version, phone_number_id)?.as_str(),
+                "application/json",
+                &format!("Bearer {}", token.expose()),
+                *timeout,
+                campaign.sending.in_flight_cap(),
+            )?,
             token,
-            timeout: *timeout,
             campaign: campaign.clone(),
         })
     }
@@ -424,20 +423,7 @@ impl CloudApi {
                 };
             }
         };
-        let request = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::AUTHORIZATION, &self.authorization);
-        let answer = match http::send_message(
-            request,
-            "application/json",
-            body,
-            departure,
-            &self.token,
-            self.timeout,
-        )
-        .await
-        {
+        let answer = match self.messages.send(body, departure, &self.token).await {
             Ok(answer) => answer,
             Err(response) => return response,
         };

@@ -67,11 +67,16 @@ impl Departure {
     /// A request body that departs when first polled: the moment the connection is
     /// open and asks for the bytes to write; unless `leaving` was given up first.
     pub fn body(self, bytes: Bytes, leaving: Leaving) -> reqwest::Body {
-        reqwest::Body::wrap(DepartingBody {
+        reqwest::Body::wrap(self.into_body(bytes, leaving))
+    }
+
+    /// The same body, for a connection of our own ([`super::wire`]).
+    pub fn into_body(self, bytes: Bytes, leaving: Leaving) -> DepartingBody {
+        DepartingBody {
             bytes: Some(bytes),
             departure: self,
             leaving,
-        })
+        }
     }
 }
 
@@ -117,7 +122,7 @@ impl Leaving {
 
 /// The body's error when its request was given up before it could leave.
 #[derive(Debug)]
-struct GivenUp;
+pub struct GivenUp;
 
 impl std::fmt::Display for GivenUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,7 +150,7 @@ impl std::fmt::Debug for Departure {
 
 /// One whole body, in one frame, with an exact size (so it goes with a
 /// `Content-Length`, as a plain byte body would).
-struct DepartingBody {
+pub struct DepartingBody {
     bytes: Option<Bytes>,
     departure: Departure,
     leaving: Leaving,

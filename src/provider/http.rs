@@ -31,6 +31,116 @@ fn builder(connect_timeout: Duration, timeout: Duration, pool: usize) -> reqwest
         .user_agent(concat!("wacampaign/", env!("CARGO_PKG_VERSION")))
 }
 
+/// Where a provider posts its messages: on connections of its own
+/// ([`super::wire`]), or through reqwest when the environment names a proxy, since
+/// reqwest knows how to reach one.
+pub enum Messages {
+    Direct(super::wire::Wire),
+    Proxied {
+        client: reqwest::Client,
+        url: reqwest::Url,
+        headers: reqwest::header::HeaderMap,
+        timeout: Duration,
+    },
+}
+
+/// The variables reqwest reads a proxy from (in either case).
+const PROXY_VARIABLES: [&str; 3] = ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"];
+
+/// Whether the environment (`var`) names a proxy: then messages go through reqwest.
+fn proxy_configured(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    PROXY_VARIABLES.iter().any(|name| {
+        [name.to_string(), name.to_ascii_lowercase()]
+            .iter()
+            .any(|n| var(n).is_some_and(|v| !v.is_empty()))
+    })
+}
+
+impl Messages {
+    /// Messages posted to `url` with `content_type` and `authorization`, waiting
+    /// `timeout` for each answer, keeping up to `pool` connections open.
+    pub fn new(
+        url: &str,
+        content_type: &'static str,
+        authorization: &str,
+        timeout: Duration,
+        pool: usize,
+    ) -> anyhow::Result<Messages> {
+        Messages::with_route(
+            url,
+            content_type,
+            authorization,
+            timeout,
+            pool,
+            proxy_configured(|name| std::env::var_os(name)),
+        )
+    }
+
+    fn with_route(
+        url: &str,
+        content_type: &'static str,
+        authorization: &str,
+        timeout: Duration,
+        pool: usize,
+        proxied: bool,
+    ) -> anyhow::Result<Messages> {
+        if !proxied {
+            return Ok(Messages::Direct(super::wire::Wire::new(
+                url,
+                &[
+                    (reqwest::header::CONTENT_TYPE, content_type),
+                    (reqwest::header::AUTHORIZATION, authorization),
+                ],
+                CONNECT_TIMEOUT,
+                timeout,
+                pool,
+            )?));
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static(content_type),
+        );
+        let mut auth = reqwest::header::HeaderValue::from_str(authorization)
+            .context("the Authorization header has characters HTTP does not allow")?;
+        auth.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, auth);
+        Ok(Messages::Proxied {
+            client: client(timeout, pool)?,
+            url: reqwest::Url::parse(url).context(
+                "provider.base_url does not make a valid URL: fix it in the campaign file",
+            )?,
+            headers,
+            timeout,
+        })
+    }
+
+    /// Posts one message's `body`; as [`send_message`].
+    pub async fn send(
+        &self,
+        body: Bytes,
+        departure: super::Departure,
+        secret: &Secret,
+    ) -> Result<Answer, Response> {
+        match self {
+            Messages::Direct(wire) => wire.send(body, departure, secret).await,
+            Messages::Proxied {
+                client,
+                url,
+                headers,
+                timeout,
+            } => {
+                let leaving = super::departure::Leaving::default();
+                let request = client
+                    .post(url.clone())
+                    .headers(headers.clone())
+                    .body(departure.body(body, leaving.clone()));
+                exchange(request, secret, *timeout, Some(&leaving)).await
+            }
+        }
+    }
+}
+
 /// An answer whose body was read.
 pub struct Answer {
     pub status: u16,
@@ -67,26 +177,6 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Answer, Response> {
     exchange(request, secret, timeout, None).await
-}
-
-/// Sends one message: `request` with `body` as its content, telling `departure`
-/// when the body is first asked for, which is when the connection is open and the
-/// request goes to the socket. A request that failed before that never left, so
-/// it is safe to send again whatever the failure was (a reset, a closed pooled
-/// connection).
-pub async fn send_message(
-    request: reqwest::RequestBuilder,
-    content_type: &'static str,
-    body: Bytes,
-    departure: super::Departure,
-    secret: &Secret,
-    timeout: Duration,
-) -> Result<Answer, Response> {
-    let leaving = super::departure::Leaving::default();
-    let request = request
-        .header(reqwest::header::CONTENT_TYPE, content_type)
-        .body(departure.body(body, leaving.clone()));
-    exchange(request, secret, timeout, Some(&leaving)).await
 }
 
 /// `leaving`: whether the request's body left; `None` when not watched (then any
@@ -130,7 +220,7 @@ async fn exchange(
 
 /// `Retry-After` in either form HTTP allows: seconds, or a date (`Wed, 21 Oct 2026
 /// 07:28:00 GMT`), as a wait from `now`.
-fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -167,31 +257,37 @@ fn transport_error(
 /// causes below it are the library's and the OS's words, which name no URL.
 fn describe(error: &reqwest::Error, connect_timeout: Duration, timeout: Duration) -> String {
     let causes = causes(error);
-    let root = causes.last().map(ToString::to_string).unwrap_or_default();
-    let with_root = |what: &str| {
-        if root.is_empty() {
-            what.to_owned()
-        } else {
-            format!("{what} ({root})")
-        }
-    };
     if error.is_dns() {
-        return with_root("DNS failure: the provider's host name could not be resolved");
+        return with_root(
+            "DNS failure: the provider's host name could not be resolved",
+            &causes,
+        );
     }
     if error.is_timeout() {
-        return if error.is_connect() {
-            format!(
-                "connect timeout: no connection within {}",
-                seconds(connect_timeout)
-            )
-        } else {
-            format!("read timeout: no answer within {}", seconds(timeout))
-        };
+        return Failure::Timeout {
+            connect: error.is_connect(),
+        }
+        .describe(connect_timeout, timeout);
     }
+    describe_causes(&causes, error.is_connect())
+}
+
+/// `what`, then the innermost of `causes` in brackets.
+fn with_root(what: &str, causes: &[&(dyn std::error::Error + 'static)]) -> String {
+    match causes.last().map(ToString::to_string) {
+        Some(root) if !root.is_empty() => format!("{what} ({root})"),
+        _ => what.to_owned(),
+    }
+}
+
+/// What a chain of errors, outermost first, says happened: TLS, a refused, reset
+/// or closed connection, else that the connection (`connecting`) or the request
+/// failed.
+fn describe_causes(causes: &[&(dyn std::error::Error + 'static)], connecting: bool) -> String {
     if let Some(tls) = causes.iter().find_map(|e| find::<rustls::Error>(*e)) {
         return format!("TLS failure: {tls}");
     }
-    for cause in &causes {
+    for cause in causes {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind;
             let what = match io.kind() {
@@ -206,7 +302,7 @@ fn describe(error: &reqwest::Error, connect_timeout: Duration, timeout: Duration
                 ErrorKind::TimedOut => "timed out",
                 _ => continue,
             };
-            return with_root(what);
+            return with_root(what, causes);
         }
         if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
             && hyper.is_incomplete_message()
@@ -214,10 +310,69 @@ fn describe(error: &reqwest::Error, connect_timeout: Duration, timeout: Duration
             return "connection closed by the server before an answer".to_owned();
         }
     }
-    if error.is_connect() {
-        return with_root("cannot connect");
+    if connecting {
+        return with_root("cannot connect", causes);
     }
-    with_root("request failed")
+    with_root("request failed", causes)
+}
+
+/// `error`, then the errors beneath it.
+fn chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut causes = vec![error];
+    let mut next = error.source();
+    while let Some(cause) = next {
+        causes.push(cause);
+        next = cause.source();
+    }
+    causes
+}
+
+/// A transport failure of a message's own connection ([`super::wire`]), by the
+/// step it happened at.
+#[derive(Debug)]
+pub enum Failure {
+    /// The host name did not resolve.
+    Dns(std::io::Error),
+    /// No connection within the connect timeout, or no answer within the timeout.
+    Timeout { connect: bool },
+    /// The TCP connection failed.
+    Connect(std::io::Error),
+    /// The TLS handshake failed.
+    Tls(std::io::Error),
+    /// The request or its answer failed on an open connection.
+    Transport(hyper::Error),
+}
+
+impl Failure {
+    /// Whether it happened before any connection could carry the request, so the
+    /// request never left.
+    pub fn before_connection(&self) -> bool {
+        !matches!(
+            self,
+            Failure::Transport(_) | Failure::Timeout { connect: false }
+        )
+    }
+
+    /// In the same words as a failure reqwest met.
+    pub fn describe(&self, connect_timeout: Duration, timeout: Duration) -> String {
+        match self {
+            Failure::Dns(e) => with_root(
+                "DNS failure: the provider's host name could not be resolved",
+                &chain(e),
+            ),
+            Failure::Timeout { connect: true } => format!(
+                "connect timeout: no connection within {}",
+                seconds(connect_timeout)
+            ),
+            Failure::Timeout { connect: false } => {
+                format!("read timeout: no answer within {}", seconds(timeout))
+            }
+            Failure::Connect(e) | Failure::Tls(e) => describe_causes(&chain(e), true),
+            Failure::Transport(e) => describe_causes(&chain(e), false),
+        }
+    }
 }
 
 /// The errors beneath reqwest's own, outermost first.
@@ -268,6 +423,27 @@ mod tests {
     async fn post(client: &reqwest::Client, url: &str, timeout: Duration) -> Response {
         let request = client.post(url).body("{}");
         match send(request, &secret(), timeout).await {
+            Ok(answer) => panic!("an answer: HTTP {}", answer.status),
+            Err(response) => response,
+        }
+    }
+
+    /// Posts a message to `url` on a connection of its own, with a connect timeout
+    /// of `connect`, and returns what the pipeline would record.
+    async fn post_message(url: &str, connect: Duration, timeout: Duration) -> Response {
+        post_on(super::super::wire::Wire::new(url, &[], connect, timeout, 1).unwrap()).await
+    }
+
+    async fn post_on(wire: super::super::wire::Wire) -> Response {
+        let pace: Arc<dyn super::super::Pace> = gate(Duration::ZERO);
+        match wire
+            .send(
+                Bytes::from_static(b"{}"),
+                super::super::Departure::paced(pace),
+                &secret(),
+            )
+            .await
+        {
             Ok(answer) => panic!("an answer: HTTP {}", answer.status),
             Err(response) => response,
         }
@@ -331,8 +507,27 @@ mod tests {
         })
     }
 
+    /// Messages on connections of their own, and through reqwest (as with a proxy).
+    fn messages(url: &str, timeout: Duration, proxied: bool) -> Messages {
+        Messages::with_route(
+            url,
+            "application/json",
+            "Bearer EAAGtest0secret",
+            timeout,
+            1,
+            proxied,
+        )
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_message_goes_when_the_pacer_lets_it_with_its_length() {
+        for proxied in [false, true] {
+            a_message_goes_when_the_pacer_lets_it(proxied).await;
+        }
+    }
+
+    async fn a_message_goes_when_the_pacer_lets_it(proxied: bool) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -353,15 +548,16 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let gate = gate(Duration::from_millis(50));
-        let client = client(Duration::from_secs(5), 1).unwrap();
         let pace: Arc<dyn super::super::Pace> = gate.clone();
-        let answer = send_message(
-            client.post(format!("http://{addr}/v23.0/1/messages")),
-            "application/json",
+        let answer = messages(
+            &format!("http://{addr}/v23.0/1/messages"),
+            Duration::from_secs(5),
+            proxied,
+        )
+        .send(
             Bytes::from_static(b"{\"to\":\"1\"}"),
             super::super::Departure::paced(pace),
             &secret(),
-            Duration::from_secs(5),
         )
         .await
         .unwrap();
@@ -372,6 +568,18 @@ mod tests {
         );
         let request = rx.await.unwrap().to_ascii_lowercase();
         assert!(request.contains("content-length: 10\r\n"), "{request}");
+        assert!(
+            request.contains("content-type: application/json\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("authorization: bearer eaagtest0secret\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.starts_with("post /v23.0/1/messages http/1.1\r\n"),
+            "{request}"
+        );
         assert!(request.ends_with("{\"to\":\"1\"}"), "{request}");
         assert_eq!(gate.departed.load(Ordering::SeqCst), 1);
         assert_eq!(gate.abandoned.load(Ordering::SeqCst), 0);
@@ -379,6 +587,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_that_timed_out_before_it_left_was_not_sent() {
+        for proxied in [false, true] {
+            a_message_timed_out_before_it_left(proxied).await;
+        }
+    }
+
+    async fn a_message_timed_out_before_it_left(proxied: bool) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -398,19 +612,17 @@ mod tests {
         // The pacer holds the request longer than the client waits for an answer.
         let gate = gate(Duration::from_secs(1));
         let timeout = Duration::from_millis(300);
-        let client = client(timeout, 1).unwrap();
+        let client = messages(&format!("http://{addr}/v23.0/1/messages"), timeout, proxied);
         let pace: Arc<dyn super::super::Pace> = gate.clone();
-        let response = send_message(
-            client.post(format!("http://{addr}/v23.0/1/messages")),
-            "application/json",
-            Bytes::from_static(b"{\"to\":\"1\"}"),
-            super::super::Departure::paced(pace),
-            &secret(),
-            timeout,
-        )
-        .await
-        .err()
-        .expect("no answer");
+        let response = client
+            .send(
+                Bytes::from_static(b"{\"to\":\"1\"}"),
+                super::super::Departure::paced(pace),
+                &secret(),
+            )
+            .await
+            .err()
+            .expect("no answer");
         assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
         // The connection still holds the request: once the pacer would let it go, it
         // must not, since it was recorded as never sent.
@@ -485,75 +697,95 @@ mod tests {
             .port();
         let client = client(Duration::from_secs(5), 1).unwrap();
         let url = format!("http://127.0.0.1:{port}/v23.0/1/messages");
-        let response = post(&client, &url, Duration::from_secs(5)).await;
-        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
-        let detail = detail(&response);
-        assert!(
-            detail.starts_with(
-                "connection refused: nothing is listening at the provider's address ("
-            ),
-            "{detail}"
-        );
-        assert!(!detail.contains("127.0.0.1"), "no URL: {detail}");
+        for response in [
+            post(&client, &url, Duration::from_secs(5)).await,
+            post_message(&url, CONNECT_TIMEOUT, Duration::from_secs(5)).await,
+        ] {
+            assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+            let detail = detail(&response);
+            assert!(
+                detail.starts_with(
+                    "connection refused: nothing is listening at the provider's address ("
+                ),
+                "{detail}"
+            );
+            assert!(!detail.contains("127.0.0.1"), "no URL: {detail}");
+        }
     }
 
     #[tokio::test]
     async fn a_reset_connection_says_so_and_is_in_doubt() {
-        let url = serve_once(|socket| async move {
+        let reset = |socket: tokio::net::TcpStream| async move {
             socket.set_zero_linger().unwrap();
             drop(socket);
-        })
-        .await;
+        };
         let client = client(Duration::from_secs(5), 1).unwrap();
-        let response = post(&client, &url, Duration::from_secs(5)).await;
-        assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
-        let detail = detail(&response);
-        assert!(
-            detail.starts_with("connection reset by the server ("),
-            "{detail}"
-        );
+        let timeout = Duration::from_secs(5);
+        for response in [
+            post(&client, &serve_once(reset).await, timeout).await,
+            post_message(&serve_once(reset).await, CONNECT_TIMEOUT, timeout).await,
+        ] {
+            assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
+            let detail = detail(&response);
+            assert!(
+                detail.starts_with("connection reset by the server ("),
+                "{detail}"
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_connection_closed_without_an_answer_says_so() {
-        let url = serve_once(|socket| async move { drop(socket) }).await;
+        let close = |socket: tokio::net::TcpStream| async move { drop(socket) };
         let client = client(Duration::from_secs(5), 1).unwrap();
-        let response = post(&client, &url, Duration::from_secs(5)).await;
-        assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
-        assert_eq!(
-            detail(&response),
-            "connection closed by the server before an answer"
-        );
+        let timeout = Duration::from_secs(5);
+        for response in [
+            post(&client, &serve_once(close).await, timeout).await,
+            post_message(&serve_once(close).await, CONNECT_TIMEOUT, timeout).await,
+        ] {
+            assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
+            assert_eq!(
+                detail(&response),
+                "connection closed by the server before an answer"
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_server_that_never_answers_is_a_read_timeout() {
-        let url = serve_once(|socket| async move {
+        let silent = |socket: tokio::net::TcpStream| async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
             drop(socket);
-        })
-        .await;
+        };
         let timeout = Duration::from_millis(300);
         let client = client(timeout, 1).unwrap();
-        let response = post(&client, &url, timeout).await;
-        assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
-        assert_eq!(detail(&response), "read timeout: no answer within 0.3 s");
+        for response in [
+            post(&client, &serve_once(silent).await, timeout).await,
+            post_message(&serve_once(silent).await, CONNECT_TIMEOUT, timeout).await,
+        ] {
+            assert!(matches!(response, Response::InDoubt { .. }), "{response:?}");
+            assert_eq!(detail(&response), "read timeout: no answer within 0.3 s");
+        }
     }
 
     #[tokio::test]
     async fn a_server_that_speaks_no_tls_is_a_tls_failure() {
-        let url = serve_once(|mut socket| async move {
+        let plain = |mut socket: tokio::net::TcpStream| async move {
             let _ = socket
                 .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
                 .await;
-        })
-        .await;
-        let url = url.replacen("http://", "https://", 1);
+        };
+        let https = |url: String| url.replacen("http://", "https://", 1);
         let client = client(Duration::from_secs(5), 1).unwrap();
-        let response = post(&client, &url, Duration::from_secs(5)).await;
-        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
-        let detail = detail(&response);
-        assert!(detail.starts_with("TLS failure: "), "{detail}");
+        let timeout = Duration::from_secs(5);
+        for response in [
+            post(&client, &https(serve_once(plain).await), timeout).await,
+            post_message(&https(serve_once(plain).await), CONNECT_TIMEOUT, timeout).await,
+        ] {
+            assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+            let detail = detail(&response);
+            assert!(detail.starts_with("TLS failure: "), "{detail}");
+        }
     }
 
     /// A resolver that knows no names, so no test reaches a real one.
@@ -562,6 +794,18 @@ mod tests {
     impl reqwest::dns::Resolve for NoSuchHost {
         fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
             Box::pin(async { Err("no such host (test resolver)".into()) })
+        }
+    }
+
+    impl super::super::wire::Resolve for NoSuchHost {
+        fn resolve(
+            &self,
+            _: &str,
+            _: u16,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = std::io::Result<Vec<std::net::SocketAddr>>> + Send + '_>,
+        > {
+            Box::pin(async { Err(std::io::Error::other("no such host (test resolver)")) })
         }
     }
 
@@ -577,12 +821,23 @@ mod tests {
             Duration::from_secs(5),
         )
         .await;
-        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
-        assert_eq!(
-            detail(&response),
-            "DNS failure: the provider's host name could not be resolved \
-             (no such host (test resolver))"
-        );
+        let wire = super::super::wire::Wire::new(
+            "http://graph.provider.invalid/v23.0/1/messages",
+            &[],
+            CONNECT_TIMEOUT,
+            Duration::from_secs(5),
+            1,
+        )
+        .unwrap()
+        .with_resolver(Arc::new(NoSuchHost));
+        for response in [response, post_on(wire).await] {
+            assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+            assert_eq!(
+                detail(&response),
+                "DNS failure: the provider's host name could not be resolved \
+                 (no such host (test resolver))"
+            );
+        }
     }
 
     /// A listener whose accept queue is full drops further SYNs, so a connection
@@ -610,12 +865,49 @@ mod tests {
         let url = format!("http://{addr}/v23.0/1/messages");
         let error = client.post(&url).send().await.unwrap_err();
         let response = transport_error(&error, &secret(), connect, Duration::from_secs(5), true);
-        assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
-        assert_eq!(
-            detail(&response),
-            "connect timeout: no connection within 0.3 s"
-        );
+        for response in [
+            response,
+            post_message(&url, connect, Duration::from_secs(5)).await,
+        ] {
+            assert!(matches!(response, Response::NotSent { .. }), "{response:?}");
+            assert_eq!(
+                detail(&response),
+                "connect timeout: no connection within 0.3 s"
+            );
+        }
         drop(held);
+    }
+
+    #[test]
+    fn messages_go_through_reqwest_only_when_a_proxy_is_set() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert!(!proxy_configured(env(&[])));
+        assert!(
+            !proxy_configured(env(&[("HTTPS_PROXY", "")])),
+            "empty is unset"
+        );
+        assert!(!proxy_configured(env(&[("NO_PROXY", "*")])));
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "all_proxy"] {
+            let set: &'static [(&'static str, &'static str)] =
+                Box::leak(Box::new([(name, "http://proxy.example:3128")]));
+            assert!(proxy_configured(env(set)), "{name}");
+        }
+        let url = "http://127.0.0.1:9/v23.0/1/messages";
+        let timeout = Duration::from_secs(1);
+        assert!(matches!(
+            Messages::with_route(url, "application/json", "Bearer x", timeout, 1, false),
+            Ok(Messages::Direct(_))
+        ));
+        assert!(matches!(
+            Messages::with_route(url, "application/json", "Bearer x", timeout, 1, true),
+            Ok(Messages::Proxied { .. })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod departure;
 pub mod http;
 pub mod simulator;
 pub mod twilio;
+pub mod wire;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -133,9 +133,7 @@ pub fn form_fields(
 }
 
 pub struct Twilio {
-    client: reqwest::Client,
-    /// Parsed once: reqwest would parse a string again for every request.
-    url: reqwest::Url,
+    messages: http::Messages,
     credentials: Credentials,
     config: TwilioConfig,
     campaign: Campaign,
@@ -147,14 +145,24 @@ impl Twilio {
         config: &TwilioConfig,
         credentials: Credentials,
     ) -> anyhow::Result<Twilio> {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            credentials.username,
+            credentials.password.expose()
+        ));
         Ok(Twilio {
-            client: http::client(config.timeout, campaign.sending.in_flight_cap())?,
-            // The URL is left out of the message: a base URL may carry credentials.
-            url: reqwest::Url::parse(&format!(
-                "{}/2010-04-01/Accounts/{}/Messages.json",
-                config.base_url, credentials.account_sid
-            ))
-            .context("provider.base_url does not make a valid URL: fix it in the campaign file")?,
+            // The URL is left out of errors: a base URL may carry credentials.
+            messages: http::Messages::new(
+                &format!(
+                    "{}/2010-04-01/Accounts/{}/Messages.json",
+                    config.base_url, credentials.account_sid
+                ),
+                "application/x-www-form-urlencoded",
+                &format!("Basic {basic}"),
+                config.timeout,
+                campaign.sending.in_flight_cap(),
+            )?,
             credentials,
             config: config.clone(),
             campaign: campaign.clone(),
@@ -173,23 +181,14 @@ impl Twilio {
             };
         };
         let fields = form_fields(&self.campaign, &self.config, phone, &message.values);
-        let request = self.client.post(self.url.clone()).basic_auth(
-            &self.credentials.username,
-            Some(self.credentials.password.expose()),
-        );
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&fields)
             .finish();
         let secret = &self.credentials.password;
-        let answer = match http::send_message(
-            request,
-            "application/x-www-form-urlencoded",
-            bytes::Bytes::from(body),
-            departure,
-            secret,
-            self.config.timeout,
-        )
-        .await
+        let answer = match self
+            .messages
+            .send(bytes::Bytes::from(body), departure, secret)
+            .await
         {
             Ok(answer) => answer,
             Err(response) => return response,
