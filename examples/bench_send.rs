@@ -633,7 +633,9 @@ fn plan_and_send(
     )?;
     let gate = Gate::load(Some(&db.conn), &campaign)?;
     let mut planner = Planner::new(&campaign, &gate)?;
-    let (mut journal, _) = Journal::begin(db.conn, &campaign, gate.clone(), false)?;
+    // The departure log `wacampaign send` keeps, so its cost is in the figures.
+    let log = wacampaign::journal::departures::path(&dir.join("bench.db"), &campaign.id);
+    let (mut journal, _) = Journal::begin(db.conn, &campaign, gate.clone(), false, Some(&log))?;
     let mut batch = Vec::with_capacity(10_000);
     let mut seq = 0;
     while let Some(item) = planner.next_item()? {

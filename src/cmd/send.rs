@@ -180,6 +180,9 @@ pub struct SendSummary {
     /// Held in doubt from an earlier run and not resent.
     pub in_doubt_held: u64,
     pub recovered_in_doubt: u64,
+    /// Rows the last run left in flight whose request its departure log proves
+    /// never left: due again in this run.
+    pub recovered_never_left: u64,
     pub this_run: Option<TallySnapshot>,
     pub end: Option<RunEnd>,
     pub failures_by_code: BTreeMap<String, u64>,
@@ -267,15 +270,20 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         .with_caps(&db.conn)
         .context("reading earlier messages for the frequency caps")?;
     let contacts_file = planner.contacts_path().to_owned();
-    let (mut journal, recovered) =
-        match Journal::begin(db.conn, &campaign, gate.clone(), args.resume_halted) {
-            Ok(begun) => begun,
-            Err(e @ JournalError::Halted { .. }) => {
-                ctx.ui.warn(e.to_string());
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
+    let (mut journal, recovered) = match Journal::begin(
+        db.conn,
+        &campaign,
+        gate.clone(),
+        args.resume_halted,
+        Some(&crate::journal::departures::path(&ctx.db, &campaign.id)),
+    ) {
+        Ok(begun) => begun,
+        Err(e @ JournalError::Halted { .. }) => {
+            ctx.ui.warn(e.to_string());
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let stats = write_plan(planner, &mut journal)?;
     let already_served = journal.already_served()?;
     // Only campaigns with send-by times have rows to expire: no scan for the others.
@@ -321,7 +329,8 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         journal: Some(counts.clone()),
         to_send,
         in_doubt_held: counts.in_doubt,
-        recovered_in_doubt: recovered,
+        recovered_in_doubt: recovered.in_doubt,
+        recovered_never_left: recovered.never_left,
         this_run: None,
         end: None,
         failures_by_code: BTreeMap::new(),
@@ -330,10 +339,18 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         no_consent,
     };
     summary.plan.estimated_seconds = to_send.div_ceil(u64::from(campaign.sending.rate_per_second));
-    if recovered > 0 {
+    if recovered.never_left > 0 {
+        ctx.ui.info(format!(
+            "{} messages were claimed when the last run stopped but their requests had not left \
+             (its departure log says so); they are sent in this run",
+            recovered.never_left
+        ));
+    }
+    if recovered.in_doubt > 0 {
         ctx.ui.warn(format!(
-            "{recovered} messages were in flight when the last run stopped; they are held in doubt \
-             (see `wacampaign status`), never resent unless you pass --in-doubt resend"
+            "{} messages were in flight when the last run stopped; they are held in doubt \
+             (see `wacampaign status`), never resent unless you pass --in-doubt resend",
+            recovered.in_doubt
         ));
     }
     Ok(Some(Prepared {
@@ -539,7 +556,8 @@ fn test_send(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<E
         bail!("--to names no number; give one or more, separated by commas");
     }
     let sample = crate::test_send::sample(&campaign, &gate, args.row)?;
-    let mut journal = match Journal::begin_test(db.conn, &campaign, gate) {
+    let log = crate::journal::departures::path(&ctx.db, &campaign.id);
+    let mut journal = match Journal::begin_test(db.conn, &campaign, gate, Some(&log)) {
         Ok((journal, _)) => journal,
         Err(e @ JournalError::Halted { .. }) => {
             ctx.ui.warn(e.to_string());
@@ -778,6 +796,7 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
         to_send: rendered,
         in_doubt_held: 0,
         recovered_in_doubt: 0,
+        recovered_never_left: 0,
         this_run: None,
         end: None,
         failures_by_code: BTreeMap::new(),

@@ -446,6 +446,10 @@ mod tests {
                     .execute_batch(&format!("ALTER TABLE journal DROP COLUMN {column}"))
                     .unwrap();
             }
+            // A later migration's column goes too, so it can be added again.
+            db.conn
+                .execute_batch("ALTER TABLE campaigns DROP COLUMN departure_log")
+                .unwrap();
             db.conn.pragma_update(None, "user_version", 12).unwrap();
             db.conn
                 .execute(

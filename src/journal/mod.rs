@@ -13,6 +13,7 @@
 //! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
 //! until the operator decides or a delivery status settles them.
 
+pub mod departures;
 #[cfg(test)]
 pub mod fixture;
 pub mod fold;
@@ -181,6 +182,18 @@ pub struct Journal {
     holds: Option<crate::hold::Rules>,
     /// The portfolio's messaging limit, when this run holds to one.
     messaging_limit: Option<crate::messaging_limit::Guard>,
+    /// Where this run's requests note their departure, when it keeps a log.
+    departures: Option<std::sync::Arc<departures::Departures>>,
+}
+
+/// What a run found left in flight by the run before it, which stopped without
+/// recording their outcomes (a kill, a crash, a power cut).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Rows whose request may have gone: held in doubt.
+    pub in_doubt: u64,
+    /// Rows the departure log proves never left: due again, as if never claimed.
+    pub never_left: u64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -194,14 +207,19 @@ impl std::fmt::Debug for Journal {
 
 impl Journal {
     /// Registers the campaign (or checks it against its earlier runs) and starts a
-    /// new planning run. Rows a crash left in flight become in doubt.
+    /// new planning run. Rows a crash left in flight become in doubt, except those
+    /// the last run's departure log proves never left, which are due again.
+    /// `departures`: where this run keeps its own log (beside the database, see
+    /// [`departures::path`]); `None` keeps none, and the next run holds every row
+    /// this one leaves in flight in doubt.
     pub fn begin(
         conn: Connection,
         campaign: &Campaign,
         gate: Gate,
         resume_halted: bool,
-    ) -> Result<(Journal, u64), JournalError> {
-        Self::begin_run(conn, campaign, gate, resume_halted, false)
+        departures: Option<&std::path::Path>,
+    ) -> Result<(Journal, Recovered), JournalError> {
+        Self::begin_run(conn, campaign, gate, resume_halted, false, departures)
     }
 
     /// A journal for test sends (`send --to`): the campaign is registered and
@@ -212,8 +230,9 @@ impl Journal {
         conn: Connection,
         campaign: &Campaign,
         gate: Gate,
-    ) -> Result<(Journal, u64), JournalError> {
-        Self::begin_run(conn, campaign, gate, false, true)
+        departures: Option<&std::path::Path>,
+    ) -> Result<(Journal, Recovered), JournalError> {
+        Self::begin_run(conn, campaign, gate, false, true, departures)
     }
 
     fn begin_run(
@@ -222,7 +241,8 @@ impl Journal {
         gate: Gate,
         resume_halted: bool,
         test: bool,
-    ) -> Result<(Journal, u64), JournalError> {
+        log: Option<&std::path::Path>,
+    ) -> Result<(Journal, Recovered), JournalError> {
         let now = clock::now_string();
         let fingerprint = campaign.content_fingerprint();
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
@@ -291,16 +311,28 @@ impl Journal {
             }
         };
         let plan_run = if test { TEST_PLAN_RUN } else { plan_run };
-        let recovered = tx.execute(
-            "UPDATE journal SET state = 'in_doubt', updated_at = ?2,
-                 error_detail = 'the process stopped while this message was in flight'
-             WHERE campaign_id = ?1 AND state = 'in_flight'",
-            params![campaign.id, now],
-        )? as u64;
+        let recovered = recover_in_flight(&tx, &campaign.id, log, &now)?;
+        // This run's log, named in the journal in the same transaction: a later run
+        // trusts only the log the latest run wrote.
+        let nonce = log.map(|_| fastrand::i64(1..));
+        tx.execute(
+            "UPDATE campaigns SET departure_log = ?2 WHERE id = ?1",
+            params![campaign.id, nonce],
+        )?;
         // The ledger as the gate loaded it: events recorded since (while the plan was
         // being built, say) are applied at the first claim.
         let consent_seen = gate.consent_seen;
         tx.commit()?;
+        // Started once the rows the last log spoke for are settled. A log that cannot
+        // be written leaves this run without one: a kill then holds its rows in
+        // flight in doubt, as the journal alone would.
+        let this_log = match (log, nonce) {
+            (Some(path), Some(nonce)) => departures::Departures::start(path, nonce)
+                .ok()
+                .flatten()
+                .map(std::sync::Arc::new),
+            _ => None,
+        };
         Ok((
             Journal {
                 conn,
@@ -321,9 +353,15 @@ impl Journal {
                     crate::hold::Rules::of(campaign)
                 },
                 messaging_limit: None,
+                departures: this_log,
             },
             recovered,
         ))
+    }
+
+    /// Where this run's requests note their departure, when it keeps a log.
+    pub fn departures(&self) -> Option<std::sync::Arc<departures::Departures>> {
+        self.departures.clone()
     }
 
     pub fn campaign_id(&self) -> &str {
@@ -679,6 +717,59 @@ impl Journal {
     }
 }
 
+/// Settles the rows the last run left in flight: those its departure log (at
+/// `log`, if it is the one the journal names and is trusted) proves never left
+/// are due again as if never claimed; the others are held in doubt.
+fn recover_in_flight(
+    tx: &Connection,
+    campaign_id: &str,
+    log: Option<&std::path::Path>,
+    now: &str,
+) -> rusqlite::Result<Recovered> {
+    let in_flight: Vec<i64> = tx
+        .prepare(
+            "SELECT id FROM journal INDEXED BY journal_by_state
+             WHERE campaign_id = ?1 AND state = 'in_flight'",
+        )?
+        .query_map(params![campaign_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if in_flight.is_empty() {
+        return Ok(Recovered::default());
+    }
+    let nonce: Option<i64> = tx.query_row(
+        "SELECT departure_log FROM campaigns WHERE id = ?1",
+        params![campaign_id],
+        |r| r.get(0),
+    )?;
+    let departed = log
+        .zip(nonce)
+        .and_then(|(path, nonce)| departures::previous(path, nonce));
+    let mut recovered = Recovered::default();
+    for row in in_flight {
+        if departed.as_ref().is_some_and(|d| !d.contains(&row)) {
+            // A retry goes back to waiting as a retry, due now; a first attempt to
+            // the plan, which this run's plan takes up again.
+            tx.prepare_cached(
+                "UPDATE journal SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'planned' END,
+                     retry_at = CASE WHEN attempts > 1 THEN ?2 END,
+                     attempts = attempts - 1, intent_at = NULL, updated_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![row, now])?;
+            recovered.never_left += 1;
+        } else {
+            tx.prepare_cached(
+                "UPDATE journal SET state = 'in_doubt', updated_at = ?2,
+                     error_detail = 'the process stopped while this message was in flight'
+                 WHERE id = ?1",
+            )?
+            .execute(params![row, now])?;
+            recovered.in_doubt += 1;
+        }
+    }
+    Ok(recovered)
+}
+
 /// A row a claim may send.
 struct Candidate {
     row: i64,
@@ -979,6 +1070,7 @@ mod tests {
             record_opt_outs: false,
             holds: None,
             messaging_limit: None,
+            departures: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.expired, 1);
@@ -1016,6 +1108,7 @@ mod tests {
             record_opt_outs: false,
             holds: None,
             messaging_limit: None,
+            departures: None,
         };
         assert_eq!(journal.expire_past_send_by().unwrap(), 2);
         let other = Db::open(&path).unwrap();

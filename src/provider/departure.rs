@@ -28,6 +28,8 @@ pub trait Pace: Send + Sync {
 pub struct Departure {
     pace: Option<Arc<dyn Pace>>,
     wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The journal's departure log and the row this request is for.
+    note: Option<(Arc<crate::journal::departures::Departures>, i64)>,
 }
 
 impl Departure {
@@ -36,7 +38,19 @@ impl Departure {
         Departure {
             pace: Some(pace),
             wait: None,
+            note: None,
         }
+    }
+
+    /// The same, noting in the journal's departure log that `row`'s request left,
+    /// at the moment it goes: a kill before then leaves the row provably unsent.
+    pub fn noting(
+        mut self,
+        log: Option<Arc<crate::journal::departures::Departures>>,
+        row: i64,
+    ) -> Departure {
+        self.note = log.map(|log| (log, row));
+        self
     }
 
     /// Ready once the request may go: it is then counted as gone.
@@ -48,7 +62,12 @@ impl Departure {
                     self.wait = None;
                 }
                 match pace.depart() {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        if let Some((log, row)) = self.note.take() {
+                            log.departed(row);
+                        }
+                        break;
+                    }
                     Err(wait) => {
                         self.wait = Some(Box::pin(tokio::time::sleep(wait)));
                     }

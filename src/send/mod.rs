@@ -96,6 +96,8 @@ struct Control {
     finished: Notify,
     /// The pacer, as each request's departure asks it.
     pace: Arc<dyn crate::provider::Pace>,
+    /// Where each request notes that it left, for the next run after a kill.
+    departures: Option<Arc<crate::journal::departures::Departures>>,
 }
 
 impl Control {
@@ -159,6 +161,7 @@ pub async fn run(
 ) -> anyhow::Result<(RunEnd, Journal)> {
     // A std channel: sending never blocks (it is unbounded), and the writer thread
     // can wait on it with a timeout.
+    let departures = journal.departures();
     let (writer_tx, writer_rx) = std::sync::mpsc::channel();
     let writer = std::thread::Builder::new()
         .name("journal-writer".into())
@@ -176,6 +179,7 @@ pub async fn run(
         in_flight: AtomicUsize::new(0),
         finished: Notify::new(),
         pace: Arc::new(pacer.clone()),
+        departures,
     });
     let ticker = spawn_ticker(&progress, &control.stop);
     let dispatched = dispatch(&writer_tx, &provider, options, &progress, &pacer, &control).await;
@@ -414,7 +418,7 @@ async fn send_one(
             by_rule: false,
         };
     }
-    let (attempts, deferrals) = (job.attempts, job.deferrals);
+    let (attempts, deferrals, row) = (job.attempts, job.deferrals, job.row);
     let message = Message {
         to: job.to,
         values: job.values,
@@ -424,7 +428,8 @@ async fn send_one(
     // The one-second rule is checked, and the request counted, when it goes to the
     // socket (after any handshake of a new connection); a request that never goes
     // gives its ticket back.
-    let departure = Departure::paced(Arc::clone(&control.pace));
+    let departure =
+        Departure::paced(Arc::clone(&control.pace)).noting(control.departures.clone(), row);
     let started = Instant::now();
     let response = provider.send(&message, departure).await;
     let class = classify(&response);

@@ -632,7 +632,7 @@ fn someone_erased_while_a_send_plans_is_not_planned() {
 
     let conn = rusqlite::Connection::open(ws.db()).unwrap();
     let (mut journal, _) =
-        wacampaign::journal::Journal::begin(conn, &campaign, gate.clone(), false).unwrap();
+        wacampaign::journal::Journal::begin(conn, &campaign, gate.clone(), false, None).unwrap();
     journal.plan(&batch).unwrap();
     drop(journal);
     let phones: Vec<String> = db

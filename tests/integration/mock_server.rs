@@ -159,7 +159,9 @@ impl MockServer {
         )
     }
 
-    fn on(listener: StdListener) -> MockServer {
+    /// A server on `listener`, bound by the test (one whose queue of connections
+    /// was full until now, say).
+    pub fn on(listener: StdListener) -> MockServer {
         listener
             .set_nonblocking(true)
             .expect("making the listener non-blocking");

@@ -765,6 +765,9 @@ fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
         conn.execute_batch(&format!("ALTER TABLE journal DROP COLUMN {column}"))
             .unwrap();
     }
+    // Later migrations' columns go too, so they can be added again.
+    conn.execute_batch("ALTER TABLE campaigns DROP COLUMN departure_log")
+        .unwrap();
     conn.pragma_update(None, "user_version", 12).unwrap();
     drop(conn);
 
@@ -777,7 +780,7 @@ fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 13);
+    assert_eq!(version, i64::from(wacampaign::db::SCHEMA_VERSION));
 }
 
 /// Each accepted message of the demo's journal: (message id, person, number).

@@ -1,0 +1,215 @@
+//! Which claimed rows' requests left, kept where a killed process cannot lose it.
+//!
+//! A row is marked in flight, durably, before its request is written; a process
+//! killed after that cannot tell by the journal alone whether the request went,
+//! so the next run holds every such row in doubt. Most of them never left: a claim
+//! commits a batch, then writes its requests one by one, and a kill between the
+//! two (the commit's fsync takes a millisecond or more) caught whole batches
+//! unsent (BENCHMARKS.md, "kills").
+//!
+//! So each request, at the moment it departs (just before its bytes go to the
+//! socket), writes its row's id into this log: a file beside the database, mapped
+//! into memory, so a departure costs one store and no system call. What a process
+//! stores in a shared file mapping is in the kernel's page cache at once, and stays
+//! there, to be written to disk, when the process is killed. It is not fsynced: a
+//! power cut or a crash of the machine may lose it. The log therefore records the
+//! machine's boot id, and a run trusts its predecessor's log only on the same boot;
+//! otherwise every row left in flight is held in doubt, as without a log.
+//!
+//! The log is a ring of [`SLOTS`] row ids. A row can be in flight for at most the
+//! provider timeout (at most 300 s, `campaign::provider`), during which at most
+//! 1,000 requests a second depart (the tool's highest rate): 300,000 departures,
+//! well within the ring, so the departure of a row still in flight is never
+//! overwritten.
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use anyhow::Context as _;
+
+/// Row ids the ring holds (8 MiB; the file is sparse until written).
+pub const SLOTS: usize = 1 << 20;
+const MAGIC: &[u8; 8] = b"WACDEP01";
+/// Magic, the boot id (36 ASCII bytes), the run's nonce, padding; then the next
+/// slot's number.
+const HEADER: usize = 64;
+const NONCE_AT: usize = 44;
+const NEXT_AT: usize = 56;
+
+/// The log beside the database at `db` for `campaign`: `<db>.<campaign>.departures`.
+pub fn path(db: &Path, campaign: &str) -> PathBuf {
+    let canonical = db.canonicalize().ok();
+    let db = canonical.as_deref().unwrap_or(db);
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{campaign}.departures"));
+    db.with_file_name(name)
+}
+
+/// This boot of the machine, as the kernel names it; `None` where it cannot say.
+fn boot_id() -> Option<[u8; 36]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    text.trim().as_bytes().try_into().ok()
+}
+
+/// The rows the previous run's log says departed, when it can be trusted: written
+/// on this boot of the machine, by the run the journal names (`nonce`: a run
+/// that wrote no log, a library caller's, leaves none to match). `None` when
+/// there is no such log; then every row left in flight may have gone.
+pub fn previous(path: &Path, nonce: i64) -> Option<HashSet<i64>> {
+    let boot = boot_id()?;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut header = [0u8; HEADER];
+    file.read_exact(&mut header).ok()?;
+    if &header[..8] != MAGIC
+        || header[8..44] != boot
+        || header[NONCE_AT..NONCE_AT + 8] != nonce.to_le_bytes()
+    {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .filter(|&row| row != 0)
+            .collect(),
+    )
+}
+
+/// This run's log, written as requests depart.
+pub struct Departures {
+    map: memmap2::MmapMut,
+}
+
+impl std::fmt::Debug for Departures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Departures").finish_non_exhaustive()
+    }
+}
+
+impl Departures {
+    /// Starts a new, empty log at `path` (replacing the last run's, which the
+    /// journal has settled by now). `None` where the machine gives no boot id: a
+    /// log nobody could trust is not worth writing.
+    pub fn start(path: &Path, nonce: i64) -> anyhow::Result<Option<Departures>> {
+        let Some(boot) = boot_id() else {
+            return Ok(None);
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.set_len((HEADER + SLOTS * 8) as u64)
+            .with_context(|| format!("sizing {}", path.display()))?;
+        // SAFETY: the file is ours (created above, under the campaign's lock, which
+        // every process that writes this log holds), and is never truncated while
+        // mapped.
+        let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }
+            .with_context(|| format!("mapping {}", path.display()))?;
+        map[..8].copy_from_slice(MAGIC);
+        map[8..44].copy_from_slice(&boot);
+        map[NONCE_AT..NONCE_AT + 8].copy_from_slice(&nonce.to_le_bytes());
+        Ok(Some(Departures { map }))
+    }
+
+    fn next(&self) -> &AtomicU64 {
+        // SAFETY: NEXT_AT is 8-aligned within a page-aligned mapping that lives as
+        // long as `self`; every access to it is atomic.
+        unsafe { &*self.map.as_ptr().add(NEXT_AT).cast::<AtomicU64>() }
+    }
+
+    fn slot(&self, n: usize) -> &AtomicI64 {
+        // SAFETY: the slot (n modulo SLOTS) lies within the mapping, 8-aligned
+        // after the 64-byte header; every access to it is atomic.
+        unsafe {
+            &*self
+                .map
+                .as_ptr()
+                .add(HEADER + (n % SLOTS) * 8)
+                .cast::<AtomicI64>()
+        }
+    }
+
+    /// `row`'s request is about to be written to its socket.
+    pub fn departed(&self, row: i64) {
+        let n = self.next().fetch_add(1, Ordering::Relaxed) as usize;
+        // SeqCst: the row is in the page cache before the socket write that
+        // follows this call can begin.
+        self.slot(n).store(row, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_read_back_names_the_rows_that_departed_and_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db.c1.departures");
+        assert!(previous(&path, 1).is_none(), "no log yet");
+        let Some(log) = Departures::start(&path, 1).unwrap() else {
+            // No boot id on this machine: the log is never written, nor trusted.
+            assert!(boot_id().is_none());
+            return;
+        };
+        for row in [7, 3, 1_000_000_007] {
+            log.departed(row);
+        }
+        // Read while the run still holds it, as after a SIGKILL: the page cache has it.
+        let seen = previous(&path, 1).expect("trusted on this boot");
+        assert_eq!(seen, HashSet::from([7, 3, 1_000_000_007]));
+        drop(log);
+        assert_eq!(previous(&path, 1).unwrap().len(), 3);
+        assert!(
+            previous(&path, 2).is_none(),
+            "not the run the journal names"
+        );
+        // A new run's log starts empty.
+        let _fresh = Departures::start(&path, 2).unwrap().unwrap();
+        assert!(previous(&path, 2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_log_from_another_boot_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db.c1.departures");
+        let Some(log) = Departures::start(&path, 9).unwrap() else {
+            return;
+        };
+        log.departed(5);
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Another boot of the machine: what was not fsynced may be lost.
+        bytes[8] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(previous(&path, 9).is_none());
+        std::fs::write(&path, b"not a log").unwrap();
+        assert!(previous(&path, 9).is_none());
+    }
+
+    #[test]
+    fn the_ring_wraps_onto_its_oldest_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db.c1.departures");
+        let Some(log) = Departures::start(&path, 3).unwrap() else {
+            return;
+        };
+        for row in 1..=(SLOTS as i64 + 2) {
+            log.departed(row);
+        }
+        let seen = previous(&path, 3).unwrap();
+        assert_eq!(seen.len(), SLOTS);
+        assert!(!seen.contains(&1) && !seen.contains(&2), "overwritten");
+        assert!(seen.contains(&(SLOTS as i64 + 2)));
+    }
+}
