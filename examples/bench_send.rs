@@ -634,7 +634,7 @@ fn plan_and_send(
     let gate = Gate::load(Some(&db.conn), &campaign)?;
     let mut planner = Planner::new(&campaign, &gate)?;
     // The departure log `wacampaign send` keeps, so its cost is in the figures.
-    let log = wacampaign::journal::departures::path(&dir.join("bench.db"), &campaign.id);
+    let log = wacampaign::departure_log::path(&dir.join("bench.db"), &campaign.id);
     let (mut journal, _) = Journal::begin(db.conn, &campaign, gate.clone(), false, Some(&log))?;
     let mut batch = Vec::with_capacity(10_000);
     let mut seq = 0;

@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod consent;
 pub mod contacts;
 pub mod db;
+pub mod departure_log;
 pub mod erasure;
 pub mod exclusion;
 pub mod exit_codes;

@@ -118,6 +118,16 @@ pub fn serve_args(args: &[String]) -> anyhow::Result<()> {
 /// Prints its port, serves until stdin closes, then prints
 /// `count first_us last_us busiest_second`.
 pub fn serve(latency: Duration, log: Option<PathBuf>) -> anyhow::Result<()> {
+    if std::env::var_os("BENCH_SERVER_BATCH").is_some() {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall on this process with a valid parameter.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        anyhow::ensure!(
+            rc == 0,
+            "sched_setscheduler: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -275,7 +275,7 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         &campaign,
         gate.clone(),
         args.resume_halted,
-        Some(&crate::journal::departures::path(&ctx.db, &campaign.id)),
+        Some(&crate::departure_log::path(&ctx.db, &campaign.id)),
     ) {
         Ok(begun) => begun,
         Err(e @ JournalError::Halted { .. }) => {
@@ -556,7 +556,7 @@ fn test_send(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<E
         bail!("--to names no number; give one or more, separated by commas");
     }
     let sample = crate::test_send::sample(&campaign, &gate, args.row)?;
-    let log = crate::journal::departures::path(&ctx.db, &campaign.id);
+    let log = crate::departure_log::path(&ctx.db, &campaign.id);
     let mut journal = match Journal::begin_test(db.conn, &campaign, gate, Some(&log)) {
         Ok((journal, _)) => journal,
         Err(e @ JournalError::Halted { .. }) => {

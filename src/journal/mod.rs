@@ -11,9 +11,9 @@
 //! A row is `planned` when the plan is written and `in_flight` once the intent to
 //! send it is durable, committed just before its request is written to a socket.
 //! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
-//! until the operator decides or a delivery status settles them.
+//! until the operator decides or a delivery status settles them; except those the
+//! departure log ([`crate::departure_log`]) proves never left, which are due again.
 
-pub mod departures;
 #[cfg(test)]
 pub mod fixture;
 pub mod fold;
@@ -183,7 +183,7 @@ pub struct Journal {
     /// The portfolio's messaging limit, when this run holds to one.
     messaging_limit: Option<crate::messaging_limit::Guard>,
     /// Where this run's requests note their departure, when it keeps a log.
-    departures: Option<std::sync::Arc<departures::Departures>>,
+    departures: Option<std::sync::Arc<crate::departure_log::Departures>>,
 }
 
 /// What a run found left in flight by the run before it, which stopped without
@@ -210,7 +210,7 @@ impl Journal {
     /// new planning run. Rows a crash left in flight become in doubt, except those
     /// the last run's departure log proves never left, which are due again.
     /// `departures`: where this run keeps its own log (beside the database, see
-    /// [`departures::path`]); `None` keeps none, and the next run holds every row
+    /// [`crate::departure_log::path`]); `None` keeps none, and the next run holds every row
     /// this one leaves in flight in doubt.
     pub fn begin(
         conn: Connection,
@@ -327,7 +327,7 @@ impl Journal {
         // be written leaves this run without one: a kill then holds its rows in
         // flight in doubt, as the journal alone would.
         let this_log = match (log, nonce) {
-            (Some(path), Some(nonce)) => departures::Departures::start(path, nonce)
+            (Some(path), Some(nonce)) => crate::departure_log::Departures::start(path, nonce)
                 .ok()
                 .flatten()
                 .map(std::sync::Arc::new),
@@ -360,7 +360,7 @@ impl Journal {
     }
 
     /// Where this run's requests note their departure, when it keeps a log.
-    pub fn departures(&self) -> Option<std::sync::Arc<departures::Departures>> {
+    pub fn departures(&self) -> Option<std::sync::Arc<crate::departure_log::Departures>> {
         self.departures.clone()
     }
 
@@ -743,7 +743,7 @@ fn recover_in_flight(
     )?;
     let departed = log
         .zip(nonce)
-        .and_then(|(path, nonce)| departures::previous(path, nonce));
+        .and_then(|(path, nonce)| crate::departure_log::previous(path, nonce));
     let mut recovered = Recovered::default();
     for row in in_flight {
         if departed.as_ref().is_some_and(|d| !d.contains(&row)) {

@@ -29,7 +29,7 @@ pub struct Departure {
     pace: Option<Arc<dyn Pace>>,
     wait: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The journal's departure log and the row this request is for.
-    note: Option<(Arc<crate::journal::departures::Departures>, i64)>,
+    note: Option<(Arc<crate::departure_log::Departures>, i64)>,
 }
 
 impl Departure {
@@ -46,7 +46,7 @@ impl Departure {
     /// at the moment it goes: a kill before then leaves the row provably unsent.
     pub fn noting(
         mut self,
-        log: Option<Arc<crate::journal::departures::Departures>>,
+        log: Option<Arc<crate::departure_log::Departures>>,
         row: i64,
     ) -> Departure {
         self.note = log.map(|log| (log, row));

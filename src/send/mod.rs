@@ -97,7 +97,7 @@ struct Control {
     /// The pacer, as each request's departure asks it.
     pace: Arc<dyn crate::provider::Pace>,
     /// Where each request notes that it left, for the next run after a kill.
-    departures: Option<Arc<crate::journal::departures::Departures>>,
+    departures: Option<Arc<crate::departure_log::Departures>>,
 }
 
 impl Control {
