@@ -10,6 +10,13 @@
 //! wait in the accept queue for milliseconds and then be read together with others,
 //! which bunched receive times taken by the server's own clock into false bursts.
 //!
+//! The server runs as `SCHED_BATCH`, so that when a sender's request wakes it, it does
+//! not preempt the sender on the sender's own CPU: a provider is another machine,
+//! and on a 2-core box the woken server otherwise cost the sender about one
+//! involuntary context switch per message, which no real send pays. Every sender
+//! measured against it (the engine and the Python peer alike) gets the same server.
+//! `BENCH_SERVER_NORMAL=1` runs it as an ordinary process, as before.
+//!
 //! An example that uses it runs itself again as `EXAMPLE serve LATENCY_MS [LOG]` and
 //! hands that mode to [`serve`].
 

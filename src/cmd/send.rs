@@ -35,7 +35,9 @@ const PLAN_BATCH: usize = 10_000;
 /// `campaign.occurrence`, a run every day on a new export sends exactly the
 /// occurrences not yet served, and those past their `campaign.send_by` expire unsent.
 /// Messages whose outcome is unknown after a crash or timeout are held "in doubt"
-/// and listed by `status`; `--in-doubt resend` sends them again.
+/// and listed by `status`; `--in-doubt resend` sends them again. A run killed
+/// before some claimed messages left (the departure log beside the database,
+/// `<db>.<campaign>.departures`, says which) has those sent by the next run instead.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
