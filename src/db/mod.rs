@@ -29,7 +29,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_identities_and_messaging_limit.sql"),
     include_str!("migrations/0012_journal_contact.sql"),
     include_str!("migrations/0013_journal_status_fold.sql"),
-    include_str!("migrations/0014_departure_log.sql"),
+    include_str!("migrations/0015_departure_log.sql"),
 ];
 
 /// What runs in Rust right after a migration's SQL, in its transaction: for 0007,
