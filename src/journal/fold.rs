@@ -430,24 +430,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         {
-            // The schema before 0013: today's, without the folded columns.
-            let db = Db::open(&path).unwrap();
-            for column in [
-                "pricing_type",
-                "pricing_category",
-                "billable",
-                "status_error_detail",
-                "status_error_code",
-                "read_ts",
-                "delivered_ts",
-                "status_rank",
-            ] {
-                db.conn
-                    .execute_batch(&format!("ALTER TABLE journal DROP COLUMN {column}"))
-                    .unwrap();
-            }
-            db.conn.pragma_update(None, "user_version", 12).unwrap();
-            db.conn
+            // The schema before 0013, as that build wrote it.
+            let conn = crate::db::at_schema(&path, 12);
+            conn
                 .execute(
                     "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at, plan_run)
                      VALUES ('c', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z', 1)",
@@ -464,15 +449,14 @@ mod tests {
                 (7, "", "accepted", Some("wamid.7")),
             ];
             for (person, occurrence, state, message_id) in journal {
-                db.conn
-                    .execute(
-                        "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq,
+                conn.execute(
+                    "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq,
                              plan_run, params, state, attempts, message_id, updated_at)
                          VALUES ('c', ?1, ?2, '+5255123456' || ?1, 2, ?1, 1, '[]', ?3, 1, ?4,
                                  '2026-01-01T00:00:00Z')",
-                        params![person, occurrence, state, message_id],
-                    )
-                    .unwrap();
+                    params![person, occurrence, state, message_id],
+                )
+                .unwrap();
             }
             // (message, status, rank, timestamp, occurred_at, error, matched, pricing)
             type Row<'a> = (
@@ -630,7 +614,7 @@ mod tests {
                 ),
             ];
             for (message_id, status, rank, ts, at, code, matched, category) in statuses {
-                db.conn
+                conn
                     .execute(
                         "INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
                              provider, error_code, campaign_id, received_at, billable,

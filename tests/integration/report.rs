@@ -765,6 +765,14 @@ fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
         conn.execute_batch(&format!("ALTER TABLE journal DROP COLUMN {column}"))
             .unwrap();
     }
+    // Nor the person indexes of 0014, which came after it.
+    conn.execute_batch(
+        "DROP INDEX journal_accepted_by_person;
+         DROP INDEX journal_in_flight_by_person;
+         CREATE INDEX journal_sent_by_person ON journal (person_id, outcome_at)
+             WHERE state IN ('accepted', 'in_flight');",
+    )
+    .unwrap();
     conn.pragma_update(None, "user_version", 12).unwrap();
     drop(conn);
 
@@ -777,7 +785,7 @@ fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 13);
+    assert_eq!(version, i64::from(wacampaign::db::SCHEMA_VERSION));
 }
 
 /// Each accepted message of the demo's journal: (message id, person, number).
