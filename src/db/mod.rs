@@ -526,12 +526,16 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(journal_rows(&db.conn), before, "every row as it was");
+        let integrity: String = db
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
         let indexes: Vec<String> = db
             .conn
             .prepare(
                 "SELECT name FROM sqlite_master
-                 WHERE type = 'index' AND tbl_name = 'journal' AND name LIKE '%by_person'
-                 ORDER BY name",
+                 WHERE type = 'index' AND tbl_name = 'journal' ORDER BY name",
             )
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -540,7 +544,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             indexes,
-            ["journal_accepted_by_person", "journal_in_flight_by_person"]
+            [
+                "journal_accepted_by_person",
+                "journal_accepted_by_time",
+                "journal_by_message_id",
+                "journal_by_state",
+                "journal_due",
+                "journal_in_flight_by_person",
+                "sqlite_autoindex_journal_1",
+            ]
         );
 
         let now = crate::clock::parse("2026-11-24T00:00:00Z").unwrap();
