@@ -3,8 +3,8 @@
 //!
 //! `sending.frequency_cap = { marketing = "2 per 7d", all = "4 per 7d" }`. Messages
 //! count once accepted, by the journal's person (one key for a number's Mexican,
-//! Brazilian and Argentine spellings), through two indexes on accepted rows
-//! (migration 0010) rather than a scan per contact.
+//! Brazilian and Argentine spellings), through indexes of accepted rows by time
+//! (migration 0010) and by person (0014) rather than a scan per contact.
 
 use std::collections::HashMap;
 
@@ -14,9 +14,9 @@ use rusqlite::Connection;
 use crate::category::Category;
 
 /// The messages caps count, as the journal keeps them. The journal implements it
-/// for its connection (`journal::hold`): it alone spells its states, and the two
-/// partial indexes these reads go through (migration 0010) are chosen only when the
-/// states are written into the SQL.
+/// for its connection (`journal::hold`): it alone spells its states, and the
+/// partial indexes these reads go through (migrations 0010 and 0014) are chosen only
+/// when the states are written into the SQL.
 pub trait Sent {
     /// Each message accepted after `since`: `each(person, campaign, outcome_at)`.
     fn accepted_since(

@@ -29,6 +29,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_identities_and_messaging_limit.sql"),
     include_str!("migrations/0012_journal_contact.sql"),
     include_str!("migrations/0013_journal_status_fold.sql"),
+    include_str!("migrations/0014_journal_pages.sql"),
     include_str!("migrations/0015_departure_log.sql"),
 ];
 
@@ -243,6 +244,22 @@ fn check_mode(path: &str, mode: u32) -> Result<(), DbError> {
     Ok(())
 }
 
+/// A new database (mode 0600) brought to schema `version` as the build of that
+/// schema did: its migrations and their Rust steps, in order. For tests of what a
+/// later migration does to it.
+#[cfg(test)]
+pub(crate) fn at_schema(path: &Path, version: u32) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    register_functions(&conn).unwrap();
+    for (index, sql) in MIGRATIONS[..version as usize].iter().enumerate() {
+        conn.execute_batch(sql).unwrap();
+        after_migration(&conn, index as u32 + 1).unwrap();
+    }
+    conn.pragma_update(None, "user_version", version).unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +427,182 @@ mod tests {
             )
             .unwrap();
         assert_eq!(status, (541_123_456_789, String::new()));
+    }
+
+    fn journal_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+        let mut stmt = conn.prepare("SELECT * FROM journal ORDER BY id").unwrap();
+        let columns = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..columns)
+                .map(|i| r.get(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// A journal at schema 13, whose frequency caps read one index of accepted and
+    /// in-flight rows together, moves to the two indexes of 0014 with every row as
+    /// it was and the caps counting the same messages.
+    #[test]
+    fn a_schema_13_journal_keeps_its_rows_and_its_caps() {
+        use crate::category::Category;
+        use crate::frequency_cap::{self, Cap};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let person: i64 = 525_512_345_678;
+        let before = {
+            let conn = at_schema(&path, 13);
+            conn.execute_batch(
+                "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at, plan_run)
+                 VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-11-01T00:00:00Z', 1),
+                        ('notice', 'f', 't', 'es_MX', 'utility', 'cloud_api', '2026-11-01T00:00:00Z', 1);",
+            )
+            .unwrap();
+            for (campaign, who, occurrence, state, intent_at, outcome_at, message_id) in [
+                (
+                    "promo",
+                    person,
+                    "",
+                    State::Accepted,
+                    Some("2026-11-20T09:00:00Z"),
+                    Some("2026-11-20T09:00:01Z"),
+                    Some("wamid.A"),
+                ),
+                (
+                    "notice",
+                    person,
+                    "appt-1",
+                    State::Accepted,
+                    Some("2026-11-21T09:00:00Z"),
+                    Some("2026-11-21T09:00:01Z"),
+                    Some("wamid.B"),
+                ),
+                (
+                    "notice",
+                    person,
+                    "appt-2",
+                    State::InFlight,
+                    Some("2026-11-22T09:00:00Z"),
+                    None,
+                    None,
+                ),
+                (
+                    "notice",
+                    person,
+                    "appt-3",
+                    State::Failed,
+                    Some("2026-11-23T09:00:00Z"),
+                    Some("2026-11-23T09:00:01Z"),
+                    None,
+                ),
+                ("promo", person + 1, "", State::Planned, None, None, None),
+                (
+                    "promo",
+                    person + 2,
+                    "",
+                    State::Accepted,
+                    Some("2026-11-20T10:00:00Z"),
+                    Some("2026-11-20T10:00:01Z"),
+                    Some("wamid.C"),
+                ),
+            ] {
+                conn.execute(
+                    "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq, plan_run,
+                         params, state, attempts, message_id, intent_at, outcome_at, updated_at)
+                     VALUES (?1, ?2, ?3, '+' || ?2, 2, ?2 % 100, 1, '[\"Ana\"]', ?4, 1, ?5, ?6, ?7,
+                             '2026-11-23T09:00:01Z')",
+                    rusqlite::params![campaign, who, occurrence, state, message_id, intent_at, outcome_at],
+                )
+                .unwrap();
+            }
+            journal_rows(&conn)
+        };
+        let db = Db::open(&path).unwrap();
+        let version: u32 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(journal_rows(&db.conn), before, "every row as it was");
+        let integrity: String = db
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+        let indexes: Vec<String> = db
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'journal' ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "journal_accepted_by_person",
+                "journal_accepted_by_time",
+                "journal_by_message_id",
+                "journal_by_state",
+                "journal_due",
+                "journal_in_flight_by_person",
+                "sqlite_autoindex_journal_1",
+            ]
+        );
+
+        let now = crate::clock::parse("2026-11-24T00:00:00Z").unwrap();
+        let until = |o: Option<frequency_cap::Over>| o.map(|o| crate::clock::format(o.until));
+        let all = [Cap::parse("all", "2 per 7d").unwrap()];
+        let check = |caps: &[Cap], category, campaign| {
+            until(frequency_cap::check(&db.conn, caps, category, person, campaign, now).unwrap())
+        };
+        // For promo: notice's message in flight (22nd) and its accepted one (21st).
+        assert_eq!(
+            check(&all, Category::Marketing, "promo").as_deref(),
+            Some("2026-11-28T09:00:01Z")
+        );
+        // For notice, its own message in flight is not counted: the 21st and the 20th.
+        assert_eq!(
+            check(&all, Category::Utility, "notice").as_deref(),
+            Some("2026-11-27T09:00:01Z")
+        );
+        let marketing = [Cap::parse("marketing", "2 per 7d").unwrap()];
+        assert_eq!(
+            check(&marketing, Category::Marketing, "promo"),
+            None,
+            "one marketing message in the window"
+        );
+        assert_eq!(
+            until(
+                frequency_cap::check(
+                    &db.conn,
+                    &all,
+                    Category::Marketing,
+                    person + 2,
+                    "promo",
+                    now
+                )
+                .unwrap()
+            ),
+            None
+        );
+        // The plan's view, accepted messages only: the 21st and the 20th.
+        let index =
+            frequency_cap::CapIndex::load(&db.conn, &all, Category::Marketing, now).unwrap();
+        assert_eq!(
+            index
+                .over(person)
+                .map(|o| crate::clock::format(o.until))
+                .as_deref(),
+            Some("2026-11-27T09:00:01Z")
+        );
+        assert!(index.over(person + 2).is_none());
     }
 
     #[test]

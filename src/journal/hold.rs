@@ -2,9 +2,10 @@
 //! (`crate::hold` judges who is held), and the frequency caps read the messages
 //! the journal has sent.
 //!
-//! The cap reads go through partial indexes of accepted (and in-flight) rows
-//! (migration 0010), which SQLite chooses only when the query spells the states the
-//! index was built for: they are written here, not bound.
+//! The cap reads go through partial indexes of accepted rows (by time, migration
+//! 0010; by person, 0014) and of rows in flight (by person, 0014), which SQLite
+//! chooses only when the query spells the states the index was built for: they are
+//! written here, not bound.
 
 use rusqlite::{Connection, params};
 
@@ -65,6 +66,22 @@ pub fn mark_planned(
     Ok(())
 }
 
+/// [`crate::frequency_cap::Sent::latest_to`]: each part reads its own index, so
+/// the two states are asked for apart rather than with `IN`, which neither partial
+/// index covers. `LIMIT ?4 + 0`: a bare bound LIMIT is planned with its value, and
+/// the statement would be prepared again at every claim.
+const LATEST_TO: &str = "\
+    SELECT j.outcome_at FROM journal j INDEXED BY journal_accepted_by_person
+    JOIN campaigns c ON c.id = j.campaign_id
+    WHERE j.person_id = ?1 AND j.state = 'accepted' AND j.outcome_at > ?2
+      AND (?3 IS NULL OR c.category = ?3)
+    UNION ALL
+    SELECT j.intent_at FROM journal j INDEXED BY journal_in_flight_by_person
+    JOIN campaigns c ON c.id = j.campaign_id
+    WHERE j.person_id = ?1 AND j.state = 'in_flight' AND j.campaign_id <> ?5
+      AND (?3 IS NULL OR c.category = ?3)
+    ORDER BY 1 DESC LIMIT ?4 + 0";
+
 impl crate::frequency_cap::Sent for Connection {
     fn accepted_since(
         &self,
@@ -94,20 +111,154 @@ impl crate::frequency_cap::Sent for Connection {
         limit: u32,
         campaign_id: &str,
     ) -> rusqlite::Result<Vec<String>> {
-        self.prepare_cached(
-            "SELECT CASE j.state WHEN 'in_flight' THEN j.intent_at ELSE j.outcome_at END AS at
-             FROM journal j INDEXED BY journal_sent_by_person
-             JOIN campaigns c ON c.id = j.campaign_id
-             WHERE j.person_id = ?1 AND j.state IN ('accepted', 'in_flight')
-               AND (j.state = 'accepted' AND j.outcome_at > ?2
-                    OR j.state = 'in_flight' AND j.campaign_id <> ?5)
-               AND (?3 IS NULL OR c.category = ?3)
-             ORDER BY at DESC LIMIT ?4 + 0",
-        )?
-        .query_map(
-            params![person, since, category, i64::from(limit), campaign_id],
-            |r| r.get::<_, String>(0),
-        )?
-        .collect()
+        self.prepare_cached(LATEST_TO)?
+            .query_map(
+                params![person, since, category, i64::from(limit), campaign_id],
+                |r| r.get::<_, String>(0),
+            )?
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::frequency_cap::Sent as _;
+
+    const PERSON: i64 = 525_512_345_678;
+
+    /// Two campaigns, `promo` (marketing) and `notice` (utility), and the given rows
+    /// to PERSON: (campaign, occurrence, state, intent_at, outcome_at).
+    fn journal(rows: &[(&str, &str, &str, &str, Option<&str>)]) -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db")).unwrap();
+        db.conn
+            .execute_batch(
+                "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at)
+                 VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-01-01T00:00:00Z'),
+                        ('notice', 'f', 't', 'es_MX', 'utility', 'cloud_api', '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        for (seq, (campaign, occurrence, state, intent_at, outcome_at)) in rows.iter().enumerate() {
+            db.conn
+                .execute(
+                    "INSERT INTO journal (campaign_id, person_id, occurrence, phone, line, seq,
+                         plan_run, params, state, attempts, intent_at, outcome_at, updated_at)
+                     VALUES (?1, ?2, ?3, '+525512345678', 2, ?4, 1, '[]', ?5, 1, ?6, ?7, ?6)",
+                    params![
+                        campaign, PERSON, occurrence, seq as i64, state, intent_at, outcome_at
+                    ],
+                )
+                .unwrap();
+        }
+        (dir, db)
+    }
+
+    #[test]
+    fn the_latest_messages_to_a_person_are_the_accepted_ones_and_others_in_flight() {
+        let (_dir, db) = journal(&[
+            (
+                "promo",
+                "a",
+                "accepted",
+                "2026-11-01T09:00:00Z",
+                Some("2026-11-01T09:00:01Z"),
+            ),
+            (
+                "promo",
+                "b",
+                "accepted",
+                "2026-11-20T09:00:00Z",
+                Some("2026-11-20T09:00:01Z"),
+            ),
+            (
+                "notice",
+                "c",
+                "accepted",
+                "2026-11-21T09:00:00Z",
+                Some("2026-11-21T09:00:01Z"),
+            ),
+            ("notice", "d", "in_flight", "2026-11-22T09:00:00Z", None),
+            ("promo", "e", "in_flight", "2026-11-23T09:00:00Z", None),
+            (
+                "promo",
+                "f",
+                "failed",
+                "2026-11-24T09:00:00Z",
+                Some("2026-11-24T09:00:01Z"),
+            ),
+            ("notice", "g", "in_doubt", "2026-11-24T10:00:00Z", None),
+        ]);
+        let since = "2026-11-10T00:00:00Z";
+        let latest = |category, limit, campaign| {
+            db.conn
+                .latest_to(PERSON, since, category, limit, campaign)
+                .unwrap()
+        };
+        assert_eq!(
+            latest(None, 10, "promo"),
+            [
+                "2026-11-22T09:00:00Z",
+                "2026-11-21T09:00:01Z",
+                "2026-11-20T09:00:01Z"
+            ],
+            "accepted in the window by when they were accepted, in flight elsewhere by \
+             when the intent was written; nothing before the window, failed or in doubt"
+        );
+        assert_eq!(
+            latest(None, 10, "notice"),
+            [
+                "2026-11-23T09:00:00Z",
+                "2026-11-21T09:00:01Z",
+                "2026-11-20T09:00:01Z"
+            ],
+            "the sending campaign's own rows in flight are not counted"
+        );
+        assert_eq!(
+            latest(Some("marketing"), 10, "notice"),
+            ["2026-11-23T09:00:00Z", "2026-11-20T09:00:01Z"],
+            "a category's cap counts that category's messages, in flight or accepted"
+        );
+        assert_eq!(
+            latest(None, 2, "promo"),
+            ["2026-11-22T09:00:00Z", "2026-11-21T09:00:01Z"],
+            "the latest `limit`"
+        );
+        assert!(
+            db.conn
+                .latest_to(PERSON + 1, since, None, 10, "promo")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_cap_check_at_claim_time_searches_both_person_indexes() {
+        let (_dir, db) = journal(&[]);
+        let plan: Vec<String> = db
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {LATEST_TO}"))
+            .unwrap()
+            .query_map(
+                params![PERSON, "2026-11-10T00:00:00Z", "marketing", 4, "promo"],
+                |r| r.get(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for wanted in [
+            "SEARCH j USING INDEX journal_accepted_by_person (person_id=? AND outcome_at>?)",
+            "SEARCH j USING INDEX journal_in_flight_by_person (person_id=?)",
+        ] {
+            assert!(
+                plan.iter().any(|step| step == wanted),
+                "{wanted} not in {plan:#?}"
+            );
+        }
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN j")),
+            "no part reads the journal end to end: {plan:#?}"
+        );
     }
 }

@@ -545,23 +545,38 @@ impl Journal {
         // value, so it re-prepared both statements at every claim (a fifth of the
         // writer's time at 1,000/s).
         let mut candidates = Vec::with_capacity(limit);
+        // Usually no retry is due. Asking first is a fifth of the cost of running the
+        // claiming UPDATE to find nothing: that one builds three temporary b-trees
+        // (its IN list, its rows to update, its RETURNING rows) at every execution.
+        let any_due = limit > 0
+            && tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM journal INDEXED BY journal_due
+                                    WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
+                                      AND retry_at <= ?3)",
+                )?
+                .query_row(params![self.campaign_id, self.plan_run, now], |r| {
+                    r.get::<_, bool>(0)
+                })?;
         if limit > 0 {
-            let mut due = tx.prepare_cached(
-                "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?5,
-                     updated_at = ?5, retry_at = NULL
-                 WHERE id IN (SELECT id FROM journal INDEXED BY journal_due
-                              WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
-                                AND retry_at <= ?3
-                              ORDER BY retry_at LIMIT ?4 + 0)
-                 RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid,
-                     time_zone",
-            )?;
-            let rows = due.query_map(
-                params![self.campaign_id, self.plan_run, now, limit as i64, now],
-                candidate,
-            )?;
-            for row in rows {
-                candidates.push(row?);
+            if any_due {
+                let mut due = tx.prepare_cached(
+                    "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?5,
+                         updated_at = ?5, retry_at = NULL
+                     WHERE id IN (SELECT id FROM journal INDEXED BY journal_due
+                                  WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
+                                    AND retry_at <= ?3
+                                  ORDER BY retry_at LIMIT ?4 + 0)
+                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals,
+                         bsuid, time_zone",
+                )?;
+                let rows = due.query_map(
+                    params![self.campaign_id, self.plan_run, now, limit as i64, now],
+                    candidate,
+                )?;
+                for row in rows {
+                    candidates.push(row?);
+                }
             }
             let room = limit.saturating_sub(candidates.len()).min(new_limit);
             if room > 0 {
