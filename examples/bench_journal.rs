@@ -6,11 +6,11 @@
 //! ```
 //!
 //! At 1,000 messages a second the send pipeline's journal writer commits once per
-//! batch interval (`send::rate::BATCH_INTERVAL`, 50 ms): the claims of the next batch (planned → in flight) together with the
+//! batch interval (`send::rate::BATCH_INTERVAL`, 20 ms): the claims of the next batch (planned → in flight) together with the
 //! outcomes of earlier claims (in flight → accepted). Each commit appends every
 //! page it changed to the WAL, a 4 KiB frame each, and the commit's cost, the
 //! fsync's and the checkpoint's grow with that count. This program drives
-//! [`Journal::claim`] as the pipeline does, a batch of claims (50 at 1,000/s) and the
+//! [`Journal::claim`] as the pipeline does, a batch of claims (20 at 1,000/s) and the
 //! previous batch's outcomes per transaction, one transaction per batch interval,
 //! over a plan of ROWS
 //! contacts (default 20,000) with an opt-in each, and reads the WAL afterwards

@@ -272,8 +272,7 @@ async fn dispatch(
         let claim_started = tokio::time::Instant::now();
         let idle = most_in_flight.saturating_sub(control.in_flight.load(Ordering::Acquire));
         let most = batch.saturating_add(idle.min(batch / 2));
-        let asked = room.min(1usize << ramp.min(20)).min(most);
-        let tickets = match pacer.take(asked, asked.min(batch)) {
+        let tickets = match pacer.take(room.min(1usize << ramp.min(20)).min(most)) {
             Ok(n) => n,
             Err(wait) => {
                 tokio::select! {

@@ -54,13 +54,13 @@ const CALM_BEFORE_RECOVERY: Duration = Duration::from_secs(5);
 pub const MAX_PAUSE: Duration = Duration::from_secs(600);
 /// How often, at most, a batch is claimed: each claim is one durable commit (an
 /// fsync and the pages it writes, a few hundred µs of CPU and 1–2 ms of waiting
-/// here), so at 1,000/s fifty rows share one instead of each paying its own. The
+/// here), so at 1,000/s twenty rows share one instead of each paying its own. The
 /// batch's requests leave together; the one-second rule does not depend on it,
 /// and neither does what a crash leaves in doubt: rows claimed but not yet gone
 /// are sent again by the next run, which the departure log tells apart
-/// (`journal::departures`). 50 ms instead of 20 cut the journal writer's CPU by a
-/// quarter at 1,000/s (BENCHMARKS.md).
-pub const BATCH_INTERVAL: Duration = Duration::from_millis(50);
+/// (`departure_log`). 50 ms cut the journal writer's CPU by a quarter at 1,000/s
+/// but held the rate 2–3% short (BENCHMARKS.md).
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Debug)]
 struct State {
@@ -123,16 +123,16 @@ impl Pacer {
         }
     }
 
-    /// Takes up to `max` tickets that are due now, or says how long until one is;
-    /// or until `at_least` are, when the one-second log has room for fewer.
-    pub fn take(&self, max: usize, at_least: usize) -> Result<usize, Duration> {
+    /// Takes up to `max` tickets that are due now (at least one), or says how long
+    /// until one is.
+    pub fn take(&self, max: usize) -> Result<usize, Duration> {
         let Some(inner) = &self.inner else {
             return Ok(max);
         };
         let Ok(mut inner) = inner.lock() else {
             return Ok(0);
         };
-        inner.take(max, at_least, Instant::now())
+        inner.take(max, Instant::now())
     }
 
     /// Gives back tickets that will not be used (a claim found fewer rows).
@@ -221,7 +221,7 @@ impl<C: Clock + Clone> Inner<C> {
 
     /// `wall` is the monotonic time, for pauses and recovery; tickets follow the
     /// limiter's clock.
-    fn take(&mut self, max: usize, at_least: usize, wall: Instant) -> Result<usize, Duration> {
+    fn take(&mut self, max: usize, wall: Instant) -> Result<usize, Duration> {
         if let Some(until) = self.state.paused_until
             && until > wall
         {
@@ -262,27 +262,6 @@ impl<C: Clock + Clone> Inner<C> {
             return Err((span - self.lead)
                 .saturating_sub(oldest)
                 .max(Duration::from_micros(100)));
-        }
-        // Fewer than a batch's room: wait for the batch rather than claim a part of
-        // it. Claims come once per batch interval, so a part claimed now would
-        // leave the rest of the room unused until the next one; waiting, each batch
-        // leaves as the one a second before it ages out (1–3% of the rate at 50 ms).
-        let need = u32::try_from(at_least.min(max)).unwrap_or(u32::MAX);
-        if room < need {
-            let mut freed = room;
-            for &(at, n) in self
-                .log
-                .iter()
-                .filter(|&&(at, _)| age(at) + self.lead < span)
-            {
-                freed += n;
-                if freed >= need {
-                    return Err((span - self.lead)
-                        .saturating_sub(age(at))
-                        .max(Duration::from_micros(100)));
-                }
-            }
-            // The log alone cannot free that many (tickets are out): take what there is.
         }
         let want = u32::try_from(max).unwrap_or(u32::MAX).min(room);
         let mut taken = 0;
@@ -479,7 +458,7 @@ mod tests {
             // As the dispatcher asks: a batch at a time, and half a batch more to
             // catch up (on connections it has open and idle).
             let batch = batch_size(f64::from(rate));
-            match inner.take(batch + batch / 2, batch, Instant::now()) {
+            match inner.take(batch + batch / 2, Instant::now()) {
                 Ok(n) => {
                     let taken = elapsed();
                     clock.advance(commit.mul_f64(rng.f64()));
@@ -540,10 +519,10 @@ mod tests {
 
     #[test]
     fn batches_are_one_interval_of_tickets() {
-        assert_eq!(batch_size(1000.0), 50);
-        assert_eq!(batch_size(80.0), 4);
+        assert_eq!(batch_size(1000.0), 20);
+        assert_eq!(batch_size(80.0), 2);
         assert_eq!(batch_size(0.5), 1);
-        assert_eq!(batch_size(20.0), 1);
+        assert_eq!(batch_size(40.0), 1);
     }
 
     #[test]
@@ -584,11 +563,11 @@ mod tests {
     fn a_paused_pacer_says_how_long_to_wait() {
         let pacer = Pacer::start(Some(100));
         pacer.throttled(Some(Duration::from_secs(3)));
-        let wait = pacer.take(5, 1).unwrap_err();
+        let wait = pacer.take(5).unwrap_err();
         assert!(
             wait > Duration::from_secs(2) && wait <= Duration::from_secs(3),
             "{wait:?}"
         );
-        assert_eq!(Pacer::start(None).take(7, 7), Ok(7), "unlimited");
+        assert_eq!(Pacer::start(None).take(7), Ok(7), "unlimited");
     }
 }
