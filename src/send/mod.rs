@@ -217,15 +217,15 @@ async fn dispatch(
     let mut tasks = JoinSet::new();
     let stop = control.stop.clone();
     let mut next_claim = tokio::time::Instant::now();
-    // Slow start: the first claims of a run take 1, 2, 4… rows. A run starts with no
-    // open connections, so its first requests wait for their TCP (and TLS)
-    // handshakes after their rows are marked in flight; a kill then would hold a
-    // whole batch in doubt that never left. For the same reason a claim takes more
-    // than its batch, to catch up after a stall, only as many rows as there are
-    // connections the run has opened and is not using, and never more than half a
-    // batch: a claim of 64 rows that each needed a new connection took
-    // milliseconds to write its first request.
-    let mut ramp: u32 = 0;
+    // A claim takes more than its batch, to catch up after a stall, only as many
+    // rows as there are connections the run has opened and is not using, and never
+    // more than half a batch: a claim of 64 rows that each needed a new connection
+    // took milliseconds to write its first request, and bursts that size came back a
+    // second later as the one-second log let them through again. (Runs used to start
+    // slowly too, 1, 2, 4… rows per claim, so that a kill while the first
+    // connections opened held few unsent rows in doubt; the departure log now tells
+    // those apart, and the slow start only cost the first second a tenth of its
+    // messages.)
     let mut most_in_flight: usize = 0;
     // When the run's first rows were claimed: until an answer comes, the time since
     // is a floor on the latency.
@@ -272,7 +272,7 @@ async fn dispatch(
         let claim_started = tokio::time::Instant::now();
         let idle = most_in_flight.saturating_sub(control.in_flight.load(Ordering::Acquire));
         let most = batch.saturating_add(idle.min(batch / 2));
-        let tickets = match pacer.take(room.min(1usize << ramp.min(20)).min(most)) {
+        let tickets = match pacer.take(room.min(most)) {
             Ok(n) => n,
             Err(wait) => {
                 tokio::select! {
@@ -284,7 +284,6 @@ async fn dispatch(
         };
         // From the claim's start: the commit's own time is part of the interval.
         next_claim = claim_started + rate::BATCH_INTERVAL;
-        ramp = ramp.saturating_add(1);
         let (reply, claimed) = oneshot::channel();
         writer
             .send(WriterMsg::Claim {
