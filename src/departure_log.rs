@@ -16,6 +16,9 @@
 //! machine's boot id, and a run trusts its predecessor's log only on the same boot;
 //! otherwise every row left in flight is held in doubt, as without a log.
 //!
+//! A run that ends with every outcome recorded removes its log: only a killed run
+//! leaves one, for the run after it.
+//!
 //! The log is a ring of [`SLOTS`] row ids. A row can be in flight for at most the
 //! provider timeout (at most 300 s, `campaign::provider`), during which at most
 //! 1,000 requests a second depart (the tool's highest rate): 300,000 departures,
@@ -84,6 +87,7 @@ pub fn previous(path: &Path, nonce: i64) -> Option<HashSet<i64>> {
 /// This run's log, written as requests depart.
 pub struct Departures {
     map: memmap2::MmapMut,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Departures {
@@ -108,8 +112,16 @@ impl Departures {
             .mode(0o600)
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
-        file.set_len((HEADER + SLOTS * 8) as u64)
-            .with_context(|| format!("sizing {}", path.display()))?;
+        // Allocated now, not as the ring fills: a store to a page of a sparse file
+        // that the disk has no room for kills the process (SIGBUS); a full disk
+        // must fail here, where the run can go on without a log.
+        let len = (HEADER + SLOTS * 8) as libc::off_t;
+        // SAFETY: posix_fallocate(3) on a file descriptor this function owns.
+        let rc = unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, len) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc))
+                .with_context(|| format!("allocating {}", path.display()));
+        }
         // SAFETY: the file is ours (created above, under the campaign's lock, which
         // every process that writes this log holds), and is never truncated while
         // mapped.
@@ -118,7 +130,10 @@ impl Departures {
         map[..8].copy_from_slice(MAGIC);
         map[8..44].copy_from_slice(&boot);
         map[NONCE_AT..NONCE_AT + 8].copy_from_slice(&nonce.to_le_bytes());
-        Ok(Some(Departures { map }))
+        Ok(Some(Departures {
+            map,
+            path: path.to_owned(),
+        }))
     }
 
     fn next(&self) -> &AtomicU64 {
@@ -137,6 +152,11 @@ impl Departures {
                 .add(HEADER + (n % SLOTS) * 8)
                 .cast::<AtomicI64>()
         }
+    }
+
+    /// Where the log is.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// `row`'s request is about to be written to its socket.

@@ -341,6 +341,12 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         no_consent,
     };
     summary.plan.estimated_seconds = to_send.div_ceil(u64::from(campaign.sending.rate_per_second));
+    if let Some(problem) = journal.departure_log_problem() {
+        ctx.ui.warn(format!(
+            "no departure log for this run ({problem}): if it is killed, every message then \
+             in flight is held in doubt, including those whose requests had not left"
+        ));
+    }
     if recovered.never_left > 0 {
         ctx.ui.info(format!(
             "{} messages were claimed when the last run stopped but their requests had not left \

@@ -184,6 +184,8 @@ pub struct Journal {
     messaging_limit: Option<crate::messaging_limit::Guard>,
     /// Where this run's requests note their departure, when it keeps a log.
     departures: Option<std::sync::Arc<crate::departure_log::Departures>>,
+    /// Why this run keeps no departure log though it was asked to.
+    departure_log_problem: Option<String>,
 }
 
 /// What a run found left in flight by the run before it, which stopped without
@@ -326,12 +328,13 @@ impl Journal {
         // Started once the rows the last log spoke for are settled. A log that cannot
         // be written leaves this run without one: a kill then holds its rows in
         // flight in doubt, as the journal alone would.
-        let this_log = match (log, nonce) {
-            (Some(path), Some(nonce)) => crate::departure_log::Departures::start(path, nonce)
-                .ok()
-                .flatten()
-                .map(std::sync::Arc::new),
-            _ => None,
+        let (this_log, departure_log_problem) = match (log, nonce) {
+            (Some(path), Some(nonce)) => match crate::departure_log::Departures::start(path, nonce)
+            {
+                Ok(log) => (log.map(std::sync::Arc::new), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            },
+            _ => (None, None),
         };
         Ok((
             Journal {
@@ -354,6 +357,7 @@ impl Journal {
                 },
                 messaging_limit: None,
                 departures: this_log,
+                departure_log_problem,
             },
             recovered,
         ))
@@ -362,6 +366,34 @@ impl Journal {
     /// Where this run's requests note their departure, when it keeps a log.
     pub fn departures(&self) -> Option<std::sync::Arc<crate::departure_log::Departures>> {
         self.departures.clone()
+    }
+
+    /// The run ended with every outcome recorded: its departure log has nothing
+    /// left to tell and is removed. A run that ended with rows still in flight (a
+    /// journal it could not write) keeps it for the next run.
+    pub fn end_departures(&mut self) -> rusqlite::Result<()> {
+        let Some(log) = self.departures.take() else {
+            return Ok(());
+        };
+        let in_flight: i64 = self.conn.query_row(
+            "SELECT count(*) FROM journal INDEXED BY journal_by_state
+             WHERE campaign_id = ?1 AND state = 'in_flight'",
+            params![self.campaign_id],
+            |r| r.get(0),
+        )?;
+        if in_flight == 0 {
+            // Best effort: a log left behind is only a file the next run replaces.
+            let _ = std::fs::remove_file(log.path());
+        } else {
+            self.departures = Some(log);
+        }
+        Ok(())
+    }
+
+    /// Why this run keeps no departure log though it was asked to (a full disk, a
+    /// directory it may not write): a kill then holds every row in flight in doubt.
+    pub fn departure_log_problem(&self) -> Option<&str> {
+        self.departure_log_problem.as_deref()
     }
 
     pub fn campaign_id(&self) -> &str {
@@ -763,14 +795,21 @@ fn recover_in_flight(
     for row in in_flight {
         if departed.as_ref().is_some_and(|d| !d.contains(&row)) {
             // A retry goes back to waiting as a retry, due now; a first attempt to
-            // the plan, which this run's plan takes up again.
+            // the plan, which this run's plan takes up again. A test send's row is
+            // the operator's to send again (`send --to`): left planned under the
+            // test run, the next test send to another number would send it too.
             tx.prepare_cached(
-                "UPDATE journal SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'planned' END,
-                     retry_at = CASE WHEN attempts > 1 THEN ?2 END,
+                "UPDATE journal SET
+                     state = CASE WHEN plan_run = ?3 THEN 'failed'
+                                  WHEN attempts > 1 THEN 'deferred' ELSE 'planned' END,
+                     error_detail = CASE WHEN plan_run = ?3
+                         THEN 'the test send stopped before this message left: it was not sent'
+                         ELSE error_detail END,
+                     retry_at = CASE WHEN plan_run <> ?3 AND attempts > 1 THEN ?2 END,
                      attempts = attempts - 1, intent_at = NULL, updated_at = ?2
                  WHERE id = ?1",
             )?
-            .execute(params![row, now])?;
+            .execute(params![row, now, TEST_PLAN_RUN])?;
             recovered.never_left += 1;
         } else {
             tx.prepare_cached(
@@ -1086,6 +1125,7 @@ mod tests {
             holds: None,
             messaging_limit: None,
             departures: None,
+            departure_log_problem: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.expired, 1);
@@ -1124,6 +1164,7 @@ mod tests {
             holds: None,
             messaging_limit: None,
             departures: None,
+            departure_log_problem: None,
         };
         assert_eq!(journal.expire_past_send_by().unwrap(), 2);
         let other = Db::open(&path).unwrap();

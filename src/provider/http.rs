@@ -199,7 +199,12 @@ async fn exchange(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-    match response.bytes().await {
+    let body = response.bytes().await;
+    // An answer came: a body the pacer still held must not go after it.
+    if let Some(leaving) = leaving {
+        leaving.give_up();
+    }
+    match body {
         Ok(body) => Ok(Answer {
             status,
             retry_after,

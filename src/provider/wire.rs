@@ -125,10 +125,19 @@ impl Wire {
             None
         };
         let mut map = http::HeaderMap::new();
-        let authority = uri.authority().context("provider.base_url has no host")?;
+        // Host and port as the URL gives them, never its userinfo (`user:pass@`).
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let host_header = match uri.port_u16() {
+            Some(port) => format!("{bracketed}:{port}"),
+            None => bracketed,
+        };
         map.insert(
             header::HOST,
-            HeaderValue::from_str(authority.as_str()).context("provider.base_url's host")?,
+            HeaderValue::from_str(&host_header).context("provider.base_url's host")?,
         );
         map.insert(
             header::USER_AGENT,
@@ -164,7 +173,7 @@ impl Wire {
 
     /// Posts one message's `body`, telling `departure` when it goes to the socket,
     /// and reads the answer. `Err` holds what the pipeline records instead, as
-    /// [`super::http::send_message`] does.
+    /// [`super::http::Messages::send`] does through reqwest.
     pub async fn send(
         &self,
         body: Bytes,
@@ -172,16 +181,28 @@ impl Wire {
         secret: &Secret,
     ) -> Result<Answer, Response> {
         let leaving = Leaving::default();
+        // The answer's status, once its head came: a timeout while its body is read
+        // after a 2xx is still an acceptance.
+        let head = std::sync::atomic::AtomicU16::new(0);
         let result = tokio::time::timeout(
             self.timeout,
-            self.exchange(departure.into_body(body, leaving.clone())),
+            self.exchange(departure.into_body(body, leaving.clone()), &head),
         )
         .await;
-        // Giving up settles it: a body that had not left by now never will.
-        let may_have_left = || !leaving.give_up();
+        // Giving up settles it: a body that had not left by now never will. Also
+        // when an answer came: a server may answer (a 429, a 401) before the pacer
+        // let the body go, and the body must not go after that.
+        let may_have_left = !leaving.give_up();
+        let result = match result {
+            Ok(result) => result,
+            Err(_) => Err((
+                Failure::Timeout { connect: false },
+                Some(head.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0),
+            )),
+        };
         let failure = match result {
-            Ok(Ok(answer)) => return Ok(answer),
-            Ok(Err((failure, Some(status)))) if (200..300).contains(&status) => {
+            Ok(answer) => return Ok(answer),
+            Err((failure, Some(status))) if (200..300).contains(&status) => {
                 return Err(Response::Accepted {
                     message_id: None,
                     wa_id: None,
@@ -191,11 +212,10 @@ impl Wire {
                     )),
                 });
             }
-            Ok(Err((failure, _))) => failure,
-            Err(_) => Failure::Timeout { connect: false },
+            Err((failure, _)) => failure,
         };
         let detail = secret.redact(&failure.describe(self.connect_timeout, self.timeout));
-        if !may_have_left() || failure.before_connection() {
+        if !may_have_left || failure.before_connection() {
             Err(Response::NotSent { detail })
         } else {
             Err(Response::InDoubt { detail })
@@ -204,12 +224,18 @@ impl Wire {
 
     /// The request on a connection: `Err` with the failure, and the status when the
     /// answer's head had come.
-    async fn exchange(&self, body: DepartingBody) -> Result<Answer, (Failure, Option<u16>)> {
+    async fn exchange(
+        &self,
+        body: DepartingBody,
+        head: &std::sync::atomic::AtomicU16,
+    ) -> Result<Answer, (Failure, Option<u16>)> {
         let mut request = http::Request::new(body);
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.path.clone();
         *request.headers_mut() = self.headers.clone();
+        let mut tries = 0;
         let (sender, response) = loop {
+            tries += 1;
             let mut sender = match self.checkout() {
                 Some(sender) => sender,
                 None => self.connect().await.map_err(|f| (f, None))?,
@@ -217,14 +243,16 @@ impl Wire {
             match sender.try_send_request(request).await {
                 Ok(response) => break (sender, response),
                 // The connection closed before the request was written (a keep-alive
-                // the server had just ended): the same request on another one.
+                // the server had just ended): the same request on another one, once;
+                // a server that closes every connection it accepts is a failure.
                 Err(mut e) => match e.take_message() {
-                    Some(back) => request = back,
-                    None => return Err((Failure::Transport(e.into_error()), None)),
+                    Some(back) if tries < 2 => request = back,
+                    _ => return Err((Failure::Transport(e.into_error()), None)),
                 },
             }
         };
         let status = response.status().as_u16();
+        head.store(status, std::sync::atomic::Ordering::Relaxed);
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
@@ -520,6 +548,60 @@ mod tests {
         assert_eq!(first.body.len(), MAX_BODY);
         send(&wire).await.unwrap_or_else(|r| panic!("{r:?}"));
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_2xx_whose_body_never_ends_is_still_an_acceptance() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let _ = socket.read(&mut buf).await;
+            // The head, a promise of 100 bytes, then silence.
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"messages\"")
+                .await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        });
+        let wire = Wire::new(
+            &format!("http://{addr}/v23.0/1/messages"),
+            &[],
+            Duration::from_secs(5),
+            Duration::from_millis(300),
+            1,
+        )
+        .unwrap();
+        match send(&wire).await {
+            Err(Response::Accepted { status, .. }) => assert_eq!(
+                status.as_deref(),
+                Some("accepted; body unreadable: read timeout: no answer within 0.3 s")
+            ),
+            Err(other) => panic!("{other:?}"),
+            Ok(answer) => panic!("a whole answer: HTTP {}", answer.status),
+        }
+    }
+
+    #[test]
+    fn the_host_header_never_carries_the_urls_credentials() {
+        let wire = Wire::new(
+            "https://user:secret@graph.example:8443/v23.0/1/messages",
+            &[],
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            1,
+        )
+        .unwrap();
+        assert_eq!(wire.headers[header::HOST], "graph.example:8443");
+        let v6 = Wire::new(
+            "http://[::1]:8080/v23.0/1/messages",
+            &[],
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            1,
+        )
+        .unwrap();
+        assert_eq!(v6.headers[header::HOST], "[::1]:8080");
     }
 
     #[test]

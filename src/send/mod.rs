@@ -192,6 +192,9 @@ pub async fn run(
     let mut journal = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the journal writer panicked"))??;
+    journal
+        .end_departures()
+        .context("removing the run's departure log")?;
     progress.finish();
     dispatched?;
     let end = match halted {

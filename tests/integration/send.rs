@@ -469,6 +469,10 @@ fn killed_before_any_request_left(keep_log: bool) {
         assert_eq!(counts["accepted"].as_u64(), Some(20), "{counts}");
         assert_eq!(counts["in_doubt"].as_u64(), Some(0), "{counts}");
         assert_eq!(accepted_once(&log), all(&setup.phones));
+        assert!(
+            !log_file.exists(),
+            "a run that ended with every outcome recorded leaves no log"
+        );
     } else {
         run.code(1);
         assert_eq!(counts["in_doubt"].as_u64(), Some(claimed), "{counts}");
