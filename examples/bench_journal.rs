@@ -31,6 +31,9 @@
 //!   more messages then share one second of `outcome_at`, which changes how the
 //!   indexes ordered by time fill.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::Path;
@@ -43,27 +46,6 @@ use wacampaign::db::Db;
 use wacampaign::gate::Gate;
 use wacampaign::journal::{Disposition, Journal, Outcome};
 use wacampaign::plan::{PlanItem, Planner};
-
-const CAMPAIGN: &str = r#"[campaign]
-id = "bench-journal"
-category = "utility"
-contacts = "contacts.csv"
-phone_column = "phone"
-default_region = "MX"
-
-[template]
-name = "appointment_reminder"
-language = "es_MX"
-body = "Hola {{1}}, tu cita es el {{2}}."
-
-[template.variables]
-"1" = { column = "name" }
-"2" = { column = "date" }
-
-[provider]
-kind = "cloud_api"
-phone_number_id = "106540352242922"
-"#;
 
 /// Rows claimed per commit at 1,000 messages a second, and outcomes recorded with
 /// them: the pipeline's own batch.
@@ -108,7 +90,13 @@ fn main() -> anyhow::Result<()> {
     let dir = temp.path();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     write_contacts(dir, rows, sequential, &mut rng)?;
-    std::fs::write(dir.join("campaign.toml"), CAMPAIGN)?;
+    std::fs::write(
+        dir.join("campaign.toml"),
+        format!(
+            "{}\n[provider]\nkind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+            support::campaign("bench-journal")
+        ),
+    )?;
     let campaign = Campaign::load(&dir.join("campaign.toml"))?;
     let path = dir.join("bench.db");
     let db = Db::open(&path)?;

@@ -312,22 +312,7 @@ fn write_campaign(dir: &Path, contacts: u64, server: &Server) -> anyhow::Result<
     std::fs::write(
         &campaign,
         format!(
-            r#"[campaign]
-id = "{CAMPAIGN_ID}"
-category = "utility"
-contacts = "contacts.csv"
-phone_column = "phone"
-default_region = "MX"
-
-[template]
-name = "appointment_reminder"
-language = "es_MX"
-body = "Hola {{{{1}}}}, tu cita es el {{{{2}}}}."
-
-[template.variables]
-"1" = {{ column = "name" }}
-"2" = {{ column = "date" }}
-
+            r#"{}
 [provider]
 kind = "cloud_api"
 phone_number_id = "106540352242922"
@@ -339,6 +324,7 @@ rate_per_second = {RATE}
 # The benchmark's number is not a real one: no 24-hour limit to read or keep to.
 messaging_limit = "unlimited"
 "#,
+            support::campaign(CAMPAIGN_ID),
             server.base_url()
         ),
     )?;

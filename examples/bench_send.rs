@@ -62,23 +62,6 @@ use wacampaign::plan::{PlanItem, Planner};
 use wacampaign::send::progress::{Display, Progress};
 use wacampaign::send::{self, Options, RunEnd};
 
-const CAMPAIGN: &str = r#"[campaign]
-id = "bench-send"
-category = "utility"
-contacts = "contacts.csv"
-phone_column = "phone"
-default_region = "MX"
-
-[template]
-name = "appointment_reminder"
-language = "es_MX"
-body = "Hola {{1}}, tu cita es el {{2}}."
-
-[template.variables]
-"1" = { column = "name" }
-"2" = { column = "date" }
-"#;
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number = |i: usize, default: u64| -> anyhow::Result<u64> {
@@ -564,7 +547,10 @@ fn prepare(dir: &Path, recipients: u64, provider_and_sending: &str) -> anyhow::R
     csv.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::write(
         dir.join("campaign.toml"),
-        format!("{CAMPAIGN}\n{provider_and_sending}"),
+        format!(
+            "{}\n{provider_and_sending}",
+            support::campaign("bench-send")
+        ),
     )?;
     let token = dir.join("token");
     std::fs::write(&token, "EAAGbenchmarktoken")?;

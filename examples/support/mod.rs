@@ -1,5 +1,5 @@
-//! What the benchmark programs share: finding the release binary, measuring a
-//! child process, and the loopback Cloud API server (`server`). Each example
+//! What the benchmark programs share: their campaign, finding the release binary,
+//! measuring a child process, and the loopback Cloud API server (`server`). Each example
 //! includes it with `#[path]`; cargo does not build it on its own.
 
 #![allow(dead_code)]
@@ -8,6 +8,29 @@ pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The benchmarks' campaign `id` up to its provider: a utility reminder with two
+/// values from `contacts.csv` (columns name, phone, date; Mexican numbers).
+pub fn campaign(id: &str) -> String {
+    format!(
+        r#"[campaign]
+id = "{id}"
+category = "utility"
+contacts = "contacts.csv"
+phone_column = "phone"
+default_region = "MX"
+
+[template]
+name = "appointment_reminder"
+language = "es_MX"
+body = "Hola {{{{1}}}}, tu cita es el {{{{2}}}}."
+
+[template.variables]
+"1" = {{ column = "name" }}
+"2" = {{ column = "date" }}
+"#
+    )
+}
 
 /// `target/release/wacampaign`, beside `target/release/examples/<this example>`.
 pub fn release_binary() -> std::io::Result<PathBuf> {
