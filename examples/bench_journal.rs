@@ -30,6 +30,13 @@
 //! - `--unpaced`: commits back to back instead of once per batch interval. Quicker, but many
 //!   more messages then share one second of `outcome_at`, which changes how the
 //!   indexes ordered by time fill.
+//! - `--caps-index`: builds the caps' person index first, as a database where a
+//!   campaign with a frequency cap has sent keeps it (`journal::hold::ensure_person_index`).
+//! - `--cpu`: the writer's CPU time per message instead of the pages. Automatic
+//!   checkpoints stay on, as in `wacampaign send`, so their cost is in the figure
+//!   (and the WAL's frames can no longer be counted). One thread does all the
+//!   work, so the figure is that thread's, read from `getrusage`; it moves with
+//!   the machine's load, so compare builds or options run by turns.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -71,10 +78,14 @@ fn main() -> anyhow::Result<()> {
     let mut rows: u64 = 20_000;
     let mut sequential = false;
     let mut paced = true;
+    let mut caps_index = false;
+    let mut cpu = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--sequential" => sequential = true,
             "--unpaced" => paced = false,
+            "--caps-index" => caps_index = true,
+            "--cpu" => cpu = true,
             n => {
                 rows = n
                     .replace(['_', ','], "")
@@ -101,8 +112,13 @@ fn main() -> anyhow::Result<()> {
     let path = dir.join("bench.db");
     let db = Db::open(&path)?;
     opt_in_everyone(&db, &campaign)?;
-    // Every frame of the run stays in the WAL, to be counted.
-    db.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    if !cpu {
+        // Every frame of the run stays in the WAL, to be counted.
+        db.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
+    if caps_index {
+        wacampaign::journal::hold::ensure_person_index(&db.conn)?;
+    }
     let gate = Gate::load(Some(&db.conn), &campaign)?;
     let mut planner = Planner::new(&campaign, &gate)?;
     let (mut journal, _) = Journal::begin(db.conn, &campaign, gate.clone(), false, None)?;
@@ -132,6 +148,7 @@ fn main() -> anyhow::Result<()> {
         }
     );
     let started = Instant::now();
+    let cpu_before = thread_cpu();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut messages = 0u64;
     let mut ids = 0u64;
@@ -174,7 +191,30 @@ fn main() -> anyhow::Result<()> {
     if messages != seq {
         bail!("{messages} of {seq} messages were recorded");
     }
+    if cpu {
+        let spent = thread_cpu() - cpu_before;
+        println!(
+            "{messages} messages in {:.1} s: the writer's CPU {:.1} µs per message",
+            started.elapsed().as_secs_f64(),
+            spent.as_secs_f64() * 1e6 / messages as f64
+        );
+        return Ok(());
+    }
     report(&path, messages)
+}
+
+/// CPU time (user and system) of the calling thread so far.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// ROWS distinct Mexican mobile numbers: in no particular order, or in send order.

@@ -3,13 +3,29 @@
 //! the journal has sent.
 //!
 //! The cap reads go through partial indexes of accepted rows (by time, migration
-//! 0010; by person, 0014) and of rows in flight (by person, 0014), which SQLite
-//! chooses only when the query spells the states the index was built for: they are
-//! written here, not bound.
+//! 0010; by person, built on demand) and of rows in flight (by person, 0014), which
+//! SQLite chooses only when the query spells the states the index was built for:
+//! they are written here, not bound.
 
 use rusqlite::{Connection, params};
 
 use crate::hold::Hold;
+
+/// Builds the index of accepted rows by person that the cap check at the moment of
+/// sending reads, unless it exists. A campaign with a frequency cap calls this
+/// before its first claim (`Journal::begin`).
+///
+/// It is not part of the schema (migration 0016 dropped it): a batch's accepted
+/// rows land on as many of its pages as the batch has messages, a fifth to a third
+/// of the pages every send writes, and only a cap reads it. Once built it stays,
+/// and every campaign's sends keep it, since a cap counts them all. Building it
+/// sorts the journal's accepted rows once, while other writers wait.
+pub fn ensure_person_index(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS journal_accepted_by_person ON journal (person_id, outcome_at)
+             WHERE state = 'accepted'",
+    )
+}
 
 /// Writes a hold on a journal row: deferred until it lifts, unless the row was
 /// already sent or waits longer for another reason.
@@ -133,6 +149,7 @@ mod tests {
     fn journal(rows: &[(&str, &str, &str, &str, Option<&str>)]) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("w.db")).unwrap();
+        ensure_person_index(&db.conn).unwrap();
         db.conn
             .execute_batch(
                 "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at)

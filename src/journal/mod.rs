@@ -336,6 +336,16 @@ impl Journal {
             },
             _ => (None, None),
         };
+        // A test send goes now to the operator's own numbers: the contacts'
+        // quiet hours and caps are not theirs to keep.
+        let holds = if test {
+            None
+        } else {
+            crate::hold::Rules::of(campaign)
+        };
+        if holds.as_ref().is_some_and(crate::hold::Rules::has_caps) {
+            hold::ensure_person_index(&conn)?;
+        }
         Ok((
             Journal {
                 conn,
@@ -348,13 +358,7 @@ impl Journal {
                 ),
                 consent: gate.consent,
                 consent_seen,
-                // A test send goes now to the operator's own numbers: the contacts'
-                // quiet hours and caps are not theirs to keep.
-                holds: if test {
-                    None
-                } else {
-                    crate::hold::Rules::of(campaign)
-                },
+                holds,
                 messaging_limit: None,
                 departures: this_log,
                 departure_log_problem,
