@@ -32,6 +32,8 @@
 //!   indexes ordered by time fill.
 //! - `--caps-index`: builds the caps' person index first, as a database where a
 //!   campaign with a frequency cap has sent keeps it (`journal::hold::ensure_person_index`).
+//! - `--pragma=NAME=VALUE` (repeatable): sets a pragma on the writer's connection
+//!   before the plan is written, to try a setting (`cache_size`, `mmap_size`).
 //! - `--cpu`: the writer's CPU time per message instead of the pages. Automatic
 //!   checkpoints stay on, as in `wacampaign send`, so their cost is in the figure
 //!   (and the WAL's frames can no longer be counted). One thread does all the
@@ -80,12 +82,16 @@ fn main() -> anyhow::Result<()> {
     let mut paced = true;
     let mut caps_index = false;
     let mut cpu = false;
+    let mut pragmas = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--sequential" => sequential = true,
             "--unpaced" => paced = false,
             "--caps-index" => caps_index = true,
             "--cpu" => cpu = true,
+            pragma if pragma.starts_with("--pragma=") => {
+                pragmas.push(pragma["--pragma=".len()..].to_owned())
+            }
             n => {
                 rows = n
                     .replace(['_', ','], "")
@@ -115,6 +121,15 @@ fn main() -> anyhow::Result<()> {
     if !cpu {
         // Every frame of the run stays in the WAL, to be counted.
         db.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
+    for pragma in &pragmas {
+        let (name, value) = pragma
+            .split_once('=')
+            .with_context(|| format!("--pragma={pragma}: write NAME=VALUE"))?;
+        match value.parse::<i64>() {
+            Ok(number) => db.conn.pragma_update(None, name, number)?,
+            Err(_) => db.conn.pragma_update(None, name, value)?,
+        }
     }
     if caps_index {
         wacampaign::journal::hold::ensure_person_index(&db.conn)?;

@@ -193,15 +193,20 @@ pub fn serve(latency: Duration, log: Option<PathBuf>) -> anyhow::Result<()> {
         }
         busiest = busiest.max(end + 1 - start);
     }
-    let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let first = times.first().copied().unwrap_or(0);
+    // Each gap with where it began, in ms from the first request: a stall at the
+    // start, the end or a steady beat each point somewhere else.
+    let mut gaps: Vec<(u64, u64)> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0], (w[0] - first) / 1000))
+        .collect();
     gaps.sort_unstable();
     eprintln!(
-        "  server: longest gaps between requests (us): {:?}",
+        "  server: longest gaps between requests (us, at ms): {:?}",
         gaps.iter().rev().take(8).collect::<Vec<_>>()
     );
     if std::env::var_os("BENCH_SERVER_SECONDS").is_some() {
         // Requests per second of the run, from the first: where a rate is lost.
-        let first = times.first().copied().unwrap_or(0);
         let mut per_second = Vec::new();
         for t in &times {
             let i = usize::try_from((t - first) / 1_000_000).unwrap_or(0);

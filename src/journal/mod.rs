@@ -1181,6 +1181,85 @@ mod tests {
     }
 
     #[test]
+    fn recovery_returns_only_the_rows_whose_requests_never_left() {
+        let (dir, db) = journal_with(&[
+            ("525512345670", "in_flight", None),
+            ("525512345671", "in_flight", None),
+            ("525512345672", "in_flight", None),
+            ("525512345673", "in_flight", None),
+        ]);
+        let person = |phone| crate::row_key::person_of(E164::from_digits(phone).unwrap());
+        let set = |phone, sql: &str| {
+            db.conn
+                .execute(
+                    &format!("UPDATE journal SET {sql} WHERE person_id = ?1"),
+                    params![person(phone)],
+                )
+                .unwrap()
+        };
+        set("525512345670", "attempts = 1");
+        // A retry (its second attempt) and a test send's row.
+        set("525512345671", "attempts = 2");
+        set(
+            "525512345672",
+            "attempts = 1, plan_run = 0, occurrence = 'test:1'",
+        );
+        set("525512345673", "attempts = 1");
+        db.conn
+            .execute("UPDATE campaigns SET departure_log = 41", [])
+            .unwrap();
+        let row = |phone| -> i64 {
+            db.conn
+                .query_row(
+                    "SELECT id FROM journal WHERE person_id = ?1",
+                    params![person(phone)],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let log_path = dir.path().join("w.db.c.departures");
+        let Some(log) = crate::departure_log::Departures::start(&log_path, 41).unwrap() else {
+            // No boot id on this machine: no log is trusted, every row is in doubt.
+            return;
+        };
+        // Only the last one's request was written before the process died.
+        log.departed(row("525512345673"));
+        let now = "2026-11-28T12:00:00Z";
+        let recovered = recover_in_flight(&db.conn, "c", Some(&log_path), now).unwrap();
+        assert_eq!((recovered.never_left, recovered.in_doubt), (3, 1));
+        let detail_of = |phone| -> (State, Option<String>, i64) {
+            db.conn
+                .query_row(
+                    "SELECT state, error_detail, attempts FROM journal WHERE person_id = ?1",
+                    params![person(phone)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap()
+        };
+        assert_eq!(detail_of("525512345670"), (State::Planned, None, 0));
+        let (state, _, attempts) = detail_of("525512345671");
+        assert_eq!(
+            (state, attempts),
+            (State::Deferred, 1),
+            "a retry waits as one"
+        );
+        let (state, detail, _) = detail_of("525512345672");
+        assert_eq!(state, State::Failed, "a test send's row is not sent again");
+        assert!(
+            detail.is_some_and(|d| d.contains("test send stopped before this message left")),
+            "and says why"
+        );
+        assert_eq!(detail_of("525512345673").0, State::InDoubt);
+
+        // Without the log (another boot, a deleted file), every row in flight is in doubt.
+        set("525512345670", "state = 'in_flight', attempts = 1");
+        let recovered =
+            recover_in_flight(&db.conn, "c", Some(&dir.path().join("none")), now).unwrap();
+        assert_eq!((recovered.never_left, recovered.in_doubt), (0, 1));
+        assert_eq!(detail_of("525512345670").0, State::InDoubt);
+    }
+
+    #[test]
     fn a_retry_is_never_due_before_its_wait_is_over() {
         let at = |t: &str, ms: u64| {
             retry_at(

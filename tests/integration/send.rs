@@ -495,6 +495,54 @@ fn without_its_departure_log_a_killed_runs_claimed_rows_are_held_in_doubt() {
     killed_before_any_request_left(false);
 }
 
+/// A disk with no room for the departure log (here a file size limit below the
+/// log's 8 MiB, which its allocation meets as a full disk would): the run goes on
+/// without it, sends every message once, and says what a kill would now cost.
+#[test]
+fn a_run_whose_departure_log_finds_no_room_sends_everything_and_warns() {
+    use std::os::unix::process::CommandExt as _;
+    let server = MockServer::start();
+    let setup = Setup::new(20, &server.base_url(), Sending::default());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"));
+    cmd.current_dir(&setup.dir)
+        .env("NO_COLOR", "1")
+        .env("WHATSAPP_TOKEN", &setup.token)
+        .env(NO_MESSAGING_LIMIT.0, NO_MESSAGING_LIMIT.1)
+        .env_remove("WACAMPAIGN_DB")
+        .env_remove("WACAMPAIGN_RATE")
+        .env_remove("WACAMPAIGN_CONCURRENCY")
+        .args(["--color", "never", "--db"])
+        .arg(setup.db())
+        .args(["send", "campaign.toml", "--yes"])
+        .stdin(Stdio::null());
+    // SAFETY: between fork and exec, only async-signal-safe calls (setrlimit,
+    // signal) that touch nothing of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 4 << 20,
+                rlim_max: 4 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Past the limit a write fails with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let output = cmd.output().expect("running wacampaign send");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no departure log for this run (allocating")
+            && stderr.contains("every message then in flight is held in doubt"),
+        "{stderr}"
+    );
+    assert_eq!(setup.count("accepted"), 20);
+    assert_eq!(accepted_once(&server.log()), all(&setup.phones));
+}
+
 // ---- consent ----
 
 #[test]
