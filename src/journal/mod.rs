@@ -426,8 +426,11 @@ impl Journal {
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9, ?10, ?12, ?13
                  -- Someone erased after the plan's consent was loaded has no event under
                  -- their keys any more: they are not planned (the erasure and this
-                 -- insert each hold the write lock, so one sees the other).
-                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key IN (?2, ?11))
+                 -- insert each hold the write lock, so one sees the other). Two
+                 -- lookups, not `subject_key IN (?2, ?11)`: SQLite builds a temporary
+                 -- b-tree of a bound IN list at every execution, once per planned row.
+                 WHERE EXISTS (SELECT 1 FROM consent_events WHERE subject_key = ?2)
+                    OR EXISTS (SELECT 1 FROM consent_events WHERE subject_key = ?11)
                  ON CONFLICT (campaign_id, person_id, occurrence) DO UPDATE SET
                      plan_run = excluded.plan_run,
                      line = excluded.line,
