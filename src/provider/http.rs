@@ -414,7 +414,7 @@ fn seconds(duration: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::provider) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
@@ -461,8 +461,9 @@ mod tests {
         }
     }
 
-    /// A loopback server that reads one request and then does `then` with the socket.
-    async fn serve_once<F, Fut>(then: F) -> String
+    /// A loopback server that reads one request and then does `then` with the socket;
+    /// returns its messages URL. The wire's tests use it too.
+    pub(in crate::provider) async fn serve_once<F, Fut>(then: F) -> String
     where
         F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,

@@ -552,20 +552,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_2xx_whose_body_never_ends_is_still_an_acceptance() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 8192];
-            let _ = socket.read(&mut buf).await;
+        let url = crate::provider::http::tests::serve_once(|mut socket| async move {
             // The head, a promise of 100 bytes, then silence.
             let _ = socket
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"messages\"")
                 .await;
             tokio::time::sleep(Duration::from_secs(3)).await;
-        });
+        })
+        .await;
         let wire = Wire::new(
-            &format!("http://{addr}/v23.0/1/messages"),
+            &url,
             &[],
             Duration::from_secs(5),
             Duration::from_millis(300),
