@@ -50,11 +50,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use wacampaign::campaign::Campaign;
-use wacampaign::consent;
 use wacampaign::db::Db;
 use wacampaign::gate::Gate;
 use wacampaign::journal::{Disposition, Journal, Outcome};
-use wacampaign::plan::{PlanItem, Planner};
+use wacampaign::plan::Planner;
 
 /// Rows claimed per commit at 1,000 messages a second, and outcomes recorded with
 /// them: the pipeline's own batch.
@@ -117,7 +116,7 @@ fn main() -> anyhow::Result<()> {
     let campaign = Campaign::load(&dir.join("campaign.toml"))?;
     let path = dir.join("bench.db");
     let db = Db::open(&path)?;
-    opt_in_everyone(&db, &campaign)?;
+    support::opt_in_everyone(&db, &campaign, "bench_journal")?;
     if !cpu {
         // Every frame of the run stays in the WAL, to be counted.
         db.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -137,19 +136,7 @@ fn main() -> anyhow::Result<()> {
     let gate = Gate::load(Some(&db.conn), &campaign)?;
     let mut planner = Planner::new(&campaign, &gate)?;
     let (mut journal, _) = Journal::begin(db.conn, &campaign, gate.clone(), false, None)?;
-    let mut batch = Vec::with_capacity(10_000);
-    let mut seq = 0;
-    while let Some(item) = planner.next_item()? {
-        if let PlanItem::Eligible(recipient) = item {
-            seq += 1;
-            batch.push((seq, recipient));
-            if batch.len() == 10_000 {
-                journal.plan(&batch)?;
-                batch.clear();
-            }
-        }
-    }
-    journal.plan(&batch)?;
+    let seq = support::write_plan(&mut planner, &mut journal)?;
     journal
         .conn()
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -163,7 +150,7 @@ fn main() -> anyhow::Result<()> {
         }
     );
     let started = Instant::now();
-    let cpu_before = thread_cpu();
+    let cpu_before = support::thread_cpu();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut messages = 0u64;
     let mut ids = 0u64;
@@ -207,7 +194,7 @@ fn main() -> anyhow::Result<()> {
         bail!("{messages} of {seq} messages were recorded");
     }
     if cpu {
-        let spent = thread_cpu() - cpu_before;
+        let spent = support::thread_cpu() - cpu_before;
         println!(
             "{messages} messages in {:.1} s: the writer's CPU {:.1} µs per message",
             started.elapsed().as_secs_f64(),
@@ -216,20 +203,6 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     report(&path, messages)
-}
-
-/// CPU time (user and system) of the calling thread so far.
-fn thread_cpu() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
-        usage
-    };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// ROWS distinct Mexican mobile numbers: in no particular order, or in send order.
@@ -252,28 +225,6 @@ fn write_contacts(dir: &Path, rows: u64, sequential: bool, rng: &mut Rng) -> any
         }
     }
     csv.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(())
-}
-
-fn opt_in_everyone(db: &Db, campaign: &Campaign) -> anyhow::Result<()> {
-    consent::import_file(
-        &db.conn,
-        &consent::ImportOptions {
-            file: campaign.contacts.path.clone(),
-            purpose: campaign.purpose(),
-            action: consent::Action::OptIn,
-            method: "web_form".into(),
-            phone_column: campaign.contacts.phone_column.clone(),
-            default_region: campaign.contacts.default_region,
-            occurred_column: None,
-            evidence_column: None,
-            notice: None,
-            actor: "bench_journal".into(),
-            delimiter: campaign.contacts.delimiter,
-            encoding: campaign.contacts.encoding,
-            suppressions: None,
-        },
-    )?;
     Ok(())
 }
 

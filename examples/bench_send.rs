@@ -54,11 +54,10 @@ use support::server::{Served, Server};
 use support::{rusage_self, timeval};
 use tokio_util::sync::CancellationToken;
 use wacampaign::campaign::Campaign;
-use wacampaign::consent;
 use wacampaign::db::Db;
 use wacampaign::gate::Gate;
 use wacampaign::journal::{Counts, Journal};
-use wacampaign::plan::{PlanItem, Planner};
+use wacampaign::plan::Planner;
 use wacampaign::send::progress::{Display, Progress};
 use wacampaign::send::{self, Options, RunEnd};
 
@@ -557,24 +556,7 @@ fn prepare(dir: &Path, recipients: u64, provider_and_sending: &str) -> anyhow::R
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let campaign = Campaign::load(&dir.join("campaign.toml"))?;
     let db = Db::open(&dir.join("bench.db"))?;
-    consent::import_file(
-        &db.conn,
-        &consent::ImportOptions {
-            file: campaign.contacts.path.clone(),
-            purpose: campaign.purpose(),
-            action: consent::Action::OptIn,
-            method: "web_form".into(),
-            phone_column: campaign.contacts.phone_column.clone(),
-            default_region: campaign.contacts.default_region,
-            occurred_column: None,
-            evidence_column: None,
-            notice: None,
-            actor: "bench_send".into(),
-            delimiter: campaign.contacts.delimiter,
-            encoding: campaign.contacts.encoding,
-            suppressions: None,
-        },
-    )?;
+    support::opt_in_everyone(&db, &campaign, "bench_send")?;
     Ok(())
 }
 
@@ -622,19 +604,7 @@ fn plan_and_send(
     // The departure log `wacampaign send` keeps, so its cost is in the figures.
     let log = wacampaign::departure_log::path(&dir.join("bench.db"), &campaign.id);
     let (mut journal, _) = Journal::begin(db.conn, &campaign, gate.clone(), false, Some(&log))?;
-    let mut batch = Vec::with_capacity(10_000);
-    let mut seq = 0;
-    while let Some(item) = planner.next_item()? {
-        if let PlanItem::Eligible(recipient) = item {
-            seq += 1;
-            batch.push((seq, recipient));
-            if batch.len() == 10_000 {
-                journal.plan(&batch)?;
-                batch.clear();
-            }
-        }
-    }
-    journal.plan(&batch)?;
+    let seq = support::write_plan(&mut planner, &mut journal)?;
     // As in `wacampaign send`, the planner's consent index lives on through the run.
     let plan_wall = started.elapsed();
     let peak_after_plan = vm_hwm();

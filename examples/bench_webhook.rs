@@ -287,24 +287,7 @@ concurrency = 32
     std::fs::write(dir.join("send-contacts.csv"), csv)?;
     let campaign = wacampaign::campaign::Campaign::load(&dir.join("send.toml"))?;
     let db = wacampaign::db::Db::open(db)?;
-    wacampaign::consent::import_file(
-        &db.conn,
-        &wacampaign::consent::ImportOptions {
-            file: campaign.contacts.path.clone(),
-            purpose: campaign.purpose(),
-            action: wacampaign::consent::Action::OptIn,
-            method: "web_form".into(),
-            phone_column: campaign.contacts.phone_column.clone(),
-            default_region: campaign.contacts.default_region,
-            occurred_column: None,
-            evidence_column: None,
-            notice: None,
-            actor: "bench".into(),
-            delimiter: campaign.contacts.delimiter,
-            encoding: campaign.contacts.encoding,
-            suppressions: None,
-        },
-    )?;
+    support::opt_in_everyone(&db, &campaign, "bench")?;
     Ok(())
 }
 

@@ -83,9 +83,70 @@ pub fn timeval(t: libc::timeval) -> Duration {
 
 /// This process's resource usage so far (every thread; not its children).
 pub fn rusage_self() -> libc::rusage {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// The calling thread's CPU time (user and system) so far.
+pub fn thread_cpu() -> Duration {
+    let usage = rusage(libc::RUSAGE_THREAD);
+    timeval(usage.ru_utime) + timeval(usage.ru_stime)
+}
+
+fn rusage(who: libc::c_int) -> libc::rusage {
     // SAFETY: an all-zero rusage is valid for getrusage to overwrite.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is valid for writes for the whole call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     usage
+}
+
+/// Records an opt-in for every contact of `campaign`'s file, as an operator's
+/// import would, so that the whole list is eligible.
+pub fn opt_in_everyone(
+    db: &wacampaign::db::Db,
+    campaign: &wacampaign::campaign::Campaign,
+    actor: &str,
+) -> anyhow::Result<()> {
+    use wacampaign::consent;
+    consent::import_file(
+        &db.conn,
+        &consent::ImportOptions {
+            file: campaign.contacts.path.clone(),
+            purpose: campaign.purpose(),
+            action: consent::Action::OptIn,
+            method: "web_form".into(),
+            phone_column: campaign.contacts.phone_column.clone(),
+            default_region: campaign.contacts.default_region,
+            occurred_column: None,
+            evidence_column: None,
+            notice: None,
+            actor: actor.into(),
+            delimiter: campaign.contacts.delimiter,
+            encoding: campaign.contacts.encoding,
+            suppressions: None,
+        },
+    )?;
+    Ok(())
+}
+
+/// Writes the planner's eligible contacts into the journal in batches of 10,000,
+/// as `wacampaign send` does; returns how many were planned.
+pub fn write_plan(
+    planner: &mut wacampaign::plan::Planner,
+    journal: &mut wacampaign::journal::Journal,
+) -> anyhow::Result<u64> {
+    let mut batch = Vec::with_capacity(10_000);
+    let mut seq = 0;
+    while let Some(item) = planner.next_item()? {
+        if let wacampaign::plan::PlanItem::Eligible(recipient) = item {
+            seq += 1;
+            batch.push((seq, recipient));
+            if batch.len() == 10_000 {
+                journal.plan(&batch)?;
+                batch.clear();
+            }
+        }
+    }
+    journal.plan(&batch)?;
+    Ok(seq)
 }
