@@ -53,7 +53,7 @@ fn after_migration(tx: &Connection, version: u32) -> rusqlite::Result<()> {
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// How long a writer waits for another process's transaction before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 #[non_exhaustive]

@@ -749,6 +749,12 @@ impl Journal {
         Ok(claimed)
     }
 
+    /// How long a write waits for another connection's lock before SQLite refuses
+    /// it as busy.
+    pub fn set_busy_timeout(&self, timeout: Duration) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(timeout)
+    }
+
     /// Records outcomes durably.
     pub fn record(&mut self, outcomes: &[Outcome]) -> rusqlite::Result<()> {
         if outcomes.is_empty() {

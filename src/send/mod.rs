@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod progress;
 pub mod rate;
 pub mod window;
+mod writer;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,12 +27,13 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::{Claimed, Disposition, Job, Journal, Outcome};
+use crate::journal::{Disposition, Job, Journal, Outcome};
 use crate::provider::{Class, Departure, Message, Provider, Response, classify};
 use breaker::Breaker;
 use progress::Progress;
 use rate::{Pacer, backoff};
 use window::{Sizing, Window};
+use writer::WriterMsg;
 
 /// Attempts for outcomes that are safe to retry (throttling, maintenance, refused
 /// connections) before the recipient is failed.
@@ -59,22 +61,6 @@ pub enum RunEnd {
     Halted(String),
     /// Ctrl-C or SIGTERM: resumable.
     Interrupted,
-}
-
-enum WriterMsg {
-    /// Claim rows, committing the outcomes gathered since the last message with
-    /// the claim's intents: one fsync for both.
-    Claim {
-        limit: usize,
-        new_limit: usize,
-        outcomes: Vec<Outcome>,
-        reply: oneshot::Sender<anyhow::Result<Claimed>>,
-    },
-    /// Outcomes that found no claim to ride with.
-    Record(Vec<Outcome>),
-    /// Persist the halt at once (with the outcomes gathered so far): a kill while
-    /// in-flight requests finish must not lose it.
-    Halt(String, Vec<Outcome>),
 }
 
 /// How long outcomes wait for a claim to ride with before they are committed on
@@ -165,7 +151,11 @@ pub async fn run(
     let (writer_tx, writer_rx) = std::sync::mpsc::channel();
     let writer = std::thread::Builder::new()
         .name("journal-writer".into())
-        .spawn(move || write_journal(journal, writer_rx))
+        .spawn({
+            let progress = progress.clone();
+            let interrupt = interrupt.clone();
+            move || writer::write_journal(journal, writer_rx, &progress, &interrupt)
+        })
         .context("starting the journal writer")?;
 
     let pacer = Pacer::start(options.rate);
@@ -644,60 +634,6 @@ fn decide(
             },
             Some(true),
         ),
-    }
-}
-
-/// The journal writer: owns the connection, commits outcomes with the next claim,
-/// and answers claims only once their intent (and every outcome before it) is
-/// durable.
-fn write_journal(
-    mut journal: Journal,
-    inbox: std::sync::mpsc::Receiver<WriterMsg>,
-) -> anyhow::Result<Journal> {
-    let mut failure: Option<String> = None;
-    // Whether a claim carried the failure to the pipeline, which halts on it.
-    let mut reported = false;
-    while let Ok(msg) = inbox.recv() {
-        match msg {
-            WriterMsg::Record(outcomes) => {
-                if failure.is_none()
-                    && let Err(e) = journal.record(&outcomes)
-                {
-                    failure = Some(format!("recording outcomes: {e}"));
-                }
-            }
-            WriterMsg::Halt(reason, outcomes) => {
-                if failure.is_none()
-                    && let Err(e) = journal
-                        .record(&outcomes)
-                        .and_then(|()| journal.halt(&reason))
-                {
-                    failure = Some(format!("recording the halt: {e}"));
-                }
-            }
-            WriterMsg::Claim {
-                limit,
-                new_limit,
-                outcomes,
-                reply,
-            } => {
-                let result = match &failure {
-                    Some(reason) => Err(anyhow::anyhow!("{reason}")),
-                    None => journal
-                        .claim(limit, new_limit, &outcomes)
-                        .context("claiming rows"),
-                };
-                if let (Err(e), None) = (&result, &failure) {
-                    failure = Some(format!("{e:#}"));
-                }
-                reported |= result.is_err();
-                let _ = reply.send(result);
-            }
-        }
-    }
-    match failure {
-        Some(reason) if !reported => anyhow::bail!("{reason}"),
-        _ => Ok(journal),
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Pace {
     rate_millis: AtomicU64,
     window: AtomicU64,
     limited: AtomicBool,
+    /// The journal writer is waiting out another process's write lock.
+    locked_out: AtomicBool,
 }
 
 impl Pace {
@@ -41,6 +43,9 @@ impl Pace {
         }
         if self.limited.load(Ordering::Relaxed) {
             text.push_str(" (holding the rate back: answers are slow for this many)");
+        }
+        if self.locked_out.load(Ordering::Relaxed) {
+            text.push_str(" · paused: another process holds the database's write lock");
         }
         text
     }
@@ -209,6 +214,25 @@ impl Progress {
             elapsed: (elapsed * 10.0).round() / 10.0,
         };
         serde_json::json!({ "type": "progress", "data": line }).to_string()
+    }
+
+    /// Whether the journal writer is waiting for another process's write lock.
+    pub fn waiting_for_lock(&self, waiting: bool) {
+        self.pace.locked_out.store(waiting, Ordering::Relaxed);
+        if self.display == Display::Bar {
+            self.bar.set_message(self.message());
+        }
+    }
+
+    /// A line the operator must see whatever the display (even `--quiet`): above
+    /// the bar on a terminal, a `{"type":"warning"}` object under `--json`.
+    pub fn note(&self, line: &str) {
+        let text = if self.display == Display::Json {
+            serde_json::json!({ "type": "warning", "data": { "message": line } }).to_string()
+        } else {
+            line.to_owned()
+        };
+        self.bar.suspend(|| eprintln!("{text}"));
     }
 
     pub fn logs(&self) -> bool {

@@ -600,6 +600,66 @@ fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
     );
 }
 
+/// Another process holding the journal's write lock longer than SQLite's busy
+/// timeout (10 s: a large `prune`, an `erase`, a first capped send building its
+/// index) pauses the send instead of ending it: nothing leaves while the lock is
+/// held, the answers already on their way are recorded once it is released, and
+/// nobody is left in doubt.
+#[test]
+fn a_write_lock_held_past_the_busy_timeout_pauses_the_send_and_loses_no_answer() {
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(20));
+    let setup = Setup::new(
+        60,
+        &server.base_url(),
+        Sending {
+            rate: 20,
+            concurrency: 2,
+            ..Sending::default()
+        },
+    );
+    let child = setup.spawn_send(&["--yes"], true);
+    assert!(
+        server.wait_for(5, Duration::from_secs(30)),
+        "the campaign never started"
+    );
+    let other = rusqlite::Connection::open(setup.db()).expect("opening the journal");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("taking the write lock");
+    // Whatever was claimed before the lock may still go; nothing after it.
+    std::thread::sleep(Duration::from_secs(1));
+    let sent_under_lock = server.count();
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        server.count(),
+        sent_under_lock,
+        "a message left while another process held the write lock"
+    );
+    other
+        .execute_batch("COMMIT")
+        .expect("releasing the write lock");
+    drop(other);
+
+    let (output, _) = run_watching(child, &[], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {stderr}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        stderr.contains("write lock"),
+        "the wait was not explained: {stderr}"
+    );
+    let log = server.log();
+    assert_eq!(requests_by_recipient(&log).values().max(), Some(&1));
+    assert_eq!(accepted_once(&log), all(&setup.phones));
+    assert_eq!(setup.count("accepted"), 60);
+    assert_eq!(setup.count("in_doubt"), 0);
+}
+
 // ---- secrets ----
 
 /// Runs `child` to its end, reading `files` again and again while it runs (the WAL
