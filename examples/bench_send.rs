@@ -62,6 +62,14 @@ use wacampaign::send::progress::{Display, Progress};
 use wacampaign::send::{self, Options, RunEnd};
 
 fn main() -> anyhow::Result<()> {
+    // As src/main.rs: freed memory is kept ten seconds (`BENCH_PURGE_DELAY_MS` to
+    // compare with mimalloc's default of 1,000).
+    let purge_delay = std::env::var("BENCH_PURGE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    // SAFETY: option 15 is mimalloc's purge delay; any value is valid for it.
+    unsafe { libmimalloc_sys::mi_option_set(15, purge_delay) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number = |i: usize, default: u64| -> anyhow::Result<u64> {
         args.get(i).map_or(Ok(default), |a| {
