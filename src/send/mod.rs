@@ -290,7 +290,11 @@ async fn dispatch(
             Ok(Ok(claimed)) => claimed,
             Ok(Err(e)) => {
                 pacer.release(tickets);
-                control.halt(format!("the journal could not be written: {e:#}"));
+                // A run stopped while the writer waited for another process's lock
+                // ends as interrupted, not halted: nothing is wrong with the campaign.
+                if !stop.is_cancelled() {
+                    control.halt(format!("the journal could not be written: {e:#}"));
+                }
                 break;
             }
             Err(_) => anyhow::bail!("the journal writer stopped"),

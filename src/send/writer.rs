@@ -24,6 +24,11 @@ use crate::journal::{Claimed, Journal, Outcome};
 /// enough that a forgotten open transaction does not hold a cron job for ever.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10 * 60);
 
+/// How long the writer still waits for the lock once the run is interrupted: the
+/// answers in flight are worth recording, but a stop must not hang (systemd kills a
+/// unit that takes 90 s to stop).
+const GRACE_AFTER_INTERRUPT: Duration = Duration::from_secs(30);
+
 /// How long one write waits in SQLite's busy handler before the writer says it is
 /// waiting and tries again.
 const LOCK_POLL: Duration = Duration::from_secs(1);
@@ -54,6 +59,10 @@ pub(super) fn write_journal(
     let mut failure: Option<String> = None;
     // Whether a claim carried the failure to the pipeline, which halts on it.
     let mut reported = false;
+    // Outcomes a failed write could not record (their transaction was rolled back),
+    // tried again with every later write: an answer that came back is recorded if
+    // the database takes a write again before the run ends.
+    let mut unrecorded: Vec<Outcome> = Vec::new();
     // Told within a second, not after SQLite's usual ten, that it is waiting.
     journal
         .set_busy_timeout(LOCK_POLL)
@@ -61,25 +70,31 @@ pub(super) fn write_journal(
     let mut patient = Patience {
         progress,
         interrupt,
+        grace: GRACE_AFTER_INTERRUPT,
+        interrupted_at: None,
     };
     while let Ok(msg) = inbox.recv() {
         match msg {
             WriterMsg::Record(outcomes) => {
-                if failure.is_none()
-                    && let Err(e) = patient.retry(|| journal.record(&outcomes))
-                {
-                    failure = Some(format!("recording outcomes: {e}"));
+                unrecorded.extend(outcomes);
+                match patient.retry(|| journal.record(&unrecorded)) {
+                    Ok(()) => unrecorded.clear(),
+                    Err(e) => {
+                        failure.get_or_insert(format!("recording outcomes: {e}"));
+                    }
                 }
             }
             WriterMsg::Halt(reason, outcomes) => {
-                if failure.is_none()
-                    && let Err(e) = patient.retry(|| {
-                        journal
-                            .record(&outcomes)
-                            .and_then(|()| journal.halt(&reason))
-                    })
-                {
-                    failure = Some(format!("recording the halt: {e}"));
+                unrecorded.extend(outcomes);
+                match patient.retry(|| {
+                    journal
+                        .record(&unrecorded)
+                        .and_then(|()| journal.halt(&reason))
+                }) {
+                    Ok(()) => unrecorded.clear(),
+                    Err(e) => {
+                        failure.get_or_insert(format!("recording the halt: {e}"));
+                    }
                 }
             }
             WriterMsg::Claim {
@@ -88,10 +103,18 @@ pub(super) fn write_journal(
                 outcomes,
                 reply,
             } => {
+                unrecorded.extend(outcomes);
                 let result = match &failure {
-                    Some(reason) => Err(anyhow::anyhow!("{reason}")),
+                    // No claim after a failure; what came back still goes in.
+                    Some(reason) => {
+                        if patient.retry(|| journal.record(&unrecorded)).is_ok() {
+                            unrecorded.clear();
+                        }
+                        Err(anyhow::anyhow!("{reason}"))
+                    }
                     None => patient
-                        .retry(|| journal.claim(limit, new_limit, &outcomes))
+                        .retry(|| journal.claim(limit, new_limit, &unrecorded))
+                        .inspect(|_| unrecorded.clear())
                         .context("claiming rows"),
                 };
                 if let (Err(e), None) = (&result, &failure) {
@@ -116,13 +139,18 @@ pub(super) fn write_journal(
 struct Patience<'a> {
     progress: &'a Progress,
     interrupt: &'a CancellationToken,
+    /// How long it still waits once the run is interrupted.
+    grace: Duration,
+    /// When it first found the run interrupted.
+    interrupted_at: Option<Instant>,
 }
 
 impl Patience<'_> {
     /// Runs `write` until it is not refused for the lock, [`LOCK_WAIT`] has passed,
-    /// or the run is interrupted (Ctrl-C, SIGTERM). A halt does not end the wait: its
-    /// own record needs the lock too. Each refusal comes after [`LOCK_POLL`] in SQLite's busy
-    /// handler, so this loop turns over once a second, not in a spin.
+    /// or the run has been interrupted (Ctrl-C, SIGTERM) for longer than the grace.
+    /// A halt does not end the wait: its own record needs the lock too. Each refusal
+    /// comes after [`LOCK_POLL`] in SQLite's busy handler, so this loop turns over
+    /// once a second, not in a spin.
     fn retry<T>(&mut self, mut write: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
         let mut waiting_since: Option<Instant> = None;
         loop {
@@ -139,8 +167,7 @@ impl Patience<'_> {
                         LOCK_WAIT.as_secs() / 60
                     ));
                 }
-                (true, Some(since))
-                    if since.elapsed() < LOCK_WAIT && !self.interrupt.is_cancelled() => {}
+                (true, Some(since)) if !self.out_of_patience(since) => {}
                 (true, Some(_)) => {
                     self.progress.waiting_for_lock(false);
                     return result;
@@ -148,14 +175,29 @@ impl Patience<'_> {
                 (false, Some(since)) => {
                     self.progress.waiting_for_lock(false);
                     self.progress.note(&format!(
-                        "the database's write lock was released after {} s; sending resumes",
-                        since.elapsed().as_secs()
+                        "the database's write lock was released after {} s; {}",
+                        since.elapsed().as_secs(),
+                        if self.interrupt.is_cancelled() {
+                            "recording what was in flight"
+                        } else {
+                            "sending resumes"
+                        }
                     ));
                     return result;
                 }
                 (false, None) => return result,
             }
         }
+    }
+
+    fn out_of_patience(&mut self, waiting_since: Instant) -> bool {
+        if self.interrupt.is_cancelled() {
+            let at = *self.interrupted_at.get_or_insert_with(Instant::now);
+            if at.elapsed() >= self.grace {
+                return true;
+            }
+        }
+        waiting_since.elapsed() >= LOCK_WAIT
     }
 }
 
@@ -183,6 +225,8 @@ mod tests {
         let mut patient = Patience {
             progress: &progress,
             interrupt: &interrupt,
+            grace: Duration::ZERO,
+            interrupted_at: None,
         };
         let mut attempts = 0;
         let result = patient.retry(|| {
@@ -205,6 +249,8 @@ mod tests {
         let mut patient = Patience {
             progress: &progress,
             interrupt: &interrupt,
+            grace: Duration::ZERO,
+            interrupted_at: None,
         };
         let mut attempts = 0;
         let result: rusqlite::Result<()> = patient.retry(|| {

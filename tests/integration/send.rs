@@ -660,6 +660,59 @@ fn a_write_lock_held_past_the_busy_timeout_pauses_the_send_and_loses_no_answer()
     assert_eq!(setup.count("in_doubt"), 0);
 }
 
+/// Stopped (SIGTERM) while waiting for another process's write lock, a send records
+/// what came back once the lock is free, ends as interrupted (130), not halted, and
+/// the next run finishes the campaign without `--resume-halted` or a duplicate.
+#[test]
+fn a_send_stopped_while_waiting_for_the_write_lock_is_interrupted_not_halted() {
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(20));
+    let setup = Setup::new(
+        60,
+        &server.base_url(),
+        Sending {
+            rate: 20,
+            concurrency: 2,
+            ..Sending::default()
+        },
+    );
+    let child = setup.spawn_send(&["--yes"], true);
+    assert!(
+        server.wait_for(5, Duration::from_secs(30)),
+        "the campaign never started"
+    );
+    let other = rusqlite::Connection::open(setup.db()).expect("opening the journal");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("taking the write lock");
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = i32::try_from(child.id()).expect("a pid");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_secs(2));
+    other
+        .execute_batch("COMMIT")
+        .expect("releasing the write lock");
+    drop(other);
+
+    let (output, _) = run_watching(child, &[], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("recording what was in flight"), "{stderr}");
+    let sent = server.count();
+    assert!(sent < 60, "the run did not stop: {sent} sent");
+    // Every answer that came back is recorded: nothing is left in flight or in doubt.
+    assert_eq!(setup.count("accepted"), sent as u64);
+    assert_eq!(setup.count("in_flight"), 0);
+    assert_eq!(setup.count("in_doubt"), 0);
+    let status = setup.status();
+    assert!(status.get("halted").is_some_and(Value::is_null), "{status}");
+
+    setup.send(&["--yes"]).assert().success();
+    let log = server.log();
+    assert_eq!(requests_by_recipient(&log).values().max(), Some(&1));
+    assert_eq!(accepted_once(&log), all(&setup.phones));
+}
+
 // ---- secrets ----
 
 /// Runs `child` to its end, reading `files` again and again while it runs (the WAL
