@@ -769,7 +769,7 @@ fn after_sending(ctx: &Context, error: anyhow::Error) -> anyhow::Result<Exit> {
         return Err(error);
     }
     ctx.ui.warn(format!(
-        "the run stopped: {error:#}. What was sent is recorded; fix the cause and run again to resume"
+        "the run stopped: {error:#}. What was recorded stands; fix the cause and run again to resume"
     ));
     Ok(Exit::Halted)
 }

@@ -766,15 +766,29 @@ impl Journal {
         tx.commit()
     }
 
+    /// Records outcomes and the halt in one transaction: a retry after a refusal
+    /// never applies the outcomes twice (a deferral would count twice).
+    pub fn record_and_halt(&mut self, outcomes: &[Outcome], reason: &str) -> rusqlite::Result<()> {
+        let now = clock::now_string();
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        record_in(&tx, &self.campaign_id, self.record_opt_outs, outcomes, &now)?;
+        halt_in(&tx, &self.campaign_id, reason, &now)?;
+        tx.commit()
+    }
+
     /// Marks the campaign halted: later runs refuse until `--resume-halted`.
     pub fn halt(&mut self, reason: &str) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE campaigns SET halted_at = coalesce(halted_at, ?2),
-                 halt_reason = coalesce(halt_reason, ?3) WHERE id = ?1",
-            params![self.campaign_id, clock::now_string(), reason],
-        )?;
-        Ok(())
+        halt_in(&self.conn, &self.campaign_id, reason, &clock::now_string())
     }
+}
+
+fn halt_in(conn: &Connection, campaign_id: &str, reason: &str, now: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE campaigns SET halted_at = coalesce(halted_at, ?2),
+             halt_reason = coalesce(halt_reason, ?3) WHERE id = ?1",
+        params![campaign_id, now, reason],
+    )?;
+    Ok(())
 }
 
 /// Settles the rows the last run left in flight: those its departure log (at

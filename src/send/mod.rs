@@ -290,10 +290,17 @@ async fn dispatch(
             Ok(Ok(claimed)) => claimed,
             Ok(Err(e)) => {
                 pacer.release(tickets);
+                let reason = format!("the journal could not be written: {e:#}");
                 // A run stopped while the writer waited for another process's lock
                 // ends as interrupted, not halted: nothing is wrong with the campaign.
-                if !stop.is_cancelled() {
-                    control.halt(format!("the journal could not be written: {e:#}"));
+                let locked_out = e.chain().any(|c| {
+                    c.downcast_ref::<rusqlite::Error>()
+                        .is_some_and(writer::is_busy)
+                });
+                if stop.is_cancelled() && locked_out {
+                    progress.note(&format!("stopped: {reason}"));
+                } else {
+                    control.halt(reason);
                 }
                 break;
             }

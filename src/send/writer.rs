@@ -59,7 +59,7 @@ pub(super) fn write_journal(
     let mut failure: Option<String> = None;
     // Whether a claim carried the failure to the pipeline, which halts on it.
     let mut reported = false;
-    // Outcomes a failed write could not record (their transaction was rolled back),
+    // Outcomes a failed write could not record (its transaction was rolled back),
     // tried again with every later write: an answer that came back is recorded if
     // the database takes a write again before the run ends.
     let mut unrecorded: Vec<Outcome> = Vec::new();
@@ -67,33 +67,36 @@ pub(super) fn write_journal(
     journal
         .set_busy_timeout(LOCK_POLL)
         .context("setting the journal's busy timeout")?;
-    let mut patient = Patience {
-        progress,
-        interrupt,
-        grace: GRACE_AFTER_INTERRUPT,
-        interrupted_at: None,
+    let mut patient = Patience::new(progress, interrupt, GRACE_AFTER_INTERRUPT);
+    let unrecorded_failure = |e: &rusqlite::Error, n: usize| {
+        if is_busy(e) {
+            format!(
+                "{n} answers could not be recorded: another process held the database's write \
+                 lock; the next run holds them in doubt (or sends those that never left)"
+            )
+        } else {
+            format!("recording outcomes: {e}")
+        }
     };
     while let Ok(msg) = inbox.recv() {
         match msg {
             WriterMsg::Record(outcomes) => {
                 unrecorded.extend(outcomes);
-                match patient.retry(|| journal.record(&unrecorded)) {
+                match patient.retry(Wait::ToRecord, || journal.record(&unrecorded)) {
                     Ok(()) => unrecorded.clear(),
-                    Err(e) => {
-                        failure.get_or_insert(format!("recording outcomes: {e}"));
-                    }
+                    Err(e) => failure = Some(unrecorded_failure(&e, unrecorded.len())),
                 }
             }
             WriterMsg::Halt(reason, outcomes) => {
                 unrecorded.extend(outcomes);
-                match patient.retry(|| {
-                    journal
-                        .record(&unrecorded)
-                        .and_then(|()| journal.halt(&reason))
+                match patient.retry(Wait::ToRecord, || {
+                    journal.record_and_halt(&unrecorded, &reason)
                 }) {
                     Ok(()) => unrecorded.clear(),
                     Err(e) => {
-                        failure.get_or_insert(format!("recording the halt: {e}"));
+                        failure = Some(format!("recording the halt: {}", {
+                            unrecorded_failure(&e, unrecorded.len())
+                        }));
                     }
                 }
             }
@@ -104,18 +107,25 @@ pub(super) fn write_journal(
                 reply,
             } => {
                 unrecorded.extend(outcomes);
-                let result = match &failure {
-                    // No claim after a failure; what came back still goes in.
-                    Some(reason) => {
-                        if patient.retry(|| journal.record(&unrecorded)).is_ok() {
-                            unrecorded.clear();
-                        }
-                        Err(anyhow::anyhow!("{reason}"))
+                let result = if failure.is_some() || interrupt.is_cancelled() {
+                    // Nothing more is claimed after a failure or a stop (a claim now
+                    // would only reserve people it cannot send to); what came back
+                    // still goes in.
+                    match patient.retry(Wait::ToRecord, || journal.record(&unrecorded)) {
+                        Ok(()) => unrecorded.clear(),
+                        Err(e) => failure = Some(unrecorded_failure(&e, unrecorded.len())),
                     }
-                    None => patient
-                        .retry(|| journal.claim(limit, new_limit, &unrecorded))
+                    match &failure {
+                        Some(reason) => Err(anyhow::anyhow!("{reason}")),
+                        None => Ok(Claimed::default()),
+                    }
+                } else {
+                    patient
+                        .retry(Wait::ToClaim, || {
+                            journal.claim(limit, new_limit, &unrecorded)
+                        })
                         .inspect(|_| unrecorded.clear())
-                        .context("claiming rows"),
+                        .context("claiming rows")
                 };
                 if let (Err(e), None) = (&result, &failure) {
                     failure = Some(format!("{e:#}"));
@@ -135,44 +145,55 @@ pub(super) fn write_journal(
     }
 }
 
-/// Retries a journal write while another process holds the write lock.
+/// What a write is for, which decides how long it waits once the run is stopped.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// Worth nothing once the run is stopped.
+    ToClaim,
+    /// Answers that came back: worth the grace after a stop.
+    ToRecord,
+}
+
+/// Retries journal writes while another process holds the write lock, against one
+/// deadline for the run: it starts at the first refusal and ends with the next
+/// write that goes through.
 struct Patience<'a> {
     progress: &'a Progress,
     interrupt: &'a CancellationToken,
-    /// How long it still waits once the run is interrupted.
+    /// How long records still wait once the run is interrupted.
     grace: Duration,
+    /// Since when writes have been refused.
+    waiting_since: Option<Instant>,
     /// When it first found the run interrupted.
     interrupted_at: Option<Instant>,
 }
 
-impl Patience<'_> {
-    /// Runs `write` until it is not refused for the lock, [`LOCK_WAIT`] has passed,
-    /// or the run has been interrupted (Ctrl-C, SIGTERM) for longer than the grace.
-    /// A halt does not end the wait: its own record needs the lock too. Each refusal
-    /// comes after [`LOCK_POLL`] in SQLite's busy handler, so this loop turns over
-    /// once a second, not in a spin.
-    fn retry<T>(&mut self, mut write: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-        let mut waiting_since: Option<Instant> = None;
+impl<'a> Patience<'a> {
+    fn new(progress: &'a Progress, interrupt: &'a CancellationToken, grace: Duration) -> Self {
+        Patience {
+            progress,
+            interrupt,
+            grace,
+            waiting_since: None,
+            interrupted_at: None,
+        }
+    }
+
+    /// Runs `write` until it is not refused for the lock, the writes have been
+    /// refused for [`LOCK_WAIT`], or the run has been interrupted (Ctrl-C, SIGTERM)
+    /// for longer than `wait` allows. A halt does not end the wait: its own record
+    /// needs the lock too. Each refusal comes after [`LOCK_POLL`] in SQLite's busy
+    /// handler, so this loop turns over once a second, not in a spin.
+    fn retry<T>(
+        &mut self,
+        wait: Wait,
+        mut write: impl FnMut() -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
         loop {
             let attempted = Instant::now();
             let result = write();
-            let busy = matches!(&result, Err(e) if is_busy(e));
-            match (busy, waiting_since) {
-                (true, None) => {
-                    waiting_since = Some(attempted);
-                    self.progress.waiting_for_lock(true);
-                    self.progress.note(&format!(
-                        "warning: another process holds the database's write lock; nothing is \
-                         sent until it is released (waiting up to {} min, Ctrl-C stops the run)",
-                        LOCK_WAIT.as_secs() / 60
-                    ));
-                }
-                (true, Some(since)) if !self.out_of_patience(since) => {}
-                (true, Some(_)) => {
-                    self.progress.waiting_for_lock(false);
-                    return result;
-                }
-                (false, Some(since)) => {
+            if !matches!(&result, Err(e) if is_busy(e)) {
+                if let Some(since) = self.waiting_since.take() {
                     self.progress.waiting_for_lock(false);
                     self.progress.note(&format!(
                         "the database's write lock was released after {} s; {}",
@@ -183,17 +204,35 @@ impl Patience<'_> {
                             "sending resumes"
                         }
                     ));
-                    return result;
                 }
-                (false, None) => return result,
+                return result;
+            }
+            let since = match self.waiting_since {
+                Some(since) => since,
+                None => {
+                    self.progress.waiting_for_lock(true);
+                    self.progress.note(&format!(
+                        "warning: another process holds the database's write lock; nothing is \
+                         sent until it is released (waiting up to {} min, Ctrl-C stops the run)",
+                        LOCK_WAIT.as_secs() / 60
+                    ));
+                    *self.waiting_since.insert(attempted)
+                }
+            };
+            if self.out_of_patience(since, wait) {
+                return result;
             }
         }
     }
 
-    fn out_of_patience(&mut self, waiting_since: Instant) -> bool {
+    fn out_of_patience(&mut self, waiting_since: Instant, wait: Wait) -> bool {
         if self.interrupt.is_cancelled() {
             let at = *self.interrupted_at.get_or_insert_with(Instant::now);
-            if at.elapsed() >= self.grace {
+            let grace = match wait {
+                Wait::ToClaim => Duration::ZERO,
+                Wait::ToRecord => self.grace,
+            };
+            if at.elapsed() >= grace {
                 return true;
             }
         }
@@ -202,7 +241,7 @@ impl Patience<'_> {
 }
 
 /// Whether SQLite refused for another connection's lock (after its busy timeout).
-fn is_busy(e: &rusqlite::Error) -> bool {
+pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy)
 }
 
@@ -222,14 +261,9 @@ mod tests {
     fn a_write_refused_for_the_lock_is_tried_again_until_it_goes_through() {
         let progress = Progress::new(Display::Hidden, 1, 0);
         let interrupt = CancellationToken::new();
-        let mut patient = Patience {
-            progress: &progress,
-            interrupt: &interrupt,
-            grace: Duration::ZERO,
-            interrupted_at: None,
-        };
+        let mut patient = Patience::new(&progress, &interrupt, Duration::ZERO);
         let mut attempts = 0;
-        let result = patient.retry(|| {
+        let result = patient.retry(Wait::ToRecord, || {
             attempts += 1;
             if attempts < 3 {
                 Err(busy())
@@ -246,23 +280,36 @@ mod tests {
         let progress = Progress::new(Display::Hidden, 1, 0);
         let interrupt = CancellationToken::new();
         interrupt.cancel();
-        let mut patient = Patience {
-            progress: &progress,
-            interrupt: &interrupt,
-            grace: Duration::ZERO,
-            interrupted_at: None,
-        };
+        // A claim gets no grace after a stop, however long records get.
+        let mut patient = Patience::new(&progress, &interrupt, Duration::from_secs(3600));
         let mut attempts = 0;
-        let result: rusqlite::Result<()> = patient.retry(|| {
+        let result: rusqlite::Result<()> = patient.retry(Wait::ToClaim, || {
             attempts += 1;
             Err(busy())
         });
         assert!(result.as_ref().is_err_and(is_busy), "{result:?}");
-        // The first refusal starts the wait; the second, interrupted, ends it.
-        assert_eq!(attempts, 2);
+        assert_eq!(attempts, 1);
 
+        let mut patient = Patience::new(&progress, &interrupt, Duration::ZERO);
         let mut attempts = 0;
-        let result: rusqlite::Result<()> = patient.retry(|| {
+        let result: rusqlite::Result<()> = patient.retry(Wait::ToRecord, || {
+            attempts += 1;
+            if attempts < 3 {
+                Err(busy())
+            } else {
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    None,
+                ))
+            }
+        });
+        assert!(result.as_ref().is_err_and(is_busy), "{result:?}");
+        assert_eq!(attempts, 1, "out of patience at the first refusal");
+
+        let interrupt = CancellationToken::new();
+        let mut patient = Patience::new(&progress, &interrupt, Duration::ZERO);
+        let mut attempts = 0;
+        let result: rusqlite::Result<()> = patient.retry(Wait::ToRecord, || {
             attempts += 1;
             Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
@@ -270,6 +317,26 @@ mod tests {
             ))
         });
         assert!(result.is_err());
+        assert_eq!(attempts, 1, "a full disk is not waited out");
+    }
+
+    #[test]
+    fn the_wait_is_one_deadline_for_the_run_until_a_write_goes_through() {
+        let progress = Progress::new(Display::Hidden, 1, 0);
+        let interrupt = CancellationToken::new();
+        let mut patient = Patience::new(&progress, &interrupt, Duration::ZERO);
+        // Writes refused since long ago: the next refused one gives up at once.
+        patient.waiting_since = Some(Instant::now() - LOCK_WAIT);
+        let mut attempts = 0;
+        let result: rusqlite::Result<()> = patient.retry(Wait::ToRecord, || {
+            attempts += 1;
+            Err(busy())
+        });
+        assert!(result.is_err());
         assert_eq!(attempts, 1);
+        // One that goes through ends the wait; the next refusal starts a new one.
+        assert_eq!(patient.retry(Wait::ToRecord, || Ok(7)).ok(), Some(7));
+        assert!(patient.waiting_since.is_none());
+        assert!(!progress.log_line().contains("paused"));
     }
 }
