@@ -34,6 +34,8 @@
 //!   campaign with a frequency cap has sent keeps it (`journal::hold::ensure_person_index`).
 //! - `--pragma=NAME=VALUE` (repeatable): sets a pragma on the writer's connection
 //!   before the plan is written, to try a setting (`cache_size`, `mmap_size`).
+//! - `--drop-index=NAME` (repeatable): drops one of the journal's indexes first, to
+//!   see what keeping it costs the writer.
 //! - `--cpu`: the writer's CPU time per message instead of the pages. Automatic
 //!   checkpoints stay on, as in `wacampaign send`, so their cost is in the figure
 //!   (and the WAL's frames can no longer be counted). One thread does all the
@@ -82,12 +84,16 @@ fn main() -> anyhow::Result<()> {
     let mut caps_index = false;
     let mut cpu = false;
     let mut pragmas = Vec::new();
+    let mut dropped = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--sequential" => sequential = true,
             "--unpaced" => paced = false,
             "--caps-index" => caps_index = true,
             "--cpu" => cpu = true,
+            drop if drop.starts_with("--drop-index=") => {
+                dropped.push(drop["--drop-index=".len()..].to_owned())
+            }
             pragma if pragma.starts_with("--pragma=") => {
                 pragmas.push(pragma["--pragma=".len()..].to_owned())
             }
@@ -132,6 +138,13 @@ fn main() -> anyhow::Result<()> {
     }
     if caps_index {
         wacampaign::journal::hold::ensure_person_index(&db.conn)?;
+    }
+    for index in &dropped {
+        // A name, not a value: it cannot be bound.
+        if !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("--drop-index={index}: not an index name");
+        }
+        db.conn.execute_batch(&format!("DROP INDEX {index}"))?;
     }
     let gate = Gate::load(Some(&db.conn), &campaign)?;
     let mut planner = Planner::new(&campaign, &gate)?;
