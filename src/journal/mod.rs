@@ -560,6 +560,10 @@ impl Journal {
         pending: &[Outcome],
     ) -> rusqlite::Result<Claimed> {
         let now = clock::now_string();
+        // A claim that failed (and rolled back) may have left its estimate behind.
+        if let Some(guard) = self.messaging_limit.as_mut() {
+            guard.end_claim();
+        }
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         record_in(&tx, &self.campaign_id, self.record_opt_outs, pending, &now)?;
         let mut claimed = Claimed::default();
