@@ -11,19 +11,23 @@ use rusqlite::{Connection, params};
 
 use crate::hold::Hold;
 
-/// Builds the index of accepted rows by person that the cap check at the moment of
-/// sending reads, unless it exists. A campaign with a frequency cap calls this
-/// before its first claim (`Journal::begin`).
+/// Builds the indexes of accepted and in-flight rows by person that the cap check
+/// at the moment of sending reads, unless they exist. A campaign with a frequency
+/// cap calls this before its first claim (`Journal::begin`).
 ///
-/// It is not part of the schema (migration 0016 dropped it): a batch's accepted
-/// rows land on as many of its pages as the batch has messages, a fifth to a third
-/// of the pages every send writes, and only a cap reads it. Once built it stays,
-/// and every campaign's sends keep it, since a cap counts them all. Building it
-/// sorts the journal's accepted rows once, while other writers wait.
+/// They are not part of the schema (migrations 0016 and 0017 dropped them): a
+/// batch's accepted rows land on as many pages of the first as the batch has
+/// messages, a fifth to a third of the pages every send writes; every message
+/// enters the second at its claim and leaves it at its outcome; and only a cap reads
+/// them. Once built they stay, and every campaign's sends keep them, since a cap
+/// counts them all. Building them sorts the journal's accepted rows once, while
+/// other writers wait.
 pub fn ensure_person_index(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS journal_accepted_by_person ON journal (person_id, outcome_at)
-             WHERE state = 'accepted'",
+             WHERE state = 'accepted';
+         CREATE INDEX IF NOT EXISTS journal_in_flight_by_person ON journal (person_id)
+             WHERE state = 'in_flight';",
     )
 }
 

@@ -75,17 +75,17 @@ impl Shop {
         self.cmd(now).args(["send", file, "--yes"]).assert().code(0);
     }
 
-    /// Whether the caps' person index exists: built by the first capped send only.
-    fn has_person_index(&self) -> bool {
+    /// How many of the caps' two person indexes (accepted, in flight) exist: the
+    /// first capped send builds both.
+    fn person_indexes(&self) -> i64 {
         let conn = rusqlite::Connection::open(self.dir.join("wacampaign.db")).unwrap();
         conn.query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'index'
-                 AND name = 'journal_accepted_by_person'",
+                 AND name IN ('journal_accepted_by_person', 'journal_in_flight_by_person')",
             [],
             |r| r.get::<_, i64>(0),
         )
         .unwrap()
-            == 1
     }
 
     fn states(&self, campaign: &str) -> Vec<(String, String, Option<String>)> {
@@ -124,9 +124,10 @@ fn an_all_categories_cap_counts_a_marketing_campaigns_messages() {
         "name,phone\nAna,+52 1 55 1111 0001\n",
     );
     shop.send("notice.toml", "2026-11-24T16:00:00Z");
-    assert!(
-        !shop.has_person_index(),
-        "campaigns without a cap do not keep the caps' index"
+    assert_eq!(
+        shop.person_indexes(),
+        0,
+        "campaigns without a cap do not keep the caps' indexes"
     );
 
     // Friday: a reminder capped at 2 messages a week in every category. Ana had
@@ -148,7 +149,11 @@ fn an_all_categories_cap_counts_a_marketing_campaigns_messages() {
     assert_eq!(data["data"]["frequency_capped"], 1, "{data}");
 
     shop.send("reminder.toml", "2026-11-27T16:00:00Z");
-    assert!(shop.has_person_index(), "the first capped send builds it");
+    assert_eq!(
+        shop.person_indexes(),
+        2,
+        "the first capped send builds them"
+    );
     let states = shop.states("reminder");
     assert_eq!(states[0].0, "+525511110001");
     assert_eq!(states[0].1, "deferred");

@@ -1,0 +1,11 @@
+-- The caps' index of rows in flight, like their index of accepted rows (0016), is
+-- built when a campaign with a frequency cap first sends
+-- (journal::hold::ensure_person_index), no longer for every journal.
+--
+-- Only a cap's check at the moment of sending reads it (another campaign's message
+-- in flight to the same person counts). It holds only the rows in flight, so it is
+-- small, but every message enters it at its claim and leaves it at its outcome: two
+-- b-tree changes per message, 4% of the journal writer's instructions for sends
+-- that no cap ever reads (BENCHMARKS.md). Built, it indexes the rows in flight at
+-- that moment, a few at most.
+DROP INDEX IF EXISTS journal_in_flight_by_person;
