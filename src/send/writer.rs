@@ -135,6 +135,17 @@ pub(super) fn write_journal(
             }
         }
     }
+    // The outcomes of a last write that failed, when nothing came after it.
+    if !unrecorded.is_empty() {
+        match patient.retry(Wait::ToRecord, || journal.record(&unrecorded)) {
+            Ok(()) => unrecorded.clear(),
+            Err(e) => {
+                failure = Some(unrecorded_failure(&e, unrecorded.len()));
+                // Answers are lost to this run: that is an error of its own.
+                reported = false;
+            }
+        }
+    }
     // What follows the run (its last counts, a halt) waits as every command does.
     journal
         .set_busy_timeout(crate::db::BUSY_TIMEOUT)

@@ -600,13 +600,9 @@ fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
     );
 }
 
-/// Another process holding the journal's write lock longer than SQLite's busy
-/// timeout (10 s: a large `prune`, an `erase`, a first capped send building its
-/// index) pauses the send instead of ending it: nothing leaves while the lock is
-/// held, the answers already on their way are recorded once it is released, and
-/// nobody is left in doubt.
-#[test]
-fn a_write_lock_held_past_the_busy_timeout_pauses_the_send_and_loses_no_answer() {
+/// A campaign of 60 at 20/s whose journal another process locks (`BEGIN
+/// IMMEDIATE` on its own connection) once 5 messages have gone.
+fn locked_mid_run() -> (MockServer, Setup, Child, rusqlite::Connection) {
     let server = MockServer::start();
     server.set_latency(Duration::from_millis(20));
     let setup = Setup::new(
@@ -627,6 +623,17 @@ fn a_write_lock_held_past_the_busy_timeout_pauses_the_send_and_loses_no_answer()
     other
         .execute_batch("BEGIN IMMEDIATE")
         .expect("taking the write lock");
+    (server, setup, child, other)
+}
+
+/// Another process holding the journal's write lock longer than SQLite's busy
+/// timeout (10 s: a large `prune`, an `erase`, a first capped send building its
+/// index) pauses the send instead of ending it: nothing leaves while the lock is
+/// held, the answers already on their way are recorded once it is released, and
+/// nobody is left in doubt.
+#[test]
+fn a_write_lock_held_past_the_busy_timeout_pauses_the_send_and_loses_no_answer() {
+    let (server, setup, child, other) = locked_mid_run();
     // Whatever was claimed before the lock may still go; nothing after it.
     std::thread::sleep(Duration::from_secs(1));
     let sent_under_lock = server.count();
@@ -665,26 +672,7 @@ fn a_write_lock_held_past_the_busy_timeout_pauses_the_send_and_loses_no_answer()
 /// the next run finishes the campaign without `--resume-halted` or a duplicate.
 #[test]
 fn a_send_stopped_while_waiting_for_the_write_lock_is_interrupted_not_halted() {
-    let server = MockServer::start();
-    server.set_latency(Duration::from_millis(20));
-    let setup = Setup::new(
-        60,
-        &server.base_url(),
-        Sending {
-            rate: 20,
-            concurrency: 2,
-            ..Sending::default()
-        },
-    );
-    let child = setup.spawn_send(&["--yes"], true);
-    assert!(
-        server.wait_for(5, Duration::from_secs(30)),
-        "the campaign never started"
-    );
-    let other = rusqlite::Connection::open(setup.db()).expect("opening the journal");
-    other
-        .execute_batch("BEGIN IMMEDIATE")
-        .expect("taking the write lock");
+    let (server, setup, child, other) = locked_mid_run();
     std::thread::sleep(Duration::from_secs(2));
     let pid = i32::try_from(child.id()).expect("a pid");
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
