@@ -138,6 +138,26 @@ pub fn refold(conn: &Connection, row: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// [`refold`] for the rows a batch of outcomes just gave message ids: one probe
+/// for the batch instead of a statement per row (a statement's own cost was most of
+/// a probe's, 6% of the journal writer's instructions). `rows` is a JSON array of
+/// row ids.
+pub fn refold_rows(conn: &Connection, rows: &str) -> rusqlite::Result<()> {
+    let stale: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT j.id FROM json_each(?1) AS r JOIN journal j ON j.id = r.value
+             WHERE j.status_rank IS NOT NULL
+                OR EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = j.message_id)",
+        )?
+        .query_map(params![rows], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for row in stale {
+        conn.prepare_cached(refold_sql!("id = ?1"))?
+            .execute(params![row])?;
+    }
+    Ok(())
+}
+
 /// Folds every journal row's recorded statuses (migration 0013, inside its
 /// transaction).
 pub fn backfill(conn: &Connection) -> rusqlite::Result<usize> {
@@ -763,8 +783,42 @@ mod tests {
                 status: None,
             },
         };
-        super::super::record_in(&db.conn, "c", false, &[outcome], "2025-06-15T15:08:30Z").unwrap();
+        // A second message of the same batch, with no status yet.
+        db.conn
+            .execute_batch(
+                "INSERT INTO journal (id, campaign_id, person_id, phone, line, seq, plan_run,
+                     params, state, attempts, updated_at)
+                 VALUES (2, 'c', 525512345679, '+525512345679', 3, 2, 1, '[]', 'in_flight', 1,
+                         '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        let other = crate::phone::E164::from_digits("525512345679").unwrap();
+        let second = super::super::Outcome {
+            row: 2,
+            key: super::super::RowKey::for_phone(other, ""),
+            to: crate::provider::To::Phone(other),
+            disposition: super::super::Disposition::Accepted {
+                message_id: Some("wamid.Y".to_owned()),
+                wa_id: None,
+                status: None,
+            },
+        };
+        super::super::record_in(
+            &db.conn,
+            "c",
+            false,
+            &[outcome, second],
+            "2025-06-15T15:08:30Z",
+        )
+        .unwrap();
         let f = folded(&db);
         assert_eq!((f.0, f.1), (Some(2), Some(1_750_000_100)));
+        let rank: Option<i64> = db
+            .conn
+            .query_row("SELECT status_rank FROM journal WHERE id = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(rank, None, "a message with no status has nothing folded");
     }
 }

@@ -937,6 +937,8 @@ fn record_in(
          WHERE id = ?1",
     )?;
     let now_instant = clock::now();
+    // Rows whose message id this batch recorded.
+    let mut named: Vec<i64> = Vec::with_capacity(outcomes.len());
     for Outcome {
         row,
         key,
@@ -984,9 +986,8 @@ fn record_in(
             now,
             i64::from(c.deferral)
         ])?;
-        // A status can arrive before the answer that names its message is recorded.
         if c.message_id.is_some() {
-            fold::refold(conn, *row)?;
+            named.push(*row);
         }
         if let Disposition::OptedOut {
             purpose,
@@ -1023,6 +1024,11 @@ fn record_in(
             };
             consent::append_in(conn, &event)?;
         }
+    }
+    // A status can arrive before the answer that names its message is recorded.
+    if !named.is_empty() {
+        let ids = serde_json::to_string(&named).unwrap_or_else(|_| "[]".to_owned());
+        fold::refold_rows(conn, &ids)?;
     }
     Ok(())
 }
