@@ -772,16 +772,18 @@ mod tests {
                          '2025-06-15T15:08:20Z');",
             )
             .unwrap();
-        let phone = crate::phone::E164::from_digits("525512345678").unwrap();
-        let outcome = super::super::Outcome {
-            row: 1,
-            key: super::super::RowKey::for_phone(phone, ""),
-            to: crate::provider::To::Phone(phone),
-            disposition: super::super::Disposition::Accepted {
-                message_id: Some("wamid.Z".to_owned()),
-                wa_id: None,
-                status: None,
-            },
+        let accepted = |row: i64, digits: &str, wamid: &str| {
+            let phone = crate::phone::E164::from_digits(digits).unwrap();
+            super::super::Outcome {
+                row,
+                key: super::super::RowKey::for_phone(phone, ""),
+                to: crate::provider::To::Phone(phone),
+                disposition: super::super::Disposition::Accepted {
+                    message_id: Some(wamid.to_owned()),
+                    wa_id: None,
+                    status: None,
+                },
+            }
         };
         // A second message of the same batch, with no status yet.
         db.conn
@@ -792,17 +794,8 @@ mod tests {
                          '2026-01-01T00:00:00Z');",
             )
             .unwrap();
-        let other = crate::phone::E164::from_digits("525512345679").unwrap();
-        let second = super::super::Outcome {
-            row: 2,
-            key: super::super::RowKey::for_phone(other, ""),
-            to: crate::provider::To::Phone(other),
-            disposition: super::super::Disposition::Accepted {
-                message_id: Some("wamid.Y".to_owned()),
-                wa_id: None,
-                status: None,
-            },
-        };
+        let outcome = accepted(1, "525512345678", "wamid.Z");
+        let second = accepted(2, "525512345679", "wamid.Y");
         super::super::record_in(
             &db.conn,
             "c",

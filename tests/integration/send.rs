@@ -545,10 +545,11 @@ fn a_run_whose_departure_log_finds_no_room_sends_everything_and_warns() {
 
 // ---- consent ----
 
-#[test]
-fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
+/// A campaign of 60 at 20 a second, 2 in flight, against a server answering in
+/// `latency`: three seconds in which to do something to a running send.
+fn sixty_at_twenty(latency: Duration) -> (MockServer, Setup) {
     let server = MockServer::start();
-    server.set_latency(Duration::from_millis(50));
+    server.set_latency(latency);
     let setup = Setup::new(
         60,
         &server.base_url(),
@@ -558,6 +559,12 @@ fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
             ..Sending::default()
         },
     );
+    (server, setup)
+}
+
+#[test]
+fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
+    let (server, setup) = sixty_at_twenty(Duration::from_millis(50));
     let mut child = setup.spawn_send(&["--yes"], false);
     assert!(
         server.wait_for(5, Duration::from_secs(30)),
@@ -603,17 +610,7 @@ fn an_opt_out_recorded_mid_campaign_stops_the_send_to_that_number() {
 /// A campaign of 60 at 20/s whose journal another process locks (`BEGIN
 /// IMMEDIATE` on its own connection) once 5 messages have gone.
 fn locked_mid_run() -> (MockServer, Setup, Child, rusqlite::Connection) {
-    let server = MockServer::start();
-    server.set_latency(Duration::from_millis(20));
-    let setup = Setup::new(
-        60,
-        &server.base_url(),
-        Sending {
-            rate: 20,
-            concurrency: 2,
-            ..Sending::default()
-        },
-    );
+    let (server, setup) = sixty_at_twenty(Duration::from_millis(20));
     let child = setup.spawn_send(&["--yes"], true);
     assert!(
         server.wait_for(5, Duration::from_secs(30)),
