@@ -623,6 +623,18 @@ fn locked_mid_run() -> (MockServer, Setup, Child, rusqlite::Connection) {
     (server, setup, child, other)
 }
 
+/// Releases the lock [`locked_mid_run`] took and waits for the send to end: its
+/// output and its stderr as text.
+fn release_and_finish(other: rusqlite::Connection, child: Child) -> (std::process::Output, String) {
+    other
+        .execute_batch("COMMIT")
+        .expect("releasing the write lock");
+    drop(other);
+    let (output, _) = run_watching(child, &[], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
 /// Another process holding the journal's write lock longer than SQLite's busy
 /// timeout (10 s: a large `prune`, an `erase`, a first capped send building its
 /// index) pauses the send instead of ending it: nothing leaves while the lock is
@@ -640,13 +652,7 @@ fn a_write_lock_held_past_the_busy_timeout_pauses_the_send_and_loses_no_answer()
         sent_under_lock,
         "a message left while another process held the write lock"
     );
-    other
-        .execute_batch("COMMIT")
-        .expect("releasing the write lock");
-    drop(other);
-
-    let (output, _) = run_watching(child, &[], &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = release_and_finish(other, child);
     assert!(
         output.status.success(),
         "exit {:?}: {stderr}\n{}",
@@ -674,13 +680,7 @@ fn a_send_stopped_while_waiting_for_the_write_lock_is_interrupted_not_halted() {
     let pid = i32::try_from(child.id()).expect("a pid");
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     std::thread::sleep(Duration::from_secs(2));
-    other
-        .execute_batch("COMMIT")
-        .expect("releasing the write lock");
-    drop(other);
-
-    let (output, _) = run_watching(child, &[], &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = release_and_finish(other, child);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("recording what was in flight"), "{stderr}");
     let sent = server.count();
