@@ -119,14 +119,11 @@ impl Setup {
         cmd
     }
 
-    /// The same as [`Setup::send`], started in the background; output discarded
-    /// unless `piped`.
-    fn spawn_send(&self, args: &[&str], piped: bool) -> Child {
-        let output = || {
-            if piped { Stdio::piped() } else { Stdio::null() }
-        };
-        std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"))
-            .current_dir(&self.dir)
+    /// `wacampaign send campaign.toml` plus `args` as a plain process, for what
+    /// `assert_cmd` cannot do (run in the background, set limits before `exec`).
+    fn send_process(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"));
+        cmd.current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env("WHATSAPP_TOKEN", &self.token)
             .env(NO_MESSAGING_LIMIT.0, NO_MESSAGING_LIMIT.1)
@@ -138,7 +135,17 @@ impl Setup {
             .arg(self.db())
             .args(["send", "campaign.toml"])
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The same as [`Setup::send`], started in the background; output discarded
+    /// unless `piped`.
+    fn spawn_send(&self, args: &[&str], piped: bool) -> Child {
+        let output = || {
+            if piped { Stdio::piped() } else { Stdio::null() }
+        };
+        self.send_process(args)
             .stdout(output())
             .stderr(output())
             .spawn()
@@ -503,18 +510,7 @@ fn a_run_whose_departure_log_finds_no_room_sends_everything_and_warns() {
     use std::os::unix::process::CommandExt as _;
     let server = MockServer::start();
     let setup = Setup::new(20, &server.base_url(), Sending::default());
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wacampaign"));
-    cmd.current_dir(&setup.dir)
-        .env("NO_COLOR", "1")
-        .env("WHATSAPP_TOKEN", &setup.token)
-        .env(NO_MESSAGING_LIMIT.0, NO_MESSAGING_LIMIT.1)
-        .env_remove("WACAMPAIGN_DB")
-        .env_remove("WACAMPAIGN_RATE")
-        .env_remove("WACAMPAIGN_CONCURRENCY")
-        .args(["--color", "never", "--db"])
-        .arg(setup.db())
-        .args(["send", "campaign.toml", "--yes"])
-        .stdin(Stdio::null());
+    let mut cmd = setup.send_process(&["--yes"]);
     // SAFETY: between fork and exec, only async-signal-safe calls (setrlimit,
     // signal) that touch nothing of the parent's.
     unsafe {
