@@ -31,7 +31,7 @@
 //!   more messages then share one second of `outcome_at`, which changes how the
 //!   indexes ordered by time fill.
 //! - `--caps-index`: builds the caps' person index first, as a database where a
-//!   campaign with a frequency cap has sent keeps it (`journal::hold::ensure_person_index`).
+//!   campaign with a frequency cap has sent keeps it (`journal::hold::ensure_cap_indexes`).
 //! - `--pragma=NAME=VALUE` (repeatable): sets a pragma on the writer's connection
 //!   before the plan is written, to try a setting (`cache_size`, `mmap_size`).
 //! - `--drop-index=NAME` (repeatable): drops one of the journal's indexes first, to
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if caps_index {
-        wacampaign::journal::hold::ensure_person_index(&db.conn)?;
+        wacampaign::journal::hold::ensure_cap_indexes(&db.conn)?;
     }
     for index in &dropped {
         // A name, not a value: it cannot be bound.

@@ -268,7 +268,14 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         lock,
         gate,
     } = open(ctx, &campaign)?;
-    let planner = Planner::new(&campaign, &gate)?
+    let planner = Planner::new(&campaign, &gate)?;
+    if planner.has_caps() {
+        // A send writes anyway: the caps' indexes first, so that the plan's read of
+        // each cap's window is an index scan, not the whole journal.
+        crate::journal::hold::ensure_cap_indexes(&db.conn)
+            .context("building the frequency caps' indexes")?;
+    }
+    let planner = planner
         .with_caps(&db.conn)
         .context("reading earlier messages for the frequency caps")?;
     let contacts_file = planner.contacts_path().to_owned();

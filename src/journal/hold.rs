@@ -2,29 +2,33 @@
 //! (`crate::hold` judges who is held), and the frequency caps read the messages
 //! the journal has sent.
 //!
-//! The cap reads go through partial indexes of accepted rows (by time, migration
-//! 0010; by person, built on demand) and of rows in flight (by person, 0014), which
-//! SQLite chooses only when the query spells the states the index was built for:
-//! they are written here, not bound.
+//! The cap reads go through partial indexes of accepted rows (by time and by
+//! person) and of rows in flight (by person), built by the first capped send
+//! ([`ensure_cap_indexes`]), which SQLite chooses only when the query spells the
+//! states the index was built for: they are written here, not bound.
 
 use rusqlite::{Connection, params};
 
 use crate::hold::Hold;
 
-/// Builds the indexes of accepted and in-flight rows by person that the cap check
-/// at the moment of sending reads, unless they exist. A campaign with a frequency
-/// cap calls this before its first claim (`Journal::begin`).
+/// Builds the indexes the frequency caps read, unless they exist: accepted rows by
+/// time (the plan's scan of a cap's window) and by person, and rows in flight by
+/// person (the check at the moment of sending). A campaign with a frequency cap
+/// calls this before its first claim (`Journal::begin`).
 ///
-/// They are not part of the schema (migrations 0016 and 0017 dropped them): a
-/// batch's accepted rows land on as many pages of the first as the batch has
-/// messages, a fifth to a third of the pages every send writes; every message
-/// enters the second at its claim and leaves it at its outcome; and only a cap reads
+/// They are not part of the schema (migrations 0016, 0017 and 0018 dropped them):
+/// a batch's accepted rows land on as many pages of the person index as the batch
+/// has messages, a fifth to a third of the pages every send writes; every accepted
+/// message enters the index by time, another fifth; every message enters the
+/// in-flight index at its claim and leaves it at its outcome; and only a cap reads
 /// them. Once built they stay, and every campaign's sends keep them, since a cap
 /// counts them all. Building them sorts the journal's accepted rows once, while
 /// other writers wait.
-pub fn ensure_person_index(conn: &Connection) -> rusqlite::Result<()> {
+pub fn ensure_cap_indexes(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS journal_accepted_by_person ON journal (person_id, outcome_at)
+        "CREATE INDEX IF NOT EXISTS journal_accepted_by_time
+             ON journal (outcome_at, id, person_id, campaign_id) WHERE state = 'accepted';
+         CREATE INDEX IF NOT EXISTS journal_accepted_by_person ON journal (person_id, outcome_at)
              WHERE state = 'accepted';
          CREATE INDEX IF NOT EXISTS journal_in_flight_by_person ON journal (person_id)
              WHERE state = 'in_flight';",
@@ -102,16 +106,21 @@ const LATEST_TO: &str = "\
       AND (?3 IS NULL OR c.category = ?3)
     ORDER BY 1 DESC LIMIT ?4 + 0";
 
+/// [`crate::frequency_cap::Sent::accepted_since`]: not `INDEXED BY`, which fails
+/// where the index is missing. A send of a capped campaign builds it before it
+/// plans; `check` and `preview` write nothing, so on a database where no capped
+/// campaign has sent yet they read the journal end to end for the same rows.
+const ACCEPTED_SINCE: &str = "\
+    SELECT person_id, campaign_id, outcome_at FROM journal
+    WHERE state = 'accepted' AND outcome_at > ?1";
+
 impl crate::frequency_cap::Sent for Connection {
     fn accepted_since(
         &self,
         since: &str,
         each: &mut dyn FnMut(i64, &str, Option<&str>),
     ) -> rusqlite::Result<()> {
-        let mut stmt = self.prepare(
-            "SELECT person_id, campaign_id, outcome_at FROM journal INDEXED BY journal_accepted_by_time
-             WHERE state = 'accepted' AND outcome_at > ?1",
-        )?;
+        let mut stmt = self.prepare(ACCEPTED_SINCE)?;
         let mut rows = stmt.query(params![since])?;
         while let Some(row) = rows.next()? {
             each(
@@ -153,7 +162,7 @@ mod tests {
     fn journal(rows: &[(&str, &str, &str, &str, Option<&str>)]) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("w.db")).unwrap();
-        ensure_person_index(&db.conn).unwrap();
+        ensure_cap_indexes(&db.conn).unwrap();
         db.conn
             .execute_batch(
                 "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at)
@@ -251,6 +260,70 @@ mod tests {
                 .latest_to(PERSON + 1, since, None, 10, "promo")
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_caps_window_is_read_by_time_through_its_index_and_the_same_without_it() {
+        let (_dir, db) = journal(&[
+            (
+                "promo",
+                "a",
+                "accepted",
+                "2026-11-01T09:00:00Z",
+                Some("2026-11-01T09:00:01Z"),
+            ),
+            (
+                "notice",
+                "b",
+                "accepted",
+                "2026-11-21T09:00:00Z",
+                Some("2026-11-21T09:00:01Z"),
+            ),
+            ("promo", "c", "in_flight", "2026-11-22T09:00:00Z", None),
+            (
+                "promo",
+                "d",
+                "failed",
+                "2026-11-24T09:00:00Z",
+                Some("2026-11-24T09:00:01Z"),
+            ),
+        ]);
+        let since = "2026-11-10T00:00:00Z";
+        let read = |conn: &Connection| {
+            let mut sent = Vec::new();
+            conn.accepted_since(since, &mut |person, campaign, at| {
+                sent.push((person, campaign.to_owned(), at.map(str::to_owned)));
+            })
+            .unwrap();
+            sent
+        };
+        let plan: Vec<String> = db
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {ACCEPTED_SINCE}"))
+            .unwrap()
+            .query_map(params![since], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            plan,
+            ["SEARCH journal USING COVERING INDEX journal_accepted_by_time (outcome_at>?)"]
+        );
+        let expected = vec![(
+            PERSON,
+            "notice".to_owned(),
+            Some("2026-11-21T09:00:01Z".to_owned()),
+        )];
+        assert_eq!(read(&db.conn), expected, "accepted inside the window only");
+
+        db.conn
+            .execute_batch("DROP INDEX journal_accepted_by_time")
+            .unwrap();
+        assert_eq!(
+            read(&db.conn),
+            expected,
+            "where no capped campaign has sent, the same rows from the whole journal"
         );
     }
 

@@ -344,7 +344,7 @@ impl Journal {
             crate::hold::Rules::of(campaign)
         };
         if holds.as_ref().is_some_and(crate::hold::Rules::has_caps) {
-            hold::ensure_person_index(&conn)?;
+            hold::ensure_cap_indexes(&conn)?;
         }
         Ok((
             Journal {
