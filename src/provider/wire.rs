@@ -238,7 +238,10 @@ impl Wire {
             tries += 1;
             let mut sender = match self.checkout() {
                 Some(sender) => sender,
-                None => self.connect().await.map_err(|f| (f, None))?,
+                // Boxed: opening a connection (TCP, TLS, the handshake) takes a few
+                // KiB of future that every request would otherwise carry, allocate
+                // and copy, for the few that open one.
+                None => Box::pin(self.connect()).await.map_err(|f| (f, None))?,
             };
             match sender.try_send_request(request).await {
                 Ok(response) => break (sender, response),
