@@ -60,10 +60,11 @@ pub struct RegionArg {
     pub default_region: Option<DefaultRegion>,
 }
 
-/// Record one event per row of a CSV file (all rows or none).
+/// Record one event per row of a CSV file, in one transaction.
 ///
-/// Rows with a number or date that cannot be read are listed with their line and
-/// skipped. Importing the same file again records nothing new. Prints counts:
+/// Rows with a number or date that cannot be read (or a date in the future) are
+/// listed with their line and skipped; the others are recorded. A file that cannot
+/// be read as a whole (a quote never closed, not text) records nothing. Importing the same file again records nothing new. Prints counts:
 /// recorded, already present, blocked by a later opt-out, invalid.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -97,12 +98,25 @@ pub struct ImportArgs {
     pub notice_file: Option<PathBuf>,
     #[command(flatten)]
     pub region: RegionArg,
-    /// Who records this; defaults to WACAMPAIGN_ACTOR or the login name.
+    /// Who records this; defaults to WACAMPAIGN_ACTOR, else the login name (USER,
+    /// LOGNAME), else `unknown`.
     #[arg(long)]
     pub actor: Option<String>,
     /// The file's text encoding.
     #[arg(long, value_parser = parse_encoding, default_value = "utf-8")]
     pub encoding: Encoding,
+}
+
+/// An opt-in's purpose: `all` is offered only where an opt-out may use it.
+fn one_purpose() -> impl clap::builder::TypedValueParser<Value = Purpose> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["marketing", "utility"]).map(|p| {
+        if p == "marketing" {
+            Purpose::Marketing
+        } else {
+            Purpose::Utility
+        }
+    })
 }
 
 /// Record that a person opted in. Printed only once it is on disk.
@@ -118,7 +132,8 @@ pub struct OptInArgs {
     /// number you do not have; it counts for every identity linked to it.
     #[arg(value_name = "NUMBER|BSUID")]
     pub number: String,
-    #[arg(long, value_enum)]
+    /// What the consent is for: one purpose (an opt-out may be for `all`).
+    #[arg(long, value_parser = one_purpose())]
     pub purpose: Purpose,
     /// How the person consented: web_form, paper, whatsapp_reply, api, operator, ...
     #[arg(long)]
@@ -170,7 +185,8 @@ pub struct EventArgs {
     /// A file with the text the person was shown.
     #[arg(long, value_name = "F")]
     pub notice_file: Option<PathBuf>,
-    /// Who records this; defaults to WACAMPAIGN_ACTOR or the login name.
+    /// Who records this; defaults to WACAMPAIGN_ACTOR, else the login name (USER,
+    /// LOGNAME), else `unknown`.
     #[arg(long)]
     pub actor: Option<String>,
     #[command(flatten)]
@@ -393,11 +409,9 @@ fn record(
     }
     let subject = identity(raw, &event.region)?;
     let occurred_at = match &event.occurred_at {
-        Some(text) => clock::format(
-            clock::parse(text)
-                .map_err(anyhow::Error::msg)
-                .context("--occurred-at")?,
-        ),
+        Some(text) => consent::occurred_at(text, clock::now())
+            .map_err(anyhow::Error::msg)
+            .context("--occurred-at")?,
         None => clock::now_string(),
     };
     let new = NewEvent {

@@ -89,7 +89,8 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
         sha256: sha256.clone(),
         ..ImportSummary::default()
     };
-    let now = clock::now_string();
+    let now_instant = clock::now();
+    let now = clock::format(now_instant);
     let mut recorded_subjects = Vec::new();
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let mut row = Row::default();
@@ -128,8 +129,8 @@ pub fn import_file(conn: &Connection, options: &ImportOptions) -> anyhow::Result
         }
         let occurred_at = match occurred_index.map(|i| row.get(i).unwrap_or("")) {
             None => now.clone(),
-            Some(cell) => match clock::parse(cell) {
-                Ok(t) => clock::format(t),
+            Some(cell) => match super::occurred_at(cell, now_instant) {
+                Ok(at) => at,
                 Err(e) => {
                     reject(format!("invalid date: {e}"));
                     continue;

@@ -362,7 +362,28 @@ pub fn combine(standings: impl IntoIterator<Item = Standing>) -> Standing {
     opted_out.or(opted_in).unwrap_or(Standing::NoOptIn)
 }
 
-/// Who is recording: `--actor`, else `WACAMPAIGN_ACTOR`, else the login name.
+/// How far ahead of this machine's clock an event's time may be: another system's
+/// clock (a sign-up form's) may run a little fast.
+pub const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// An event's time as an operator or a file gives it, refused when it lies in the
+/// future: the ledger orders a person's events by when they happened, so an opt-in
+/// dated 2062 (a typo in the year) would outrank every STOP recorded before then.
+pub fn occurred_at(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, String> {
+    let at = clock::parse(text)?;
+    if at > now + FUTURE_SKEW {
+        return Err(format!(
+            "{} is in the future (now is {}): an event is recorded when it happened; \
+             check the date",
+            clock::format(at),
+            clock::format(now)
+        ));
+    }
+    Ok(clock::format(at))
+}
+
+/// Who is recording: `--actor`, else `WACAMPAIGN_ACTOR`, else the login name
+/// (`USER`, `LOGNAME`), else `unknown`.
 pub fn default_actor() -> String {
     std::env::var("WACAMPAIGN_ACTOR")
         .or_else(|_| std::env::var("USER"))
@@ -373,6 +394,26 @@ pub fn default_actor() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_time_in_the_future_is_refused_beyond_a_little_clock_skew() {
+        let now = clock::parse("2026-11-28T12:00:00Z").unwrap();
+        assert_eq!(
+            occurred_at("2026-11-21 09:30:00", now).as_deref(),
+            Ok("2026-11-21T09:30:00Z")
+        );
+        assert_eq!(
+            occurred_at("2026-11-28T12:04:00Z", now).as_deref(),
+            Ok("2026-11-28T12:04:00Z"),
+            "a form's clock a few minutes fast"
+        );
+        let refused = occurred_at("2062-11-28", now).unwrap_err();
+        assert!(
+            refused.contains("2062-11-28T00:00:00Z is in the future"),
+            "{refused}"
+        );
+        assert!(occurred_at("28/11/2026", now).is_err());
+    }
 
     fn fact<'a>(purpose: &'a str, action: &'a str, at: &'a str, via: &'a str) -> Fact<'a> {
         Fact {

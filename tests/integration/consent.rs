@@ -1317,6 +1317,65 @@ fn a_bad_occurred_at_is_refused_and_nothing_is_written() {
 }
 
 #[test]
+fn an_event_dated_in_the_future_is_refused_so_it_cannot_outrank_a_later_stop() {
+    let l = Ledger::new();
+    let now = "2026-11-28T12:00:00Z";
+    // A typo in the year: dated 2062, this opt-in would outrank every STOP until then.
+    l.consent(&[
+        "opt-in",
+        ANA,
+        "--purpose",
+        "marketing",
+        "--method",
+        "web_form",
+        "--source",
+        "form-42",
+        "--occurred-at",
+        "2062-11-28",
+    ])
+    .env("WACAMPAIGN_NOW", now)
+    .assert()
+    .code(2)
+    .stdout("")
+    .stderr(
+        "error: --occurred-at: 2062-11-28T00:00:00Z is in the future (now is \
+         2026-11-28T12:00:00Z): an event is recorded when it happened; check the date\n",
+    );
+    assert!(!l.db().exists(), "nothing was written");
+
+    let csv = format!("phone,signed_up_at\n{ANA},2062-11-28\n{BETO},2026-11-28 12:04:00\n");
+    l.write("optins.csv", &csv);
+    l.consent(&[
+        "import",
+        "optins.csv",
+        "--purpose",
+        "marketing",
+        "--method",
+        "web_form",
+        "--occurred-column",
+        "signed_up_at",
+    ])
+    .env("WACAMPAIGN_NOW", now)
+    .assert()
+    .success()
+    .stderr(
+        "warning: optins.csv line 2: invalid date: 2062-11-28T00:00:00Z is in the future \
+         (now is 2026-11-28T12:00:00Z): an event is recorded when it happened; check the \
+         date; skipped\n",
+    );
+    assert_eq!(
+        l.event_ids(ANA),
+        Vec::<i64>::new(),
+        "the future row is skipped"
+    );
+    assert_eq!(
+        l.show(BETO)["events"][0]["occurred_at"],
+        "2026-11-28T12:04:00Z",
+        "a clock a few minutes fast is not the future"
+    );
+}
+
+#[test]
 fn an_unknown_purpose_or_action_is_a_usage_error() {
     let l = Ledger::new();
     l.write("optins.csv", format!("phone\n{ANA}\n"));
@@ -1335,7 +1394,7 @@ fn an_unknown_purpose_or_action_is_a_usage_error() {
     .stdout("")
     .stderr(
         "error: invalid value 'promotions' for '--purpose <PURPOSE>'\n  \
-         [possible values: marketing, utility, all]\n\n\
+         [possible values: marketing, utility]\n\n\
          For more information, try '--help'.\n",
     );
     l.consent(&[
@@ -1369,7 +1428,11 @@ fn an_unknown_purpose_or_action_is_a_usage_error() {
     ])
     .assert()
     .code(2)
-    .stderr("error: an opt-in is for one purpose: use --purpose marketing or --purpose utility\n");
+    .stderr(
+        "error: invalid value 'all' for '--purpose <PURPOSE>'\n  \
+         [possible values: marketing, utility]\n\n\
+         For more information, try '--help'.\n",
+    );
     assert!(!l.db().exists(), "no database was created");
 }
 
