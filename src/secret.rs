@@ -47,7 +47,7 @@ impl Secret {
             Err(_) => bail!(
                 "the environment variable {} is not set; export the access token there \
                  (or set provider.token_file to a file readable only by you)",
-                reference.env
+                variable_shown(&reference.env)
             ),
         }
     }
@@ -67,6 +67,26 @@ impl Secret {
     /// server or proxy might echo it in (see [`Spellings`]).
     pub fn redact(&self, text: &str) -> String {
         self.1.redact(text)
+    }
+}
+
+/// An environment variable's name as an error may show it: a campaign file that
+/// names the token itself where the variable's name belongs (`token_env = "EAAG…"`)
+/// must not have it printed back. Names as shells write them (`WHATSAPP_TOKEN`)
+/// are shown; anything else is described instead.
+pub fn variable_shown(name: &str) -> String {
+    let conventional = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if conventional {
+        name.to_owned()
+    } else {
+        "named in the campaign file (not shown: it does not look like a variable's \
+         name; if it is the token itself, remove it from the file and revoke it)"
+            .to_owned()
     }
 }
 
@@ -99,6 +119,8 @@ impl Spellings {
             form_urlencoded::byte_serialize(secret.as_bytes())
                 .collect::<String>()
                 .to_ascii_lowercase(),
+            // Inside a JSON string, as a server that escapes `/` writes it.
+            json_escaped(secret).to_ascii_lowercase(),
         ];
         folded.sort();
         folded.dedup();
@@ -180,6 +202,22 @@ impl Spellings {
     }
 }
 
+/// `text` as it appears between the quotes of a JSON string from an encoder that
+/// escapes `/` (PHP's and Java's do) besides `"` and `\`.
+fn json_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '"' | '\\' | '/' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Every byte but RFC 3986's unreserved characters as `%XX`.
 fn percent_encoded(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
@@ -229,12 +267,26 @@ mod tests {
             "AbC%2Fde%20f%2Bgh12",
             "abc%2fde%20f%2bgh12",
             "AbC%2Fde+f%2Bgh12",
+            r"AbC\/de f+gh12",
         ] {
             assert_eq!(
                 s.redact(&format!("token={echoed}; end")),
                 "token=[redacted]; end",
                 "{echoed}"
             );
+        }
+    }
+
+    #[test]
+    fn a_token_where_a_variable_name_belongs_is_not_shown() {
+        assert_eq!(variable_shown("WHATSAPP_TOKEN"), "WHATSAPP_TOKEN");
+        assert_eq!(
+            variable_shown("TWILIO_API_KEY_SECRET"),
+            "TWILIO_API_KEY_SECRET"
+        );
+        for token in ["EAAGsupersecret123456", "eaag", "1TOKEN", ""] {
+            let shown = variable_shown(token);
+            assert!(shown.starts_with("named in the campaign file"), "{token}");
         }
     }
 

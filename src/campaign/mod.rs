@@ -399,7 +399,7 @@ impl Campaign {
         let shown = path.display().to_string();
         let raw: RawFile = toml::from_str(text).map_err(|e| CampaignError::Syntax {
             path: shown.clone(),
-            message: e.to_string().trim_end().to_owned(),
+            message: without_secrets(e.to_string().trim_end()),
         })?;
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, column) = line_column(text, span.start);
@@ -1206,6 +1206,63 @@ fn parse_delimiter(text: &str) -> Option<u8> {
     }
 }
 
+/// A TOML error's message with the values of its quoted source line hidden where
+/// they may be secrets: a key named like one (`token = "EAAG…"` is an unknown key,
+/// and the parser quotes the line) or a value shaped like one (a long unbroken run
+/// of letters and digits). The key, line and column still say where to look.
+fn without_secrets(message: &str) -> String {
+    static PAIR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"([A-Za-z0-9_.-]+)(\s*=\s*)("[^"]*"?|'[^']*'?|[^\s,}\]]+)"#)
+            .expect("a valid pattern")
+    });
+    static SOURCE_LINE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^(\s*\d+ \| )(.*)$").expect("a valid pattern")
+    });
+    let secret_like_key = |key: &str| {
+        let key = key.to_ascii_lowercase();
+        [
+            "token",
+            "secret",
+            "password",
+            "passwd",
+            "auth",
+            "api_key",
+            "apikey",
+            "credential",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+            && !key.ends_with("_env")
+            && !key.ends_with("_file")
+    };
+    let secret_like_value = |value: &str| {
+        let bare = value.trim_matches(|c| c == '"' || c == '\'');
+        bare.len() >= 24
+            && bare.chars().any(|c| c.is_ascii_digit())
+            && bare.chars().any(|c| c.is_ascii_alphabetic())
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.+/=".contains(c))
+    };
+    message
+        .lines()
+        .map(|line| match SOURCE_LINE.captures(line) {
+            Some(quoted) => {
+                let source = PAIR.replace_all(&quoted[2], |pair: &regex::Captures<'_>| {
+                    if secret_like_key(&pair[1]) || secret_like_value(&pair[3]) {
+                        format!("{}{}\"(hidden)\"", &pair[1], &pair[2])
+                    } else {
+                        pair[0].to_owned()
+                    }
+                });
+                format!("{}{source}", &quoted[1])
+            }
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
@@ -1217,6 +1274,35 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_syntax_errors_quoted_line_hides_what_may_be_a_secret() {
+        let error = |text: &str| match Campaign::parse(text, Path::new("c.toml")) {
+            Err(CampaignError::Syntax { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        for (line, hidden) in [
+            ("token = \"EAAGsecret123\"", "token = \"(hidden)\""),
+            ("whatsapp_token = 'abc'", "whatsapp_token = \"(hidden)\""),
+            ("token = EAAGsecret123", "token = \"(hidden)\""),
+            (
+                "note = \"EAAGx9Qm2ZZ7hPq0rT5uV8wY1\"",
+                "note = \"(hidden)\"",
+            ),
+        ] {
+            let text = GOOD.replacen("[campaign]\n", &format!("[campaign]\n{line}\n"), 1);
+            let message = error(&text);
+            assert!(message.contains(hidden), "{line}: {message}");
+            assert!(
+                !message.contains("EAAG") && !message.contains("abc"),
+                "{message}"
+            );
+            assert!(message.contains("TOML parse error at line 3"), "{message}");
+        }
+        // Ordinary values stay, so a typo can be seen.
+        let text = GOOD.replacen("[campaign]\n", "[campaign]\ncolour = \"red\"\n", 1);
+        assert!(error(&text).contains("colour = \"red\""));
+    }
 
     const GOOD: &str = r#"
 [campaign]

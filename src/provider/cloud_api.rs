@@ -352,7 +352,7 @@ pub fn upload_media(
             "uploading {} to {url}: HTTP {}: {}; nothing was sent",
             path.display(),
             answer.status,
-            token.redact(&answer.snippet())
+            answer.snippet(token)
         ),
     }
 }
@@ -454,7 +454,7 @@ impl CloudApi {
                 }
                 detail
             }
-            None => answer.snippet(),
+            None => answer.snippet(&self.token),
         };
         Response::Rejected {
             family: super::Family::Meta,

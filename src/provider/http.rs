@@ -153,13 +153,18 @@ impl Answer {
         (200..300).contains(&self.status)
     }
 
-    /// The start of a body that is not the provider's error document, for the record.
-    /// Without the status: the pipeline puts `HTTP {status}: ` before every detail
-    /// that has no error code.
-    pub fn snippet(&self) -> String {
-        let end = self.body.len().min(300);
-        let text = String::from_utf8_lossy(&self.body[..end]);
-        let text = text.trim();
+    /// The start of a body that is not the provider's error document, for the record,
+    /// with `secret` redacted. Redacted whole, then cut: cut first, a secret that
+    /// crossed the cut would keep its first characters. Without the status: the
+    /// pipeline puts `HTTP {status}: ` before every detail that has no error code.
+    pub fn snippet(&self, secret: &Secret) -> String {
+        const SHOWN: usize = 300;
+        let text = secret.redact(&String::from_utf8_lossy(&self.body));
+        let end = text
+            .char_indices()
+            .nth(SHOWN)
+            .map_or(text.len(), |(at, _)| at);
+        let text = text[..end].trim();
         if text.is_empty() {
             "(empty body)".to_owned()
         } else {
@@ -923,13 +928,36 @@ pub(in crate::provider) mod tests {
             retry_after: None,
             body: Bytes::from_static(b"<html>Internal Server Error</html>\n"),
         };
-        assert_eq!(answer.snippet(), "<html>Internal Server Error</html>");
+        let secret = Secret::new("EAAGsecret0123456789abcdefABCDEF", "test").unwrap();
+        assert_eq!(
+            answer.snippet(&secret),
+            "<html>Internal Server Error</html>"
+        );
         let empty = Answer {
             status: 502,
             retry_after: None,
             body: Bytes::new(),
         };
-        assert_eq!(empty.snippet(), "(empty body)");
+        assert_eq!(empty.snippet(&secret), "(empty body)");
+    }
+
+    #[test]
+    fn a_secret_that_crosses_the_snippets_end_leaves_none_of_itself() {
+        let secret = Secret::new("EAAGsecret0123456789abcdefABCDEF", "test").unwrap();
+        // The secret starts 10 characters before the cut.
+        let body = format!(
+            "<html>{} token=EAAGsecret0123456789abcdefABCDEF</html>",
+            "x".repeat(277)
+        );
+        let answer = Answer {
+            status: 502,
+            retry_after: None,
+            body: Bytes::from(body),
+        };
+        let snippet = answer.snippet(&secret);
+        assert!(!snippet.contains("EAAG"), "{snippet}");
+        assert_eq!(snippet.chars().count(), 300);
+        assert!(snippet.ends_with("x token=[redacted]"), "{snippet}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Credentials {
                 format!(
                     "the environment variable {} is not set; export your Twilio account SID (AC...) \
                      there, or set provider.account_sid",
-                    config.account_sid_env
+                    crate::secret::variable_shown(&config.account_sid_env)
                 )
             })?,
         };
@@ -64,9 +64,9 @@ impl Credentials {
         }
         bail!(
             "no Twilio credentials: export {} and {} (an API key, preferred), or {} (the auth token)",
-            config.api_key_sid_env,
-            config.api_key_secret_env,
-            config.auth_token_env
+            crate::secret::variable_shown(&config.api_key_sid_env),
+            crate::secret::variable_shown(&config.api_key_secret_env),
+            crate::secret::variable_shown(&config.auth_token_env)
         )
     }
 }
@@ -209,7 +209,7 @@ impl Twilio {
         let error: Option<TwilioError> = serde_json::from_slice(&answer.body).ok();
         let detail = match &error {
             Some(e) => e.message.clone().unwrap_or_default(),
-            None => answer.snippet(),
+            None => answer.snippet(secret),
         };
         // A 5xx may still have sent the message (Twilio says so): the table treats it
         // as in doubt.
