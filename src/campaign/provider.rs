@@ -362,5 +362,15 @@ fn validate_url(url: &Spanned<String>, at: &Locate<'_>) -> Result<String, Campai
             format!("provider.base_url `{value}`: use an https:// URL"),
         ));
     }
+    // Credentials in the URL would be sent in place of the token and printed with
+    // every error that names the URL; the URL is not shown here for the same reason.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(at(
+            url.span(),
+            "this URL holds a user name or password (`user:pass@`): remove them; a proxy's \
+             credentials go in HTTPS_PROXY, the token in its environment variable"
+                .to_owned(),
+        ));
+    }
     Ok(value.to_owned())
 }

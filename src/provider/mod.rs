@@ -144,9 +144,11 @@ pub fn build(campaign: &Campaign) -> anyhow::Result<Arc<dyn Provider>> {
             let credentials = twilio::Credentials::load(config)?;
             Arc::new(twilio::Twilio::new(campaign, config, credentials)?)
         }
-        ProviderConfig::Simulator(config) => {
-            Arc::new(simulator::Simulator::new(config.clone(), campaign.category))
-        }
+        ProviderConfig::Simulator(config) => Arc::new(simulator::Simulator::new(
+            config.clone(),
+            campaign.category,
+            &campaign.id,
+        )),
     })
 }
 

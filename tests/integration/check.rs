@@ -119,6 +119,42 @@ fn a_literal_token_is_refused_without_echoing_it() {
     assert!(!stderr.contains("EAAG"), "the secret was echoed: {stderr}");
 }
 
+#[test]
+fn secrets_in_the_campaign_file_are_never_printed_back() {
+    // A token under a key the file does not have: the parser quotes the line.
+    let campaign = edit(
+        CAMPAIGN,
+        "phone_number_id = \"106540352242922\"\n",
+        "phone_number_id = \"106540352242922\"\nwhatsapp_token = \"EAAGm0PX4ZCpsBAKZAsuperSecret\"\n",
+    );
+    let fx = Fixture::with_contacts(HEADER);
+    fx.write("campaign.toml", campaign);
+    let assert = fx.check(&[]).assert().code(2).stdout("");
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.starts_with("error: campaign.toml: TOML parse error at line 20, column 1\n")
+            && stderr.contains("20 | whatsapp_token = \"(hidden)\"")
+            && stderr.contains("unknown field `whatsapp_token`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("EAAG"), "the secret was echoed: {stderr}");
+
+    // A proxy's password in the provider's URL.
+    let campaign = edit(
+        CAMPAIGN,
+        "phone_number_id = \"106540352242922\"\n",
+        "phone_number_id = \"106540352242922\"\nbase_url = \"http://proxyuser:Pr0xyPass@127.0.0.1:9\"\n",
+    );
+    fx.write("campaign.toml", campaign);
+    let assert = fx.check(&[]).assert().code(2).stdout("").stderr(
+        "error: campaign.toml:20:12: this URL holds a user name or password (`user:pass@`): \
+         remove them; a proxy's credentials go in HTTPS_PROXY, the token in its environment \
+         variable\n",
+    );
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("Pr0xyPass"), "{stderr}");
+}
+
 fn with_body(body: &str, variables: &str) -> String {
     let campaign = edit(
         CAMPAIGN,
