@@ -44,7 +44,10 @@ Exit codes:
   0    done: everything asked for was done
   1    finished, but some recipients failed or are in doubt (see `wacampaign status`);
        `consent verify` found the ledger altered
-  2    invalid usage, campaign file or input; nothing was sent
-  3    halted (auth, quality or policy error, circuit breaker) or locked by another
-       process; fix the cause and run again to resume
-  130  interrupted; what was in flight was recorded, run again to resume";
+  2    invalid usage, campaign file or input; nothing was sent (`send` also on a
+       database that does not exist or whose consent ledger is empty)
+  3    halted (auth, quality or policy error, circuit breaker), locked by another
+       process, or the business number stayed busy past `--wait`; fix the cause and
+       run again to resume (`--resume-halted` after a halt)
+  130  interrupted (Ctrl-C, SIGTERM); what was in flight was recorded, run again to
+       resume";

@@ -30,7 +30,7 @@ Examples:
   wacampaign check campaigns/promotion.toml --json | jq .data.eligible
   wacampaign check campaigns/promotion.toml --json | jq .data.cost.total
   wacampaign check campaigns/spring-sale.toml --offline     # the synced templates as they are
-  wacampaign check campaigns/promotion.toml --where 'city == \"Monterrey\"'
+  wacampaign check campaigns/promotion.toml --where 'descuento == \"20%\"'
 
 A campaign whose account was synced (`wacampaign templates sync`) is held against its
 approved template first: every mismatch is an error, before anything else.")]

@@ -22,8 +22,8 @@ use crate::ui::json_line;
 Examples:
   wacampaign preview campaigns/appointment-reminder.toml
   wacampaign preview campaigns/promotion.toml --limit 10
-  wacampaign preview campaigns/promotion.toml --row 7
-  wacampaign preview campaigns/promotion.toml --phone '+52 55 1234 5678' --payload
+  wacampaign preview campaigns/promotion.toml --row 3
+  wacampaign preview campaigns/promotion.toml --phone '+52 55 9876 5432' --payload
   wacampaign preview campaigns/spring-sale.toml --limit 4   # header, buttons, each contact's language")]
 pub struct Args {
     /// The campaign file (TOML).

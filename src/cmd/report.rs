@@ -37,7 +37,7 @@ use crate::ui::json_line;
 #[command(after_help = "\
 Examples:
   wacampaign report campaigns/demo.toml --html demo-report.html
-  wacampaign report campaigns/promotion.toml --html promotion.html --by city --by store
+  wacampaign report campaigns/promotion.toml --html promotion.html --by descuento
   wacampaign report campaigns/promotion.toml --json
   wacampaign report --all --since 30d --html last-30-days.html campaigns/*.toml")]
 pub struct Args {

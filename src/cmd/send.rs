@@ -51,7 +51,7 @@ Examples:
   wacampaign send campaigns/promotion.toml --to '+52 55 1234 5678' --yes   # a test send
   wacampaign send campaigns/promotion.toml --to +525512345678,+525587654321 --row 7 --yes
   wacampaign --db /srv/clinic/wacampaign.db send reminders.toml --yes --json --wait 30m
-  wacampaign send campaigns/promotion.toml --yes --where 'lower(city) == \"monterrey\"'
+  wacampaign send campaigns/promotion.toml --yes --where 'codigo.startsWith(\"BF-\")'
   wacampaign send campaigns/promotion.toml --yes --messaging-limit 2000
 
 In cron (no terminal), --yes is required; exit codes tell how the run ended (2: nothing

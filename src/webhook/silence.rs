@@ -75,19 +75,22 @@ mod tests {
         db.conn
             .execute(
                 "INSERT INTO campaigns (id, fingerprint, template, language, category, provider, created_at)
-                 VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-06-01T00:00:00Z')",
+                 VALUES ('promo', 'f', 't', 'es_MX', 'marketing', 'cloud_api', '2026-06-01T00:00:00Z'),
+                        ('demo', 'f', 't', 'es_MX', 'marketing', 'simulator', '2026-06-01T00:00:00Z')",
                 [],
             )
             .unwrap();
-        for (person, phone, message_id, at) in [
-            (1, "+1", "w1", "2026-06-02T08:00:00Z"),
-            (2, "+2", "w2", "2026-06-02T11:55:00Z"),
-            (3, "+3", "w3", "2026-05-31T08:00:00Z"),
+        // The simulator's sends never get a webhook: they do not count.
+        for (campaign, person, phone, message_id, at) in [
+            ("promo", 1, "+1", "w1", "2026-06-02T08:00:00Z"),
+            ("promo", 2, "+2", "w2", "2026-06-02T11:55:00Z"),
+            ("promo", 3, "+3", "w3", "2026-05-31T08:00:00Z"),
+            ("demo", 4, "+4", "w4", "2026-06-02T08:00:00Z"),
         ] {
             fixture::insert(
                 &db.conn,
                 &fixture::Row {
-                    campaign: "promo",
+                    campaign,
                     person,
                     phone,
                     seq: person,

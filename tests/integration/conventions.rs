@@ -275,6 +275,67 @@ pub fn run_readme_demo(f: &Fixture) {
     }
 }
 
+/// Every `check` and `preview` example in `--help` runs as written, shell quoting
+/// and all, on a fresh copy of the shipped campaigns whose contacts opted in, as
+/// the README's first step has a reader record. (A trailing comment and a pipe
+/// into another tool are the reader's, not ours.)
+#[test]
+fn the_check_and_preview_examples_in_help_run_on_the_shipped_campaigns() {
+    let f = Fixture::new();
+    copy_campaigns(&f);
+    f.wacampaign()
+        .args([
+            "consent",
+            "import",
+            "campaigns/promotion.csv",
+            "--purpose",
+            "marketing",
+            "--method",
+            "web_form",
+            "--phone-column",
+            "telefono",
+            "--default-region",
+            "MX",
+        ])
+        .assert()
+        .success();
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_wacampaign"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("the binary's directory").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = 0;
+    for command in ["check", "preview"] {
+        let help = stdout(&bare().args(["help", command]).assert().success());
+        let examples = help
+            .lines()
+            .skip_while(|l| !l.starts_with("Examples:"))
+            .filter_map(|l| l.trim().strip_prefix("wacampaign "));
+        for example in examples {
+            let example = example.split(" #").next().unwrap_or(example);
+            let example = example.split(" | ").next().unwrap_or(example).trim();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("wacampaign {example}"))
+                .current_dir(f.path(""))
+                .env("PATH", &path)
+                .env("WACAMPAIGN_DB", f.path("wacampaign.db"))
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("running sh");
+            assert!(
+                out.status.success(),
+                "`wacampaign {example}` exited {:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 10, "only {ran} examples found");
+}
+
 /// The `sql` blocks of the README's database section, by their `-- name` line.
 fn database_section() -> (&'static str, Vec<(String, String)>) {
     let readme = include_str!("../../README.md");
