@@ -24,6 +24,11 @@ pub enum PhoneError {
     Unparseable(String, String),
     #[error("`{raw}` is not a valid number for {region}")]
     Invalid { raw: String, region: String },
+    #[error(
+        "`{0}` has no country code: write it as +52 55…, or set default_region under \
+         [campaign] (--default-region for consent commands)"
+    )]
+    NoCountryCode(String),
 }
 
 /// A region for numbers written without a country code, e.g. `MX`.
@@ -64,8 +69,13 @@ impl E164 {
         {
             return Err(PhoneError::Letters(trimmed.to_owned()));
         }
-        let mut parsed = phonenumber::parse(region.map(|r| r.0), trimmed)
-            .map_err(|e| PhoneError::Unparseable(trimmed.to_owned(), e.to_string()))?;
+        let mut parsed = phonenumber::parse(region.map(|r| r.0), trimmed).map_err(|e| {
+            if region.is_none() && !trimmed.starts_with('+') && !trimmed.starts_with("00") {
+                PhoneError::NoCountryCode(trimmed.to_owned())
+            } else {
+                PhoneError::Unparseable(trimmed.to_owned(), e.to_string())
+            }
+        })?;
         let mut national = parsed.national().to_string();
         let mut valid = validity::is_valid(&parsed, &national);
         if !valid {

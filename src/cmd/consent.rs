@@ -285,7 +285,10 @@ fn number(raw: &str, region: &RegionArg) -> anyhow::Result<E164> {
     E164::normalize(raw, region.default_region).map_err(|e| {
         let no_country_code = region.default_region.is_none()
             && !raw.trim_start().starts_with('+')
-            && !matches!(e, PhoneError::Letters(_) | PhoneError::Empty);
+            && !matches!(
+                e,
+                PhoneError::Letters(_) | PhoneError::Empty | PhoneError::NoCountryCode(_)
+            );
         if no_country_code {
             anyhow::anyhow!(
                 "{e}; write the number with its country code (+52...) or pass --default-region"

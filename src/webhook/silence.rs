@@ -28,12 +28,16 @@ pub struct Silence {
 impl Silence {
     /// The warning `send` and `status` print.
     pub fn warning(&self, db: &std::path::Path) -> String {
+        let sent = if self.sent == 1 {
+            "1 message was".to_owned()
+        } else {
+            format!("{} messages were", self.sent)
+        };
         format!(
-            "{} messages were sent in the last {WINDOW_HOURS} h but no webhook was recorded since {}: \
+            "{sent} sent in the last {WINDOW_HOURS} h but no webhook was recorded since {}: \
              opt-outs and delivery statuses may be missing. Check that `wacampaign --db {} webhook \
              serve` is running with this database, that its /healthz answers from outside, and that \
              the callback URL in Meta's App Dashboard (or Twilio's status callback) points at it",
-            self.sent,
             self.since,
             db.display()
         )

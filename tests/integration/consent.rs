@@ -1520,8 +1520,9 @@ fn a_number_that_cannot_be_normalised_is_reported_by_import_and_refused_by_opt_i
              for MX; skipped\n\
              warning: optins.csv line 4: invalid number: phone number `llamar a Ana` contains \
              letters; skipped\n\
-             warning: optins.csv line 6: invalid number: `55 1234 5678` is not a phone \
-             number: invalid country code; skipped\n",
+             warning: optins.csv line 6: invalid number: `55 1234 5678` has no country code: \
+             write it as +52 55…, or set default_region under [campaign] (--default-region \
+             for consent commands); skipped\n",
     );
     // With the region given, the number without a country code is read.
     l.consent(&[
@@ -1559,8 +1560,8 @@ fn a_number_that_cannot_be_normalised_is_reported_by_import_and_refused_by_opt_i
         .assert()
         .stderr("error: phone number `llamar a Ana` contains letters\n");
     opt_in("55 1234 5678").assert().stderr(
-        "error: `55 1234 5678` is not a phone number: invalid country code; write the number \
-         with its country code (+52...) or pass --default-region\n",
+        "error: `55 1234 5678` has no country code: write it as +52 55…, or set \
+         default_region under [campaign] (--default-region for consent commands)\n",
     );
 }
 

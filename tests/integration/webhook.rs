@@ -972,25 +972,52 @@ fn a_reply_that_reads_like_an_opt_out_is_listed_for_a_person_with_its_command() 
 #[test]
 fn sends_without_webhooks_for_a_day_are_warned_about_until_one_arrives() {
     let ws = Workspace::new();
+    let graph = crate::mock_server::MockServer::start();
     let campaign = edit(
         CAMPAIGN,
-        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
-        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+        "phone_number_id = \"106540352242922\"\n",
+        &format!(
+            "phone_number_id = \"106540352242922\"\nbase_url = \"{}\"\n",
+            graph.base_url()
+        ),
     );
     ws.write("campaign.toml", campaign);
     ws.write("contacts.csv", "name,phone,date\nAna,5512345678,lunes\n");
     opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
+    // The simulator's sends, which never get a webhook, are no sign of silence.
+    let simulated = edit(
+        CAMPAIGN,
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    )
+    .replace("id = \"", "id = \"simulated-");
+    ws.write("simulated.toml", simulated);
     let sent_at = chrono::Utc::now() - chrono::Duration::hours(3);
     let rfc =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    ws.wacampaign()
+    let wacampaign = || {
+        let mut cmd = ws.wacampaign();
+        cmd.env("WHATSAPP_TOKEN", "test-token");
+        cmd
+    };
+    wacampaign()
+        .env("WACAMPAIGN_NOW", rfc(sent_at))
+        .args(["send", "simulated.toml", "--yes"])
+        .assert()
+        .code(0);
+    let quiet = wacampaign()
+        .args(["status", "simulated.toml"])
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&quiet.get_output().stderr).into_owned();
+    assert!(!stderr.contains("no webhook"), "{stderr}");
+    wacampaign()
         .env("WACAMPAIGN_NOW", rfc(sent_at))
         .args(["send", "campaign.toml", "--yes"])
         .assert()
         .code(0);
     // Just after the send: too early to expect webhooks, no warning.
-    let early = ws
-        .wacampaign()
+    let early = wacampaign()
         .env(
             "WACAMPAIGN_NOW",
             rfc(sent_at + chrono::Duration::minutes(1)),
@@ -1001,28 +1028,25 @@ fn sends_without_webhooks_for_a_day_are_warned_about_until_one_arrives() {
     let stderr = String::from_utf8_lossy(&early.get_output().stderr).into_owned();
     assert!(!stderr.contains("no webhook"), "{stderr}");
     // Three hours on, with no webhook recorded: `status` and `send` warn.
-    let shown = ws
-        .wacampaign()
+    let shown = wacampaign()
         .args(["status", "campaign.toml"])
         .assert()
         .code(0);
     let stderr = String::from_utf8_lossy(&shown.get_output().stderr).into_owned();
     assert!(
-        stderr.contains("1 messages were sent in the last 24 h but no webhook was recorded")
+        stderr.contains("1 message was sent in the last 24 h but no webhook was recorded")
             && stderr.contains("opt-outs and delivery statuses may be missing")
             && stderr.contains("webhook serve"),
         "{stderr}"
     );
-    let send = ws
-        .wacampaign()
+    let send = wacampaign()
         .args(["send", "campaign.toml", "--yes"])
         .assert()
         .code(0);
     let stderr = String::from_utf8_lossy(&send.get_output().stderr).into_owned();
     assert!(stderr.contains("no webhook was recorded"), "{stderr}");
     // A day later still nothing sent in the window: no warning.
-    let later = ws
-        .wacampaign()
+    let later = wacampaign()
         .env("WACAMPAIGN_NOW", rfc(sent_at + chrono::Duration::hours(25)))
         .args(["status", "campaign.toml"])
         .assert()
@@ -1039,8 +1063,7 @@ fn sends_without_webhooks_for_a_day_are_warned_about_until_one_arrives() {
         None,
     )]));
     assert_eq!(reply.status, 200);
-    let shown = ws
-        .wacampaign()
+    let shown = wacampaign()
         .args(["status", "campaign.toml"])
         .assert()
         .code(0);
