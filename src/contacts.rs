@@ -51,8 +51,15 @@ pub const MAX_COLUMNS: usize = 1000;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ContactsError {
-    #[error("cannot open contacts file {path}")]
-    Open { path: String, source: io::Error },
+    #[error("cannot open {what} {path}{setting}")]
+    Open {
+        /// What the file is to the user: the campaign's contacts, an import's file.
+        what: &'static str,
+        path: String,
+        /// Where the path was set, when a file set it.
+        setting: &'static str,
+        source: io::Error,
+    },
     #[error("{path} is empty; it needs a header row naming the columns, then one row per contact")]
     Empty { path: String },
     #[error(
@@ -140,18 +147,39 @@ impl std::fmt::Debug for ContactReader {
 }
 
 impl ContactReader {
+    /// The campaign's contacts file.
     pub fn open(source: &ContactsSource) -> Result<ContactReader, ContactsError> {
-        Self::open_path(&source.path, source.delimiter, source.encoding)
+        Self::open_as(
+            (
+                "contacts file",
+                " (campaign.contacts: a path relative to the campaign file)",
+            ),
+            &source.path,
+            source.delimiter,
+            source.encoding,
+        )
     }
 
+    /// A CSV file given on the command line.
     pub fn open_path(
+        path: &Path,
+        delimiter: Option<u8>,
+        encoding: Encoding,
+    ) -> Result<ContactReader, ContactsError> {
+        Self::open_as(("file", ""), path, delimiter, encoding)
+    }
+
+    fn open_as(
+        (what, setting): (&'static str, &'static str),
         path: &Path,
         delimiter: Option<u8>,
         encoding: Encoding,
     ) -> Result<ContactReader, ContactsError> {
         let shown = path.display().to_string();
         let file = File::open(path).map_err(|source| ContactsError::Open {
+            what,
             path: shown.clone(),
+            setting,
             source,
         })?;
         // The first mebibyte is read ahead and put back in front of the rest, so a

@@ -236,7 +236,8 @@ fn a_missing_contacts_file_is_named_once() {
     let fx = Fixture::new();
     fx.write("campaign.toml", CAMPAIGN);
     fx.check(&[]).assert().code(2).stdout("").stderr(
-        "error: cannot open contacts file contacts.csv: No such file or directory (os error 2)\n",
+        "error: cannot open contacts file contacts.csv (campaign.contacts: a path relative \
+         to the campaign file): No such file or directory (os error 2)\n",
     );
 }
 
