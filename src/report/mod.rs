@@ -223,7 +223,14 @@ impl PrivateFile {
             .prefix(".wacampaign-report-")
             .suffix(".tmp")
             .permissions(std::fs::Permissions::from_mode(0o600))
-            .tempfile_in(dir)?;
+            .tempfile_in(dir)
+            .map_err(|e| {
+                // Callers name the report asked for; the temporary file is nobody's
+                // business (tempfile ends its error with `at path "…"`, that one's).
+                let text = e.to_string();
+                let cause = text.split(" at path ").next().unwrap_or(&text).to_owned();
+                std::io::Error::new(e.kind(), cause)
+            })?;
         Ok(PrivateFile {
             temp,
             target: path.to_owned(),

@@ -242,6 +242,17 @@ fn a_missing_contacts_file_is_named_once() {
 }
 
 #[test]
+fn a_report_that_cannot_be_written_names_the_file_asked_for() {
+    let fx = Fixture::with_contacts(HEADER);
+    fx.write("campaign.toml", CAMPAIGN);
+    fx.check(&["--excluded", "missing/excluded.csv"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr("error: creating missing/excluded.csv: No such file or directory (os error 2)\n");
+}
+
+#[test]
 fn an_empty_contacts_file_asks_for_a_header() {
     Fixture::with_contacts("")
         .check(&[])
