@@ -70,10 +70,22 @@ pub enum DbError {
          {SCHEMA_VERSION}); upgrade wacampaign. The file was not changed."
     )]
     TooNew { path: String, found: u32 },
-    #[error("cannot create database {path}")]
+    #[error(
+        "cannot create database {path} (its directory must be writable by you, or point \
+         --db or WACAMPAIGN_DB at another path)"
+    )]
     Create {
         path: String,
         source: std::io::Error,
+    },
+    #[error(
+        "database {path} cannot be written: even to read it, wacampaign writes the file and \
+         creates {path}-wal and {path}-shm beside it; make the file and its directory \
+         writable by you, or work on a copy in a writable directory"
+    )]
+    ReadOnly {
+        path: String,
+        source: rusqlite::Error,
     },
     #[error("database {path}")]
     Sqlite {
@@ -122,10 +134,7 @@ impl Db {
                 });
             }
         }
-        let sqlite = |source| DbError::Sqlite {
-            path: shown.clone(),
-            source,
-        };
+        let sqlite = |source| sqlite_error(&shown, source);
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -237,6 +246,16 @@ fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
     }
 }
 
+/// SQLite's error while opening `path`, with the fix where there is one to give.
+fn sqlite_error(path: &str, source: rusqlite::Error) -> DbError {
+    let path = path.to_owned();
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) {
+        DbError::ReadOnly { path, source }
+    } else {
+        DbError::Sqlite { path, source }
+    }
+}
+
 fn check_mode(path: &str, mode: u32) -> Result<(), DbError> {
     if mode & 0o077 != 0 {
         return Err(DbError::Permissions {
@@ -287,6 +306,39 @@ mod tests {
         assert_eq!(sync, 2, "synchronous=FULL");
         drop(db);
         Db::open(&path).expect("reopening an up-to-date database is fine");
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_created_or_written_says_what_to_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("w.db");
+        let err = Db::open(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "(its directory must be writable by you, or point --db or \
+                 WACAMPAIGN_DB at another path)"
+            ),
+            "{err}"
+        );
+        // What SQLite says of a database in a directory this user cannot write (not
+        // provoked here: these tests may run as root, whom permissions do not stop).
+        let readonly = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY_DIRECTORY),
+            None,
+        );
+        let err = sqlite_error("w.db", readonly).to_string();
+        assert!(
+            err.contains(
+                "creates w.db-wal and w.db-shm beside it; make the file and its \
+                 directory writable by you"
+            ),
+            "{err}"
+        );
+        let other = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            None,
+        );
+        assert_eq!(sqlite_error("w.db", other).to_string(), "database w.db");
     }
 
     #[test]
