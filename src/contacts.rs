@@ -72,6 +72,13 @@ pub enum ContactsError {
     )]
     NotUtf8 { path: String, line: u64 },
     #[error(
+        "{path} line {line} is not valid UTF-8, but lines before it are UTF-8 with accented \
+         letters: the file mixes two encodings (often rows pasted from another file), and no \
+         one encoding setting reads it all; re-type that line's accented letters, or open \
+         the file in a spreadsheet and save it as \"CSV UTF-8\""
+    )]
+    MixedEncodings { path: String, line: u64 },
+    #[error(
         "{path} line {line}: a record is longer than {limit} bytes; look for an unclosed \
          quote (\") on or before this line, or remove the oversized cell",
         limit = MAX_RECORD_BYTES
@@ -135,6 +142,9 @@ pub struct ContactReader {
     delimiter: u8,
     starts: RecordStarts,
     blank_rows: u64,
+    /// Whether a row read so far (or the header) had letters beyond ASCII, all valid
+    /// UTF-8: then a row that is not UTF-8 is a mixed file, not a Windows export.
+    read_non_ascii: bool,
 }
 
 impl std::fmt::Debug for ContactReader {
@@ -260,6 +270,7 @@ impl ContactReader {
             path: shown,
             reader,
             headers: header.iter().map(|h| h.trim().to_owned()).collect(),
+            read_non_ascii: !header.as_byte_record().as_slice().is_ascii(),
             delimiter: detected,
             starts,
             blank_rows: 0,
@@ -326,11 +337,20 @@ impl ContactReader {
         loop {
             let got = match self.reader.read_record(&mut row.record) {
                 Ok(got) => got,
-                Err(e) => return Err(map_csv_error(&self.path, e, self.next_start_line())),
+                Err(e) => {
+                    return Err(match map_csv_error(&self.path, e, self.next_start_line()) {
+                        ContactsError::NotUtf8 { path, line } if self.read_non_ascii => {
+                            ContactsError::MixedEncodings { path, line }
+                        }
+                        other => other,
+                    });
+                }
             };
             if !got {
                 return Ok(false);
             }
+            self.read_non_ascii =
+                self.read_non_ascii || !row.record.as_byte_record().as_slice().is_ascii();
             row.line = self.next_start_line().unwrap_or(0);
             if !row.is_blank() {
                 return Ok(true);
@@ -624,6 +644,21 @@ mod tests {
         );
         let mut r = reader_for(bytes, Encoding::Windows1252).unwrap();
         assert_eq!(rows(&mut r)[0].1[0], "José");
+    }
+
+    #[test]
+    fn a_latin1_row_after_utf8_accents_is_a_mixed_file_not_a_windows_export() {
+        let bytes = "name,phone\nJosé,5512345678\nRen\u{0}".as_bytes();
+        let bytes = [&bytes[..bytes.len() - 1], b"\xE9,5523456789\n"].concat();
+        let mut r = reader_for(&bytes, Encoding::Utf8).unwrap();
+        let mut row = Row::default();
+        assert!(r.read_row(&mut row).unwrap());
+        let err = r.read_row(&mut row).unwrap_err();
+        assert!(
+            matches!(err, ContactsError::MixedEncodings { line: 3, .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("windows-1252"), "{err}");
     }
 
     #[test]
