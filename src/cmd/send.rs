@@ -348,12 +348,6 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         no_consent,
     };
     summary.plan.estimated_seconds = to_send.div_ceil(u64::from(campaign.sending.rate_per_second));
-    if let Some(problem) = journal.departure_log_problem() {
-        ctx.ui.warn(format!(
-            "no departure log for this run ({problem}): if it is killed, every message then \
-             in flight is held in doubt, including those whose requests had not left"
-        ));
-    }
     if recovered.never_left > 0 {
         ctx.ui.info(format!(
             "{} messages were claimed when the last run stopped but their requests had not left \
@@ -465,6 +459,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     }
 
     let _number = take_number(ctx, args, &campaign)?;
+    start_departure_log(ctx, &mut journal);
     let (sent, progress) = pipeline(
         ctx,
         &campaign,
@@ -506,6 +501,19 @@ fn take_number(
             ));
         },
     )?)
+}
+
+/// Creates the run's departure log once nothing but sending is left to do: a run
+/// that ends before its first message (nothing to send, `--max-cost`, a question
+/// answered no, the number's lock not had) leaves no log beside the database.
+fn start_departure_log(ctx: &Context, journal: &mut Journal) {
+    journal.start_departures();
+    if let Some(problem) = journal.departure_log_problem() {
+        ctx.ui.warn(format!(
+            "no departure log for this run ({problem}): if it is killed, every message then \
+             in flight is held in doubt, including those whose requests had not left"
+        ));
+    }
 }
 
 type Sent = anyhow::Result<(RunEnd, Journal)>;
@@ -596,6 +604,7 @@ fn test_send(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<E
         return Ok(Exit::Success);
     }
     let _number = take_number(ctx, args, &campaign)?;
+    start_departure_log(ctx, &mut journal);
     let (sent, progress) = pipeline(
         ctx,
         &campaign,

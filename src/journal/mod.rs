@@ -182,8 +182,11 @@ pub struct Journal {
     holds: Option<crate::hold::Rules>,
     /// The portfolio's messaging limit, when this run holds to one.
     messaging_limit: Option<crate::messaging_limit::Guard>,
-    /// Where this run's requests note their departure, when it keeps a log.
+    /// Where this run's requests note their departure, once it keeps a log.
     departures: Option<std::sync::Arc<crate::departure_log::Departures>>,
+    /// The log this run will keep (its path and the nonce the journal names it
+    /// by), until [`Journal::start_departures`] creates it.
+    departure_log_to_start: Option<(std::path::PathBuf, i64)>,
     /// Why this run keeps no departure log though it was asked to.
     departure_log_problem: Option<String>,
 }
@@ -212,8 +215,9 @@ impl Journal {
     /// new planning run. Rows a crash left in flight become in doubt, except those
     /// the last run's departure log proves never left, which are due again.
     /// `departures`: where this run keeps its own log (beside the database, see
-    /// [`crate::departure_log::path`]); `None` keeps none, and the next run holds every row
-    /// this one leaves in flight in doubt.
+    /// [`crate::departure_log::path`]), created when it starts sending
+    /// ([`Journal::start_departures`]); `None` keeps none, and the next run holds every
+    /// row this one leaves in flight in doubt.
     pub fn begin(
         conn: Connection,
         campaign: &Campaign,
@@ -325,17 +329,16 @@ impl Journal {
         // being built, say) are applied at the first claim.
         let consent_seen = gate.consent_seen;
         tx.commit()?;
-        // Started once the rows the last log spoke for are settled. A log that cannot
-        // be written leaves this run without one: a kill then holds its rows in
-        // flight in doubt, as the journal alone would.
-        let (this_log, departure_log_problem) = match (log, nonce) {
-            (Some(path), Some(nonce)) => match crate::departure_log::Departures::start(path, nonce)
-            {
-                Ok(log) => (log.map(std::sync::Arc::new), None),
-                Err(e) => (None, Some(format!("{e:#}"))),
-            },
-            _ => (None, None),
-        };
+        // The last run's log spoke for rows that are settled now, and the journal
+        // names this run's log instead: nobody will read it again. This run's own
+        // log is created only when it starts sending (`start_departures`), so a run
+        // that ends before (nothing to send, a refusal, a question answered no)
+        // leaves no log behind. Best effort: a log left behind is never trusted,
+        // since its nonce is not the one the journal names.
+        let departure_log_to_start = log.zip(nonce).map(|(path, nonce)| {
+            let _ = std::fs::remove_file(path);
+            (path.to_owned(), nonce)
+        });
         // A test send goes now to the operator's own numbers: the contacts'
         // quiet hours and caps are not theirs to keep.
         let holds = if test {
@@ -360,14 +363,30 @@ impl Journal {
                 consent_seen,
                 holds,
                 messaging_limit: None,
-                departures: this_log,
-                departure_log_problem,
+                departures: None,
+                departure_log_to_start,
+                departure_log_problem: None,
             },
             recovered,
         ))
     }
 
-    /// Where this run's requests note their departure, when it keeps a log.
+    /// Creates this run's departure log, before its first claim: from then on a
+    /// kill leaves it for the next run. Does nothing when the log was started
+    /// already or the run keeps none. A log that cannot be written (a full disk)
+    /// leaves the run without one, and [`Journal::departure_log_problem`] says why:
+    /// a kill then holds its rows in flight in doubt, as the journal alone would.
+    pub fn start_departures(&mut self) {
+        let Some((path, nonce)) = self.departure_log_to_start.take() else {
+            return;
+        };
+        match crate::departure_log::Departures::start(&path, nonce) {
+            Ok(log) => self.departures = log.map(std::sync::Arc::new),
+            Err(e) => self.departure_log_problem = Some(format!("{e:#}")),
+        }
+    }
+
+    /// Where this run's requests note their departure, once it keeps a log.
     pub fn departures(&self) -> Option<std::sync::Arc<crate::departure_log::Departures>> {
         self.departures.clone()
     }
@@ -1162,6 +1181,7 @@ mod tests {
             holds: None,
             messaging_limit: None,
             departures: None,
+            departure_log_to_start: None,
             departure_log_problem: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();
@@ -1201,6 +1221,7 @@ mod tests {
             holds: None,
             messaging_limit: None,
             departures: None,
+            departure_log_to_start: None,
             departure_log_problem: None,
         };
         assert_eq!(journal.expire_past_send_by().unwrap(), 2);
