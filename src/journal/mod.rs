@@ -6,7 +6,8 @@
 //! [`Journal`]; the webhook server and `send`'s preparation settle rows through
 //! [`settle`], and the webhook server folds each status onto its row through
 //! [`fold`]; reports read through [`query`]; [`hold`] defers held rows and reads
-//! what the frequency caps count.
+//! what the frequency caps count; [`projection`] tells `send --dry-run` what a run
+//! would find, without writing.
 //!
 //! A row is `planned` when the plan is written and `in_flight` once the intent to
 //! send it is durable, committed just before its request is written to a socket.
@@ -18,6 +19,7 @@
 pub mod fixture;
 pub mod fold;
 pub mod hold;
+pub mod projection;
 pub mod query;
 pub mod settle;
 pub mod state;
@@ -277,34 +279,16 @@ impl Journal {
                 )?;
                 1
             }
-            Some((old, created_at, plan_run, halted_at, halt_reason)) => {
+            Some(prior) => {
+                refuse(&tx, campaign, &prior, resume_halted)?;
+                let (old, _, plan_run, _, _) = prior;
                 if old != fingerprint {
-                    let messaged: i64 = tx.query_row(
-                        "SELECT count(*) FROM journal WHERE campaign_id = ?1 AND state <> 'planned'",
-                        params![campaign.id],
-                        |r| r.get(0),
-                    )?;
-                    if messaged > 0 {
-                        return Err(JournalError::ContentChanged {
-                            id: campaign.id.clone(),
-                            since: created_at,
-                        });
-                    }
-                    // Nobody was messaged yet: the new content simply replaces the old.
+                    // Nobody was messaged yet (or `refuse` said so): the new content
+                    // simply replaces the old.
                     tx.execute(
                         "UPDATE campaigns SET fingerprint = ?2, template = ?3, language = ?4 WHERE id = ?1",
                         params![campaign.id, fingerprint, campaign.template.name, campaign.template.language],
                     )?;
-                }
-                // A halt is lifted only by `resume`, once the operator confirmed the run.
-                if let Some(at) = halted_at
-                    && !resume_halted
-                {
-                    return Err(JournalError::Halted {
-                        id: campaign.id.clone(),
-                        at,
-                        reason: halt_reason.unwrap_or_default(),
-                    });
                 }
                 // A test send leaves the plan's run alone: the next run resumes it.
                 if !test {
@@ -890,6 +874,42 @@ struct Candidate {
 
 /// fingerprint, created_at, plan_run, halted_at, halt_reason
 type PriorRun = (String, String, i64, Option<String>, Option<String>);
+
+/// Refuses a run of a campaign the journal knows (`prior`) when its content changed
+/// after someone was messaged, or when it halted and the operator did not resume it.
+/// Read-only: a run and a dry run refuse alike.
+fn refuse(
+    conn: &Connection,
+    campaign: &Campaign,
+    prior: &PriorRun,
+    resume_halted: bool,
+) -> Result<(), JournalError> {
+    let (old, created_at, _, halted_at, halt_reason) = prior;
+    if *old != campaign.content_fingerprint() {
+        let messaged: i64 = conn.query_row(
+            "SELECT count(*) FROM journal WHERE campaign_id = ?1 AND state <> 'planned'",
+            params![campaign.id],
+            |r| r.get(0),
+        )?;
+        if messaged > 0 {
+            return Err(JournalError::ContentChanged {
+                id: campaign.id.clone(),
+                since: created_at.clone(),
+            });
+        }
+    }
+    // A halt is lifted only by `resume`, once the operator confirmed the run.
+    if let Some(at) = halted_at
+        && !resume_halted
+    {
+        return Err(JournalError::Halted {
+            id: campaign.id.clone(),
+            at: at.clone(),
+            reason: halt_reason.clone().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
 
 fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
     let phone: Option<String> = row.get(2)?;

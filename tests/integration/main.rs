@@ -14,6 +14,7 @@ mod conventions;
 mod cost;
 mod cron_output;
 mod departure_log;
+mod dry_run;
 mod erase;
 mod fail_closed;
 mod frequency_cap;
