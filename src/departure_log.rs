@@ -16,8 +16,11 @@
 //! machine's boot id, and a run trusts its predecessor's log only on the same boot;
 //! otherwise every row left in flight is held in doubt, as without a log.
 //!
-//! A run that ends with every outcome recorded removes its log: only a killed run
-//! leaves one, for the run after it.
+//! A run creates its log when it starts sending, not before: a run that ends
+//! without sending (nothing to send, a refusal by `--max-cost`, a question answered
+//! no) never has one. A run that ends with every outcome recorded removes its log;
+//! the next run removes the last one's once the journal has settled the rows it
+//! spoke for. So only a killed run leaves one, for the run after it.
 //!
 //! The log is a ring of [`SLOTS`] row ids. A row can be in flight for at most the
 //! provider timeout (at most 300 s, `campaign::provider`), during which at most

@@ -70,7 +70,9 @@ pub struct Args {
     /// The campaign file (TOML).
     #[arg(value_name = "CAMPAIGN.toml")]
     pub campaign: PathBuf,
-    /// Do everything but send: render, validate and report; write nothing.
+    /// Do everything but send: render and validate every message, and report what
+    /// this run would send and what it would cost (the journal's progress and --limit
+    /// counted, --max-cost checked); write nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Send to at most N new recipients in this run: a test batch.
@@ -176,7 +178,8 @@ pub struct SendSummary {
     #[serde(flatten)]
     pub plan: CheckReport,
     pub dry_run: bool,
-    /// Rows by state in the journal for this plan (absent in a dry run).
+    /// Rows by state in the journal for this plan (in a dry run, as the run would
+    /// find them before sending: nothing is written).
     pub journal: Option<Counts>,
     pub to_send: u64,
     /// Held in doubt from an earlier run and not resent.
@@ -330,8 +333,7 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
     } else {
         0
     };
-    let fresh = counts.planned + resend;
-    let to_send = args.limit.map_or(fresh, |l| l.min(fresh)) + counts.deferred;
+    let to_send = to_send(&counts, args.limit, resend);
     let mut summary = SendSummary {
         plan: CheckReport::new(&campaign, &contacts_file, stats),
         dry_run: false,
@@ -348,12 +350,6 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         no_consent,
     };
     summary.plan.estimated_seconds = to_send.div_ceil(u64::from(campaign.sending.rate_per_second));
-    if let Some(problem) = journal.departure_log_problem() {
-        ctx.ui.warn(format!(
-            "no departure log for this run ({problem}): if it is killed, every message then \
-             in flight is held in doubt, including those whose requests had not left"
-        ));
-    }
     if recovered.never_left > 0 {
         ctx.ui.info(format!(
             "{} messages were claimed when the last run stopped but their requests had not left \
@@ -376,6 +372,14 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         resend,
         _lock: lock,
     }))
+}
+
+/// The messages a run sends: the planned ones and those held in doubt it resends
+/// (`resend`), up to `--limit`, and every deferred one due again. A run and a dry
+/// run count alike.
+fn to_send(counts: &Counts, limit: Option<u64>, resend: u64) -> u64 {
+    let fresh = counts.planned + resend;
+    limit.map_or(fresh, |l| l.min(fresh)) + counts.deferred
 }
 
 /// Whether every row read was left out for lack of consent.
@@ -465,6 +469,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     }
 
     let _number = take_number(ctx, args, &campaign)?;
+    start_departure_log(ctx, &mut journal);
     let (sent, progress) = pipeline(
         ctx,
         &campaign,
@@ -506,6 +511,19 @@ fn take_number(
             ));
         },
     )?)
+}
+
+/// Creates the run's departure log once nothing but sending is left to do: a run
+/// that ends before its first message (nothing to send, `--max-cost`, a question
+/// answered no, the number's lock not had) leaves no log beside the database.
+fn start_departure_log(ctx: &Context, journal: &mut Journal) {
+    journal.start_departures();
+    if let Some(problem) = journal.departure_log_problem() {
+        ctx.ui.warn(format!(
+            "no departure log for this run ({problem}): if it is killed, every message then \
+             in flight is held in doubt, including those whose requests had not left"
+        ));
+    }
 }
 
 type Sent = anyhow::Result<(RunEnd, Journal)>;
@@ -596,6 +614,7 @@ fn test_send(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<E
         return Ok(Exit::Success);
     }
     let _number = take_number(ctx, args, &campaign)?;
+    start_departure_log(ctx, &mut journal);
     let (sent, progress) = pipeline(
         ctx,
         &campaign,
@@ -781,45 +800,101 @@ fn after_sending(ctx: &Context, error: anyhow::Error) -> anyhow::Result<Exit> {
     Ok(Exit::Halted)
 }
 
+/// `send --dry-run`: plans and renders every message as a run would, and reports
+/// what the same command without `--dry-run` would send in this run, and its cost:
+/// the journal is read (rows already sent or settled are not sent again, `--limit`
+/// caps the new ones), never written, and no departure log is created.
 fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Exit> {
+    use crate::journal::projection::{Fate, Projection};
     let gate = ctx.consent_gate(campaign)?;
-    let planner = crate::cmd::where_arg::with_caps(ctx, Planner::new(campaign, &gate)?)?;
+    let mut planner = crate::cmd::where_arg::with_caps(ctx, Planner::new(campaign, &gate)?)?;
     let contacts_file = planner.contacts_path().to_owned();
-    let mut rendered = 0u64;
-    let pricing = crate::pricing::Pricing::of(campaign)?;
-    let mut estimator = pricing.as_ref().map(crate::pricing::Pricing::estimator);
-    let stats = planner.run(|item| {
-        if let PlanItem::Eligible(recipient) = item {
-            if let Some(estimator) = estimator.as_mut() {
-                estimator.add_contact(recipient.phone);
-            }
-            // Render exactly what would be sent, so a dry run costs what a run does.
-            let to = provider::To::of(
-                &recipient,
-                gate.person(recipient.phone, recipient.bsuid.as_ref()),
-            );
-            let body = to.map_or(serde_json::Value::Null, |to| {
-                provider::request_body(campaign, &to, &recipient.values)
-            });
-            rendered += u64::from(serde_json::to_vec(&body).is_ok());
+    // Opened as `check` opens it; the projection only reads.
+    let db = Db::open_existing(&ctx.db)?;
+    let log = crate::departure_log::path(&ctx.db, &campaign.id);
+    let mut projection = match Projection::new(
+        db.as_ref().map(|db| &db.conn),
+        campaign,
+        args.resume_halted,
+        Some(&log),
+    ) {
+        Ok(projection) => projection,
+        // As a run: a halted campaign sends nothing until it is resumed.
+        Err(e @ JournalError::Halted { .. }) => {
+            ctx.ui.warn(e.to_string());
+            return Ok(Exit::Halted);
         }
-    })?;
+        Err(e) => return Err(e.into()),
+    };
+    let pricing = crate::pricing::Pricing::of(campaign)?;
+    let mut pricer = pricing
+        .as_ref()
+        .map(|p| crate::pricing::estimate::RunPricer::new(p, args.limit));
+    let resend_phones = if args.in_doubt == InDoubt::Resend {
+        projection
+            .in_doubt()
+            .context("reading the messages held in doubt")?
+    } else {
+        Vec::new()
+    };
+    // Priced first, as a run prices them: resent rows share `--limit` with the
+    // planned ones.
+    if let Some(pricer) = pricer.as_mut() {
+        for phone in &resend_phones {
+            pricer.fresh(*phone);
+        }
+    }
+    let mut rendered = 0u64;
+    while let Some(item) = planner.next_item()? {
+        let PlanItem::Eligible(recipient) = item else {
+            continue;
+        };
+        // Render every message, sent in this run or not, so a dry run validates the
+        // whole file as a run's plan does.
+        let person = gate.person(recipient.phone, recipient.bsuid.as_ref());
+        let to = provider::To::of(&recipient, person);
+        let body = to.map_or(serde_json::Value::Null, |to| {
+            provider::request_body(campaign, &to, &recipient.values)
+        });
+        rendered += u64::from(serde_json::to_vec(&body).is_ok());
+        let fate = projection
+            .item(&recipient, person)
+            .context("reading the journal")?;
+        if let Some(pricer) = pricer.as_mut() {
+            match fate {
+                Fate::Planned => pricer.fresh(recipient.phone),
+                Fate::Deferred => pricer.deferred(recipient.phone),
+                Fate::Served | Fate::InDoubt | Fate::Expired => {}
+            }
+        }
+    }
+    let stats = planner.stats().clone();
+    let projected = projection.finish().context("reading the journal")?;
+    let counts = projected.counts;
+    let resend = if args.in_doubt == InDoubt::Resend {
+        counts.in_doubt
+    } else {
+        0
+    };
+    let to_send = to_send(&counts, args.limit, resend);
+    let no_consent = all_without_consent(&stats);
     let mut summary = SendSummary {
         plan: CheckReport::new(campaign, &contacts_file, stats),
         dry_run: true,
-        journal: None,
-        to_send: rendered,
-        in_doubt_held: 0,
-        recovered_in_doubt: 0,
-        recovered_never_left: 0,
+        to_send,
+        in_doubt_held: counts.in_doubt,
+        journal: Some(counts),
+        recovered_in_doubt: projected.recovered_in_doubt,
+        recovered_never_left: projected.recovered_never_left,
         this_run: None,
         end: None,
         failures_by_code: BTreeMap::new(),
-        already_served: 0,
-        expired_now: 0,
-        no_consent: false,
+        already_served: projected.already_served,
+        expired_now: projected.expired_now,
+        no_consent,
     };
-    summary.plan.cost = estimator.map(crate::pricing::Estimator::finish);
+    summary.plan.estimated_seconds = to_send.div_ceil(u64::from(campaign.sending.rate_per_second));
+    summary.plan.cost = pricer.map(crate::pricing::estimate::RunPricer::finish);
     if let Some(max) = &args.max_cost {
         crate::pricing::estimate::check_max_cost(summary.plan.cost.as_ref(), max)?;
     }
@@ -830,7 +905,8 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
         out.write_all(render_before(ctx, &summary).as_bytes())?;
         writeln!(
             out,
-            "dry run: {rendered} messages rendered and validated; nothing sent, nothing written"
+            "dry run: {to_send} messages would be sent in this run ({rendered} rendered and \
+             validated); nothing sent, nothing written"
         )?;
     }
     Ok(Exit::Success)

@@ -6,7 +6,8 @@
 //! [`Journal`]; the webhook server and `send`'s preparation settle rows through
 //! [`settle`], and the webhook server folds each status onto its row through
 //! [`fold`]; reports read through [`query`]; [`hold`] defers held rows and reads
-//! what the frequency caps count.
+//! what the frequency caps count; [`projection`] tells `send --dry-run` what a run
+//! would find, without writing.
 //!
 //! A row is `planned` when the plan is written and `in_flight` once the intent to
 //! send it is durable, committed just before its request is written to a socket.
@@ -18,6 +19,7 @@
 pub mod fixture;
 pub mod fold;
 pub mod hold;
+pub mod projection;
 pub mod query;
 pub mod settle;
 pub mod state;
@@ -182,8 +184,11 @@ pub struct Journal {
     holds: Option<crate::hold::Rules>,
     /// The portfolio's messaging limit, when this run holds to one.
     messaging_limit: Option<crate::messaging_limit::Guard>,
-    /// Where this run's requests note their departure, when it keeps a log.
+    /// Where this run's requests note their departure, once it keeps a log.
     departures: Option<std::sync::Arc<crate::departure_log::Departures>>,
+    /// The log this run will keep (its path and the nonce the journal names it
+    /// by), until [`Journal::start_departures`] creates it.
+    departure_log_to_start: Option<(std::path::PathBuf, i64)>,
     /// Why this run keeps no departure log though it was asked to.
     departure_log_problem: Option<String>,
 }
@@ -212,8 +217,9 @@ impl Journal {
     /// new planning run. Rows a crash left in flight become in doubt, except those
     /// the last run's departure log proves never left, which are due again.
     /// `departures`: where this run keeps its own log (beside the database, see
-    /// [`crate::departure_log::path`]); `None` keeps none, and the next run holds every row
-    /// this one leaves in flight in doubt.
+    /// [`crate::departure_log::path`]), created when it starts sending
+    /// ([`Journal::start_departures`]); `None` keeps none, and the next run holds every
+    /// row this one leaves in flight in doubt.
     pub fn begin(
         conn: Connection,
         campaign: &Campaign,
@@ -273,34 +279,16 @@ impl Journal {
                 )?;
                 1
             }
-            Some((old, created_at, plan_run, halted_at, halt_reason)) => {
+            Some(prior) => {
+                refuse(&tx, campaign, &prior, resume_halted)?;
+                let (old, _, plan_run, _, _) = prior;
                 if old != fingerprint {
-                    let messaged: i64 = tx.query_row(
-                        "SELECT count(*) FROM journal WHERE campaign_id = ?1 AND state <> 'planned'",
-                        params![campaign.id],
-                        |r| r.get(0),
-                    )?;
-                    if messaged > 0 {
-                        return Err(JournalError::ContentChanged {
-                            id: campaign.id.clone(),
-                            since: created_at,
-                        });
-                    }
-                    // Nobody was messaged yet: the new content simply replaces the old.
+                    // Nobody was messaged yet (or `refuse` said so): the new content
+                    // simply replaces the old.
                     tx.execute(
                         "UPDATE campaigns SET fingerprint = ?2, template = ?3, language = ?4 WHERE id = ?1",
                         params![campaign.id, fingerprint, campaign.template.name, campaign.template.language],
                     )?;
-                }
-                // A halt is lifted only by `resume`, once the operator confirmed the run.
-                if let Some(at) = halted_at
-                    && !resume_halted
-                {
-                    return Err(JournalError::Halted {
-                        id: campaign.id.clone(),
-                        at,
-                        reason: halt_reason.unwrap_or_default(),
-                    });
                 }
                 // A test send leaves the plan's run alone: the next run resumes it.
                 if !test {
@@ -325,17 +313,16 @@ impl Journal {
         // being built, say) are applied at the first claim.
         let consent_seen = gate.consent_seen;
         tx.commit()?;
-        // Started once the rows the last log spoke for are settled. A log that cannot
-        // be written leaves this run without one: a kill then holds its rows in
-        // flight in doubt, as the journal alone would.
-        let (this_log, departure_log_problem) = match (log, nonce) {
-            (Some(path), Some(nonce)) => match crate::departure_log::Departures::start(path, nonce)
-            {
-                Ok(log) => (log.map(std::sync::Arc::new), None),
-                Err(e) => (None, Some(format!("{e:#}"))),
-            },
-            _ => (None, None),
-        };
+        // The last run's log spoke for rows that are settled now, and the journal
+        // names this run's log instead: nobody will read it again. This run's own
+        // log is created only when it starts sending (`start_departures`), so a run
+        // that ends before (nothing to send, a refusal, a question answered no)
+        // leaves no log behind. Best effort: a log left behind is never trusted,
+        // since its nonce is not the one the journal names.
+        let departure_log_to_start = log.zip(nonce).map(|(path, nonce)| {
+            let _ = std::fs::remove_file(path);
+            (path.to_owned(), nonce)
+        });
         // A test send goes now to the operator's own numbers: the contacts'
         // quiet hours and caps are not theirs to keep.
         let holds = if test {
@@ -360,14 +347,30 @@ impl Journal {
                 consent_seen,
                 holds,
                 messaging_limit: None,
-                departures: this_log,
-                departure_log_problem,
+                departures: None,
+                departure_log_to_start,
+                departure_log_problem: None,
             },
             recovered,
         ))
     }
 
-    /// Where this run's requests note their departure, when it keeps a log.
+    /// Creates this run's departure log, before its first claim: from then on a
+    /// kill leaves it for the next run. Does nothing when the log was started
+    /// already or the run keeps none. A log that cannot be written (a full disk)
+    /// leaves the run without one, and [`Journal::departure_log_problem`] says why:
+    /// a kill then holds its rows in flight in doubt, as the journal alone would.
+    pub fn start_departures(&mut self) {
+        let Some((path, nonce)) = self.departure_log_to_start.take() else {
+            return;
+        };
+        match crate::departure_log::Departures::start(&path, nonce) {
+            Ok(log) => self.departures = log.map(std::sync::Arc::new),
+            Err(e) => self.departure_log_problem = Some(format!("{e:#}")),
+        }
+    }
+
+    /// Where this run's requests note their departure, once it keeps a log.
     pub fn departures(&self) -> Option<std::sync::Arc<crate::departure_log::Departures>> {
         self.departures.clone()
     }
@@ -872,6 +875,42 @@ struct Candidate {
 /// fingerprint, created_at, plan_run, halted_at, halt_reason
 type PriorRun = (String, String, i64, Option<String>, Option<String>);
 
+/// Refuses a run of a campaign the journal knows (`prior`) when its content changed
+/// after someone was messaged, or when it halted and the operator did not resume it.
+/// Read-only: a run and a dry run refuse alike.
+fn refuse(
+    conn: &Connection,
+    campaign: &Campaign,
+    prior: &PriorRun,
+    resume_halted: bool,
+) -> Result<(), JournalError> {
+    let (old, created_at, _, halted_at, halt_reason) = prior;
+    if *old != campaign.content_fingerprint() {
+        let messaged: i64 = conn.query_row(
+            "SELECT count(*) FROM journal WHERE campaign_id = ?1 AND state <> 'planned'",
+            params![campaign.id],
+            |r| r.get(0),
+        )?;
+        if messaged > 0 {
+            return Err(JournalError::ContentChanged {
+                id: campaign.id.clone(),
+                since: created_at.clone(),
+            });
+        }
+    }
+    // A halt is lifted only by `resume`, once the operator confirmed the run.
+    if let Some(at) = halted_at
+        && !resume_halted
+    {
+        return Err(JournalError::Halted {
+            id: campaign.id.clone(),
+            at: at.clone(),
+            reason: halt_reason.clone().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
 fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
     let phone: Option<String> = row.get(2)?;
     let params: String = row.get(3)?;
@@ -1162,6 +1201,7 @@ mod tests {
             holds: None,
             messaging_limit: None,
             departures: None,
+            departure_log_to_start: None,
             departure_log_problem: None,
         };
         let claimed = journal.claim(10, 10, &[]).unwrap();
@@ -1201,6 +1241,7 @@ mod tests {
             holds: None,
             messaging_limit: None,
             departures: None,
+            departure_log_to_start: None,
             departure_log_problem: None,
         };
         assert_eq!(journal.expire_past_send_by().unwrap(), 2);

@@ -229,6 +229,46 @@ impl<'a> Estimator<'a> {
     }
 }
 
+/// Prices a run's messages as `send` counts them: every deferred row, and fresh
+/// ones (those held in doubt when they are resent, then the planned ones, in plan
+/// order) up to `--limit`. A run ([`of_journal`]) and a dry run (which reads the
+/// journal without writing the plan into it) price through this one rule, so both
+/// estimate the same messages.
+pub struct RunPricer<'a> {
+    estimator: Estimator<'a>,
+    limit: Option<u64>,
+    fresh: u64,
+}
+
+impl<'a> RunPricer<'a> {
+    pub fn new(pricing: &'a Pricing, limit: Option<u64>) -> RunPricer<'a> {
+        RunPricer {
+            estimator: pricing.estimator(),
+            limit,
+            fresh: 0,
+        }
+    }
+
+    /// A deferred row: due again in this run whatever `--limit` says.
+    pub fn deferred(&mut self, phone: Option<E164>) {
+        self.estimator.add_contact(phone);
+    }
+
+    /// A row sent as new (planned, or in doubt and resent): counted while under
+    /// `--limit`, in the order given.
+    pub fn fresh(&mut self, phone: Option<E164>) {
+        if self.limit.is_some_and(|cap| self.fresh >= cap) {
+            return;
+        }
+        self.fresh += 1;
+        self.estimator.add_contact(phone);
+    }
+
+    pub fn finish(self) -> Estimate {
+        self.estimator.finish()
+    }
+}
+
 /// The estimate of what a run will send, from the journal: the deferred rows, the
 /// planned ones (the first `limit`), and those held in doubt when they are resent.
 pub fn of_journal(
@@ -241,28 +281,23 @@ pub fn of_journal(
     let Some((record, _)) = journal::campaign_record(conn, campaign_id)? else {
         return Ok(pricing.estimator().finish());
     };
-    let mut estimator = pricing.estimator();
-    let mut fresh = 0u64;
-    let mut states = vec![(State::Deferred, None), (State::Planned, limit)];
+    let mut pricer = RunPricer::new(pricing, limit);
+    let mut states = vec![State::Deferred, State::Planned];
     if resend_in_doubt {
-        states.insert(0, (State::InDoubt, limit));
+        states.insert(0, State::InDoubt);
     }
-    for (state, cap) in states {
+    for state in states {
         journal::rows(conn, campaign_id, record.plan_run, Some(state), |row| {
-            if state != State::Deferred {
-                if cap.is_some_and(|cap| fresh >= cap) {
-                    return Ok(());
-                }
-                fresh += 1;
-            }
-            match E164::from_digits(&row.phone) {
-                Some(phone) => estimator.add(phone),
-                None => estimator.add_unknown(1),
+            let phone = E164::from_digits(&row.phone);
+            if state == State::Deferred {
+                pricer.deferred(phone);
+            } else {
+                pricer.fresh(phone);
             }
             Ok(())
         })?;
     }
-    Ok(estimator.finish())
+    Ok(pricer.finish())
 }
 
 /// Refuses a run whose estimate is above `max`, in another currency than `max`,

@@ -137,9 +137,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Runs the pipeline until the plan is sent, the campaign halts, or `interrupt` fires.
-/// Returns how it ended and the journal (for the final counts).
+/// Returns how it ended and the journal (for the final counts). Starts the journal's
+/// departure log, unless the caller did, and removes it once every outcome is recorded.
 pub async fn run(
-    journal: Journal,
+    mut journal: Journal,
     provider: Arc<dyn Provider>,
     options: &Options,
     progress: Progress,
@@ -147,6 +148,7 @@ pub async fn run(
 ) -> anyhow::Result<(RunEnd, Journal)> {
     // A std channel: sending never blocks (it is unbounded), and the writer thread
     // can wait on it with a timeout.
+    journal.start_departures();
     let departures = journal.departures();
     let (writer_tx, writer_rx) = std::sync::mpsc::channel();
     let writer = std::thread::Builder::new()

@@ -13,6 +13,8 @@ mod consent_support;
 mod conventions;
 mod cost;
 mod cron_output;
+mod departure_log;
+mod dry_run;
 mod erase;
 mod fail_closed;
 mod frequency_cap;

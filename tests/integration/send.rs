@@ -453,11 +453,32 @@ fn killed_before_any_request_left(keep_log: bool) {
         std::fs::remove_file(&log_file).expect("removing the log");
     }
 
+    // A dry run first: it reads the rows left in flight and the log as the run
+    // will, says what the run then sends, and leaves both for it.
+    let dry = setup.send(&["--dry-run", "--json"]).assert().code(0);
+    let dry = json_lines(&dry.get_output().stdout)
+        .pop()
+        .expect("the dry run's summary")["data"]
+        .clone();
+    assert_eq!(
+        setup.status()["counts"]["in_flight"].as_u64(),
+        Some(claimed),
+        "the dry run wrote nothing"
+    );
+    assert_eq!(log_file.exists(), keep_log);
+
     // The provider is reachable again; nothing ever reached it before.
     let server = MockServer::on(listener);
     drop(held);
     let run = setup.send(&["--yes", "--json"]).assert();
     let output = all_output(&run);
+    let real = json_lines(&run.get_output().stdout)
+        .pop()
+        .expect("the run's summary")["data"]
+        .clone();
+    for figure in ["to_send", "recovered_never_left", "recovered_in_doubt"] {
+        assert_eq!(dry[figure], real[figure], "{figure}: {dry}\n{real}");
+    }
     let counts = setup.status()["counts"].clone();
     let log = server.log();
     assert!(
@@ -1483,7 +1504,7 @@ fn a_dry_run_sends_nothing_and_writes_no_journal_rows() {
     let setup = Setup::new(10, &server.base_url(), Sending::default());
     let dry = setup.send(&["--dry-run"]).assert().code(0);
     assert!(
-        all_output(&dry).contains("10 messages rendered"),
+        all_output(&dry).contains("10 messages would be sent in this run (10 rendered"),
         "{}",
         all_output(&dry)
     );

@@ -1,0 +1,93 @@
+//! The departure log beside the database (`<db>.<campaign>.departures`, 8 MiB) is
+//! for the run after a kill: a run that ends with nothing in flight leaves none,
+//! however it ends. (That a killed run leaves it, and what the next run does with
+//! it, is tested in `send.rs`.)
+
+use crate::support::{CAMPAIGN, Fixture, edit, opt_in_everyone};
+
+/// The shared campaign through the built-in simulator, priced with the shipped
+/// example card, with three opted-in Mexican contacts (0.0085 USD each).
+fn simulated() -> Fixture {
+    let card = crate::support::shipped_campaigns()
+        .join("meta-rate-card-EXAMPLE-rates-not-current-prices.csv");
+    let campaign = edit(
+        &format!(
+            "{CAMPAIGN}\n[pricing]\nrate_card = \"{}\"\n",
+            card.display()
+        ),
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    );
+    let fx = Fixture::with_contacts(
+        "name,phone,date\nAna,5512345678,lunes\nBeto,5587654321,martes\nCaro,5511223344,lunes\n",
+    );
+    fx.write("campaign.toml", campaign);
+    opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
+    fx
+}
+
+/// The departure logs beside the database.
+fn logs(fx: &Fixture) -> Vec<String> {
+    std::fs::read_dir(fx.path("."))
+        .expect("listing the directory")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".departures"))
+        .collect()
+}
+
+fn stderr(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+#[test]
+fn a_send_that_ends_with_nothing_in_flight_leaves_no_departure_log() {
+    let fx = simulated();
+    // Refused by --max-cost (3 × 0.0085 = 0.0255 USD): nothing sent, no log.
+    let refused = fx
+        .wacampaign()
+        .args(["send", "campaign.toml", "--yes", "--max-cost", "0.01USD"])
+        .assert()
+        .code(2);
+    assert!(
+        stderr(&refused).contains("above --max-cost"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        logs(&fx),
+        Vec::<String>::new(),
+        "after a --max-cost refusal"
+    );
+
+    // Without --yes and without a terminal: refused, no log.
+    fx.wacampaign()
+        .args(["send", "campaign.toml"])
+        .assert()
+        .code(2);
+    assert_eq!(logs(&fx), Vec::<String>::new(), "after an unconfirmed run");
+
+    // A run that sends removes its log once every outcome is recorded.
+    fx.wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    assert_eq!(logs(&fx), Vec::<String>::new(), "after a finished run");
+
+    // Run again: nothing to send, no log.
+    let again = fx
+        .wacampaign()
+        .args(["send", "campaign.toml", "--yes"])
+        .assert()
+        .code(0);
+    assert!(
+        stderr(&again).contains("nothing to send"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(logs(&fx), Vec::<String>::new(), "after nothing to send");
+}
