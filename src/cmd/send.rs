@@ -955,12 +955,26 @@ fn render_before(ctx: &Context, summary: &SendSummary) -> String {
                 counts.in_doubt
             ));
         }
-        out.push_str(&format!(
-            "{} {} messages now, about {}\n",
-            ctx.ui.bold("to send "),
-            summary.to_send,
-            human_duration(summary.plan.estimated_seconds)
-        ));
+        // Deferred rows count in the run, but go only once due: quiet hours may hold
+        // every one of them for hours, so "now" would say what will not happen.
+        let deferred = counts.deferred.min(summary.to_send);
+        if deferred == 0 {
+            out.push_str(&format!(
+                "{} {} messages now, about {}\n",
+                ctx.ui.bold("to send "),
+                summary.to_send,
+                human_duration(summary.plan.estimated_seconds)
+            ));
+        } else {
+            out.push_str(&format!(
+                "{} {} messages: {} now, {} deferred (quiet hours, a cap, a retry), each \
+                 sent when due: by this run within 10 minutes, else by a later run\n",
+                ctx.ui.bold("to send "),
+                summary.to_send,
+                summary.to_send - deferred,
+                deferred
+            ));
+        }
     }
     out
 }

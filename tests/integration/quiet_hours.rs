@@ -126,7 +126,20 @@ fn contacts_in_three_zones_of_mexico_are_each_sent_when_their_morning_comes() {
     assert_eq!(data["data"]["eligible"], 4);
     assert_eq!(data["data"]["quiet_hours"], 3, "{data}");
 
-    run.send("2026-11-27T14:30:00Z");
+    let sent = run.send("2026-11-27T14:30:00Z");
+    let output = sent.get_output();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(
+            "4 messages: 1 now, 3 deferred (quiet hours, a cap, a retry), each sent \
+             when due"
+        ),
+        "the summary does not promise now what waits for the morning: {said}"
+    );
     let j = journal(&run.db());
     assert_eq!(j["+529981234567"].0, "accepted");
     assert_eq!(
