@@ -3,28 +3,7 @@
 //! however it ends. (That a killed run leaves it, and what the next run does with
 //! it, is tested in `send.rs`.)
 
-use crate::support::{CAMPAIGN, Fixture, edit, opt_in_everyone};
-
-/// The shared campaign through the built-in simulator, priced with the shipped
-/// example card, with three opted-in Mexican contacts (0.0085 USD each).
-fn simulated() -> Fixture {
-    let card = crate::support::shipped_campaigns()
-        .join("meta-rate-card-EXAMPLE-rates-not-current-prices.csv");
-    let campaign = edit(
-        &format!(
-            "{CAMPAIGN}\n[pricing]\nrate_card = \"{}\"\n",
-            card.display()
-        ),
-        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
-        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
-    );
-    let fx = Fixture::with_contacts(
-        "name,phone,date\nAna,5512345678,lunes\nBeto,5587654321,martes\nCaro,5511223344,lunes\n",
-    );
-    fx.write("campaign.toml", campaign);
-    opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
-    fx
-}
+use crate::support::{Fixture, simulated_and_priced};
 
 /// The departure logs beside the database.
 fn logs(fx: &Fixture) -> Vec<String> {
@@ -46,7 +25,10 @@ fn stderr(assert: &assert_cmd::assert::Assert) -> String {
 
 #[test]
 fn a_send_that_ends_with_nothing_in_flight_leaves_no_departure_log() {
-    let fx = simulated();
+    // Three opted-in Mexican contacts, 0.0085 USD each.
+    let fx = simulated_and_priced(
+        "name,phone,date\nAna,5512345678,lunes\nBeto,5587654321,martes\nCaro,5511223344,lunes\n",
+    );
     // Refused by --max-cost (3 × 0.0085 = 0.0255 USD): nothing sent, no log.
     let refused = fx
         .wacampaign()

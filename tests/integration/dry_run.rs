@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{CAMPAIGN, Fixture, edit, opt_in_everyone, stdout};
+use crate::support::{Fixture, simulated_and_priced, stdout};
 
 /// Twelve Mexican numbers: each a utility message at 0.0085 USD on the shipped card.
 fn twelve_mexicans() -> String {
@@ -13,25 +13,6 @@ fn twelve_mexicans() -> String {
         csv.push_str(&format!("Cliente {i},+52 55 3000 {:04},martes\n", i));
     }
     csv
-}
-
-/// The shared campaign sent through the built-in simulator (no refusals, no
-/// opt-outs), priced with the shipped example card, everyone opted in.
-fn simulated_and_priced() -> Fixture {
-    let card = crate::support::shipped_campaigns()
-        .join("meta-rate-card-EXAMPLE-rates-not-current-prices.csv");
-    let campaign = edit(
-        &format!(
-            "{CAMPAIGN}\n[pricing]\nrate_card = \"{}\"\n",
-            card.display()
-        ),
-        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
-        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
-    );
-    let fx = Fixture::with_contacts(twelve_mexicans());
-    fx.write("campaign.toml", campaign);
-    opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
-    fx
 }
 
 fn summary(out: &str) -> Value {
@@ -103,7 +84,7 @@ fn dry_run_then_send(fx: &Fixture, args: &[&str]) -> (Value, Value) {
 
 #[test]
 fn a_dry_run_counts_what_the_journal_and_limit_leave_for_this_run() {
-    let fx = simulated_and_priced();
+    let fx = simulated_and_priced(&twelve_mexicans());
     // A test batch of 5, then the rest, then nothing: each dry run agrees with the
     // send that follows it.
     let (dry, _) = dry_run_then_send(&fx, &["--limit", "5"]);
@@ -147,7 +128,7 @@ fn a_dry_run_counts_what_the_journal_and_limit_leave_for_this_run() {
 
 #[test]
 fn a_dry_run_refuses_by_max_cost_what_this_run_would_cost_not_the_whole_list() {
-    let fx = simulated_and_priced();
+    let fx = simulated_and_priced(&twelve_mexicans());
     // 12 × 0.0085 = 0.102 USD for the list; 3 × 0.0085 = 0.0255 for --limit 3.
     let refused = fx
         .wacampaign()

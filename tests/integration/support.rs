@@ -109,6 +109,25 @@ impl Fixture {
     }
 }
 
+/// The shared campaign sent through the built-in simulator (no refusals, no
+/// opt-outs), priced with the shipped example card, with `contacts` and everyone in
+/// it opted in.
+pub fn simulated_and_priced(contacts: &str) -> Fixture {
+    let card = shipped_campaigns().join("meta-rate-card-EXAMPLE-rates-not-current-prices.csv");
+    let campaign = edit(
+        &format!(
+            "{CAMPAIGN}\n[pricing]\nrate_card = \"{}\"\n",
+            card.display()
+        ),
+        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+    );
+    let fx = Fixture::with_contacts(contacts);
+    fx.write("campaign.toml", campaign);
+    opt_in_everyone(&fx.path("campaign.toml"), &fx.path("wacampaign.db"));
+    fx
+}
+
 /// Creates the consent ledger at `db` and, when the campaign and its contacts can be
 /// read, records an opt-in for the campaign's purpose for every contact, so tests of
 /// the contacts file see every row the ledger would let through. Consent itself is
