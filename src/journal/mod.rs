@@ -807,27 +807,9 @@ fn recover_in_flight(
     log: Option<&std::path::Path>,
     now: &str,
 ) -> rusqlite::Result<Recovered> {
-    let in_flight: Vec<i64> = tx
-        .prepare(
-            "SELECT id FROM journal INDEXED BY journal_by_state
-             WHERE campaign_id = ?1 AND state = 'in_flight'",
-        )?
-        .query_map(params![campaign_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if in_flight.is_empty() {
-        return Ok(Recovered::default());
-    }
-    let nonce: Option<i64> = tx.query_row(
-        "SELECT departure_log FROM campaigns WHERE id = ?1",
-        params![campaign_id],
-        |r| r.get(0),
-    )?;
-    let departed = log
-        .zip(nonce)
-        .and_then(|(path, nonce)| crate::departure_log::previous(path, nonce));
     let mut recovered = Recovered::default();
-    for row in in_flight {
-        if departed.as_ref().is_some_and(|d| !d.contains(&row)) {
+    for left in left_in_flight(tx, campaign_id, log)? {
+        if left.never_left {
             // A retry goes back to waiting as a retry, due now; a first attempt to
             // the plan, which this run's plan takes up again. A test send's row is
             // the operator's to send again (`send --to`): left planned under the
@@ -843,7 +825,7 @@ fn recover_in_flight(
                      attempts = attempts - 1, intent_at = NULL, updated_at = ?2
                  WHERE id = ?1",
             )?
-            .execute(params![row, now, TEST_PLAN_RUN])?;
+            .execute(params![left.row, now, TEST_PLAN_RUN])?;
             recovered.never_left += 1;
         } else {
             tx.prepare_cached(
@@ -851,11 +833,56 @@ fn recover_in_flight(
                      error_detail = 'the process stopped while this message was in flight'
                  WHERE id = ?1",
             )?
-            .execute(params![row, now])?;
+            .execute(params![left.row, now])?;
             recovered.in_doubt += 1;
         }
     }
     Ok(recovered)
+}
+
+/// A row the campaign's last run left in flight.
+struct LeftInFlight {
+    row: i64,
+    /// That run's departure log proves its request never left.
+    never_left: bool,
+    /// A test send's row (`send --to`).
+    test: bool,
+}
+
+/// The rows `campaign_id`'s last run left in flight, told apart by its departure log
+/// at `log` (when the journal names one). Reads only: a run recovers them
+/// ([`recover_in_flight`]), a dry run counts them (`projection`).
+fn left_in_flight(
+    conn: &Connection,
+    campaign_id: &str,
+    log: Option<&std::path::Path>,
+) -> rusqlite::Result<Vec<LeftInFlight>> {
+    let in_flight: Vec<(i64, bool)> = conn
+        .prepare(
+            "SELECT id, occurrence GLOB 'test:*' FROM journal INDEXED BY journal_by_state
+             WHERE campaign_id = ?1 AND state = 'in_flight'",
+        )?
+        .query_map(params![campaign_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if in_flight.is_empty() {
+        return Ok(Vec::new());
+    }
+    let nonce: Option<i64> = conn.query_row(
+        "SELECT departure_log FROM campaigns WHERE id = ?1",
+        params![campaign_id],
+        |r| r.get(0),
+    )?;
+    let departed = log
+        .zip(nonce)
+        .and_then(|(path, nonce)| crate::departure_log::previous(path, nonce));
+    Ok(in_flight
+        .into_iter()
+        .map(|(row, test)| LeftInFlight {
+            row,
+            never_left: departed.as_ref().is_some_and(|d| !d.contains(&row)),
+            test,
+        })
+        .collect())
 }
 
 /// A row a claim may send.

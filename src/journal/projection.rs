@@ -96,20 +96,15 @@ impl<'c> Projection<'c> {
                 projected,
             });
         };
-        let prior: Option<(PriorRun, Option<i64>)> = conn
+        let prior: Option<PriorRun> = conn
             .query_row(
-                "SELECT fingerprint, created_at, plan_run, halted_at, halt_reason, departure_log
+                "SELECT fingerprint, created_at, plan_run, halted_at, halt_reason
                  FROM campaigns WHERE id = ?1",
                 params![campaign.id],
-                |r| {
-                    Ok((
-                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-                        r.get(5)?,
-                    ))
-                },
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let Some((prior, nonce)) = prior else {
+        let Some(prior) = prior else {
             return Ok(Projection {
                 known: None,
                 projected,
@@ -121,28 +116,15 @@ impl<'c> Projection<'c> {
         // Rows left in flight: a run holds them in doubt, except those the last
         // run's log proves never left (read, not replaced: the log stays the
         // next real run's to read).
-        let in_flight: Vec<(i64, bool)> = conn
-            .prepare(
-                "SELECT id, occurrence GLOB 'test:*' FROM journal INDEXED BY journal_by_state
-                 WHERE campaign_id = ?1 AND state = 'in_flight'",
-            )?
-            .query_map(params![campaign.id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let departed = if in_flight.is_empty() {
-            None
-        } else {
-            log.zip(nonce)
-                .and_then(|(path, nonce)| crate::departure_log::previous(path, nonce))
-        };
         let mut never_left = HashSet::new();
-        for &(row, test) in &in_flight {
-            if departed.as_ref().is_some_and(|d| !d.contains(&row)) {
-                never_left.insert(row);
+        for left in super::left_in_flight(conn, &campaign.id, log)? {
+            if left.never_left {
+                never_left.insert(left.row);
                 projected.recovered_never_left += 1;
             } else {
                 projected.recovered_in_doubt += 1;
                 // The totals never count test sends.
-                if !test {
+                if !left.test {
                     projected.counts.in_doubt += 1;
                 }
             }
@@ -166,14 +148,12 @@ impl<'c> Projection<'c> {
         // settles them as accepted before it counts (`settle::resolve_in_doubt`).
         let mut settled = HashSet::new();
         let candidates: Vec<(i64, bool)> = conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT id, occurrence GLOB 'test:*' FROM journal j
                  WHERE campaign_id = ?1 AND state IN ('in_doubt', 'in_flight')
-                   AND (EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = j.message_id)
-                        OR EXISTS (SELECT 1 FROM message_statuses s
-                                   WHERE s.campaign_id = j.campaign_id AND s.person_id = j.person_id
-                                     AND s.occurrence = j.occurrence))",
-            )?
+                   AND {}",
+                super::settle::REPORTED_ON
+            ))?
             .query_map(params![campaign.id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (row, test) in candidates {

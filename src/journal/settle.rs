@@ -219,6 +219,15 @@ struct BestStatus {
     rank: i64,
 }
 
+/// A journal row `j` whose message the provider has reported on: a status matched
+/// by message id, or by the callback data the send put on it. Constant SQL text,
+/// for the queries that settle such rows and the dry run that counts them.
+pub(super) const REPORTED_ON: &str = "\
+    (EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = j.message_id)
+     OR EXISTS (SELECT 1 FROM message_statuses s
+                WHERE s.campaign_id = j.campaign_id AND s.person_id = j.person_id
+                  AND s.occurrence = j.occurrence))";
+
 /// Resolves a campaign's rows held in doubt whose message the provider has since
 /// reported on (matched by message id or by the callback data the send put on it):
 /// they were sent, so they become `accepted`. Returns how many were resolved.
@@ -227,14 +236,10 @@ struct BestStatus {
 /// to resend, to catch statuses that arrived while the row was still in flight.
 pub fn resolve_in_doubt(conn: &Connection, campaign_id: &str) -> rusqlite::Result<u64> {
     let keys: Vec<RowKey> = {
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare(&format!(
             "SELECT person_id, occurrence FROM journal j
-             WHERE campaign_id = ?1 AND state = 'in_doubt'
-               AND (EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = j.message_id)
-                    OR EXISTS (SELECT 1 FROM message_statuses s
-                               WHERE s.campaign_id = j.campaign_id AND s.person_id = j.person_id
-                                 AND s.occurrence = j.occurrence))",
-        )?;
+             WHERE campaign_id = ?1 AND state = 'in_doubt' AND {REPORTED_ON}"
+        ))?;
         stmt.query_map(params![campaign_id], |r| {
             Ok(RowKey {
                 person: r.get(0)?,
