@@ -2,7 +2,7 @@
 //! message; every row-level problem leaves the campaign valid (exit 0) and excludes
 //! the row with a reason.
 
-use crate::support::{CAMPAIGN, Fixture, edit, shipped_campaigns, stdout, wacampaign_in};
+use crate::support::{CAMPAIGN, Fixture, edit, shipped_campaigns, stderr, stdout, wacampaign_in};
 
 const HEADER: &str = "name,phone,date\n";
 
@@ -130,14 +130,14 @@ fn secrets_in_the_campaign_file_are_never_printed_back() {
     let fx = Fixture::with_contacts(HEADER);
     fx.write("campaign.toml", campaign);
     let assert = fx.check(&[]).assert().code(2).stdout("");
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let said = stderr(&assert);
     assert!(
-        stderr.starts_with("error: campaign.toml: TOML parse error at line 20, column 1\n")
-            && stderr.contains("20 | whatsapp_token = \"(hidden)\"")
-            && stderr.contains("unknown field `whatsapp_token`"),
-        "{stderr}"
+        said.starts_with("error: campaign.toml: TOML parse error at line 20, column 1\n")
+            && said.contains("20 | whatsapp_token = \"(hidden)\"")
+            && said.contains("unknown field `whatsapp_token`"),
+        "{said}"
     );
-    assert!(!stderr.contains("EAAG"), "the secret was echoed: {stderr}");
+    assert!(!said.contains("EAAG"), "the secret was echoed: {said}");
 
     // A proxy's password in the provider's URL.
     let campaign = edit(
@@ -151,8 +151,8 @@ fn secrets_in_the_campaign_file_are_never_printed_back() {
          remove them; a proxy's credentials go in HTTPS_PROXY, the token in its environment \
          variable\n",
     );
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(!stderr.contains("Pr0xyPass"), "{stderr}");
+    let said = stderr(&assert);
+    assert!(!said.contains("Pr0xyPass"), "{said}");
 }
 
 fn with_body(body: &str, variables: &str) -> String {

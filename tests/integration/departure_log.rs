@@ -3,24 +3,11 @@
 //! however it ends. (That a killed run leaves it, and what the next run does with
 //! it, is tested in `send.rs`.)
 
-use crate::support::{Fixture, simulated_and_priced};
+use crate::support::{Fixture, files_ending, simulated_and_priced, stderr};
 
 /// The departure logs beside the database.
 fn logs(fx: &Fixture) -> Vec<String> {
-    std::fs::read_dir(fx.path("."))
-        .expect("listing the directory")
-        .map(|e| {
-            e.expect("an entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|name| name.ends_with(".departures"))
-        .collect()
-}
-
-fn stderr(assert: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+    files_ending(&fx.path("."), ".departures")
 }
 
 #[test]

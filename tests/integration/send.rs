@@ -1669,16 +1669,7 @@ fn reports_replace_a_world_readable_file_with_a_private_one() {
         std::fs::read_to_string(setup.dir.join("excluded.csv")).expect("excluded.csv"),
         "old report\n"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(&setup.dir)
-        .expect("listing the directory")
-        .map(|e| {
-            e.expect("an entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
+    let leftovers = crate::support::files_ending(&setup.dir, ".tmp");
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 

@@ -178,3 +178,22 @@ pub fn wacampaign_in(dir: &Path, db: &Path) -> Command {
 pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
     String::from_utf8(assert.get_output().stdout.clone()).expect("stdout is UTF-8")
 }
+
+/// What a command wrote on stderr, lossily decoded.
+pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+/// The names of the files in `dir` whose names end with `suffix`.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("listing the directory")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(suffix))
+        .collect()
+}
