@@ -986,73 +986,55 @@ fn sends_without_webhooks_for_a_day_are_warned_about_until_one_arrives() {
     opt_in_everyone(&ws.path().join("campaign.toml"), &ws.db());
     // The simulator's sends, which never get a webhook, are no sign of silence.
     let simulated = edit(
-        CAMPAIGN,
-        "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
-        "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
-    )
-    .replace("id = \"", "id = \"simulated-");
+        &edit(
+            CAMPAIGN,
+            "kind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n",
+            "kind = \"simulator\"\nlatency_ms = 1\nundeliverable_rate = 0.0\nopt_out_rate = 0.0\n",
+        ),
+        "id = \"test-campaign\"",
+        "id = \"simulated\"",
+    );
     ws.write("simulated.toml", simulated);
     let sent_at = chrono::Utc::now() - chrono::Duration::hours(3);
-    let rfc =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let wacampaign = || {
+    // What a command says on stderr, run `after` the sends (`None`: now), exit 0.
+    let said = |args: &[&str], after: Option<chrono::Duration>| {
         let mut cmd = ws.wacampaign();
         cmd.env("WHATSAPP_TOKEN", "test-token");
-        cmd
+        if let Some(after) = after {
+            cmd.env(
+                "WACAMPAIGN_NOW",
+                (sent_at + after).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        }
+        crate::support::stderr(&cmd.args(args).assert().code(0))
     };
-    wacampaign()
-        .env("WACAMPAIGN_NOW", rfc(sent_at))
-        .args(["send", "simulated.toml", "--yes"])
-        .assert()
-        .code(0);
-    let quiet = wacampaign()
-        .args(["status", "simulated.toml"])
-        .assert()
-        .code(0);
-    let stderr = String::from_utf8_lossy(&quiet.get_output().stderr).into_owned();
-    assert!(!stderr.contains("no webhook"), "{stderr}");
-    wacampaign()
-        .env("WACAMPAIGN_NOW", rfc(sent_at))
-        .args(["send", "campaign.toml", "--yes"])
-        .assert()
-        .code(0);
+    let at_send = Some(chrono::Duration::zero());
+    said(&["send", "simulated.toml", "--yes"], at_send);
+    let quiet = said(&["status", "simulated.toml"], None);
+    assert!(!quiet.contains("no webhook"), "{quiet}");
+    said(&["send", "campaign.toml", "--yes"], at_send);
     // Just after the send: too early to expect webhooks, no warning.
-    let early = wacampaign()
-        .env(
-            "WACAMPAIGN_NOW",
-            rfc(sent_at + chrono::Duration::minutes(1)),
-        )
-        .args(["status", "campaign.toml"])
-        .assert()
-        .code(0);
-    let stderr = String::from_utf8_lossy(&early.get_output().stderr).into_owned();
-    assert!(!stderr.contains("no webhook"), "{stderr}");
-    // Three hours on, with no webhook recorded: `status` and `send` warn.
-    let shown = wacampaign()
-        .args(["status", "campaign.toml"])
-        .assert()
-        .code(0);
-    let stderr = String::from_utf8_lossy(&shown.get_output().stderr).into_owned();
-    assert!(
-        stderr.contains("1 message was sent in the last 24 h but no webhook was recorded")
-            && stderr.contains("opt-outs and delivery statuses may be missing")
-            && stderr.contains("webhook serve"),
-        "{stderr}"
+    let early = said(
+        &["status", "campaign.toml"],
+        Some(chrono::Duration::minutes(1)),
     );
-    let send = wacampaign()
-        .args(["send", "campaign.toml", "--yes"])
-        .assert()
-        .code(0);
-    let stderr = String::from_utf8_lossy(&send.get_output().stderr).into_owned();
-    assert!(stderr.contains("no webhook was recorded"), "{stderr}");
+    assert!(!early.contains("no webhook"), "{early}");
+    // Three hours on, with no webhook recorded: `status` and `send` warn.
+    let shown = said(&["status", "campaign.toml"], None);
+    assert!(
+        shown.contains("1 message was sent in the last 24 h but no webhook was recorded")
+            && shown.contains("opt-outs and delivery statuses may be missing")
+            && shown.contains("webhook serve"),
+        "{shown}"
+    );
+    let send = said(&["send", "campaign.toml", "--yes"], None);
+    assert!(send.contains("no webhook was recorded"), "{send}");
     // A day later still nothing sent in the window: no warning.
-    let later = wacampaign()
-        .env("WACAMPAIGN_NOW", rfc(sent_at + chrono::Duration::hours(25)))
-        .args(["status", "campaign.toml"])
-        .assert()
-        .code(0);
-    let stderr = String::from_utf8_lossy(&later.get_output().stderr).into_owned();
-    assert!(!stderr.contains("no webhook"), "{stderr}");
+    let later = said(
+        &["status", "campaign.toml"],
+        Some(chrono::Duration::hours(25)),
+    );
+    assert!(!later.contains("no webhook"), "{later}");
     // Once a webhook arrives, the warning stops.
     let server = Server::start(&ws, &[]);
     let reply = server.post_meta_signed(&statuses(vec![status(
@@ -1063,12 +1045,8 @@ fn sends_without_webhooks_for_a_day_are_warned_about_until_one_arrives() {
         None,
     )]));
     assert_eq!(reply.status, 200);
-    let shown = wacampaign()
-        .args(["status", "campaign.toml"])
-        .assert()
-        .code(0);
-    let stderr = String::from_utf8_lossy(&shown.get_output().stderr).into_owned();
-    assert!(!stderr.contains("no webhook"), "{stderr}");
+    let shown = said(&["status", "campaign.toml"], None);
+    assert!(!shown.contains("no webhook"), "{shown}");
 }
 
 #[test]
