@@ -199,6 +199,7 @@ fn main() -> anyhow::Result<()> {
                         wa_id: Some(wa_id),
                         status: Some("accepted".into()),
                     },
+                    claimed_at: job.claimed_at,
                 }
             })
             .collect();

@@ -34,6 +34,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0016_person_index_on_demand.sql"),
     include_str!("migrations/0017_in_flight_index_on_demand.sql"),
     include_str!("migrations/0018_accepted_by_time_on_demand.sql"),
+    include_str!("migrations/0019_claims_by_mark.sql"),
 ];
 
 /// What runs in Rust right after a migration's SQL, in its transaction: for 0007,

@@ -783,6 +783,7 @@ mod tests {
                     wa_id: None,
                     status: None,
                 },
+                claimed_at: "2025-06-15T15:08:00Z".into(),
             }
         };
         // A second message of the same batch, with no status yet.

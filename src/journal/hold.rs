@@ -92,7 +92,9 @@ pub fn mark_planned(
 
 /// [`crate::frequency_cap::Sent::latest_to`]: each part reads its own index, so
 /// the two states are asked for apart rather than with `IN`, which neither partial
-/// index covers. `LIMIT ?4 + 0`: a bare bound LIMIT is planned with its value, and
+/// index covers. The third part: planned rows another campaign's run claimed under
+/// its mark (`claims`), in flight too: by campaign (`CROSS JOIN` keeps that order,
+/// and few campaigns send at once), their planned rows up to the mark. `LIMIT ?4 + 0`: a bare bound LIMIT is planned with its value, and
 /// the statement would be prepared again at every claim.
 const LATEST_TO: &str = "\
     SELECT j.outcome_at FROM journal j INDEXED BY journal_accepted_by_person
@@ -103,6 +105,12 @@ const LATEST_TO: &str = "\
     SELECT j.intent_at FROM journal j INDEXED BY journal_in_flight_by_person
     JOIN campaigns c ON c.id = j.campaign_id
     WHERE j.person_id = ?1 AND j.state = 'in_flight' AND j.campaign_id <> ?5
+      AND (?3 IS NULL OR c.category = ?3)
+    UNION ALL
+    SELECT c.claimed_at FROM campaigns c CROSS JOIN journal j ON j.campaign_id = c.id
+    WHERE c.claimed_run IS NOT NULL AND c.id <> ?5 AND j.person_id = ?1
+      AND j.state = 'planned' AND j.plan_run = c.claimed_run
+      AND (j.seq, j.id) <= (c.claimed_seq, c.claimed_id)
       AND (?3 IS NULL OR c.category = ?3)
     ORDER BY 1 DESC LIMIT ?4 + 0";
 
@@ -264,6 +272,55 @@ mod tests {
     }
 
     #[test]
+    fn a_planned_row_another_run_claimed_under_its_mark_counts_as_in_flight() {
+        let (_dir, db) = journal(&[
+            ("notice", "a", "planned", "2026-11-22T09:00:00Z", None),
+            ("notice", "b", "planned", "2026-11-22T09:00:00Z", None),
+        ]);
+        let since = "2026-11-10T00:00:00Z";
+        assert!(
+            db.conn
+                .latest_to(PERSON, since, None, 10, "promo")
+                .unwrap()
+                .is_empty(),
+            "planned, not claimed"
+        );
+        let first: i64 = db
+            .conn
+            .query_row("SELECT id FROM journal WHERE occurrence = 'a'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        super::super::claims::advance(
+            &db.conn,
+            "notice",
+            1,
+            super::super::claims::Position { seq: 0, id: first },
+            "2026-11-25T08:00:00Z",
+        )
+        .unwrap();
+        assert_eq!(
+            db.conn.latest_to(PERSON, since, None, 10, "promo").unwrap(),
+            ["2026-11-25T08:00:00Z"],
+            "the row under the mark, at the claim's time; the one after it is not claimed"
+        );
+        assert!(
+            db.conn
+                .latest_to(PERSON, since, None, 10, "notice")
+                .unwrap()
+                .is_empty(),
+            "not for its own campaign"
+        );
+        assert!(
+            db.conn
+                .latest_to(PERSON, since, Some("marketing"), 10, "promo")
+                .unwrap()
+                .is_empty(),
+            "nor for another category's cap"
+        );
+    }
+
+    #[test]
     fn a_caps_window_is_read_by_time_through_its_index_and_the_same_without_it() {
         let (_dir, db) = journal(&[
             (
@@ -344,6 +401,8 @@ mod tests {
         for wanted in [
             "SEARCH j USING INDEX journal_accepted_by_person (person_id=? AND outcome_at>?)",
             "SEARCH j USING INDEX journal_in_flight_by_person (person_id=?)",
+            // Another run's claimed rows: its planned rows up to its mark, a few.
+            "SEARCH j USING INDEX journal_by_state (campaign_id=? AND state=? AND seq<?)",
         ] {
             assert!(
                 plan.iter().any(|step| step == wanted),

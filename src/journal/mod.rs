@@ -9,12 +9,15 @@
 //! what the frequency caps count; [`projection`] tells `send --dry-run` what a run
 //! would find, without writing.
 //!
-//! A row is `planned` when the plan is written and `in_flight` once the intent to
-//! send it is durable, committed just before its request is written to a socket.
+//! A row is `planned` when the plan is written and in flight once the intent to
+//! send it is durable, committed just before its request is written to a socket:
+//! a retry's row is written `in_flight`, a planned row is passed by its campaign's
+//! mark ([`claims`]), which every reader of the state takes as `in_flight`.
 //! Rows left `in_flight` by a crash become `in_doubt` on the next run and are held
 //! until the operator decides or a delivery status settles them; except those the
 //! departure log ([`crate::departure_log`]) proves never left, which are due again.
 
+pub mod claims;
 #[cfg(test)]
 pub mod fixture;
 pub mod fold;
@@ -85,6 +88,8 @@ pub struct Job {
     pub attempts: u32,
     /// How many times a rule (Meta's per-user limit) deferred it before.
     pub deferrals: u32,
+    /// When the claim that took it was made durable: its intent time.
+    pub claimed_at: std::sync::Arc<str>,
 }
 
 /// What happened to one claimed row, as the journal records it.
@@ -129,6 +134,9 @@ pub struct Outcome {
     pub key: RowKey,
     pub to: To,
     pub disposition: Disposition,
+    /// The job's [`Job::claimed_at`]: a row claimed under the campaign's mark
+    /// takes it as its intent time with its outcome.
+    pub claimed_at: std::sync::Arc<str>,
 }
 
 /// Rows claimed by [`Journal::claim`], and what else it found.
@@ -170,6 +178,9 @@ pub struct Journal {
     conn: Connection,
     campaign_id: String,
     plan_run: i64,
+    /// The last planned row this run claimed: the next claim takes the rows after
+    /// it, and moves the campaign's mark (`claims`).
+    claimed: Option<claims::Position>,
     /// The consent ledger as of `consent_seen`; refreshed before every claim so an
     /// opt-out recorded while the campaign runs wins.
     consent: ConsentIndex,
@@ -254,6 +265,9 @@ impl Journal {
         let now = clock::now_string();
         let fingerprint = campaign.content_fingerprint();
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+        // Before anything reads a row's state: the rows a killed run left under its
+        // mark are in flight, spelled as such.
+        claims::make_explicit(&tx, &campaign.id, &now)?;
         let existing: Option<PriorRun> = tx
             .query_row(
                 "SELECT fingerprint, created_at, plan_run, halted_at, halt_reason
@@ -338,6 +352,7 @@ impl Journal {
                 conn,
                 campaign_id: campaign.id.clone(),
                 plan_run,
+                claimed: None,
                 session: gate.windows.is_some(),
                 record_opt_outs: !matches!(
                     campaign.provider,
@@ -379,6 +394,7 @@ impl Journal {
     /// left to tell and is removed. A run that ended with rows still in flight (a
     /// journal it could not write) keeps it for the next run.
     pub fn end_departures(&mut self) -> rusqlite::Result<()> {
+        let settled = claims::clear_if_settled(&self.conn, &self.campaign_id)?;
         let Some(log) = self.departures.take() else {
             return Ok(());
         };
@@ -388,7 +404,7 @@ impl Journal {
             params![self.campaign_id],
             |r| r.get(0),
         )?;
-        if in_flight == 0 {
+        if settled && in_flight == 0 {
             // Best effort: a log left behind is only a file the next run replaces.
             let _ = std::fs::remove_file(log.path());
         } else {
@@ -591,6 +607,8 @@ impl Journal {
         // value, so it re-prepared both statements at every claim (a fifth of the
         // writer's time at 1,000/s).
         let mut candidates = Vec::with_capacity(limit);
+        // This claim's mark, kept once the transaction commits.
+        let mut claimed_through = None;
         // Usually no retry is due. Asking first is a fifth of the cost of running the
         // claiming UPDATE to find nothing: that one builds three temporary b-trees
         // (its IN list, its rows to update, its RETURNING rows) at every execution.
@@ -626,36 +644,57 @@ impl Journal {
             }
             let room = limit.saturating_sub(candidates.len()).min(new_limit);
             if room > 0 {
+                // Planned rows are read, not written: the mark moved past them below
+                // makes them in flight (`claims`). In send order from this run's last
+                // claim; `seq >= ?4` bounds the index range, the rest breaks ties.
+                let after = self.claimed.unwrap_or(claims::Position {
+                    seq: i64::MIN,
+                    id: i64::MIN,
+                });
                 let mut planned = tx.prepare_cached(
-                    "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?4,
-                         updated_at = ?4, retry_at = NULL
-                     WHERE id IN (SELECT id FROM journal INDEXED BY journal_by_state
-                                  WHERE campaign_id = ?1 AND state = 'planned' AND plan_run = ?2
-                                  ORDER BY seq LIMIT ?3 + 0)
-                     RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals, bsuid,
-                     time_zone",
+                    "SELECT person_id, occurrence, phone, params, attempts + 1, send_by, id, deferrals,
+                         bsuid, time_zone, seq
+                     FROM journal INDEXED BY journal_by_state
+                     WHERE campaign_id = ?1 AND state = 'planned' AND seq >= ?4
+                       AND (seq > ?4 OR id > ?5) AND plan_run = ?2
+                     ORDER BY seq, id LIMIT ?3 + 0",
                 )?;
                 let rows = planned.query_map(
-                    params![self.campaign_id, self.plan_run, room as i64, now],
-                    candidate,
+                    params![
+                        self.campaign_id,
+                        self.plan_run,
+                        room as i64,
+                        after.seq,
+                        after.id
+                    ],
+                    |r| Ok((candidate(r)?, r.get::<_, i64>(10)?)),
                 )?;
+                let mut last = None;
                 for row in rows {
-                    candidates.push(row?);
+                    let (c, seq) = row?;
+                    last = Some(claims::Position { seq, id: c.row });
+                    candidates.push(c);
+                }
+                if let Some(last) = last {
+                    claims::advance(&tx, &self.campaign_id, self.plan_run, last, &now)?;
+                    claimed_through = Some(last);
                 }
             }
         }
         {
             let mut settled = tx.prepare_cached(
                 "UPDATE journal SET state = ?2, error_detail = ?3, outcome_at = ?4, updated_at = ?4,
-                     attempts = attempts - 1, intent_at = NULL
+                     attempts = attempts - (state = 'in_flight'), intent_at = NULL
                  WHERE id = ?1",
             )?;
             let mut limited = tx.prepare_cached(
                 "UPDATE journal SET state = 'deferred', error_code = NULL, error_detail = ?2,
-                     retry_at = ?3, updated_at = ?4, attempts = attempts - 1, intent_at = NULL
+                     retry_at = ?3, updated_at = ?4, attempts = attempts - (state = 'in_flight'),
+                     intent_at = NULL
                  WHERE id = ?1",
             )?;
             let now_instant = clock::now();
+            let claimed_at: std::sync::Arc<str> = std::sync::Arc::from(now.as_str());
             for c in candidates {
                 let skip = if c.send_by.as_deref().is_some_and(|by| by <= now.as_str()) {
                     claimed.expired += 1;
@@ -735,9 +774,11 @@ impl Journal {
                     key: c.key,
                     to,
                     values: c.values,
-                    // The statement counted this attempt already.
+                    // This attempt included: a retry's claim counted it, a planned
+                    // row's outcome will.
                     attempts: c.attempts,
                     deferrals: c.deferrals,
+                    claimed_at: std::sync::Arc::clone(&claimed_at),
                 });
             }
         }
@@ -753,6 +794,9 @@ impl Journal {
                 .query_row(params![self.campaign_id, self.plan_run], |r| r.get(0))?;
         }
         tx.commit()?;
+        if claimed_through.is_some() {
+            self.claimed = claimed_through;
+        }
         Ok(claimed)
     }
 
@@ -857,11 +901,17 @@ fn left_in_flight(
     campaign_id: &str,
     log: Option<&std::path::Path>,
 ) -> rusqlite::Result<Vec<LeftInFlight>> {
+    // A run turned the rows under the mark into `in_flight` rows first; a dry run
+    // reads them where they are.
     let in_flight: Vec<(i64, bool)> = conn
-        .prepare(
+        .prepare(concat!(
             "SELECT id, occurrence GLOB 'test:*' FROM journal INDEXED BY journal_by_state
-             WHERE campaign_id = ?1 AND state = 'in_flight'",
-        )?
+             WHERE campaign_id = ?1 AND state = 'in_flight'
+             UNION ALL
+             SELECT j.id, j.occurrence GLOB 'test:*' FROM journal j
+             WHERE j.campaign_id = ?1 AND ",
+            claims::under_mark!("j")
+        ))?
         .query_map(params![campaign_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     if in_flight.is_empty() {
@@ -914,7 +964,12 @@ fn refuse(
     let (old, created_at, _, halted_at, halt_reason) = prior;
     if *old != campaign.content_fingerprint() {
         let messaged: i64 = conn.query_row(
-            "SELECT count(*) FROM journal WHERE campaign_id = ?1 AND state <> 'planned'",
+            concat!(
+                "SELECT count(*) FROM journal j WHERE j.campaign_id = ?1
+                 AND (j.state <> 'planned' OR ",
+                claims::under_mark!("j"),
+                ")"
+            ),
             params![campaign.id],
             |r| r.get(0),
         )?;
@@ -996,10 +1051,14 @@ fn record_in(
     if outcomes.is_empty() {
         return Ok(());
     }
+    // A row still `planned` was claimed under the campaign's mark (`claims`): its
+    // attempt and intent are written now, with its outcome.
     let mut update = conn.prepare_cached(
         "UPDATE journal SET state = ?2, message_id = coalesce(?3, message_id), wa_id = coalesce(?4, wa_id),
              message_status = coalesce(?5, message_status), error_code = ?6, error_detail = ?7,
-             retry_at = ?8, outcome_at = ?9, updated_at = ?9, deferrals = deferrals + ?10
+             retry_at = ?8, outcome_at = ?9, updated_at = ?9, deferrals = deferrals + ?10,
+             attempts = attempts + (state = 'planned'),
+             intent_at = CASE WHEN state = 'planned' THEN ?11 ELSE intent_at END
          WHERE id = ?1",
     )?;
     let now_instant = clock::now();
@@ -1010,6 +1069,7 @@ fn record_in(
         key,
         to,
         disposition,
+        claimed_at,
     } in outcomes
     {
         let c = match disposition {
@@ -1050,7 +1110,8 @@ fn record_in(
             c.detail,
             c.retry_at,
             now,
-            i64::from(c.deferral)
+            i64::from(c.deferral),
+            claimed_at.as_ref()
         ])?;
         if c.message_id.is_some() {
             named.push(*row);
@@ -1221,6 +1282,7 @@ mod tests {
             conn: db.conn,
             campaign_id: "c".into(),
             plan_run: 1,
+            claimed: None,
             consent,
             consent_seen: i64::MAX,
             session: false,
@@ -1261,6 +1323,7 @@ mod tests {
             campaign_id: "c".into(),
             // A later plan: the rows above belong to an earlier one.
             plan_run: 2,
+            claimed: None,
             consent: ConsentIndex::empty(Purpose::Utility),
             consent_seen: i64::MAX,
             session: false,
@@ -1279,6 +1342,204 @@ mod tests {
         assert_eq!(state_of(&other, "525512345673"), State::Deferred);
         assert_eq!(state_of(&other, "525512345674"), State::Planned);
         assert_eq!(journal.expire_past_send_by().unwrap(), 0, "once");
+    }
+
+    /// A journal over `db` for campaign `c`'s plan run 1, with everyone in `phones`
+    /// opted in.
+    fn journal_over(db: Db, phones: &[&str]) -> Journal {
+        let mut consent = ConsentIndex::empty(Purpose::Utility);
+        for phone in phones {
+            consent.set(
+                E164::from_digits(phone).unwrap(),
+                consent::Standing::OptedIn {
+                    since: "2026-01-01T00:00:00Z".into(),
+                    method: "web_form".into(),
+                },
+            );
+        }
+        Journal {
+            conn: db.conn,
+            campaign_id: "c".into(),
+            plan_run: 1,
+            claimed: None,
+            consent,
+            consent_seen: i64::MAX,
+            session: false,
+            record_opt_outs: false,
+            holds: None,
+            messaging_limit: None,
+            departures: None,
+            departure_log_to_start: None,
+            departure_log_problem: None,
+        }
+    }
+
+    fn accepted(job: &Job, message_id: &str) -> Outcome {
+        Outcome {
+            row: job.row,
+            key: job.key.clone(),
+            to: job.to.clone(),
+            disposition: Disposition::Accepted {
+                message_id: Some(message_id.to_owned()),
+                wa_id: None,
+                status: None,
+            },
+            claimed_at: std::sync::Arc::clone(&job.claimed_at),
+        }
+    }
+
+    #[test]
+    fn a_claim_holds_planned_rows_in_flight_by_its_mark_and_a_later_run_spells_them_out() {
+        let phones = [
+            "525512345670",
+            "525512345671",
+            "525512345672",
+            "525512345673",
+            "525512345674",
+        ];
+        let rows: Vec<_> = phones.iter().map(|p| (*p, "planned", None)).collect();
+        let (_dir, db) = journal_with(&rows);
+        let path = db.path().to_owned();
+        let other = Db::open(&path).unwrap();
+        let mut journal = journal_over(db, &phones);
+        let claimed = journal.claim(3, 3, &[]).unwrap();
+        let sent: Vec<String> = claimed.jobs.iter().map(|j| j.to.to_string()).collect();
+        assert_eq!(
+            sent,
+            ["+525512345670", "+525512345671", "+525512345672"],
+            "in plan order"
+        );
+        assert!(claimed.jobs.iter().all(|j| j.attempts == 1));
+
+        // The rows were not written, yet every reader takes them as in flight.
+        let raw: i64 = other
+            .conn
+            .query_row(
+                "SELECT count(*) FROM journal WHERE state = 'planned'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(raw, 5, "a claim of planned rows writes only the mark");
+        let counts = query::counts(&other.conn, "c", Some(1)).unwrap();
+        assert_eq!((counts.in_flight, counts.planned), (3, 2));
+        let mut listed = Vec::new();
+        query::rows(&other.conn, "c", 1, Some(State::InFlight), |row| {
+            listed.push(row.phone);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(listed.len(), 3, "status --state in_flight lists them");
+        let person = crate::row_key::person_of(E164::from_digits(phones[1]).unwrap());
+        assert_eq!(
+            query::in_flight_to(&other.conn, &[person])
+                .unwrap()
+                .as_deref(),
+            Some("c"),
+            "erasure waits for them"
+        );
+
+        // The first is answered: its outcome writes its attempt and intent too.
+        journal
+            .record(&[accepted(&claimed.jobs[0], "wamid.A")])
+            .unwrap();
+        let (state, attempts, intent_at): (State, i64, Option<String>) = other
+            .conn
+            .query_row(
+                "SELECT state, attempts, intent_at FROM journal WHERE message_id = 'wamid.A'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((state, attempts), (State::Accepted, 1));
+        assert_eq!(intent_at.as_deref(), Some(&*claimed.jobs[0].claimed_at));
+
+        // The next claim goes on after the mark.
+        let next = journal.claim(10, 10, &[]).unwrap();
+        let sent: Vec<String> = next.jobs.iter().map(|j| j.to.to_string()).collect();
+        assert_eq!(sent, ["+525512345673", "+525512345674"]);
+        journal
+            .record(&[accepted(&next.jobs[0], "wamid.D")])
+            .unwrap();
+
+        // The process dies with three rows unanswered; the next run's first step
+        // writes them in flight, as a claim once did, and clears the mark.
+        drop(journal);
+        let now = "2026-11-28T12:00:00Z";
+        assert_eq!(claims::make_explicit(&other.conn, "c", now).unwrap(), 3);
+        let states: Vec<(State, i64, Option<String>)> = other
+            .conn
+            .prepare("SELECT state, attempts, intent_at FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let claim_time = Some(next.jobs[0].claimed_at.to_string());
+        assert_eq!(
+            states,
+            [
+                (State::Accepted, 1, intent_at),
+                (State::InFlight, 1, claim_time.clone()),
+                (State::InFlight, 1, claim_time.clone()),
+                (State::Accepted, 1, claim_time.clone()),
+                (State::InFlight, 1, claim_time),
+            ],
+            "in flight since the latest claim, the time the mark keeps"
+        );
+        let mark: Option<i64> = other
+            .conn
+            .query_row("SELECT claimed_run FROM campaigns", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mark, None);
+        assert_eq!(
+            claims::make_explicit(&other.conn, "c", now).unwrap(),
+            0,
+            "once"
+        );
+        let counts = query::counts(&other.conn, "c", Some(1)).unwrap();
+        assert_eq!((counts.in_flight, counts.accepted), (3, 2));
+    }
+
+    #[test]
+    fn rows_that_share_a_place_in_the_plan_are_each_claimed_once() {
+        let phones = ["525512345670", "525512345671", "525512345672"];
+        let rows: Vec<_> = phones.iter().map(|p| (*p, "planned", None)).collect();
+        let (_dir, db) = journal_with(&rows);
+        db.conn.execute("UPDATE journal SET seq = 7", []).unwrap();
+        let mut journal = journal_over(db, &phones);
+        let mut sent = Vec::new();
+        for _ in 0..4 {
+            for job in journal.claim(1, 1, &[]).unwrap().jobs {
+                sent.push(job.to.to_string());
+            }
+        }
+        assert_eq!(sent, ["+525512345670", "+525512345671", "+525512345672"]);
+    }
+
+    #[test]
+    fn a_run_that_records_every_outcome_ends_without_a_mark() {
+        let phones = ["525512345670", "525512345671"];
+        let rows: Vec<_> = phones.iter().map(|p| (*p, "planned", None)).collect();
+        let (_dir, db) = journal_with(&rows);
+        let mut journal = journal_over(db, &phones);
+        let claimed = journal.claim(2, 2, &[]).unwrap();
+        let mark = |journal: &Journal| -> Option<i64> {
+            journal
+                .conn
+                .query_row("SELECT claimed_seq FROM campaigns", [], |r| r.get(0))
+                .unwrap()
+        };
+        journal
+            .record(&[accepted(&claimed.jobs[0], "wamid.A")])
+            .unwrap();
+        assert!(!claims::clear_if_settled(&journal.conn, "c").unwrap());
+        assert_eq!(mark(&journal), Some(1), "a row is still under it");
+        journal
+            .record(&[accepted(&claimed.jobs[1], "wamid.B")])
+            .unwrap();
+        journal.end_departures().unwrap();
+        assert_eq!(mark(&journal), None);
     }
 
     #[test]

@@ -150,8 +150,9 @@ impl<'c> Projection<'c> {
         let candidates: Vec<(i64, bool)> = conn
             .prepare(&format!(
                 "SELECT id, occurrence GLOB 'test:*' FROM journal j
-                 WHERE campaign_id = ?1 AND state IN ('in_doubt', 'in_flight')
+                 WHERE campaign_id = ?1 AND {} IN ('in_doubt', 'in_flight')
                    AND {}",
+                super::claims::effective_state!("j"),
                 super::settle::REPORTED_ON
             ))?
             .query_map(params![campaign.id], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -188,12 +189,14 @@ impl<'c> Projection<'c> {
         let Some(known) = &self.known else {
             return Ok(Vec::new());
         };
-        let mut stmt = known.conn.prepare(
-            "SELECT id, coalesce(phone, bsuid), state FROM journal
-             WHERE campaign_id = ?1 AND state IN ('in_doubt', 'in_flight')
-               AND occurrence NOT GLOB 'test:*'
-             ORDER BY seq",
-        )?;
+        let mut stmt = known.conn.prepare(concat!(
+            "SELECT id, coalesce(phone, bsuid), state FROM (
+                 SELECT j.id, j.phone, j.bsuid, j.seq, j.occurrence, ",
+            super::claims::effective_state!("j"),
+            " AS state FROM journal j WHERE j.campaign_id = ?1)
+             WHERE state IN ('in_doubt', 'in_flight') AND occurrence NOT GLOB 'test:*'
+             ORDER BY seq"
+        ))?;
         let rows = stmt.query_map(params![known.campaign_id], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -222,10 +225,14 @@ impl<'c> Projection<'c> {
             Some(known) => {
                 let row: Option<(i64, State, i64)> = known
                     .conn
-                    .prepare_cached(
-                        "SELECT id, state, attempts FROM journal
-                         WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
-                    )?
+                    .prepare_cached(concat!(
+                        "SELECT j.id, ",
+                        super::claims::effective_state!("j"),
+                        ", j.attempts + ",
+                        super::claims::under_mark!("j"),
+                        " FROM journal j
+                         WHERE j.campaign_id = ?1 AND j.person_id = ?2 AND j.occurrence = ?3"
+                    ))?
                     .query_row(
                         params![known.campaign_id, person, recipient.occurrence],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -297,11 +304,13 @@ impl<'c> Projection<'c> {
         if let Some(known) = &self.known
             && known.send_by
         {
-            let mut stmt = known.conn.prepare(
-                "SELECT id, state, occurrence GLOB 'test:*' FROM journal
-                 WHERE campaign_id = ?1 AND state IN ('planned', 'deferred', 'in_flight')
-                   AND send_by IS NOT NULL AND send_by <= ?2",
-            )?;
+            let mut stmt = known.conn.prepare(concat!(
+                "SELECT j.id, ",
+                super::claims::effective_state!("j"),
+                ", j.occurrence GLOB 'test:*' FROM journal j
+                 WHERE j.campaign_id = ?1 AND j.state IN ('planned', 'deferred', 'in_flight')
+                   AND j.send_by IS NOT NULL AND j.send_by <= ?2"
+            ))?;
             let rows = stmt.query_map(params![known.campaign_id, known.now], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,

@@ -96,12 +96,15 @@ pub fn counts(
     campaign_id: &str,
     plan_run: Option<i64>,
 ) -> rusqlite::Result<Counts> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT state, count(*) FROM journal WHERE campaign_id = ?1
-           AND (?2 IS NULL OR plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
-           AND occurrence NOT GLOB 'test:*'
-         GROUP BY state",
-    )?;
+    // Planned rows a running (or killed) run claimed count as in flight (`claims`).
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        super::claims::effective_state!("j"),
+        ", count(*) FROM journal j WHERE j.campaign_id = ?1
+           AND (?2 IS NULL OR j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
+           AND j.occurrence NOT GLOB 'test:*'
+         GROUP BY 1"
+    ))?;
     let mut counts = Counts::default();
     let rows = stmt.query_map(params![campaign_id, plan_run], |r| {
         Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)? as u64))
@@ -252,13 +255,17 @@ pub fn rows(
     state: Option<State>,
     mut each: impl FnMut(JournalRow) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT coalesce(phone, bsuid), occurrence, line, state, attempts, message_id, error_code,
-                error_detail, intent_at, outcome_at, updated_at
-         FROM journal WHERE campaign_id = ?1 AND (plan_run = ?2 OR state NOT IN ('planned', 'deferred'))
-           AND (?3 IS NULL OR state = ?3) AND occurrence NOT GLOB 'test:*'
-         ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(concat!(
+        "SELECT coalesce(phone, bsuid), occurrence, line, effective, attempts, message_id,
+                error_code, error_detail, intent_at, outcome_at, updated_at
+         FROM (SELECT j.*, ",
+        super::claims::effective_state!("j"),
+        " AS effective FROM journal j WHERE j.campaign_id = ?1
+               AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
+               AND j.occurrence NOT GLOB 'test:*')
+         WHERE ?3 IS NULL OR effective = ?3
+         ORDER BY seq"
+    ))?;
     let mut rows = stmt.query(params![campaign_id, plan_run, state])?;
     while let Some(r) = rows.next()? {
         each(JournalRow {
@@ -552,9 +559,12 @@ pub fn accepted_then_opted_out(
 /// may be on the wire.
 pub fn in_flight_to(conn: &Connection, persons: &[i64]) -> rusqlite::Result<Option<String>> {
     // Through the partial index of sent rows by person (migration 0010).
-    let mut stmt = conn.prepare_cached(
-        "SELECT campaign_id FROM journal WHERE person_id = ?1 AND state = 'in_flight' LIMIT 1",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT j.campaign_id FROM journal j WHERE j.person_id = ?1
+           AND (j.state = 'in_flight' OR ",
+        super::claims::under_mark!("j"),
+        ") LIMIT 1"
+    ))?;
     for person in persons {
         if let Some(c) = stmt
             .query_row(params![person], |r| r.get::<_, String>(0))

@@ -94,10 +94,12 @@ pub fn settle(
 ) -> rusqlite::Result<Settled> {
     let RowKey { person, occurrence } = &row.key;
     let current: Option<(State, i64, Option<String>, i64)> = conn
-        .prepare_cached(
-            "SELECT state, attempts, message_id, id FROM journal
-             WHERE campaign_id = ?1 AND person_id = ?2 AND occurrence = ?3",
-        )?
+        .prepare_cached(concat!(
+            "SELECT ",
+            super::claims::effective_state!("j"),
+            ", j.attempts, j.message_id, j.id FROM journal j
+             WHERE j.campaign_id = ?1 AND j.person_id = ?2 AND j.occurrence = ?3"
+        ))?
         .query_row(params![row.campaign_id, person, occurrence], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })

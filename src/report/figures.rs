@@ -480,15 +480,17 @@ impl<'a> Pass<'a> {
         let language_column = self.campaign.template.language_column.is_some();
         // Every row of the campaign, test sends and earlier plans' rows included:
         // replies and billing count them, the other figures skip them below.
-        let mut stmt = conn.prepare(
-            "SELECT j.state, j.phone, j.outcome_at, j.contact,
+        let mut stmt = conn.prepare(concat!(
+            "SELECT ",
+            crate::journal::claims::effective_state!("j"),
+            ", j.phone, j.outcome_at, j.contact,
                     CASE WHEN ?2 THEN j.params END,
                     j.status_rank, j.delivered_ts, j.read_ts,
                     coalesce(CAST(j.status_error_code AS TEXT), 'none'),
                     j.plan_run, j.occurrence GLOB 'test:*', j.person_id,
                     j.billable, j.pricing_category, j.pricing_type, j.wa_id
-             FROM journal j WHERE j.campaign_id = ?1",
-        )?;
+             FROM journal j WHERE j.campaign_id = ?1"
+        ))?;
         let mut rows = stmt.query(params![campaign_id, language_column])?;
         while let Some(r) = rows.next()? {
             let state: State = r.get(0)?;

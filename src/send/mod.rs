@@ -369,7 +369,12 @@ async fn dispatch(
             let control = Arc::clone(control);
             let progress = progress.clone();
             tasks.spawn(async move {
-                let (row, to, key) = (job.row, job.to.clone(), job.key.clone());
+                let (row, to, key, claimed_at) = (
+                    job.row,
+                    job.to.clone(),
+                    job.key.clone(),
+                    Arc::clone(&job.claimed_at),
+                );
                 let disposition =
                     send_one(job, provider.as_ref(), &pacer, &control, &progress).await;
                 if let Ok(mut outcomes) = control.outcomes.lock() {
@@ -378,6 +383,7 @@ async fn dispatch(
                         key,
                         to,
                         disposition,
+                        claimed_at,
                     });
                 }
                 control.in_flight.fetch_sub(1, Ordering::AcqRel);

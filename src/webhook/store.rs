@@ -811,6 +811,44 @@ mod tests {
     }
 
     #[test]
+    fn a_status_for_a_planned_row_under_its_campaigns_mark_waits_as_one_in_flight() {
+        let (_dir, db) = db();
+        seed(&db.conn, State::Planned, None);
+        db.conn
+            .execute("UPDATE journal SET attempts = 0", [])
+            .unwrap();
+        let id: i64 = db
+            .conn
+            .query_row("SELECT id FROM journal", [], |r| r.get(0))
+            .unwrap();
+        // A run claimed it: the mark, not the row, says so (`journal::claims`).
+        crate::journal::claims::advance(
+            &db.conn,
+            "promo",
+            1,
+            crate::journal::claims::Position { seq: 1, id },
+            "2026-06-01T00:00:00Z",
+        )
+        .unwrap();
+        let mut followups = Followups::default();
+        let mut delivery = Delivery::new(Source::Meta, b"x".to_vec());
+        delivery.events = vec![status("wamid.X", "delivered", 1_750_000_000, None)];
+        record_delivery(&db.conn, &delivery, "2026-06-01T00:00:01Z", &mut followups).unwrap();
+        assert_eq!(
+            followups.in_flight.len(),
+            1,
+            "rechecked once the send records it"
+        );
+        let (state, message_id, ..) = row(&db.conn);
+        assert_eq!(state, State::Planned, "the send records its outcome");
+        assert_eq!(
+            message_id.as_deref(),
+            Some("wamid.X"),
+            "its id kept meanwhile"
+        );
+    }
+
+    #[test]
     fn a_status_while_in_flight_settles_once_the_send_gives_up() {
         let (_dir, db) = db();
         seed(&db.conn, State::InFlight, None);

@@ -766,8 +766,16 @@ fn a_database_from_before_the_fold_reports_the_same_after_migrating() {
             .unwrap();
     }
     // Later migrations' columns go too, so they can be added again.
-    conn.execute_batch("ALTER TABLE campaigns DROP COLUMN departure_log")
-        .unwrap();
+    for column in [
+        "departure_log",
+        "claimed_run",
+        "claimed_seq",
+        "claimed_id",
+        "claimed_at",
+    ] {
+        conn.execute_batch(&format!("ALTER TABLE campaigns DROP COLUMN {column}"))
+            .unwrap();
+    }
     // Nor the person indexes of 0014, which came after it (0016 and 0017 dropped
     // them again).
     conn.execute_batch(
