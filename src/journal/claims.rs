@@ -56,6 +56,39 @@ macro_rules! effective_state {
 }
 pub(crate) use effective_state;
 
+/// SQL: the attempts of the journal row aliased `$j`, the claimed one included
+/// for a row under its campaign's mark (its outcome will count it).
+macro_rules! effective_attempts {
+    ($j:literal) => {
+        concat!(
+            "(",
+            $j,
+            ".attempts + ",
+            $crate::journal::claims::under_mark!($j),
+            ")"
+        )
+    };
+}
+pub(crate) use effective_attempts;
+
+/// SQL: the intent time of the journal row aliased `$j`: for a row under its
+/// campaign's mark, the latest claim's (the mark keeps one time for all its rows,
+/// so a row claimed earlier reads a little late).
+macro_rules! effective_intent_at {
+    ($j:literal) => {
+        concat!(
+            "coalesce(",
+            $j,
+            ".intent_at, CASE WHEN ",
+            $crate::journal::claims::under_mark!($j),
+            " THEN (SELECT claim_time.claimed_at FROM campaigns claim_time WHERE claim_time.id = ",
+            $j,
+            ".campaign_id) END)"
+        )
+    };
+}
+pub(crate) use effective_intent_at;
+
 /// The last planned row a run claimed, in send order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {

@@ -436,6 +436,9 @@ impl Journal {
     /// Writes a batch of the plan. Rows already journaled keep their state; rows not
     /// yet sent take the latest values.
     pub fn plan(&mut self, batch: &[(u64, Recipient)]) -> rusqlite::Result<()> {
+        // A planned row at or before a live mark is in flight (`claims`): rows are
+        // planned (and released, below) only before the run's first claim.
+        debug_assert!(self.claimed.is_none(), "planning after a claim");
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         {
@@ -549,6 +552,7 @@ impl Journal {
 
     /// Puts rows held in doubt back in the plan: the operator chose to resend them.
     pub fn release_in_doubt(&mut self) -> rusqlite::Result<u64> {
+        debug_assert!(self.claimed.is_none(), "releasing after a claim");
         Ok(self.conn.execute(
             "UPDATE journal SET state = 'planned', updated_at = ?3
              WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'in_doubt'",
@@ -1423,14 +1427,32 @@ mod tests {
         assert_eq!(raw, 5, "a claim of planned rows writes only the mark");
         let counts = query::counts(&other.conn, "c", Some(1)).unwrap();
         assert_eq!((counts.in_flight, counts.planned), (3, 2));
+        let claim_time = Some(claimed.jobs[0].claimed_at.to_string());
         let mut listed = Vec::new();
         query::rows(&other.conn, "c", 1, Some(State::InFlight), |row| {
-            listed.push(row.phone);
+            listed.push((row.phone, row.attempts, row.intent_at));
             Ok(())
         })
         .unwrap();
-        assert_eq!(listed.len(), 3, "status --state in_flight lists them");
+        assert_eq!(
+            listed,
+            phones[..3]
+                .iter()
+                .map(|p| (format!("+{p}"), 1, claim_time.clone()))
+                .collect::<Vec<_>>(),
+            "status lists them in flight, an attempt each, since the claim"
+        );
         let person = crate::row_key::person_of(E164::from_digits(phones[1]).unwrap());
+        let of_person = query::messages_of_person(&other.conn, person).unwrap();
+        assert_eq!(
+            (
+                of_person[0].state,
+                of_person[0].attempts,
+                &of_person[0].intent_at
+            ),
+            (State::InFlight, 1, &claim_time),
+            "and so does a subject's access export"
+        );
         assert_eq!(
             query::in_flight_to(&other.conn, &[person])
                 .unwrap()

@@ -228,8 +228,8 @@ impl<'c> Projection<'c> {
                     .prepare_cached(concat!(
                         "SELECT j.id, ",
                         super::claims::effective_state!("j"),
-                        ", j.attempts + ",
-                        super::claims::under_mark!("j"),
+                        ", ",
+                        super::claims::effective_attempts!("j"),
                         " FROM journal j
                          WHERE j.campaign_id = ?1 AND j.person_id = ?2 AND j.occurrence = ?3"
                     ))?

@@ -141,10 +141,12 @@ pub fn add_pruned(
 /// Test sends (`send --to`) of a campaign by state: kept apart from its totals,
 /// which never count them (their occurrences start with `test:`).
 pub fn test_sends(conn: &Connection, campaign_id: &str) -> rusqlite::Result<Counts> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT state, count(*) FROM journal WHERE campaign_id = ?1
-           AND occurrence GLOB 'test:*' GROUP BY state",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        super::claims::effective_state!("j"),
+        ", count(*) FROM journal j WHERE j.campaign_id = ?1
+           AND j.occurrence GLOB 'test:*' GROUP BY 1"
+    ))?;
     let mut counts = Counts::default();
     let rows = stmt.query_map(params![campaign_id], |r| {
         Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)? as u64))
@@ -256,11 +258,15 @@ pub fn rows(
     mut each: impl FnMut(JournalRow) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut stmt = conn.prepare(concat!(
-        "SELECT coalesce(phone, bsuid), occurrence, line, effective, attempts, message_id,
-                error_code, error_detail, intent_at, outcome_at, updated_at
+        "SELECT coalesce(phone, bsuid), occurrence, line, effective, effective_attempts, message_id,
+                error_code, error_detail, effective_intent_at, outcome_at, updated_at
          FROM (SELECT j.*, ",
         super::claims::effective_state!("j"),
-        " AS effective FROM journal j WHERE j.campaign_id = ?1
+        " AS effective, ",
+        super::claims::effective_attempts!("j"),
+        " AS effective_attempts, ",
+        super::claims::effective_intent_at!("j"),
+        " AS effective_intent_at FROM journal j WHERE j.campaign_id = ?1
                AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
                AND j.occurrence NOT GLOB 'test:*')
          WHERE ?3 IS NULL OR effective = ?3
@@ -423,13 +429,17 @@ pub struct PersonStatus {
 /// Every journal row of one person (by journal person id), in every campaign, with
 /// the statuses recorded for each.
 pub fn messages_of_person(conn: &Connection, person: i64) -> rusqlite::Result<Vec<PersonMessage>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT j.campaign_id, c.template, c.category, j.occurrence, j.phone, j.bsuid, j.params,
-                j.state, j.attempts, j.message_id, j.error_code, j.error_detail, j.intent_at,
-                j.outcome_at, j.contact
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT j.campaign_id, c.template, c.category, j.occurrence, j.phone, j.bsuid, j.params, ",
+        super::claims::effective_state!("j"),
+        ", ",
+        super::claims::effective_attempts!("j"),
+        ", j.message_id, j.error_code, j.error_detail, ",
+        super::claims::effective_intent_at!("j"),
+        ", j.outcome_at, j.contact
          FROM journal j JOIN campaigns c ON c.id = j.campaign_id
-         WHERE j.person_id = ?1 ORDER BY c.created_at, j.campaign_id, j.occurrence",
-    )?;
+         WHERE j.person_id = ?1 ORDER BY c.created_at, j.campaign_id, j.occurrence"
+    ))?;
     let mut messages: Vec<PersonMessage> = stmt
         .query_map(params![person], |r| {
             let params: String = r.get(6)?;
