@@ -10,7 +10,9 @@
 //! ```
 //!
 //! `in_doubt` is settled to `accepted` when a delivery status proves the message
-//! went out. Only this module spells the states' names; SQL elsewhere asks it.
+//! went out. A planned row's claim is its campaign's mark moving past it
+//! ([`super::claims`]): the row reads `in_flight` to everyone, though its column
+//! keeps `planned` until its answer. Only this module spells the states' names; SQL elsewhere asks it.
 
 use std::fmt;
 use std::str::FromStr;
