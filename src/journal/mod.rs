@@ -1272,31 +1272,7 @@ mod tests {
             ("525512345679", "deferred", Some("2999-01-01T00:00:00Z")),
         ]);
         let path = db.path().to_owned();
-        let mut consent = ConsentIndex::empty(Purpose::Utility);
-        for phone in ["525512345678", "525512345679"] {
-            consent.set(
-                E164::from_digits(phone).unwrap(),
-                consent::Standing::OptedIn {
-                    since: "2026-01-01T00:00:00Z".into(),
-                    method: "web_form".into(),
-                },
-            );
-        }
-        let mut journal = Journal {
-            conn: db.conn,
-            campaign_id: "c".into(),
-            plan_run: 1,
-            claimed: None,
-            consent,
-            consent_seen: i64::MAX,
-            session: false,
-            record_opt_outs: false,
-            holds: None,
-            messaging_limit: None,
-            departures: None,
-            departure_log_to_start: None,
-            departure_log_problem: None,
-        };
+        let mut journal = journal_over(db, &["525512345678", "525512345679"]);
         let claimed = journal.claim(10, 10, &[]).unwrap();
         assert_eq!(claimed.expired, 1);
         assert_eq!(claimed.jobs.len(), 1, "the other is sent");
