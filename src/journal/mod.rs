@@ -1299,20 +1299,9 @@ mod tests {
         ]);
         let path = db.path().to_owned();
         let mut journal = Journal {
-            conn: db.conn,
-            campaign_id: "c".into(),
             // A later plan: the rows above belong to an earlier one.
             plan_run: 2,
-            claimed: None,
-            consent: ConsentIndex::empty(Purpose::Utility),
-            consent_seen: i64::MAX,
-            session: false,
-            record_opt_outs: false,
-            holds: None,
-            messaging_limit: None,
-            departures: None,
-            departure_log_to_start: None,
-            departure_log_problem: None,
+            ..journal_over(db, &[])
         };
         assert_eq!(journal.expire_past_send_by().unwrap(), 2);
         let other = Db::open(&path).unwrap();
