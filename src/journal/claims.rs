@@ -20,8 +20,36 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// SQL: whether the journal row aliased `$j` is in flight under the mark of the
+/// campaign row aliased `$c`, its own. A literal, for `concat!` into a statement.
+/// For a statement over one campaign, with its row read once
+/// (`FROM campaigns c CROSS JOIN journal j`: SQLite keeps that order).
+macro_rules! under_mark_of {
+    ($j:literal, $c:literal) => {
+        concat!(
+            "(",
+            $j,
+            ".state = 'planned' AND ",
+            $j,
+            ".plan_run = ",
+            $c,
+            ".claimed_run AND (",
+            $j,
+            ".seq, ",
+            $j,
+            ".id) <= (",
+            $c,
+            ".claimed_seq, ",
+            $c,
+            ".claimed_id))"
+        )
+    };
+}
+pub(crate) use under_mark_of;
+
 /// SQL: whether the journal row aliased `$j` is in flight under its campaign's
-/// mark (a planned row a run claimed). A literal, for `concat!` into a statement.
+/// mark (a planned row a run claimed), its campaign looked up for the row. Planned
+/// rows only pay for the lookup.
 macro_rules! under_mark {
     ($j:literal) => {
         concat!(
@@ -29,13 +57,9 @@ macro_rules! under_mark {
             $j,
             ".state = 'planned' AND EXISTS (SELECT 1 FROM campaigns claim_mark WHERE claim_mark.id = ",
             $j,
-            ".campaign_id AND claim_mark.claimed_run = ",
-            $j,
-            ".plan_run AND (",
-            $j,
-            ".seq, ",
-            $j,
-            ".id) <= (claim_mark.claimed_seq, claim_mark.claimed_id)))"
+            ".campaign_id AND ",
+            $crate::journal::claims::under_mark_of!($j, "claim_mark"),
+            "))"
         )
     };
 }
@@ -55,6 +79,20 @@ macro_rules! effective_state {
     };
 }
 pub(crate) use effective_state;
+
+/// [`effective_state!`] under the campaign row aliased `$c` ([`under_mark_of!`]).
+macro_rules! effective_state_of {
+    ($j:literal, $c:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $crate::journal::claims::under_mark_of!($j, $c),
+            " THEN 'in_flight' ELSE ",
+            $j,
+            ".state END)"
+        )
+    };
+}
+pub(crate) use effective_state_of;
 
 /// SQL: the attempts of the journal row aliased `$j`, the claimed one included
 /// for a row under its campaign's mark (its outcome will count it).
@@ -152,8 +190,9 @@ pub fn make_explicit(conn: &Connection, campaign_id: &str, now: &str) -> rusqlit
 pub fn clear_if_settled(conn: &Connection, campaign_id: &str) -> rusqlite::Result<bool> {
     let left: bool = conn.query_row(
         concat!(
-            "SELECT EXISTS (SELECT 1 FROM journal j WHERE j.campaign_id = ?1 AND ",
-            under_mark!("j"),
+            "SELECT EXISTS (SELECT 1 FROM campaigns c CROSS JOIN journal j
+                            WHERE c.id = ?1 AND j.campaign_id = ?1 AND ",
+            under_mark_of!("j", "c"),
             ")"
         ),
         params![campaign_id],

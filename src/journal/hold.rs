@@ -94,7 +94,9 @@ pub fn mark_planned(
 /// the two states are asked for apart rather than with `IN`, which neither partial
 /// index covers. The third part: planned rows another campaign's run claimed under
 /// its mark (`claims`), in flight too: by campaign (`CROSS JOIN` keeps that order,
-/// and few campaigns send at once), their planned rows up to the mark. `LIMIT ?4 + 0`: a bare bound LIMIT is planned with its value, and
+/// and few campaigns send at once), then the person's rows in it (`+j.state`
+/// keeps SQLite off the state index, whose planned rows before the mark include
+/// any an earlier plan left, however many). `LIMIT ?4 + 0`: a bare bound LIMIT is planned with its value, and
 /// the statement would be prepared again at every claim.
 const LATEST_TO: &str = "\
     SELECT j.outcome_at FROM journal j INDEXED BY journal_accepted_by_person
@@ -109,7 +111,7 @@ const LATEST_TO: &str = "\
     UNION ALL
     SELECT c.claimed_at FROM campaigns c CROSS JOIN journal j ON j.campaign_id = c.id
     WHERE c.claimed_run IS NOT NULL AND c.id <> ?5 AND j.person_id = ?1
-      AND j.state = 'planned' AND j.plan_run = c.claimed_run
+      AND +j.state = 'planned' AND j.plan_run = c.claimed_run
       AND (j.seq, j.id) <= (c.claimed_seq, c.claimed_id)
       AND (?3 IS NULL OR c.category = ?3)
     ORDER BY 1 DESC LIMIT ?4 + 0";
@@ -401,8 +403,8 @@ mod tests {
         for wanted in [
             "SEARCH j USING INDEX journal_accepted_by_person (person_id=? AND outcome_at>?)",
             "SEARCH j USING INDEX journal_in_flight_by_person (person_id=?)",
-            // Another run's claimed rows: its planned rows up to its mark, a few.
-            "SEARCH j USING INDEX journal_by_state (campaign_id=? AND state=? AND seq<?)",
+            // Another run's claimed rows: the person's rows in each marked campaign.
+            "SEARCH j USING INDEX sqlite_autoindex_journal_1 (campaign_id=? AND person_id=?)",
         ] {
             assert!(
                 plan.iter().any(|step| step == wanted),

@@ -969,9 +969,9 @@ fn refuse(
     if *old != campaign.content_fingerprint() {
         let messaged: i64 = conn.query_row(
             concat!(
-                "SELECT count(*) FROM journal j WHERE j.campaign_id = ?1
-                 AND (j.state <> 'planned' OR ",
-                claims::under_mark!("j"),
+                "SELECT count(*) FROM campaigns c CROSS JOIN journal j
+                 WHERE c.id = ?1 AND j.campaign_id = ?1 AND (j.state <> 'planned' OR ",
+                claims::under_mark_of!("j", "c"),
                 ")"
             ),
             params![campaign.id],

@@ -99,8 +99,9 @@ pub fn counts(
     // Planned rows a running (or killed) run claimed count as in flight (`claims`).
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
-        super::claims::effective_state!("j"),
-        ", count(*) FROM journal j WHERE j.campaign_id = ?1
+        super::claims::effective_state_of!("j", "c"),
+        ", count(*) FROM campaigns c CROSS JOIN journal j
+         WHERE c.id = ?1 AND j.campaign_id = ?1
            AND (?2 IS NULL OR j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
            AND j.occurrence NOT GLOB 'test:*'
          GROUP BY 1"
@@ -257,16 +258,19 @@ pub fn rows(
     state: Option<State>,
     mut each: impl FnMut(JournalRow) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    // A planned row under the campaign's mark is in flight since the mark's claim,
+    // its attempt counted (`claims`).
     let mut stmt = conn.prepare(concat!(
-        "SELECT coalesce(phone, bsuid), occurrence, line, effective, effective_attempts, message_id,
-                error_code, error_detail, effective_intent_at, outcome_at, updated_at
-         FROM (SELECT j.*, ",
-        super::claims::effective_state!("j"),
-        " AS effective, ",
-        super::claims::effective_attempts!("j"),
-        " AS effective_attempts, ",
-        super::claims::effective_intent_at!("j"),
-        " AS effective_intent_at FROM journal j WHERE j.campaign_id = ?1
+        "SELECT coalesce(phone, bsuid), occurrence, line,
+                CASE WHEN claimed THEN 'in_flight' ELSE state END AS effective,
+                attempts + claimed, message_id, error_code, error_detail,
+                coalesce(intent_at, CASE WHEN claimed THEN claimed_at END), outcome_at, updated_at
+         FROM (SELECT j.phone, j.bsuid, j.occurrence, j.line, j.state, j.attempts, j.message_id,
+                      j.error_code, j.error_detail, j.intent_at, j.outcome_at, j.updated_at, j.seq,
+                      c.claimed_at, coalesce(",
+        super::claims::under_mark_of!("j", "c"),
+        ", 0) AS claimed
+               FROM campaigns c CROSS JOIN journal j WHERE c.id = ?1 AND j.campaign_id = ?1
                AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
                AND j.occurrence NOT GLOB 'test:*')
          WHERE ?3 IS NULL OR effective = ?3
