@@ -482,14 +482,14 @@ impl<'a> Pass<'a> {
         // replies and billing count them, the other figures skip them below.
         let mut stmt = conn.prepare(concat!(
             "SELECT ",
-            crate::journal::claims::effective_state!("j"),
+            crate::journal::claims::effective_state_of!("j", "c"),
             ", j.phone, j.outcome_at, j.contact,
                     CASE WHEN ?2 THEN j.params END,
                     j.status_rank, j.delivered_ts, j.read_ts,
                     coalesce(CAST(j.status_error_code AS TEXT), 'none'),
                     j.plan_run, j.occurrence GLOB 'test:*', j.person_id,
                     j.billable, j.pricing_category, j.pricing_type, j.wa_id
-             FROM journal j WHERE j.campaign_id = ?1"
+             FROM campaigns c CROSS JOIN journal j WHERE c.id = ?1 AND j.campaign_id = ?1"
         ))?;
         let mut rows = stmt.query(params![campaign_id, language_column])?;
         while let Some(r) = rows.next()? {
