@@ -337,7 +337,7 @@ fn the_check_and_preview_examples_in_help_run_on_the_shipped_campaigns() {
 }
 
 /// The `sql` blocks of the README's database section, by their `-- name` line.
-fn database_section() -> (&'static str, Vec<(String, String)>) {
+pub fn database_section() -> (&'static str, Vec<(String, String)>) {
     let readme = include_str!("../../README.md");
     let start = readme
         .find("## The database, table by table")

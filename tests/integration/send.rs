@@ -444,6 +444,36 @@ fn killed_before_any_request_left(keep_log: bool) {
     let claimed = setup.status()["counts"]["in_flight"]
         .as_u64()
         .expect("in_flight");
+    // The README's queries see the same rows in flight in the file, where the
+    // claim left them planned under the campaign's mark.
+    let (_, queries) = crate::conventions::database_section();
+    let query = |name: &str| {
+        queries
+            .iter()
+            .find(|(n, _)| n.starts_with(name))
+            .unwrap_or_else(|| panic!("the README's query `{name}`"))
+            .1
+            .clone()
+    };
+    let conn = rusqlite::Connection::open(setup.db()).expect("the database");
+    let in_file = conn
+        .prepare(&query("the rows in flight"))
+        .expect("the README's query")
+        .query_map([], |_| Ok(()))
+        .expect("running it")
+        .count();
+    assert_eq!(in_file as u64, claimed, "the README's rows in flight");
+    let by_state: u64 = conn
+        .prepare(&query("a campaign by state").replace("demo-black-friday", "test-campaign"))
+        .expect("the README's query")
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .expect("running it")
+        .filter_map(Result::ok)
+        .filter(|(state, _)| state == "in_flight")
+        .map(|(_, n)| n as u64)
+        .sum();
+    assert_eq!(by_state, claimed, "the README's count by state");
+    drop(conn);
     let log_file = setup.dir.join("wacampaign.db.test-campaign.departures");
     assert!(
         log_file.exists(),
