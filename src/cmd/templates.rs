@@ -501,8 +501,12 @@ fn cache_for(
     // To the second: a sync in the second of the halt may have read the template before it.
     let before_halt = |c: &Cache| halt.as_ref().is_some_and(|(at, _)| c.synced_at <= *at);
     let max_age = Duration::from_secs(args.template_max_age.saturating_mul(3600));
+    // Resuming a template halt on a cache that still shows the template unfit (a
+    // pause Meta may have lifted since) asks WhatsApp again, however new the cache.
+    let unfit_for_resume = |c: &Cache| halt.is_some() && !preflight::check(campaign, c).is_empty();
     let stale = cache.as_ref().is_none_or(|c| {
         before_halt(c)
+            || unfit_for_resume(c)
             || (crate::clock::now() - c.synced_at)
                 .to_std()
                 .unwrap_or_default()
@@ -605,8 +609,9 @@ fn cache_for(
 ///
 /// `resuming` (send's `--resume-halted`): a campaign that halted for its template
 /// resumes only on a sync made since the halt, which must show the template
-/// APPROVED in the campaign's category; a cache older than the halt is refreshed,
-/// and without a way to refresh it the resume is refused.
+/// APPROVED in the campaign's category; a cache older than the halt, or one that
+/// still shows the template unfit, is refreshed, and without a way to refresh it
+/// the resume is refused.
 pub fn preflight(
     ctx: &Context,
     campaign: &Campaign,

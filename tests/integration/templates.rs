@@ -671,16 +671,35 @@ fn error_132015_halts_and_resume_waits_for_a_sync_that_says_approved() {
         .stderr(predicates::str::contains(
             "--resume-halted needs a template sync made since then that shows `appointment_reminder` APPROVED as UTILITY",
         ));
-    // Meta paused it: the refreshed cache says so, and the resume is refused.
+    // A minute after the halt (so every sync from here on is newer than it, as an
+    // operator's would be): Meta paused it, the refreshed cache says so, and the
+    // resume is refused.
+    let halted_at: String = rusqlite::Connection::open(dir.join("wacampaign.db"))
+        .unwrap()
+        .query_row("SELECT halted_at FROM campaigns", [], |r| r.get(0))
+        .unwrap();
+    let minutes_after = |minutes: i64| {
+        (chrono::DateTime::parse_from_rfc3339(&halted_at).unwrap()
+            + chrono::Duration::minutes(minutes))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let send_later = |minutes: i64, args: &[&str]| {
+        crate::support::wacampaign_in(&dir, &dir.join("wacampaign.db"))
+            .env("WHATSAPP_TOKEN", TOKEN)
+            .env("WACAMPAIGN_NOW", minutes_after(minutes))
+            .args(["send", "campaign.toml", "--yes"])
+            .args(args)
+            .assert()
+    };
     *status.lock().unwrap() = "PAUSED";
-    send_in(&dir, &["--resume-halted"])
+    send_later(1, &["--resume-halted"])
         .code(2)
         .stderr(predicates::str::contains(
             "is paused by Meta for low quality",
         ));
     assert_eq!(messages_sent(&server), sent, "a paused template was sent");
     // Still PAUSED in the cache, offline: refused as well.
-    send_in(&dir, &["--resume-halted", "--offline"]).code(2);
+    send_later(2, &["--resume-halted", "--offline"]).code(2);
 
     // Approved again: the sync says so and the run continues.
     *status.lock().unwrap() = "APPROVED";
@@ -691,7 +710,8 @@ fn error_132015_halts_and_resume_waits_for_a_sync_that_says_approved() {
             Reply::Accept
         }
     });
-    send_in(&dir, &["--resume-halted"]).code(0);
+    // The cache, newer than the halt, still says PAUSED: the resume asks again.
+    send_later(3, &["--resume-halted"]).code(0);
     let accepted: std::collections::HashSet<String> = server
         .log()
         .iter()
