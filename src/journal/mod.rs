@@ -268,14 +268,7 @@ impl Journal {
         // Before anything reads a row's state: the rows a killed run left under its
         // mark are in flight, spelled as such.
         claims::make_explicit(&tx, &campaign.id, &now)?;
-        let existing: Option<PriorRun> = tx
-            .query_row(
-                "SELECT fingerprint, created_at, plan_run, halted_at, halt_reason
-                 FROM campaigns WHERE id = ?1",
-                params![campaign.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
+        let existing = prior_run(&tx, &campaign.id)?;
         let plan_run = match existing {
             None => {
                 tx.execute(
@@ -955,6 +948,18 @@ struct Candidate {
 
 /// fingerprint, created_at, plan_run, halted_at, halt_reason
 type PriorRun = (String, String, i64, Option<String>, Option<String>);
+
+/// What the journal knows of `campaign_id` from its earlier runs, if any: a run
+/// and a dry run start from it alike.
+fn prior_run(conn: &Connection, campaign_id: &str) -> rusqlite::Result<Option<PriorRun>> {
+    conn.query_row(
+        "SELECT fingerprint, created_at, plan_run, halted_at, halt_reason
+         FROM campaigns WHERE id = ?1",
+        params![campaign_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
+    .optional()
+}
 
 /// Refuses a run of a campaign the journal knows (`prior`) when its content changed
 /// after someone was messaged, or when it halted and the operator did not resume it.

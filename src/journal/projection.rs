@@ -17,7 +17,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Counts, JournalError, PriorRun, State};
+use super::{Counts, JournalError, State};
 use crate::campaign::Campaign;
 use crate::phone::E164;
 use crate::plan::Recipient;
@@ -96,15 +96,7 @@ impl<'c> Projection<'c> {
                 projected,
             });
         };
-        let prior: Option<PriorRun> = conn
-            .query_row(
-                "SELECT fingerprint, created_at, plan_run, halted_at, halt_reason
-                 FROM campaigns WHERE id = ?1",
-                params![campaign.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        let Some(prior) = prior else {
+        let Some(prior) = super::prior_run(conn, &campaign.id)? else {
             return Ok(Projection {
                 known: None,
                 projected,
