@@ -44,14 +44,21 @@ const CALLBACK_PREFIX: &str = "wacampaign:";
 /// What a message carries as its callback data (Meta's `biz_opaque_callback_data`,
 /// Twilio's status-callback query): the campaign and the row.
 pub fn callback_data(campaign_id: &str, key: &RowKey) -> String {
-    if key.occurrence.is_empty() {
-        format!("{CALLBACK_PREFIX}{campaign_id}:{}", key.person)
-    } else {
-        format!(
-            "{CALLBACK_PREFIX}{campaign_id}:{}:{}",
-            key.person, key.occurrence
-        )
+    // Pieced together rather than through `format!`: every request carries one.
+    let mut person = itoa::Buffer::new();
+    let person = person.format(key.person);
+    let mut data = String::with_capacity(
+        CALLBACK_PREFIX.len() + campaign_id.len() + person.len() + key.occurrence.len() + 2,
+    );
+    data.push_str(CALLBACK_PREFIX);
+    data.push_str(campaign_id);
+    data.push(':');
+    data.push_str(person);
+    if !key.occurrence.is_empty() {
+        data.push(':');
+        data.push_str(&key.occurrence);
     }
+    data
 }
 
 /// Reads callback data back into (campaign id, row key). Data written before rows

@@ -68,6 +68,17 @@ impl Secret {
     pub fn redact(&self, text: &str) -> String {
         self.1.redact(text)
     }
+
+    /// [`Secret::redact`] for a text that is owned already: handed back as it is
+    /// when it holds no spelling of the secret (an answer's ids and statuses, on
+    /// every message), without a copy.
+    pub fn redact_owned(&self, text: String) -> String {
+        if self.1.holds_any(&text) {
+            self.1.redact(&text)
+        } else {
+            text
+        }
+    }
 }
 
 /// An environment variable's name as an error may show it: a campaign file that
@@ -94,12 +105,16 @@ pub fn variable_shown(name: &str) -> String {
 /// server or proxy that echoes a request back may have lower- or upper-cased it,
 /// URL-encoded it (with `%20` or `+` for a space, `%2f` or `%2F`), or show the
 /// `Authorization` header it got, where Basic auth is base64 of `user:secret`.
+/// All of them are searched for in one pass over a text (Aho-Corasick), since this
+/// runs on every field of every answer a provider gives.
 struct Spellings {
     /// Matched ignoring ASCII case: the secret, and its URL and form encodings.
-    folded: Vec<String>,
+    folded: Option<aho_corasick::AhoCorasick>,
     /// Matched exactly: what the secret looks like inside base64 text at each of
     /// the three alignments it can have there (so inside `SID:secret` too).
-    exact: Vec<String>,
+    exact: Option<aho_corasick::AhoCorasick>,
+    /// The length of the shortest spelling: a shorter text holds none.
+    shortest: usize,
 }
 
 impl Spellings {
@@ -109,21 +124,18 @@ impl Spellings {
     fn of(secret: &str) -> Spellings {
         if secret.len() < Self::MIN_LEN {
             return Spellings {
-                folded: Vec::new(),
-                exact: Vec::new(),
+                folded: None,
+                exact: None,
+                shortest: usize::MAX,
             };
         }
-        let mut folded = vec![
-            secret.to_ascii_lowercase(),
-            percent_encoded(secret).to_ascii_lowercase(),
-            form_urlencoded::byte_serialize(secret.as_bytes())
-                .collect::<String>()
-                .to_ascii_lowercase(),
+        let folded = [
+            secret.to_owned(),
+            percent_encoded(secret),
+            form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
             // Inside a JSON string, as a server that escapes `/` writes it.
-            json_escaped(secret).to_ascii_lowercase(),
+            json_escaped(secret),
         ];
-        folded.sort();
-        folded.dedup();
         let mut exact = Vec::new();
         for offset in 0..3 {
             for engine in [
@@ -137,43 +149,53 @@ impl Spellings {
                 }
             }
         }
-        exact.sort();
-        exact.dedup();
-        Spellings { folded, exact }
+        let shortest = folded
+            .iter()
+            .chain(&exact)
+            .map(String::len)
+            .min()
+            .unwrap_or(usize::MAX);
+        let build = |patterns: &[String], ignore_case: bool| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(ignore_case)
+                .build(patterns)
+                .ok()
+        };
+        Spellings {
+            folded: build(&folded, true),
+            exact: if exact.is_empty() {
+                None
+            } else {
+                build(&exact, false)
+            },
+            shortest,
+        }
+    }
+
+    fn holds_any(&self, text: &str) -> bool {
+        text.len() >= self.shortest
+            && self
+                .folded
+                .iter()
+                .chain(&self.exact)
+                .any(|automaton| automaton.is_match(text))
     }
 
     fn redact(&self, text: &str) -> String {
         // Most texts (a message id, a status) are shorter than any spelling: no
-        // search, no allocation beyond the copy. This runs for every accepted message.
-        let shortest = self
+        // search, no allocation beyond the copy.
+        if text.len() < self.shortest {
+            return text.to_owned();
+        }
+        // Every match of every spelling, overlapping ones too, with ASCII case
+        // ignored where it may have changed: positions in `text` itself.
+        let mut hits: Vec<(usize, usize)> = self
             .folded
             .iter()
             .chain(&self.exact)
-            .map(String::len)
-            .min()
-            .unwrap_or(usize::MAX);
-        if text.len() < shortest {
-            return text.to_owned();
-        }
-        let mut hits: Vec<(usize, usize)> = Vec::new();
-        if !self.folded.is_empty() {
-            // ASCII lower-casing keeps every byte where it was, so positions found
-            // in the folded text are positions in `text`.
-            let lowered = text.to_ascii_lowercase();
-            for pattern in &self.folded {
-                hits.extend(
-                    lowered
-                        .match_indices(pattern.as_str())
-                        .map(|(at, m)| (at, at + m.len())),
-                );
-            }
-        }
-        for pattern in &self.exact {
-            hits.extend(
-                text.match_indices(pattern.as_str())
-                    .map(|(at, m)| (at, at + m.len())),
-            );
-        }
+            .flat_map(|automaton| automaton.find_overlapping_iter(text))
+            .map(|m| (m.start(), m.end()))
+            .collect();
         if hits.is_empty() {
             return text.to_owned();
         }
@@ -318,5 +340,10 @@ mod tests {
             "a [redacted] b [redacted] c"
         );
         assert_eq!(secret("abc").redact("abc"), "abc", "too short to look for");
+        assert_eq!(s.redact_owned("wamid.HBgL".to_owned()), "wamid.HBgL");
+        assert_eq!(
+            s.redact_owned("id EAAGsecret0TOKEN".to_owned()),
+            "id [redacted]"
+        );
     }
 }

@@ -415,8 +415,10 @@ impl CloudApi {
                 },
             );
         }
-        let body = match serde_json::to_vec(&body) {
-            Ok(bytes) => bytes::Bytes::from(bytes),
+        // Sized for a template message at once, instead of grown to it by doubling.
+        let mut bytes = Vec::with_capacity(512);
+        let body = match serde_json::to_writer(&mut bytes, &body) {
+            Ok(()) => bytes::Bytes::from(bytes),
             Err(e) => {
                 return Response::NotSent {
                     detail: format!("the request body could not be encoded: {e}"),
@@ -428,19 +430,24 @@ impl CloudApi {
             Err(response) => return response,
         };
         if answer.is_success() {
-            let parsed: Option<SendResponse> = serde_json::from_slice(&answer.body).ok();
-            let message = parsed.as_ref().and_then(|p| p.messages.first());
+            let (message, contact) = match serde_json::from_slice::<SendResponse>(&answer.body) {
+                Ok(parsed) => (
+                    parsed.messages.into_iter().next(),
+                    parsed.contacts.into_iter().next(),
+                ),
+                Err(_) => (None, None),
+            };
             // Every field is stored and shown: scrub the token from them too, in
             // case the server echoes what it was sent.
-            let redact = |text: &String| self.token.redact(text);
+            let redact = |text: String| self.token.redact_owned(text);
+            let (message_id, status) = match message {
+                Some(m) => (Some(redact(m.id)), m.message_status.map(redact)),
+                None => (None, None),
+            };
             return Response::Accepted {
-                message_id: message.map(|m| redact(&m.id)),
-                wa_id: parsed
-                    .as_ref()
-                    .and_then(|p| p.contacts.first())
-                    .and_then(|c| c.wa_id.as_ref())
-                    .map(redact),
-                status: message.and_then(|m| m.message_status.as_ref()).map(redact),
+                message_id,
+                wa_id: contact.and_then(|c| c.wa_id).map(redact),
+                status,
             };
         }
         let error = serde_json::from_slice::<ErrorResponse>(&answer.body)
