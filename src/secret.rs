@@ -56,7 +56,9 @@ impl Secret {
         if value.is_empty() {
             bail!("{origin} is empty");
         }
-        Ok(Secret(value.to_owned(), Arc::new(Spellings::of(value))))
+        let spellings =
+            Spellings::of(value).with_context(|| format!("{origin}: preparing its redaction"))?;
+        Ok(Secret(value.to_owned(), Arc::new(spellings)))
     }
 
     pub fn expose(&self) -> &str {
@@ -121,13 +123,15 @@ impl Spellings {
     /// Secrets shorter than this are not looked for: they would match by chance.
     const MIN_LEN: usize = 4;
 
-    fn of(secret: &str) -> Spellings {
+    /// Fails only for a secret too large for the search automaton (hundreds of MB):
+    /// refused rather than left unredacted.
+    fn of(secret: &str) -> anyhow::Result<Spellings> {
         if secret.len() < Self::MIN_LEN {
-            return Spellings {
+            return Ok(Spellings {
                 folded: None,
                 exact: None,
                 shortest: usize::MAX,
-            };
+            });
         }
         let folded = [
             secret.to_owned(),
@@ -159,17 +163,12 @@ impl Spellings {
             aho_corasick::AhoCorasick::builder()
                 .ascii_case_insensitive(ignore_case)
                 .build(patterns)
-                .ok()
         };
-        Spellings {
-            folded: build(&folded, true),
-            exact: if exact.is_empty() {
-                None
-            } else {
-                build(&exact, false)
-            },
+        Ok(Spellings {
+            folded: Some(build(&folded, true)?),
+            exact: Some(build(&exact, false)?),
             shortest,
-        }
+        })
     }
 
     fn holds_any(&self, text: &str) -> bool {
@@ -340,6 +339,8 @@ mod tests {
             "a [redacted] b [redacted] c"
         );
         assert_eq!(secret("abc").redact("abc"), "abc", "too short to look for");
+        // Occurrences that overlap are all covered, not only every other one.
+        assert_eq!(secret("abab").redact("ababab x"), "[redacted] x");
         assert_eq!(s.redact_owned("wamid.HBgL".to_owned()), "wamid.HBgL");
         assert_eq!(
             s.redact_owned("id EAAGsecret0TOKEN".to_owned()),
