@@ -111,11 +111,12 @@ pub fn variable_shown(name: &str) -> String {
 /// runs on every field of every answer a provider gives.
 struct Spellings {
     /// Matched ignoring ASCII case: the secret, and its URL and form encodings.
-    folded: Option<aho_corasick::AhoCorasick>,
+    folded: aho_corasick::AhoCorasick,
     /// Matched exactly: what the secret looks like inside base64 text at each of
     /// the three alignments it can have there (so inside `SID:secret` too).
-    exact: Option<aho_corasick::AhoCorasick>,
-    /// The length of the shortest spelling: a shorter text holds none.
+    exact: aho_corasick::AhoCorasick,
+    /// The length of the shortest spelling: a shorter text holds none (and
+    /// nothing is searched for a secret too short to look for).
     shortest: usize,
 }
 
@@ -128,8 +129,8 @@ impl Spellings {
     fn of(secret: &str) -> anyhow::Result<Spellings> {
         if secret.len() < Self::MIN_LEN {
             return Ok(Spellings {
-                folded: None,
-                exact: None,
+                folded: aho_corasick::AhoCorasick::new(Vec::<String>::new())?,
+                exact: aho_corasick::AhoCorasick::new(Vec::<String>::new())?,
                 shortest: usize::MAX,
             });
         }
@@ -165,18 +166,16 @@ impl Spellings {
                 .build(patterns)
         };
         Ok(Spellings {
-            folded: Some(build(&folded, true)?),
-            exact: Some(build(&exact, false)?),
+            folded: build(&folded, true)?,
+            exact: build(&exact, false)?,
             shortest,
         })
     }
 
     fn holds_any(&self, text: &str) -> bool {
         text.len() >= self.shortest
-            && self
-                .folded
+            && [&self.folded, &self.exact]
                 .iter()
-                .chain(&self.exact)
                 .any(|automaton| automaton.is_match(text))
     }
 
@@ -188,10 +187,8 @@ impl Spellings {
         }
         // Every match of every spelling, overlapping ones too, with ASCII case
         // ignored where it may have changed: positions in `text` itself.
-        let mut hits: Vec<(usize, usize)> = self
-            .folded
-            .iter()
-            .chain(&self.exact)
+        let mut hits: Vec<(usize, usize)> = [&self.folded, &self.exact]
+            .into_iter()
             .flat_map(|automaton| automaton.find_overlapping_iter(text))
             .map(|m| (m.start(), m.end()))
             .collect();
