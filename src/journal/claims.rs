@@ -94,6 +94,36 @@ macro_rules! effective_state_of {
 }
 pub(crate) use effective_state_of;
 
+/// [`effective_attempts!`] under the campaign row aliased `$c` ([`under_mark_of!`]).
+macro_rules! effective_attempts_of {
+    ($j:literal, $c:literal) => {
+        concat!(
+            "(",
+            $j,
+            ".attempts + coalesce(",
+            $crate::journal::claims::under_mark_of!($j, $c),
+            ", 0))"
+        )
+    };
+}
+pub(crate) use effective_attempts_of;
+
+/// [`effective_intent_at!`] under the campaign row aliased `$c` ([`under_mark_of!`]).
+macro_rules! effective_intent_at_of {
+    ($j:literal, $c:literal) => {
+        concat!(
+            "coalesce(",
+            $j,
+            ".intent_at, CASE WHEN ",
+            $crate::journal::claims::under_mark_of!($j, $c),
+            " THEN ",
+            $c,
+            ".claimed_at END)"
+        )
+    };
+}
+pub(crate) use effective_intent_at_of;
+
 /// SQL: the attempts of the journal row aliased `$j`, the claimed one included
 /// for a row under its campaign's mark (its outcome will count it).
 macro_rules! effective_attempts {

@@ -261,15 +261,16 @@ pub fn rows(
     // A planned row under the campaign's mark is in flight since the mark's claim,
     // its attempt counted (`claims`).
     let mut stmt = conn.prepare(concat!(
-        "SELECT coalesce(phone, bsuid), occurrence, line,
-                CASE WHEN claimed THEN 'in_flight' ELSE state END AS effective,
-                attempts + claimed, message_id, error_code, error_detail,
-                coalesce(intent_at, CASE WHEN claimed THEN claimed_at END), outcome_at, updated_at
-         FROM (SELECT j.phone, j.bsuid, j.occurrence, j.line, j.state, j.attempts, j.message_id,
-                      j.error_code, j.error_detail, j.intent_at, j.outcome_at, j.updated_at, j.seq,
-                      c.claimed_at, coalesce(",
-        super::claims::under_mark_of!("j", "c"),
-        ", 0) AS claimed
+        "SELECT coalesce(phone, bsuid), occurrence, line, effective, effective_attempts,
+                message_id, error_code, error_detail, effective_intent_at, outcome_at, updated_at
+         FROM (SELECT j.phone, j.bsuid, j.occurrence, j.line, j.message_id, j.error_code,
+                      j.error_detail, j.outcome_at, j.updated_at, j.seq, ",
+        super::claims::effective_state_of!("j", "c"),
+        " AS effective, ",
+        super::claims::effective_attempts_of!("j", "c"),
+        " AS effective_attempts, ",
+        super::claims::effective_intent_at_of!("j", "c"),
+        " AS effective_intent_at
                FROM campaigns c CROSS JOIN journal j WHERE c.id = ?1 AND j.campaign_id = ?1
                AND (j.plan_run = ?2 OR j.state NOT IN ('planned', 'deferred'))
                AND j.occurrence NOT GLOB 'test:*')
