@@ -20,8 +20,11 @@
 //! last run finishes the campaign.
 //!
 //! At the end it compares with the server's log: how many in-doubt rows the server
-//! received (the rest never left, or left incomplete), and whether any recipient
-//! was received twice (it must not be: the program fails if one was).
+//! received (the rest never left, or left incomplete), how many rows left in
+//! flight the next run sent again because the departure log proved they never
+//! left, how many it recorded as accepted because the log kept their answers, and
+//! whether any recipient was received twice (it must not be: the program fails if
+//! one was).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -105,6 +108,8 @@ struct Kill {
     delay: Duration,
     in_flight: HashSet<String>,
     in_doubt: Vec<String>,
+    /// Of the rows left in flight, those the server had received before the kill.
+    received_before: HashSet<String>,
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
@@ -194,10 +199,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let delay = max_delay.mul_f64(rng.f64());
         std::thread::sleep(delay);
         kill(&mut child)?;
+        let in_flight = journal_rows(&binary, &db, &campaign, dir, IN_FLIGHT)?;
+        // Read after the journal: a request written just before the kill has
+        // reached the server by now, and the next run has not started.
+        let received_before = std::fs::read_to_string(&log)?
+            .lines()
+            .map(digits)
+            .filter(|r| in_flight.contains(r))
+            .collect();
         kills.push(Kill {
             delay,
-            in_flight: journal_rows(&binary, &db, &campaign, dir, IN_FLIGHT)?,
+            in_flight,
             in_doubt: Vec::new(),
+            received_before,
         });
     }
     let kills_took = started.elapsed();
@@ -212,13 +226,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // later kill's.
     let mut in_doubt = journal_rows(&binary, &db, &campaign, dir, IN_DOUBT)?;
     let mut returned = 0;
+    let mut kept_accepted = 0;
     for kill in kills.iter_mut().rev() {
         for row in &kill.in_flight {
             if in_doubt.remove(row) {
                 kill.in_doubt.push(row.clone());
+            } else if kill.received_before.contains(row) {
+                // Not in doubt though it had gone: its acceptance was kept.
+                kept_accepted += 1;
+            } else {
+                returned += 1;
             }
         }
-        returned += kill.in_flight.len() - kill.in_doubt.len();
     }
     let unattributed = in_doubt.len();
 
@@ -271,6 +290,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "left in flight but proved never sent by the departure log, sent once by a later run: \
          {returned} ({:.2} per kill)",
         returned as f64 / n as f64
+    );
+    println!(
+        "left in flight, accepted before the kill, recorded as accepted from the log's \
+         answers: {kept_accepted} ({:.2} per kill)",
+        kept_accepted as f64 / n as f64
     );
     println!(
         "server: {} requests, {} recipients, duplicates: {}",

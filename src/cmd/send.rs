@@ -188,6 +188,9 @@ pub struct SendSummary {
     /// Rows the last run left in flight whose request its departure log proves
     /// never left: due again in this run.
     pub recovered_never_left: u64,
+    /// Rows the last run left in flight whose acceptance its departure log kept:
+    /// recorded as accepted, with their message ids.
+    pub recovered_accepted: u64,
     pub this_run: Option<TallySnapshot>,
     pub end: Option<RunEnd>,
     pub failures_by_code: BTreeMap<String, u64>,
@@ -342,6 +345,7 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
         in_doubt_held: counts.in_doubt,
         recovered_in_doubt: recovered.in_doubt,
         recovered_never_left: recovered.never_left,
+        recovered_accepted: recovered.accepted,
         this_run: None,
         end: None,
         failures_by_code: BTreeMap::new(),
@@ -355,6 +359,14 @@ fn prepare(ctx: &Context, args: &Args, campaign: Campaign) -> anyhow::Result<Opt
             "{} messages were claimed when the last run stopped but their requests had not left \
              (its departure log says so); they are sent in this run",
             recovered.never_left
+        ));
+    }
+    if recovered.accepted > 0 {
+        ctx.ui.info(format!(
+            "{} messages were accepted by the provider just before the last run stopped, \
+             before the journal recorded it (its departure log kept the answers); they are \
+             recorded as accepted and not sent again",
+            recovered.accepted
         ));
     }
     if recovered.in_doubt > 0 {
@@ -886,6 +898,7 @@ fn dry_run(ctx: &Context, args: &Args, campaign: &Campaign) -> anyhow::Result<Ex
         journal: Some(counts),
         recovered_in_doubt: projected.recovered_in_doubt,
         recovered_never_left: projected.recovered_never_left,
+        recovered_accepted: projected.recovered_accepted,
         this_run: None,
         end: None,
         failures_by_code: BTreeMap::new(),

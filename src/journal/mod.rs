@@ -212,6 +212,9 @@ pub struct Recovered {
     pub in_doubt: u64,
     /// Rows the departure log proves never left: due again, as if never claimed.
     pub never_left: u64,
+    /// Rows whose acceptance the departure log kept, though the journal had not
+    /// recorded it: recorded as accepted, with their message ids.
+    pub accepted: u64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -849,8 +852,20 @@ fn recover_in_flight(
     now: &str,
 ) -> rusqlite::Result<Recovered> {
     let mut recovered = Recovered::default();
+    let mut named = Vec::new();
     for left in left_in_flight(tx, campaign_id, log)? {
-        if left.never_left {
+        if let Some(answer) = &left.answer {
+            let at = chrono::DateTime::from_timestamp_millis(answer.at_ms)
+                .map_or_else(|| now.to_owned(), clock::format);
+            tx.prepare_cached(
+                "UPDATE journal SET state = 'accepted', message_id = ?2, outcome_at = ?3,
+                     updated_at = ?4, error_code = NULL, error_detail = NULL, retry_at = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![left.row, answer.message_id, at, now])?;
+            named.push(left.row);
+            recovered.accepted += 1;
+        } else if left.never_left {
             // A retry goes back to waiting as a retry, due now; a first attempt to
             // the plan, which this run's plan takes up again. A test send's row is
             // the operator's to send again (`send --to`): left planned under the
@@ -878,6 +893,11 @@ fn recover_in_flight(
             recovered.in_doubt += 1;
         }
     }
+    // A status may have come for them while the journal did not know their ids.
+    if !named.is_empty() {
+        let ids = serde_json::to_string(&named).unwrap_or_else(|_| "[]".to_owned());
+        fold::refold_rows(tx, &ids)?;
+    }
     Ok(recovered)
 }
 
@@ -886,6 +906,8 @@ struct LeftInFlight {
     row: i64,
     /// That run's departure log proves its request never left.
     never_left: bool,
+    /// That run's departure log kept its acceptance.
+    answer: Option<crate::departure_log::Answer>,
     /// A test send's row (`send --to`).
     test: bool,
 }
@@ -919,15 +941,24 @@ fn left_in_flight(
         params![campaign_id],
         |r| r.get(0),
     )?;
-    let departed = log
+    let previous = log
         .zip(nonce)
         .and_then(|(path, nonce)| crate::departure_log::previous(path, nonce));
     Ok(in_flight
         .into_iter()
-        .map(|(row, test)| LeftInFlight {
-            row,
-            never_left: departed.as_ref().is_some_and(|d| !d.contains(&row)),
-            test,
+        .map(|(row, test)| {
+            let answer = previous
+                .as_ref()
+                .and_then(|p| p.answered.get(&row).cloned());
+            LeftInFlight {
+                row,
+                never_left: answer.is_none()
+                    && previous
+                        .as_ref()
+                        .is_some_and(|p| !p.departed.contains(&row)),
+                answer,
+                test,
+            }
         })
         .collect())
 }
@@ -1580,7 +1611,10 @@ mod tests {
         log.departed(row("525512345673"));
         let now = "2026-11-28T12:00:00Z";
         let recovered = recover_in_flight(&db.conn, "c", Some(&log_path), now).unwrap();
-        assert_eq!((recovered.never_left, recovered.in_doubt), (3, 1));
+        assert_eq!(
+            (recovered.never_left, recovered.in_doubt, recovered.accepted),
+            (3, 1, 0)
+        );
         let detail_of = |phone| -> (State, Option<String>, i64) {
             db.conn
                 .query_row(
@@ -1611,6 +1645,81 @@ mod tests {
             recover_in_flight(&db.conn, "c", Some(&dir.path().join("none")), now).unwrap();
         assert_eq!((recovered.never_left, recovered.in_doubt), (0, 1));
         assert_eq!(detail_of("525512345670").0, State::InDoubt);
+    }
+
+    #[test]
+    fn recovery_records_as_accepted_what_the_log_kept_an_answer_for() {
+        let (dir, db) = journal_with(&[
+            ("525512345670", "in_flight", None),
+            ("525512345671", "in_flight", None),
+        ]);
+        let row = |phone| -> i64 {
+            db.conn
+                .query_row(
+                    "SELECT id FROM journal WHERE person_id = ?1",
+                    params![crate::row_key::person_of(E164::from_digits(phone).unwrap())],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        db.conn
+            .execute(
+                "UPDATE journal SET attempts = 1, error_detail = 'an earlier try'",
+                [],
+            )
+            .unwrap();
+        db.conn
+            .execute("UPDATE campaigns SET departure_log = 42", [])
+            .unwrap();
+        // Its delivery status came in (a webhook) before the run was killed.
+        db.conn
+            .execute(
+                "INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
+                     provider, received_at)
+                 VALUES ('wamid.KEPT', 'delivered', 2, 1764331201, '2025-11-28T12:00:01Z', 'meta',
+                         '2025-11-28T12:00:01Z')",
+                [],
+            )
+            .unwrap();
+        let log_path = dir.path().join("w.db.c.departures");
+        let Some(log) = crate::departure_log::Departures::start(&log_path, 42).unwrap() else {
+            return;
+        };
+        // Both requests left; the first one's acceptance came back before the kill.
+        log.departed(row("525512345670"));
+        log.answered(row("525512345670"), "wamid.KEPT", 1_764_331_200_250);
+        log.departed(row("525512345671"));
+        let now = "2026-11-28T12:00:00Z";
+        let recovered = recover_in_flight(&db.conn, "c", Some(&log_path), now).unwrap();
+        assert_eq!(
+            (recovered.accepted, recovered.in_doubt, recovered.never_left),
+            (1, 1, 0)
+        );
+        let (state, message_id, outcome_at, detail, rank): (
+            State,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        ) = db
+            .conn
+            .query_row(
+                "SELECT state, message_id, outcome_at, error_detail, status_rank FROM journal
+                 WHERE id = ?1",
+                params![row("525512345670")],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(state, State::Accepted);
+        assert_eq!(message_id.as_deref(), Some("wamid.KEPT"));
+        assert_eq!(outcome_at.as_deref(), Some("2025-11-28T12:00:00Z"));
+        assert_eq!(detail, None, "no error of an earlier try is left on it");
+        assert_eq!(
+            rank,
+            Some(2),
+            "the status that came first is folded onto it"
+        );
+        assert_eq!(state_of(&db, "525512345671"), State::InDoubt);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Projected {
     pub recovered_in_doubt: u64,
     /// Rows left in flight that the last run's departure log proves never left.
     pub recovered_never_left: u64,
+    /// Rows left in flight whose acceptance the last run's departure log kept.
+    pub recovered_accepted: u64,
     /// Rows in doubt that a delivery status has since proved sent.
     pub settled: u64,
 }
@@ -109,8 +111,15 @@ impl<'c> Projection<'c> {
         // run's log proves never left (read, not replaced: the log stays the
         // next real run's to read).
         let mut never_left = HashSet::new();
+        let mut answered = HashSet::new();
         for left in super::left_in_flight(conn, &campaign.id, log)? {
-            if left.never_left {
+            if left.answer.is_some() {
+                answered.insert(left.row);
+                projected.recovered_accepted += 1;
+                if !left.test {
+                    projected.counts.accepted += 1;
+                }
+            } else if left.never_left {
                 never_left.insert(left.row);
                 projected.recovered_never_left += 1;
             } else {
@@ -150,7 +159,7 @@ impl<'c> Projection<'c> {
             .query_map(params![campaign.id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (row, test) in candidates {
-            if never_left.contains(&row) {
+            if never_left.contains(&row) || answered.contains(&row) {
                 continue;
             }
             settled.insert(row);

@@ -1,4 +1,4 @@
-//! The departure log beside the database (`<db>.<campaign>.departures`, 8 MiB) is
+//! The departure log beside the database (`<db>.<campaign>.departures`, 12 MiB) is
 //! for the run after a kill: a run that ends with nothing in flight leaves none,
 //! however it ends. (That a killed run leaves it, and what the next run does with
 //! it, is tested in `send.rs`.)

@@ -553,6 +553,88 @@ fn without_its_departure_log_a_killed_runs_claimed_rows_are_held_in_doubt() {
     killed_before_any_request_left(false);
 }
 
+/// Killed after the provider accepted its messages but before the journal recorded
+/// the answers (here another process holds the database's write lock, so the
+/// journal writer waits): the departure log kept the acceptances, and the next run
+/// records them as accepted with their message ids, instead of holding them in
+/// doubt, and sends nobody anything again.
+#[test]
+fn acceptances_a_killed_run_had_not_recorded_are_kept_by_its_departure_log() {
+    let server = MockServer::start();
+    server.set_latency(Duration::from_millis(400));
+    let setup = Setup::new(
+        5,
+        &server.base_url(),
+        Sending {
+            rate: 1000,
+            concurrency: 8,
+            timeout_ms: 30_000,
+        },
+    );
+    let mut child = setup.spawn_send(&["--yes", "--quiet"], false);
+    assert!(
+        server.wait_for(5, Duration::from_secs(20)),
+        "every request reached the server"
+    );
+    // The answers are 400 ms away: the lock is held until well after they came.
+    let conn = rusqlite::Connection::open(setup.db()).expect("the database");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("a busy timeout");
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .expect("the write lock");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().expect("polling").is_none(),
+        "the run waits for the lock"
+    );
+    let _ = child.kill();
+    child.wait().expect("reaping the killed run");
+    conn.execute_batch("ROLLBACK").expect("releasing the lock");
+    drop(conn);
+    assert_eq!(
+        setup.status()["counts"]["accepted"].as_u64(),
+        Some(0),
+        "the journal had recorded none of the answers"
+    );
+
+    let run = setup.send(&["--yes", "--json"]).assert().code(0);
+    let output = all_output(&run);
+    let summary = json_lines(&run.get_output().stdout)
+        .pop()
+        .expect("the run's summary")["data"]
+        .clone();
+    assert_eq!(summary["recovered_accepted"].as_u64(), Some(5), "{summary}");
+    assert_eq!(summary["recovered_in_doubt"].as_u64(), Some(0), "{summary}");
+    assert_eq!(
+        summary["recovered_never_left"].as_u64(),
+        Some(0),
+        "{summary}"
+    );
+    assert!(
+        output
+            .contains("5 messages were accepted by the provider just before the last run stopped"),
+        "{output}"
+    );
+    let counts = setup.status()["counts"].clone();
+    assert_eq!(counts["accepted"].as_u64(), Some(5), "{counts}");
+    assert_eq!(counts["in_doubt"].as_u64(), Some(0), "{counts}");
+    let log = server.log();
+    assert_eq!(log.len(), 5, "nobody was sent anything again");
+    let sent: HashSet<String> = log
+        .iter()
+        .map(|r| format!("wamid.HBgNMOCK{:012X}", r.n))
+        .collect();
+    let recorded: HashSet<String> = rusqlite::Connection::open(setup.db())
+        .expect("the database")
+        .prepare("SELECT message_id FROM journal WHERE state = 'accepted'")
+        .expect("a query")
+        .query_map([], |r| r.get(0))
+        .expect("running it")
+        .collect::<Result<_, _>>()
+        .expect("message ids");
+    assert_eq!(recorded, sent, "each row has the id its answer gave");
+}
+
 /// A disk with no room for the departure log (here a file size limit below the
 /// log's 8 MiB, which its allocation meets as a full disk would): the run goes on
 /// without it, sends every message once, and says what a kill would now cost.
