@@ -33,7 +33,7 @@ use crate::journal::{Disposition, Job, Journal, Outcome};
 use crate::provider::{Class, Departure, Message, Provider, Response, classify};
 use breaker::Breaker;
 use progress::Progress;
-use rate::{Pacer, backoff};
+use rate::{Lead, Pacer, backoff};
 use window::{Sizing, Window};
 use writer::WriterMsg;
 
@@ -211,19 +211,16 @@ async fn dispatch(
     control: &Arc<Control>,
 ) -> anyhow::Result<()> {
     let mut new_remaining = options.limit.unwrap_or(u64::MAX);
-    let mut tasks = JoinSet::new();
+    let mut sends = Sends {
+        tasks: JoinSet::new(),
+        most_in_flight: 0,
+        provider,
+        pacer,
+        control,
+        progress,
+    };
     let stop = control.stop.clone();
     let mut next_claim = tokio::time::Instant::now();
-    // A claim takes more than its batch, to catch up after a stall, only as many
-    // rows as there are connections the run has opened and is not using, and never
-    // more than half a batch: a claim of 64 rows that each needed a new connection
-    // took milliseconds to write its first request, and bursts that size came back a
-    // second later as the one-second log let them through again. (Runs used to start
-    // slowly too, 1, 2, 4… rows per claim, so that a kill while the first
-    // connections opened held few unsent rows in doubt; the departure log now tells
-    // those apart, and the slow start only cost the first second a tenth of its
-    // messages.)
-    let mut most_in_flight: usize = 0;
     // When the run's first rows were claimed: until an answer comes, the time since
     // is a floor on the latency.
     let mut first_sent: Option<Instant> = None;
@@ -248,7 +245,7 @@ async fn dispatch(
     };
     let mut ready: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
     loop {
-        while let Some(joined) = tasks.try_join_next() {
+        while let Some(joined) = sends.tasks.try_join_next() {
             joined.context("a send task failed")?;
         }
         if stop.is_cancelled() {
@@ -284,17 +281,24 @@ async fn dispatch(
         // As many tickets as are due (a late wake-up catches up), no more than the
         // window has room for.
         let claim_started = tokio::time::Instant::now();
-        let idle = most_in_flight.saturating_sub(control.in_flight.load(Ordering::Acquire));
+        // A claim takes more than its batch, to catch up after a stall, only as many
+        // rows as there are connections the run has opened and is not using, and never
+        // more than half a batch: a claim of 64 rows that each needed a new connection
+        // took milliseconds to write its first request, and bursts that size came back a
+        // second later as the one-second log let them through again. (Runs used to start
+        // slowly too, 1, 2, 4… rows per claim, so that a kill while the first
+        // connections opened held few unsent rows in doubt; the departure log now tells
+        // those apart, and the slow start only cost the first second a tenth of its
+        // messages.)
+        let idle = sends
+            .most_in_flight
+            .saturating_sub(control.in_flight.load(Ordering::Acquire));
         let most = batch.saturating_add(idle.min(batch / 2));
         // An interval that rows claimed ahead fill goes without a claim; its
         // outcomes wait for the next one.
         let from_ready = ready.len() >= most;
-        let taken = if from_ready {
-            pacer.take_claimed(room.min(most))
-        } else {
-            pacer.take(room.min(most))
-        };
-        let tickets = match taken {
+        let lead = if from_ready { Lead::None } else { Lead::Claim };
+        let tickets = match pacer.take(room.min(most), lead) {
             Ok(n) => n,
             Err(wait) => {
                 // A pause (throttling) does not hold back the answers already in.
@@ -312,16 +316,7 @@ async fn dispatch(
         next_claim = claim_started + rate::BATCH_INTERVAL;
         if from_ready {
             let jobs: Vec<Job> = ready.drain(..tickets).collect();
-            spawn_jobs(
-                jobs,
-                &mut tasks,
-                provider,
-                pacer,
-                control,
-                progress,
-                &mut most_in_flight,
-            )
-            .await;
+            sends.start(jobs).await;
             continue;
         }
         // This interval's rows not already claimed, and the next interval's, as far
@@ -401,11 +396,11 @@ async fn dispatch(
                 // The one clock, so a run started at WACAMPAIGN_NOW waits as long as
                 // the journal's due times say.
                 .map(|wait| tokio::time::Instant::now() + wait + Duration::from_millis(50));
-            if tasks.is_empty() && retry_at.is_none() {
+            if sends.tasks.is_empty() && retry_at.is_none() {
                 break;
             }
             tokio::select! {
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => joined.context("a send task failed")?,
+                Some(joined) = sends.tasks.join_next(), if !sends.tasks.is_empty() => joined.context("a send task failed")?,
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {},
                 () = tokio::time::sleep(OUTCOME_FLUSH) => control.flush_outcomes(),
                 () = stop.cancelled() => break,
@@ -413,16 +408,7 @@ async fn dispatch(
             continue;
         }
         first_sent.get_or_insert_with(Instant::now);
-        spawn_jobs(
-            claimed.jobs,
-            &mut tasks,
-            provider,
-            pacer,
-            control,
-            progress,
-            &mut most_in_flight,
-        )
-        .await;
+        sends.start(claimed.jobs).await;
         if let Ok(window) = control.window.lock() {
             let rate = pacer.current_rate();
             progress.pace.set(rate, window.size(), window.limits(rate));
@@ -430,19 +416,10 @@ async fn dispatch(
     }
     // Rows claimed ahead when the run stopped: each is given back as not sent.
     let left: Vec<Job> = ready.drain(..).collect();
-    spawn_jobs(
-        left,
-        &mut tasks,
-        provider,
-        pacer,
-        control,
-        progress,
-        &mut most_in_flight,
-    )
-    .await;
+    sends.start(left).await;
     loop {
         tokio::select! {
-            joined = tasks.join_next() => match joined {
+            joined = sends.tasks.join_next() => match joined {
                 Some(joined) => joined.context("a send task failed")?,
                 None => break,
             },
@@ -453,46 +430,55 @@ async fn dispatch(
     Ok(())
 }
 
-async fn spawn_jobs(
-    jobs: Vec<Job>,
-    tasks: &mut JoinSet<()>,
-    provider: &Arc<dyn Provider>,
-    pacer: &Pacer,
-    control: &Arc<Control>,
-    progress: &Progress,
-    most_in_flight: &mut usize,
-) {
-    let in_flight = control.in_flight.fetch_add(jobs.len(), Ordering::AcqRel) + jobs.len();
-    *most_in_flight = (*most_in_flight).max(in_flight);
-    for job in jobs {
-        let provider = Arc::clone(provider);
-        let pacer = pacer.clone();
-        let control = Arc::clone(control);
-        let progress = progress.clone();
-        tasks.spawn(async move {
-            let (row, to, key, claimed_at) = (
-                job.row,
-                job.to.clone(),
-                job.key.clone(),
-                Arc::clone(&job.claimed_at),
-            );
-            let disposition = send_one(job, provider.as_ref(), &pacer, &control, &progress).await;
-            if let Ok(mut outcomes) = control.outcomes.lock() {
-                outcomes.push(Outcome {
-                    row,
-                    key,
-                    to,
-                    disposition,
-                    claimed_at,
-                });
-            }
-            control.in_flight.fetch_sub(1, Ordering::AcqRel);
-            control.finished.notify_one();
-        });
-        // Let this request reach its socket before the next is built: the runtime
-        // runs tasks in turn, so otherwise the first request of a batch waited for
-        // every other to be built, with the whole batch in flight and none sent.
-        tokio::task::yield_now().await;
+/// The requests in flight, each in a task of its own.
+struct Sends<'a> {
+    tasks: JoinSet<()>,
+    /// The most requests the run has had in flight at once: connections it has
+    /// opened, so the ones it is not using are idle.
+    most_in_flight: usize,
+    provider: &'a Arc<dyn Provider>,
+    pacer: &'a Pacer,
+    control: &'a Arc<Control>,
+    progress: &'a Progress,
+}
+
+impl Sends<'_> {
+    /// Starts a request for each of `jobs`, in order.
+    async fn start(&mut self, jobs: Vec<Job>) {
+        let control = self.control;
+        let in_flight = control.in_flight.fetch_add(jobs.len(), Ordering::AcqRel) + jobs.len();
+        self.most_in_flight = self.most_in_flight.max(in_flight);
+        for job in jobs {
+            let provider = Arc::clone(self.provider);
+            let pacer = self.pacer.clone();
+            let control = Arc::clone(control);
+            let progress = self.progress.clone();
+            self.tasks.spawn(async move {
+                let (row, to, key, claimed_at) = (
+                    job.row,
+                    job.to.clone(),
+                    job.key.clone(),
+                    Arc::clone(&job.claimed_at),
+                );
+                let disposition =
+                    send_one(job, provider.as_ref(), &pacer, &control, &progress).await;
+                if let Ok(mut outcomes) = control.outcomes.lock() {
+                    outcomes.push(Outcome {
+                        row,
+                        key,
+                        to,
+                        disposition,
+                        claimed_at,
+                    });
+                }
+                control.in_flight.fetch_sub(1, Ordering::AcqRel);
+                control.finished.notify_one();
+            });
+            // Let this request reach its socket before the next is built: the runtime
+            // runs tasks in turn, so otherwise the first request of a batch waited for
+            // every other to be built, with the whole batch in flight and none sent.
+            tokio::task::yield_now().await;
+        }
     }
 }
 

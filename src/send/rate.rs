@@ -97,10 +97,13 @@ struct Inner<C: Clock + Clone> {
 }
 
 /// Whether tickets are for rows still to be claimed, whose requests wait for the
-/// claim's commit (taken [`Inner::lead`] ahead), or for rows in hand.
-#[derive(Debug, Clone, Copy)]
-enum Lead {
+/// claim's commit, or for rows claimed ahead, whose requests go at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lead {
+    /// Taken ahead of the log's room by the commit's usual time ([`Inner::lead`]),
+    /// which these tickets' departures also measure.
     Claim,
+    /// No commit in between: taken as the log's room is now.
     None,
 }
 
@@ -134,27 +137,16 @@ impl Pacer {
     }
 
     /// Takes up to `max` tickets that are due now (at least one), or says how long
-    /// until one is.
-    pub fn take(&self, max: usize) -> Result<usize, Duration> {
+    /// until one is; `lead` says whether a claim's commit stands between them and
+    /// their requests.
+    pub fn take(&self, max: usize, lead: Lead) -> Result<usize, Duration> {
         let Some(inner) = &self.inner else {
             return Ok(max);
         };
         let Ok(mut inner) = inner.lock() else {
             return Ok(0);
         };
-        inner.take(max, Instant::now(), Lead::Claim)
-    }
-
-    /// [`take`](Self::take) for rows already claimed, whose requests go at once:
-    /// no commit stands between the tickets and their departures.
-    pub fn take_claimed(&self, max: usize) -> Result<usize, Duration> {
-        let Some(inner) = &self.inner else {
-            return Ok(max);
-        };
-        let Ok(mut inner) = inner.lock() else {
-            return Ok(0);
-        };
-        inner.take(max, Instant::now(), Lead::None)
+        inner.take(max, Instant::now(), lead)
     }
 
     /// Gives back tickets that will not be used (a claim found fewer rows).
@@ -611,11 +603,11 @@ mod tests {
     fn a_paused_pacer_says_how_long_to_wait() {
         let pacer = Pacer::start(Some(100));
         pacer.throttled(Some(Duration::from_secs(3)));
-        let wait = pacer.take(5).unwrap_err();
+        let wait = pacer.take(5, Lead::Claim).unwrap_err();
         assert!(
             wait > Duration::from_secs(2) && wait <= Duration::from_secs(3),
             "{wait:?}"
         );
-        assert_eq!(Pacer::start(None).take(7), Ok(7), "unlimited");
+        assert_eq!(Pacer::start(None).take(7, Lead::Claim), Ok(7), "unlimited");
     }
 }
