@@ -125,6 +125,11 @@ pub enum Disposition {
         code: Option<i64>,
         detail: String,
     },
+    /// Claimed, never sent: given back (rows claimed ahead at a stop or a long
+    /// wait), due again at once, as if never claimed: no attempt counted.
+    Unsent {
+        detail: String,
+    },
 }
 
 /// One outcome for the journal writer: the row, where it went, what happened.
@@ -623,26 +628,53 @@ impl Journal {
                     r.get::<_, bool>(0)
                 })?;
         if limit > 0 {
+            // Rows never attempted (held by quiet hours or a cap, or claimed ahead and
+            // given back) are new messages: `new_limit` counts them, as it counts
+            // planned rows; retries it does not.
+            let mut unattempted = 0;
             if any_due {
                 let mut due = tx.prepare_cached(
                     "UPDATE journal SET state = 'in_flight', attempts = attempts + 1, intent_at = ?5,
                          updated_at = ?5, retry_at = NULL
                      WHERE id IN (SELECT id FROM journal INDEXED BY journal_due
                                   WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
-                                    AND retry_at <= ?3
+                                    AND retry_at <= ?3 AND (attempts = 0) = ?6
                                   ORDER BY retry_at LIMIT ?4 + 0)
                      RETURNING person_id, occurrence, phone, params, attempts, send_by, id, deferrals,
                          bsuid, time_zone",
                 )?;
-                let rows = due.query_map(
-                    params![self.campaign_id, self.plan_run, now, limit as i64, now],
-                    candidate,
-                )?;
-                for row in rows {
-                    candidates.push(row?);
+                for never_attempted in [false, true] {
+                    let most = if never_attempted {
+                        limit.saturating_sub(candidates.len()).min(new_limit)
+                    } else {
+                        limit
+                    };
+                    if most == 0 {
+                        continue;
+                    }
+                    let before = candidates.len();
+                    let rows = due.query_map(
+                        params![
+                            self.campaign_id,
+                            self.plan_run,
+                            now,
+                            most as i64,
+                            now,
+                            never_attempted
+                        ],
+                        candidate,
+                    )?;
+                    for row in rows {
+                        candidates.push(row?);
+                    }
+                    if never_attempted {
+                        unattempted = candidates.len() - before;
+                    }
                 }
             }
-            let room = limit.saturating_sub(candidates.len()).min(new_limit);
+            let room = limit
+                .saturating_sub(candidates.len())
+                .min(new_limit - unattempted);
             if room > 0 {
                 // Planned rows are read, not written: the mark moved past them below
                 // makes them in flight (`claims`). In send order from this run's last
@@ -786,12 +818,17 @@ impl Journal {
             guard.end_claim();
         }
         if claimed.jobs.is_empty() {
+            // Rows never attempted wait for a later run once `--limit` is reached.
             claimed.next_retry_at = tx
                 .prepare_cached(
                     "SELECT min(retry_at) FROM journal INDEXED BY journal_due
-                     WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'",
+                     WHERE campaign_id = ?1 AND plan_run = ?2 AND state = 'deferred'
+                       AND (?3 OR attempts > 0)",
                 )?
-                .query_row(params![self.campaign_id, self.plan_run], |r| r.get(0))?;
+                .query_row(
+                    params![self.campaign_id, self.plan_run, new_limit > 0],
+                    |r| r.get(0),
+                )?;
         }
         tx.commit()?;
         if claimed_through.is_some() {
@@ -1113,6 +1150,21 @@ fn record_in(
     } in outcomes
     {
         let c = match disposition {
+            Disposition::Unsent { detail } => {
+                // A planned row under the mark waits as a retry due now (the mark
+                // still covers its position), with no attempt; a retry claimed
+                // row by row gives its attempt back, as recovery does for a row
+                // whose request never left.
+                conn.prepare_cached(
+                    "UPDATE journal SET state = 'deferred', retry_at = ?2, error_code = NULL,
+                         error_detail = ?3, updated_at = ?4,
+                         attempts = attempts - (state = 'in_flight'),
+                         intent_at = CASE WHEN state = 'in_flight' THEN NULL ELSE intent_at END
+                     WHERE id = ?1",
+                )?
+                .execute(params![row, clock::format(now_instant), detail, now])?;
+                continue;
+            }
             Disposition::Accepted {
                 message_id,
                 wa_id,

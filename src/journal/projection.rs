@@ -74,6 +74,9 @@ struct Known<'c> {
     send_by: bool,
     /// Rows in flight whose requests the last run's log proves never left.
     never_left: HashSet<i64>,
+    /// Rows in flight whose acceptance the last run's log kept: a run records
+    /// them as accepted.
+    answered: HashSet<i64>,
     /// Rows in doubt (or to be) that a delivery status settles.
     settled: HashSet<i64>,
     /// Waiting rows today's plan names: the others keep their earlier plan.
@@ -177,6 +180,7 @@ impl<'c> Projection<'c> {
                 now: crate::clock::now_string(),
                 send_by: campaign.send_by.is_some(),
                 never_left,
+                answered,
                 settled,
                 named: HashSet::new(),
             }),
@@ -208,7 +212,8 @@ impl<'c> Projection<'c> {
         let mut phones = Vec::new();
         for row in rows {
             let (id, phone, state) = row?;
-            if (state == State::InFlight && known.never_left.contains(&id))
+            if (state == State::InFlight
+                && (known.never_left.contains(&id) || known.answered.contains(&id)))
                 || known.settled.contains(&id)
             {
                 continue;
@@ -254,6 +259,8 @@ impl<'c> Projection<'c> {
                                     Fate::Planned
                                 }
                             }
+                            // Recorded as accepted from the log's answers.
+                            State::InFlight if known.answered.contains(&id) => Fate::Served,
                             State::InFlight | State::InDoubt => Fate::InDoubt,
                             State::Accepted | State::Failed | State::OptedOut | State::Expired => {
                                 Fate::Served

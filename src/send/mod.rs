@@ -264,6 +264,9 @@ async fn dispatch(
                 .saturating_sub(control.in_flight.load(Ordering::Acquire));
         }
         if room == 0 {
+            // No telling how long until a request finishes (a slow provider):
+            // rows claimed ahead do not wait for it claimed.
+            new_remaining = new_remaining.saturating_add(give_back(&mut ready, control));
             tokio::select! {
                 () = control.finished.notified() => {},
                 () = tokio::time::sleep(OUTCOME_FLUSH) => control.flush_outcomes(),
@@ -301,7 +304,12 @@ async fn dispatch(
         let tickets = match pacer.take(room.min(most), lead) {
             Ok(n) => n,
             Err(wait) => {
-                // A pause (throttling) does not hold back the answers already in.
+                // A pause (throttling) holds back neither the answers already in
+                // nor the rows claimed ahead: those are given back, to be claimed
+                // (and checked) again when sending resumes.
+                if wait > rate::BATCH_INTERVAL {
+                    new_remaining = new_remaining.saturating_add(give_back(&mut ready, control));
+                }
                 if wait >= OUTCOME_FLUSH {
                     control.flush_outcomes();
                 }
@@ -358,13 +366,14 @@ async fn dispatch(
         let fresh = claimed.jobs.iter().filter(|j| j.attempts == 1).count() as u64;
         new_remaining = new_remaining.saturating_sub(fresh);
         ready.extend(std::mem::take(&mut claimed.jobs));
-        let sending = tickets.min(ready.len());
-        claimed.jobs = ready.drain(..sending).collect();
-        pacer.release(tickets - sending);
         if let Some(reason) = claimed.halted {
+            pacer.release(tickets);
             control.halt(format!("halted from outside this run: {reason}"));
             break;
         }
+        let sending = tickets.min(ready.len());
+        claimed.jobs = ready.drain(..sending).collect();
+        pacer.release(tickets - sending);
         for _ in 0..claimed.skipped() {
             progress.advance();
         }
@@ -414,9 +423,8 @@ async fn dispatch(
             progress.pace.set(rate, window.size(), window.limits(rate));
         }
     }
-    // Rows claimed ahead when the run stopped: each is given back as not sent.
-    let left: Vec<Job> = ready.drain(..).collect();
-    sends.start(left).await;
+    // Rows claimed ahead when the run stopped.
+    give_back(&mut ready, control);
     loop {
         tokio::select! {
             joined = sends.tasks.join_next() => match joined {
@@ -428,6 +436,26 @@ async fn dispatch(
     }
     control.flush_outcomes();
     Ok(())
+}
+
+/// Gives the rows claimed ahead back to the journal, unsent and with no attempt
+/// counted: due again at once, they are claimed, and checked, again.
+/// Returns how many of them were first attempts, which `--limit` no longer counts.
+fn give_back(ready: &mut std::collections::VecDeque<Job>, control: &Control) -> u64 {
+    let Ok(mut outcomes) = control.outcomes.lock() else {
+        return 0;
+    };
+    let fresh = ready.iter().filter(|j| j.attempts == 1).count() as u64;
+    outcomes.extend(ready.drain(..).map(|job| Outcome {
+        row: job.row,
+        key: job.key,
+        to: job.to,
+        disposition: Disposition::Unsent {
+            detail: "claimed ahead and given back before sending".to_owned(),
+        },
+        claimed_at: job.claimed_at,
+    }));
+    fresh
 }
 
 /// The requests in flight, each in a task of its own.
@@ -551,6 +579,7 @@ async fn send_one(
             tally.retried.fetch_add(1, Ordering::Relaxed);
             None
         }
+        Disposition::Unsent { .. } => None,
     };
     if let Some(counter) = counter {
         counter.fetch_add(1, Ordering::Relaxed);

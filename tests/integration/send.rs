@@ -597,6 +597,19 @@ fn acceptances_a_killed_run_had_not_recorded_are_kept_by_its_departure_log() {
         "the journal had recorded none of the answers"
     );
 
+    // A dry run says what the run then does: five served, nothing to send or resend.
+    let dry = setup
+        .send(&["--dry-run", "--json", "--in-doubt", "resend"])
+        .assert()
+        .code(0);
+    let dry = json_lines(&dry.get_output().stdout)
+        .pop()
+        .expect("the dry run's summary")["data"]
+        .clone();
+    assert_eq!(dry["recovered_accepted"].as_u64(), Some(5), "{dry}");
+    assert_eq!(dry["already_served"].as_u64(), Some(5), "{dry}");
+    assert_eq!(dry["to_send"].as_u64(), Some(0), "{dry}");
+
     let run = setup.send(&["--yes", "--json"]).assert().code(0);
     let output = all_output(&run);
     let summary = json_lines(&run.get_output().stdout)
@@ -604,6 +617,7 @@ fn acceptances_a_killed_run_had_not_recorded_are_kept_by_its_departure_log() {
         .expect("the run's summary")["data"]
         .clone();
     assert_eq!(summary["recovered_accepted"].as_u64(), Some(5), "{summary}");
+    assert_eq!(summary["already_served"].as_u64(), Some(5), "{summary}");
     assert_eq!(summary["recovered_in_doubt"].as_u64(), Some(0), "{summary}");
     assert_eq!(
         summary["recovered_never_left"].as_u64(),
@@ -633,6 +647,60 @@ fn acceptances_a_killed_run_had_not_recorded_are_kept_by_its_departure_log() {
         .collect::<Result<_, _>>()
         .expect("message ids");
     assert_eq!(recorded, sent, "each row has the id its answer gave");
+}
+
+/// Stopped (SIGTERM) while rows are claimed ahead of their interval: those rows are
+/// given back unsent, with no attempt counted, none is left in flight, and a
+/// later run's `--limit` counts them as the new messages they are.
+#[test]
+fn a_stop_gives_back_the_rows_claimed_ahead_as_never_attempted() {
+    let server = MockServer::start();
+    let setup = Setup::new(
+        3000,
+        &server.base_url(),
+        Sending {
+            rate: 1000,
+            concurrency: 200,
+            timeout_ms: 30_000,
+        },
+    );
+    let mut child = setup.spawn_send(&["--yes", "--quiet"], false);
+    assert!(
+        server.wait_for(500, Duration::from_secs(30)),
+        "the run was sending"
+    );
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = wait(&mut child);
+    assert_eq!(status.code(), Some(130), "interrupted");
+    let counts = setup.status()["counts"].clone();
+    let count = |state: &str| counts[state].as_u64().unwrap_or(0);
+    assert_eq!(count("in_flight"), 0, "{counts}");
+    assert_eq!(count("in_doubt"), 0, "{counts}");
+    let sent = count("accepted");
+    assert_eq!(
+        sent + count("planned") + count("deferred"),
+        3000,
+        "{counts}"
+    );
+    assert_eq!(server.count() as u64, sent, "{counts}");
+    let attempted_but_waiting: i64 = rusqlite::Connection::open(setup.db())
+        .expect("the database")
+        .query_row(
+            "SELECT count(*) FROM journal WHERE state IN ('planned', 'deferred') AND attempts > 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a count");
+    assert_eq!(
+        attempted_but_waiting, 0,
+        "an attempt counted for a row never sent"
+    );
+
+    // Rows given back are first messages: --limit counts them.
+    setup.send(&["--yes", "--limit", "5"]).assert().code(0);
+    assert_eq!(setup.count("accepted"), sent + 5);
+    assert_eq!(server.count() as u64, sent + 5);
 }
 
 /// A disk with no room for the departure log (here a file size limit below the
