@@ -442,6 +442,9 @@ async fn dispatch(
 /// counted: due again at once, they are claimed, and checked, again.
 /// Returns how many of them were first attempts, which `--limit` no longer counts.
 fn give_back(ready: &mut std::collections::VecDeque<Job>, control: &Control) -> u64 {
+    if ready.is_empty() {
+        return 0;
+    }
     let Ok(mut outcomes) = control.outcomes.lock() else {
         return 0;
     };
