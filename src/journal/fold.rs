@@ -803,6 +803,7 @@ mod tests {
             false,
             &[outcome, second],
             "2025-06-15T15:08:30Z",
+            true,
         )
         .unwrap();
         let f = folded(&db);

@@ -207,7 +207,14 @@ pub struct Journal {
     departure_log_to_start: Option<(std::path::PathBuf, i64)>,
     /// Why this run keeps no departure log though it was asked to.
     departure_log_problem: Option<String>,
+    /// This run's recent claims of planned rows alone, newest last, each with the
+    /// database's `data_version` inside its transaction (see [`Journal::unseen`]).
+    quiet_claims: std::collections::VecDeque<(std::sync::Arc<str>, i64)>,
 }
+
+/// How many claims [`Journal::quiet_claims`] remembers: at 50 claims a second, the
+/// last 80 s, longer than any request may take.
+const QUIET_CLAIMS: usize = 4096;
 
 /// What a run found left in flight by the run before it, which stopped without
 /// recording their outcomes (a kill, a crash, a power cut).
@@ -366,6 +373,7 @@ impl Journal {
                 departures: None,
                 departure_log_to_start,
                 departure_log_problem: None,
+                quiet_claims: Default::default(),
             },
             recovered,
         ))
@@ -589,7 +597,18 @@ impl Journal {
             guard.end_claim();
         }
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, self.record_opt_outs, pending, &now)?;
+        let version: i64 = tx
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        let probe = !self.unseen(pending, version);
+        record_in(
+            &tx,
+            &self.campaign_id,
+            self.record_opt_outs,
+            pending,
+            &now,
+            probe,
+        )?;
         let mut claimed = Claimed::default();
         // A halt ordered from outside this run (a webhook, another command) stops it
         // before another message leaves.
@@ -614,6 +633,8 @@ impl Journal {
         let mut candidates = Vec::with_capacity(limit);
         // This claim's mark, kept once the transaction commits.
         let mut claimed_through = None;
+        // Rows claimed again (retries, rows held or given back), not planned rows.
+        let mut retries = 0;
         // Usually no retry is due. Asking first is a fifth of the cost of running the
         // claiming UPDATE to find nothing: that one builds three temporary b-trees
         // (its IN list, its rows to update, its RETURNING rows) at every execution.
@@ -672,6 +693,7 @@ impl Journal {
                     }
                 }
             }
+            retries = candidates.len();
             let room = limit
                 .saturating_sub(candidates.len())
                 .min(new_limit - unattempted);
@@ -830,11 +852,48 @@ impl Journal {
                     |r| r.get(0),
                 )?;
         }
+        let quiet = retries == 0 && !claimed.jobs.is_empty();
+        let claimed_at = claimed
+            .jobs
+            .first()
+            .map(|j| std::sync::Arc::clone(&j.claimed_at));
         tx.commit()?;
         if claimed_through.is_some() {
             self.claimed = claimed_through;
         }
+        if let Some(claimed_at) = claimed_at.filter(|_| quiet) {
+            if self.quiet_claims.len() == QUIET_CLAIMS {
+                self.quiet_claims.pop_front();
+            }
+            self.quiet_claims.push_back((claimed_at, version));
+        }
         Ok(claimed)
+    }
+
+    /// Whether no status can have been recorded yet for any of `outcomes`, so the
+    /// probe for statuses that came before their message's answer would find none:
+    /// each was claimed as a planned row (which has no status folded) by a claim
+    /// that saw `version` too. Statuses come from other connections (the webhook
+    /// server); the database's `data_version` tells whether any of them committed
+    /// since, and a status names a message only after its request left, after the
+    /// claim. Probing every batch was 6% of the journal writer's instructions.
+    fn unseen(&self, outcomes: &[Outcome], version: i64) -> bool {
+        let mut known: Option<&std::sync::Arc<str>> = None;
+        outcomes.iter().all(|o| {
+            if known.is_some_and(|k| std::sync::Arc::ptr_eq(k, &o.claimed_at)) {
+                return true;
+            }
+            let quiet = self
+                .quiet_claims
+                .iter()
+                .rev()
+                .find(|(at, _)| std::sync::Arc::ptr_eq(at, &o.claimed_at))
+                .is_some_and(|(_, v)| *v == version);
+            if quiet {
+                known = Some(&o.claimed_at);
+            }
+            quiet
+        })
     }
 
     /// How long a write waits for another connection's lock before SQLite refuses
@@ -850,7 +909,14 @@ impl Journal {
         }
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, self.record_opt_outs, outcomes, &now)?;
+        record_in(
+            &tx,
+            &self.campaign_id,
+            self.record_opt_outs,
+            outcomes,
+            &now,
+            true,
+        )?;
         tx.commit()
     }
 
@@ -859,7 +925,14 @@ impl Journal {
     pub fn record_and_halt(&mut self, outcomes: &[Outcome], reason: &str) -> rusqlite::Result<()> {
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(&tx, &self.campaign_id, self.record_opt_outs, outcomes, &now)?;
+        record_in(
+            &tx,
+            &self.campaign_id,
+            self.record_opt_outs,
+            outcomes,
+            &now,
+            true,
+        )?;
         halt_in(&tx, &self.campaign_id, reason, &now)?;
         tx.commit()
     }
@@ -1124,6 +1197,7 @@ fn record_in(
     record_opt_outs: bool,
     outcomes: &[Outcome],
     now: &str,
+    probe_early_statuses: bool,
 ) -> rusqlite::Result<()> {
     if outcomes.is_empty() {
         return Ok(());
@@ -1245,7 +1319,7 @@ fn record_in(
         }
     }
     // A status can arrive before the answer that names its message is recorded.
-    if !named.is_empty() {
+    if probe_early_statuses && !named.is_empty() {
         let ids = serde_json::to_string(&named).unwrap_or_else(|_| "[]".to_owned());
         fold::refold_rows(conn, &ids)?;
     }
@@ -1428,6 +1502,7 @@ mod tests {
             departures: None,
             departure_log_to_start: None,
             departure_log_problem: None,
+            quiet_claims: Default::default(),
         }
     }
 
@@ -1796,6 +1871,76 @@ mod tests {
             at("2026-11-21T10:00:00Z", u64::MAX),
             "2027-11-21T10:00:01Z",
             "capped, not a panic"
+        );
+    }
+
+    fn status_rank_of(db: &Db, message_id: &str) -> Option<i64> {
+        db.conn
+            .query_row(
+                "SELECT status_rank FROM journal WHERE message_id = ?1",
+                params![message_id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_status_another_connection_records_before_the_answer_is_folded_with_it() {
+        let phones = ["525512345670", "525512345671"];
+        let rows: Vec<_> = phones.iter().map(|p| (*p, "planned", None)).collect();
+        let (_dir, db) = journal_with(&rows);
+        let other = Db::open(db.path()).unwrap();
+        let mut journal = journal_over(db, &phones);
+        let first = journal.claim(2, 2, &[]).unwrap();
+        assert_eq!(first.jobs.len(), 2);
+        // The webhook server records a delivery before the send's answer is.
+        other
+            .conn
+            .execute(
+                "INSERT INTO message_statuses (message_id, status, rank, timestamp, occurred_at,
+                     provider, received_at)
+                 VALUES ('wamid.EARLY', 'delivered', 2, 1764331201, '2025-11-28T12:00:01Z',
+                         'meta', '2025-11-28T12:00:01Z')",
+                [],
+            )
+            .unwrap();
+        journal
+            .claim(
+                0,
+                0,
+                &[
+                    accepted(&first.jobs[0], "wamid.EARLY"),
+                    accepted(&first.jobs[1], "wamid.LATER"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(status_rank_of(&other, "wamid.EARLY"), Some(2));
+        assert_eq!(status_rank_of(&other, "wamid.LATER"), None);
+    }
+
+    #[test]
+    fn a_retried_row_gets_its_statuses_folded_again_for_its_new_message() {
+        let (_dir, db) = journal_with(&[("525512345670", "deferred", None)]);
+        let other = Db::open(db.path()).unwrap();
+        // Its first message failed (a status folded onto the row), and it is due again.
+        other
+            .conn
+            .execute(
+                "UPDATE journal SET attempts = 1, message_id = 'wamid.OLD', status_rank = 4,
+                     status_error_code = 131049",
+                [],
+            )
+            .unwrap();
+        let mut journal = journal_over(db, &["525512345670"]);
+        let retry = journal.claim(1, 1, &[]).unwrap();
+        assert_eq!(retry.jobs.len(), 1);
+        journal
+            .claim(0, 0, &[accepted(&retry.jobs[0], "wamid.NEW")])
+            .unwrap();
+        assert_eq!(
+            status_rank_of(&other, "wamid.NEW"),
+            None,
+            "nothing is known of the new message yet; the old one's failure is not its"
         );
     }
 }

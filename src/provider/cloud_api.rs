@@ -4,9 +4,12 @@
 //! the fields that examples on the web often leave out and the schema requires:
 //! `recipient_type: "individual"` and `template.language.policy: "deterministic"`.
 
+use std::sync::OnceLock;
+
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use super::prepared_body::PreparedBody;
 use super::{Departure, Message, Provider, Response, SendFuture, To, http};
 use crate::campaign::components::{Part, PartSpec};
 use crate::campaign::{Campaign, MessageKind, ProviderConfig};
@@ -157,6 +160,20 @@ pub fn template_message<'a>(
     to: &To,
     values: &'a [String],
 ) -> TemplateMessage<'a> {
+    template_message_to(
+        campaign,
+        Address::of(to),
+        values,
+        callback_data(&campaign.id, to),
+    )
+}
+
+fn template_message_to<'a>(
+    campaign: &'a Campaign,
+    to: Address,
+    values: &'a [String],
+    biz_opaque_callback_data: String,
+) -> TemplateMessage<'a> {
     let template = &campaign.template;
     let parameters: Vec<TextParameter<'a>> = template
         .body
@@ -197,7 +214,7 @@ pub fn template_message<'a>(
     TemplateMessage {
         messaging_product: "whatsapp",
         recipient_type: "individual",
-        to: Address::of(to),
+        to,
         kind: "template",
         template: TemplateObject {
             name: &template.name,
@@ -207,7 +224,60 @@ pub fn template_message<'a>(
             },
             components,
         },
-        biz_opaque_callback_data: callback_data(&campaign.id, to),
+        biz_opaque_callback_data,
+    }
+}
+
+/// A campaign's template body prepared once for numbers and once for BSUIDs
+/// (`to` or `recipient`), for the first message of each.
+#[derive(Default)]
+struct Prepared {
+    phone: OnceLock<Option<PreparedBody>>,
+    bsuid: OnceLock<Option<PreparedBody>>,
+}
+
+impl Prepared {
+    /// The message's body, serialized as `template_message` would be; `None` where
+    /// it must be serialized in full.
+    fn body(&self, campaign: &Campaign, message: &Message) -> Option<Vec<u8>> {
+        if campaign.kind != MessageKind::Template {
+            return None;
+        }
+        let phone;
+        let (cell, recipient, address): (_, &str, fn(String) -> Address) = match &message.to {
+            To::Phone(p) => {
+                phone = p.to_string();
+                (&self.phone, &phone, |to| Address {
+                    to: Some(to),
+                    recipient: None,
+                })
+            }
+            To::Bsuid { bsuid, .. } => (&self.bsuid, bsuid, |recipient| Address {
+                to: None,
+                recipient: Some(recipient),
+            }),
+        };
+        let prepared = cell.get_or_init(|| {
+            PreparedBody::new(message.values.len(), |s| {
+                let body = template_message_to(
+                    campaign,
+                    address(s.recipient.clone()),
+                    &s.values,
+                    s.callback.clone(),
+                );
+                serde_json::to_vec(&Body::Template(body)).ok()
+            })
+        });
+        let callback = crate::row_key::callback_data(
+            &campaign.id,
+            &crate::row_key::RowKey {
+                person: message.to.person(),
+                occurrence: message.occurrence.clone(),
+            },
+        );
+        prepared
+            .as_ref()?
+            .fill(recipient, &message.values, &callback)
     }
 }
 
@@ -363,6 +433,7 @@ pub struct CloudApi {
     messages: http::Messages,
     token: Secret,
     campaign: Campaign,
+    prepared: Prepared,
 }
 
 fn messages_url(
@@ -398,10 +469,23 @@ impl CloudApi {
             )?,
             token,
             campaign: campaign.clone(),
+            prepared: Prepared::default(),
         })
     }
 
     async fn post(&self, message: &Message, departure: Departure) -> Response {
+        let body = match self.prepared.body(&self.campaign, message) {
+            Some(bytes) => bytes::Bytes::from(bytes),
+            None => match self.serialized(message) {
+                Ok(bytes) => bytes,
+                Err(response) => return response,
+            },
+        };
+        self.exchange(body, departure).await
+    }
+
+    /// The message's body written by serde_json in full.
+    fn serialized(&self, message: &Message) -> Result<bytes::Bytes, Response> {
         let mut body = message_body(&self.campaign, &message.to, &message.values);
         if let Body::Template(template) = &mut body
             && !message.occurrence.is_empty()
@@ -417,14 +501,15 @@ impl CloudApi {
         }
         // Sized for a template message at once, instead of grown to it by doubling.
         let mut bytes = Vec::with_capacity(512);
-        let body = match serde_json::to_writer(&mut bytes, &body) {
-            Ok(()) => bytes::Bytes::from(bytes),
-            Err(e) => {
-                return Response::NotSent {
-                    detail: format!("the request body could not be encoded: {e}"),
-                };
-            }
-        };
+        match serde_json::to_writer(&mut bytes, &body) {
+            Ok(()) => Ok(bytes::Bytes::from(bytes)),
+            Err(e) => Err(Response::NotSent {
+                detail: format!("the request body could not be encoded: {e}"),
+            }),
+        }
+    }
+
+    async fn exchange(&self, body: bytes::Bytes, departure: Departure) -> Response {
         let answer = match self.messages.send(body, departure, &self.token).await {
             Ok(answer) => answer,
             Err(response) => return response,
@@ -513,4 +598,147 @@ struct GraphError {
 #[derive(Deserialize)]
 struct ErrorData {
     details: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const CAMPAIGN: &str = "[campaign]\ncategory = \"marketing\"\ncontacts = \"contacts.csv\"\n\
+                            phone_column = \"phone\"\ndefault_region = \"MX\"\n\n";
+    const PROVIDER: &str =
+        "\n[provider]\nkind = \"cloud_api\"\nphone_number_id = \"106540352242922\"\n";
+
+    /// Templates with every kind of part a message fills: positional and named
+    /// placeholders, a text, media and location header, each kind of button, and
+    /// a language per contact.
+    const TEMPLATES: &[&str] = &[
+        "[template]\nname = \"t\"\nlanguage = \"es_MX\"\nbody = \"Hola {{1}}, {{2}}.\"\n\n\
+         [template.variables]\n\"1\" = { column = \"a\" }\n\"2\" = { column = \"b\" }\n",
+        "[template]\nname = \"t\"\nlanguage = \"es_MX\"\nbody = \"Hola {{first_name}}.\"\n\
+         languages = [\"es_MX\", \"en_US\"]\nlanguage_column = \"lang\"\n\n\
+         [template.variables]\nfirst_name = { column = \"a\" }\n\n\
+         [template.header]\ntype = \"image\"\nlink = { column = \"image\" }\n\n\
+         [[template.buttons]]\nindex = 0\ntype = \"url\"\nsuffix = { column = \"order\" }\n\n\
+         [[template.buttons]]\nindex = 1\ntype = \"quick_reply\"\npayload = { value = \"STOP\" }\n",
+        "[template]\nname = \"t\"\nlanguage = \"es_MX\"\nbody = \"Factura {{1}}.\"\n\n\
+         [template.variables]\n\"1\" = { column = \"a\" }\n\n\
+         [template.header]\ntype = \"document\"\nlink = { column = \"doc\" }\nfilename = \"f.pdf\"\n\n\
+         [[template.buttons]]\nindex = 0\ntype = \"copy_code\"\ncode = { column = \"code\" }\n",
+        "[template]\nname = \"t\"\nlanguage = \"es_MX\"\nbody = \"Aquí {{1}}.\"\n\n\
+         [template.variables]\n\"1\" = { column = \"a\" }\n\n\
+         [template.header]\ntype = \"location\"\nlatitude = { value = \"19.4\" }\n\
+         longitude = { column = \"lon\" }\nname = { value = \"Roma\" }\naddress = { column = \"addr\" }\n",
+        "[template]\nname = \"t\"\nlanguage = \"es_MX\"\nbody = \"Tu pedido.\"\n\n\
+         [template.header]\ntype = \"text\"\ntext = { column = \"a\" }\n",
+    ];
+
+    fn campaign(template: &str) -> Campaign {
+        Campaign::parse(
+            &format!("{CAMPAIGN}{template}{PROVIDER}"),
+            Path::new("dir/promo.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{template}"))
+    }
+
+    /// How many values a contact of this campaign brings.
+    fn values_of(c: &Campaign) -> usize {
+        c.template.sources.len()
+            + c.template.parts.len()
+            + usize::from(c.template.language_column.is_some())
+    }
+
+    fn serialized(c: &Campaign, message: &Message) -> Vec<u8> {
+        let mut body = message_body(c, &message.to, &message.values);
+        if let Body::Template(t) = &mut body
+            && !message.occurrence.is_empty()
+        {
+            t.biz_opaque_callback_data = crate::row_key::callback_data(
+                &c.id,
+                &crate::row_key::RowKey {
+                    person: message.to.person(),
+                    occurrence: message.occurrence.clone(),
+                },
+            );
+        }
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    fn to(bsuid: Option<String>, national: u64) -> To {
+        match bsuid {
+            Some(bsuid) => To::Bsuid { bsuid, person: -7 },
+            None => To::Phone(
+                crate::phone::E164::normalize(&format!("+52155{national:08}"), None).unwrap(),
+            ),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the values (quotes, control characters, the stand-ins' own
+        /// private-use characters), a prepared body is byte for byte serde_json's.
+        #[test]
+        fn a_prepared_body_is_the_serialized_one(
+            template in 0..TEMPLATES.len(),
+            extra in -1i64..2,
+            values in proptest::collection::vec("(?s).{0,12}|[\"\\\\\u{0}-\u{1f}\u{e000}\u{e001}a]{0,6}", 8),
+            bsuid in proptest::option::of("[A-Za-z0-9.\"\\\\\u{e000}]{1,20}"),
+            national in 0u64..100_000_000,
+            occurrence in "|2026-12-0[1-9]",
+        ) {
+            let c = campaign(TEMPLATES[template]);
+            // The campaign's number of values, and one fewer or more.
+            let n = usize::try_from(values_of(&c) as i64 + extra).unwrap_or(0).min(values.len());
+            let message = Message {
+                to: to(bsuid, national),
+                values: values[..n].to_vec(),
+                occurrence,
+            };
+            let prepared = Prepared::default();
+            let body = prepared.body(&c, &message);
+            prop_assert!(body.is_some(), "a template message is prepared");
+            prop_assert_eq!(
+                String::from_utf8(body.unwrap()).unwrap(),
+                String::from_utf8(serialized(&c, &message)).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_with_another_number_of_values_is_serialized_in_full() {
+        let c = campaign(TEMPLATES[1]);
+        let n = values_of(&c);
+        let message = |n: usize| Message {
+            to: to(None, 12_345_678),
+            values: (0..n).map(|i| format!("v{i}")).collect(),
+            occurrence: String::new(),
+        };
+        let prepared = Prepared::default();
+        assert!(prepared.body(&c, &message(n)).is_some());
+        assert!(prepared.body(&c, &message(n + 1)).is_none());
+        let body = prepared.body(&c, &message(n)).unwrap();
+        assert_eq!(body, serialized(&c, &message(n)));
+    }
+
+    #[test]
+    fn a_session_message_is_not_prepared() {
+        let text = format!(
+            "{CAMPAIGN}[template]\nbody = \"Hola {{{{1}}}}\"\n\n[template.variables]\n\
+             \"1\" = {{ column = \"a\" }}\n{PROVIDER}"
+        )
+        .replace(
+            "category = \"marketing\"",
+            "kind = \"session\"\ncategory = \"utility\"",
+        );
+        let c = Campaign::parse(&text, Path::new("dir/s.toml")).unwrap();
+        let message = Message {
+            to: to(None, 1),
+            values: vec!["Ana".into()],
+            occurrence: String::new(),
+        };
+        assert!(Prepared::default().body(&c, &message).is_none());
+    }
 }

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod cloud_api;
 pub mod departure;
 pub mod http;
+pub mod prepared_body;
 pub mod simulator;
 pub mod twilio;
 pub mod wire;
