@@ -1144,9 +1144,12 @@ fn refuse(
 }
 
 fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
-    let phone: Option<String> = row.get(2)?;
-    let params: String = row.get(3)?;
-    let values: Vec<String> = serde_json::from_str(&params).map_err(|e| {
+    // Read in place: both are only parsed, and a claim reads them for every row.
+    let phone = row
+        .get_ref(2)?
+        .as_str_or_null()?
+        .and_then(E164::from_digits);
+    let values: Vec<String> = serde_json::from_str(row.get_ref(3)?.as_str()?).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(Candidate {
@@ -1156,7 +1159,7 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
             person: row.get(0)?,
             occurrence: row.get(1)?,
         },
-        phone: phone.as_deref().and_then(E164::from_digits),
+        phone,
         bsuid: row
             .get::<_, Option<String>>(8)?
             .and_then(|b| crate::identity::Bsuid::parse(&b).ok()),
@@ -1212,6 +1215,14 @@ fn record_in(
              intent_at = CASE WHEN state = 'planned' THEN ?11 ELSE intent_at END
          WHERE id = ?1",
     )?;
+    let mut accepted = conn.prepare_cached(
+        "UPDATE journal SET state = 'accepted', message_id = coalesce(?2, message_id),
+             wa_id = coalesce(?3, wa_id), message_status = coalesce(?4, message_status),
+             error_code = NULL, error_detail = NULL, retry_at = NULL, outcome_at = ?5,
+             updated_at = ?5, attempts = attempts + (state = 'planned'),
+             intent_at = CASE WHEN state = 'planned' THEN ?6 ELSE intent_at END
+         WHERE id = ?1",
+    )?;
     let now_instant = clock::now();
     // Rows whose message id this batch recorded.
     let mut named: Vec<i64> = Vec::with_capacity(outcomes.len());
@@ -1243,13 +1254,22 @@ fn record_in(
                 message_id,
                 wa_id,
                 status,
-            } => Columns {
-                state: Some(State::Accepted),
-                message_id: message_id.as_deref(),
-                wa_id: wa_id.as_deref(),
-                status: status.as_deref(),
-                ..Columns::default()
-            },
+            } => {
+                // Nearly every outcome: its own statement, with only the values an
+                // acceptance has to bind (each text bound is copied by SQLite).
+                accepted.execute(params![
+                    row,
+                    message_id,
+                    wa_id,
+                    status,
+                    now,
+                    claimed_at.as_ref()
+                ])?;
+                if message_id.is_some() {
+                    named.push(*row);
+                }
+                continue;
+            }
             Disposition::Failed { code, detail } => Columns::error(State::Failed, *code, detail),
             Disposition::Deferred {
                 code,
