@@ -633,7 +633,8 @@ impl Journal {
         let mut candidates = Vec::with_capacity(limit);
         // This claim's mark, kept once the transaction commits.
         let mut claimed_through = None;
-        // Rows claimed again (retries, rows held or given back), not planned rows.
+        // Rows claimed again (retries, rows held or given back, planned rows sent
+        // before), not planned rows on their first attempt.
         let mut retries = 0;
         // Usually no retry is due. Asking first is a fifth of the cost of running the
         // claiming UPDATE to find nothing: that one builds three temporary b-trees
@@ -727,6 +728,11 @@ impl Journal {
                 for row in rows {
                     let (c, seq) = row?;
                     last = Some(claims::Position { seq, id: c.row });
+                    // A planned row sent before (held in doubt, then released to be
+                    // sent again) may carry its earlier message's statuses.
+                    if c.attempts > 1 {
+                        retries += 1;
+                    }
                     candidates.push(c);
                 }
                 if let Some(last) = last {
@@ -1962,5 +1968,29 @@ mod tests {
             None,
             "nothing is known of the new message yet; the old one's failure is not its"
         );
+    }
+
+    #[test]
+    fn a_row_released_from_doubt_gets_its_statuses_folded_again_for_its_new_message() {
+        let (_dir, db) = journal_with(&[("525512345670", "in_doubt", None)]);
+        let other = Db::open(db.path()).unwrap();
+        // Sent once, held in doubt with a failure folded onto it; the operator
+        // releases it to be sent again.
+        other
+            .conn
+            .execute(
+                "UPDATE journal SET attempts = 1, message_id = 'wamid.OLD', status_rank = 4,
+                     status_error_code = 131026",
+                [],
+            )
+            .unwrap();
+        let mut journal = journal_over(db, &["525512345670"]);
+        assert_eq!(journal.release_in_doubt().unwrap(), 1);
+        let again = journal.claim(1, 1, &[]).unwrap();
+        assert_eq!(again.jobs.len(), 1);
+        journal
+            .claim(0, 0, &[accepted(&again.jobs[0], "wamid.NEW")])
+            .unwrap();
+        assert_eq!(status_rank_of(&other, "wamid.NEW"), None);
     }
 }
