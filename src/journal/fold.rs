@@ -140,9 +140,13 @@ pub fn refold(conn: &Connection, row: i64) -> rusqlite::Result<()> {
 
 /// [`refold`] for the rows a batch of outcomes just gave message ids: one probe
 /// for the batch instead of a statement per row (a statement's own cost was most of
-/// a probe's, 6% of the journal writer's instructions). `rows` is a JSON array of
-/// row ids.
-pub fn refold_rows(conn: &Connection, rows: &str) -> rusqlite::Result<()> {
+/// a probe's, 6% of the journal writer's instructions), the ids handed to SQLite as
+/// one JSON array.
+pub fn refold_rows(conn: &Connection, rows: &[i64]) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows = serde_json::to_string(rows).unwrap_or_else(|_| "[]".to_owned());
     let stale: Vec<i64> = conn
         .prepare_cached(
             "SELECT j.id FROM json_each(?1) AS r JOIN journal j ON j.id = r.value

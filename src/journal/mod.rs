@@ -1010,10 +1010,7 @@ fn recover_in_flight(
         }
     }
     // A status may have come for them while the journal did not know their ids.
-    if !named.is_empty() {
-        let ids = serde_json::to_string(&named).unwrap_or_else(|_| "[]".to_owned());
-        fold::refold_rows(tx, &ids)?;
-    }
+    fold::refold_rows(tx, &named)?;
     Ok(recovered)
 }
 
@@ -1176,15 +1173,11 @@ fn candidate(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
     })
 }
 
-/// A disposition as the journal row's columns.
-#[derive(Default)]
+/// A disposition other than an acceptance as the journal row's columns.
 struct Columns<'a> {
-    state: Option<State>,
-    message_id: Option<&'a str>,
-    wa_id: Option<&'a str>,
-    status: Option<&'a str>,
+    state: State,
     code: Option<i64>,
-    detail: Option<&'a str>,
+    detail: &'a str,
     retry_at: Option<String>,
     deferral: bool,
 }
@@ -1192,10 +1185,11 @@ struct Columns<'a> {
 impl<'a> Columns<'a> {
     fn error(state: State, code: Option<i64>, detail: &'a str) -> Self {
         Columns {
-            state: Some(state),
+            state,
             code,
-            detail: Some(detail),
-            ..Columns::default()
+            detail,
+            retry_at: None,
+            deferral: false,
         }
     }
 }
@@ -1214,11 +1208,10 @@ fn record_in(
     // A row still `planned` was claimed under the campaign's mark (`claims`): its
     // attempt and intent are written now, with its outcome.
     let mut update = conn.prepare_cached(
-        "UPDATE journal SET state = ?2, message_id = coalesce(?3, message_id), wa_id = coalesce(?4, wa_id),
-             message_status = coalesce(?5, message_status), error_code = ?6, error_detail = ?7,
-             retry_at = ?8, outcome_at = ?9, updated_at = ?9, deferrals = deferrals + ?10,
+        "UPDATE journal SET state = ?2, error_code = ?3, error_detail = ?4, retry_at = ?5,
+             outcome_at = ?6, updated_at = ?6, deferrals = deferrals + ?7,
              attempts = attempts + (state = 'planned'),
-             intent_at = CASE WHEN state = 'planned' THEN ?11 ELSE intent_at END
+             intent_at = CASE WHEN state = 'planned' THEN ?8 ELSE intent_at END
          WHERE id = ?1",
     )?;
     let mut accepted = conn.prepare_cached(
@@ -1295,9 +1288,6 @@ fn record_in(
         update.execute(params![
             row,
             c.state,
-            c.message_id,
-            c.wa_id,
-            c.status,
             c.code,
             c.detail,
             c.retry_at,
@@ -1305,9 +1295,6 @@ fn record_in(
             i64::from(c.deferral),
             claimed_at.as_ref()
         ])?;
-        if c.message_id.is_some() {
-            named.push(*row);
-        }
         if let Disposition::OptedOut {
             purpose,
             code,
@@ -1345,9 +1332,8 @@ fn record_in(
         }
     }
     // A status can arrive before the answer that names its message is recorded.
-    if probe_early_statuses && !named.is_empty() {
-        let ids = serde_json::to_string(&named).unwrap_or_else(|_| "[]".to_owned());
-        fold::refold_rows(conn, &ids)?;
+    if probe_early_statuses {
+        fold::refold_rows(conn, &named)?;
     }
     Ok(())
 }
