@@ -258,7 +258,7 @@ impl Departures {
             self.answer_word(n, 3 + i)
                 .store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
-        self.answer_word(n, 0).store(row as u64, Ordering::Release);
+        seal.store(row as u64, Ordering::Release);
     }
 
     /// Where the log is.

@@ -92,6 +92,13 @@ pub struct Job {
     pub claimed_at: std::sync::Arc<str>,
 }
 
+impl Job {
+    /// A new message, not a retry: what `--limit` counts.
+    pub fn first_attempt(&self) -> bool {
+        self.attempts == 1
+    }
+}
+
 /// What happened to one claimed row, as the journal records it.
 #[derive(Debug, Clone)]
 pub enum Disposition {

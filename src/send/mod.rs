@@ -363,7 +363,7 @@ async fn dispatch(
             Err(_) => anyhow::bail!("the journal writer stopped"),
         };
         // Counted against --limit as claimed, whether they go now or next interval.
-        let fresh = claimed.jobs.iter().filter(|j| j.attempts == 1).count() as u64;
+        let fresh = claimed.jobs.iter().filter(|j| j.first_attempt()).count() as u64;
         new_remaining = new_remaining.saturating_sub(fresh);
         ready.extend(std::mem::take(&mut claimed.jobs));
         if let Some(reason) = claimed.halted {
@@ -448,7 +448,7 @@ fn give_back(ready: &mut std::collections::VecDeque<Job>, control: &Control) -> 
     let Ok(mut outcomes) = control.outcomes.lock() else {
         return 0;
     };
-    let fresh = ready.iter().filter(|j| j.attempts == 1).count() as u64;
+    let fresh = ready.iter().filter(|j| j.first_attempt()).count() as u64;
     outcomes.extend(ready.drain(..).map(|job| Outcome {
         row: job.row,
         key: job.key,
@@ -521,13 +521,11 @@ async fn send_one(
     progress: &Progress,
 ) -> Disposition {
     if control.stop.is_cancelled() {
-        // Claimed but stopped before its request was written: due again at once.
+        // Claimed but stopped before its request was written: due again at once,
+        // with no attempt counted, as the rows claimed ahead are given back.
         pacer.release(1);
-        return Disposition::Deferred {
-            code: None,
+        return Disposition::Unsent {
             detail: "stopped before sending".to_owned(),
-            retry_in: Duration::ZERO,
-            by_rule: false,
         };
     }
     let (attempts, deferrals, row) = (job.attempts, job.deferrals, job.row);
