@@ -279,6 +279,15 @@ impl Departures {
 mod tests {
     use super::*;
 
+    /// A log started in a directory of its own; `None` on a machine with no boot
+    /// id, where no log is written.
+    fn started(nonce: i64) -> Option<(tempfile::TempDir, std::path::PathBuf, Departures)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db.c1.departures");
+        let log = Departures::start(&path, nonce).unwrap()?;
+        Some((dir, path, log))
+    }
+
     #[test]
     fn a_log_read_back_names_the_rows_that_departed_and_no_others() {
         let dir = tempfile::tempdir().unwrap();
@@ -309,9 +318,7 @@ mod tests {
 
     #[test]
     fn a_log_from_another_boot_is_not_trusted() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db.c1.departures");
-        let Some(log) = Departures::start(&path, 9).unwrap() else {
+        let Some((_dir, path, log)) = started(9) else {
             return;
         };
         log.departed(5);
@@ -327,9 +334,7 @@ mod tests {
 
     #[test]
     fn the_ring_wraps_onto_its_oldest_slots() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db.c1.departures");
-        let Some(log) = Departures::start(&path, 3).unwrap() else {
+        let Some((_dir, path, log)) = started(3) else {
             return;
         };
         for row in 1..=(SLOTS as i64 + 2) {
@@ -343,9 +348,7 @@ mod tests {
 
     #[test]
     fn accepted_answers_are_read_back_with_their_ids_and_times() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db.c1.departures");
-        let Some(log) = Departures::start(&path, 4).unwrap() else {
+        let Some((_dir, path, log)) = started(4) else {
             return;
         };
         let wamid = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA";
@@ -389,9 +392,7 @@ mod tests {
 
     #[test]
     fn a_log_from_before_answers_were_noted_still_names_its_departures() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db.c1.departures");
-        let Some(log) = Departures::start(&path, 5).unwrap() else {
+        let Some((_dir, path, log)) = started(5) else {
             return;
         };
         log.departed(21);
@@ -408,9 +409,7 @@ mod tests {
 
     #[test]
     fn the_answers_ring_wraps_onto_its_oldest_slots() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db.c1.departures");
-        let Some(log) = Departures::start(&path, 6).unwrap() else {
+        let Some((_dir, path, log)) = started(6) else {
             return;
         };
         for row in 1..=(ANSWER_SLOTS as i64 + 1) {

@@ -216,6 +216,14 @@ fn json_lines(output: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The `data` of the summary a `--json` run ends its stdout with.
+fn summary_data(assert: &assert_cmd::assert::Assert) -> Value {
+    json_lines(&assert.get_output().stdout)
+        .pop()
+        .expect("a summary line")["data"]
+        .clone()
+}
+
 /// stdout and stderr of a finished command, together.
 fn all_output(assert: &assert_cmd::assert::Assert) -> String {
     let out = assert.get_output();
@@ -486,10 +494,7 @@ fn killed_before_any_request_left(keep_log: bool) {
     // A dry run first: it reads the rows left in flight and the log as the run
     // will, says what the run then sends, and leaves both for it.
     let dry = setup.send(&["--dry-run", "--json"]).assert().code(0);
-    let dry = json_lines(&dry.get_output().stdout)
-        .pop()
-        .expect("the dry run's summary")["data"]
-        .clone();
+    let dry = summary_data(&dry);
     assert_eq!(
         setup.status()["counts"]["in_flight"].as_u64(),
         Some(claimed),
@@ -502,10 +507,7 @@ fn killed_before_any_request_left(keep_log: bool) {
     drop(held);
     let run = setup.send(&["--yes", "--json"]).assert();
     let output = all_output(&run);
-    let real = json_lines(&run.get_output().stdout)
-        .pop()
-        .expect("the run's summary")["data"]
-        .clone();
+    let real = summary_data(&run);
     for figure in ["to_send", "recovered_never_left", "recovered_in_doubt"] {
         assert_eq!(dry[figure], real[figure], "{figure}: {dry}\n{real}");
     }
@@ -602,20 +604,14 @@ fn acceptances_a_killed_run_had_not_recorded_are_kept_by_its_departure_log() {
         .send(&["--dry-run", "--json", "--in-doubt", "resend"])
         .assert()
         .code(0);
-    let dry = json_lines(&dry.get_output().stdout)
-        .pop()
-        .expect("the dry run's summary")["data"]
-        .clone();
+    let dry = summary_data(&dry);
     assert_eq!(dry["recovered_accepted"].as_u64(), Some(5), "{dry}");
     assert_eq!(dry["already_served"].as_u64(), Some(5), "{dry}");
     assert_eq!(dry["to_send"].as_u64(), Some(0), "{dry}");
 
     let run = setup.send(&["--yes", "--json"]).assert().code(0);
     let output = all_output(&run);
-    let summary = json_lines(&run.get_output().stdout)
-        .pop()
-        .expect("the run's summary")["data"]
-        .clone();
+    let summary = summary_data(&run);
     assert_eq!(summary["recovered_accepted"].as_u64(), Some(5), "{summary}");
     assert_eq!(summary["already_served"].as_u64(), Some(5), "{summary}");
     assert_eq!(summary["recovered_in_doubt"].as_u64(), Some(0), "{summary}");
