@@ -920,22 +920,22 @@ impl Journal {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let now = clock::now_string();
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        record_in(
-            &tx,
-            &self.campaign_id,
-            self.record_opt_outs,
-            outcomes,
-            &now,
-            true,
-        )?;
-        tx.commit()
+        self.record_then_halt(outcomes, None)
     }
 
     /// Records outcomes and the halt in one transaction: a retry after a refusal
     /// never applies the outcomes twice (a deferral would count twice).
     pub fn record_and_halt(&mut self, outcomes: &[Outcome], reason: &str) -> rusqlite::Result<()> {
+        self.record_then_halt(outcomes, Some(reason))
+    }
+
+    /// Outcomes recorded outside a claim are always probed for early statuses: no
+    /// claim's `data_version` vouches for them.
+    fn record_then_halt(
+        &mut self,
+        outcomes: &[Outcome],
+        halt: Option<&str>,
+    ) -> rusqlite::Result<()> {
         let now = clock::now_string();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         record_in(
@@ -946,7 +946,9 @@ impl Journal {
             &now,
             true,
         )?;
-        halt_in(&tx, &self.campaign_id, reason, &now)?;
+        if let Some(reason) = halt {
+            halt_in(&tx, &self.campaign_id, reason, &now)?;
+        }
         tx.commit()
     }
 
